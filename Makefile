@@ -1,0 +1,63 @@
+# af — build, test, images, demo, bench.
+# `make demo` and `make test` set everything up on a fresh machine.
+
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS := -buildvcs=false
+BIN := $(CURDIR)/bin
+TOOLS := $(BIN)/tools
+
+# MinIO has no semver tags; this is the pseudo-version of its last commit
+# the Go module proxy serves (2026-02-12).
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+STATICCHECK_VERSION := 2025.1.1
+
+.PHONY: all build test test-short bench deps lint images demo demo-down clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/af ./af
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/worker ./worker
+
+# deps installs the tools the tests need into bin/tools, once.
+deps: $(TOOLS)/minio
+
+$(TOOLS)/minio:
+	@mkdir -p $(TOOLS)
+	@echo "installing MinIO $(MINIO_VERSION) into $(TOOLS) (a few minutes, once)"
+	GOBIN=$(TOOLS) GOFLAGS= $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+$(TOOLS)/staticcheck:
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: $(TOOLS)/staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS)/staticcheck ./...
+
+# test runs every test, race detector on, against real MinIO and Docker.
+test: deps images
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+test-short: deps
+	$(GO) test -race -count=1 -short ./...
+
+# images builds the base and example job images (no registry needed).
+images:
+	@echo "images: not built yet"
+
+# bench runs every benchmark and writes BENCHMARKS.md.
+bench: deps images
+	bash bench/run.sh
+
+demo:
+	@echo "demo: not built yet"; exit 1
+
+demo-down:
+	@true
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,121 @@
+// Command af is the analyst's and operator's tool: submit jobs, build and
+// query the file index, serve the queue, and follow graphs. Each subcommand
+// lives in its own file and registers itself in init; the logic lives in
+// internal packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// command is one `af` subcommand.
+type command struct {
+	name    string
+	summary string
+	// run gets the arguments after the subcommand name. It returns
+	// errUsage (wrapped or not) for bad flags so main prints the usage.
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{}
+
+// register adds a subcommand; each subcommand file calls it from init.
+func register(c command) {
+	if _, dup := commands[c.name]; dup {
+		panic("af: duplicate command " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// errUsage marks an error the user fixes by changing the command line.
+var errUsage = errors.New("usage")
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "af runs MapReduce jobs over files in S3 on a pool of Docker workers.\n\nUsage: af <command> [flags] [args]\n\nCommands:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintf(w, "\nRun 'af <command> --help' for a command's flags.\n")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "af: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := c.run(ctx, args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+		if msg != errUsage.Error() {
+			fmt.Fprintf(stderr, "af %s: %s\n", c.name, msg)
+		}
+		fmt.Fprintf(stderr, "Run 'af %s --help' for usage.\n", c.name)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "af %s: %v\n", c.name, err)
+		return 1
+	}
+}
+
+// newFlags makes a FlagSet whose --help prints the command's synopsis and
+// flags. Subcommands call fs.Parse and pass the error through parseErr.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("af "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: af %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseErr turns a flag parse error into errUsage (flag already printed
+// the detail) while letting --help through.
+func parseErr(err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
+}
+
+// envOr returns the environment variable's value, or def when it is unset.
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,100 @@
+// Package awsconf loads AWS configuration the standard way (environment,
+// shared config and credentials files, profiles, AWS_ENDPOINT_URL) and makes
+// S3 and STS clients that also work against MinIO and other S3-compatible
+// endpoints.
+package awsconf
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// DefaultRegion is used when neither the environment nor a profile names a
+// region; MinIO accepts any region and AWS needs one to sign.
+const DefaultRegion = "us-east-1"
+
+// Options override parts of the standard configuration. Zero values keep
+// what the environment says.
+type Options struct {
+	// Endpoint replaces AWS_ENDPOINT_URL (for example a MinIO server).
+	Endpoint string
+	// Region replaces AWS_REGION / the profile's region.
+	Region string
+	// Profile selects a shared-config profile (AWS_PROFILE otherwise).
+	Profile string
+	// Static credentials, used by tests and by workers holding opened
+	// credentials; empty means the default credential chain.
+	AccessKeyID, SecretAccessKey, SessionToken string
+}
+
+// Load builds an aws.Config from the standard sources plus opts.
+func Load(ctx context.Context, opts Options) (aws.Config, error) {
+	var lo []func(*config.LoadOptions) error
+	if opts.Region != "" {
+		lo = append(lo, config.WithRegion(opts.Region))
+	}
+	if opts.Profile != "" {
+		lo = append(lo, config.WithSharedConfigProfile(opts.Profile))
+	}
+	if opts.AccessKeyID != "" {
+		lo = append(lo, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(
+			opts.AccessKeyID, opts.SecretAccessKey, opts.SessionToken)))
+	}
+	if opts.Endpoint != "" {
+		if _, err := url.ParseRequestURI(opts.Endpoint); err != nil {
+			return aws.Config{}, fmt.Errorf("endpoint %q is not a URL (want e.g. http://127.0.0.1:9000): %w", opts.Endpoint, err)
+		}
+		lo = append(lo, config.WithBaseEndpoint(opts.Endpoint))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, lo...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load aws config: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	return cfg, nil
+}
+
+// Endpoint returns the custom endpoint in effect for cfg ("" for AWS).
+func Endpoint(cfg aws.Config) string {
+	if cfg.BaseEndpoint != nil {
+		return *cfg.BaseEndpoint
+	}
+	return os.Getenv("AWS_ENDPOINT_URL")
+}
+
+// usePathStyle reports whether an endpoint needs path-style addressing:
+// anything that is not AWS's own S3 (MinIO serves buckets under the path).
+func usePathStyle(endpoint string) bool {
+	if endpoint == "" {
+		return false
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return true
+	}
+	return !strings.HasSuffix(u.Hostname(), ".amazonaws.com")
+}
+
+// S3 returns an S3 client for cfg, path-style when the endpoint is not AWS.
+func S3(cfg aws.Config) *s3.Client {
+	ep := Endpoint(cfg)
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = usePathStyle(ep)
+	})
+}
+
+// STS returns an STS client for cfg.
+func STS(cfg aws.Config) *sts.Client {
+	return sts.NewFromConfig(cfg)
+}

@@ -1,0 +1,339 @@
+// Package taskdef holds the task and graph shapes that travel over the
+// queue's HTTP API: what `af submit` posts, what a worker claims and
+// reports, and what `af status` and the monitor page read. It is the one
+// contract shared by the queue, its client, the worker and submit, so it has
+// no dependencies on any of them.
+package taskdef
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Kind says which half of the MapReduce a task runs.
+type Kind string
+
+const (
+	// KindMapper tasks read input files from S3 and emit sorted key/value
+	// pairs as public/result.txt.
+	KindMapper Kind = "mapper"
+	// KindReducer tasks merge their dependencies' results and produce the
+	// job's result.
+	KindReducer Kind = "reducer"
+)
+
+// Requires is TaskCluster's dependency condition.
+type Requires string
+
+const (
+	// RequiresAllCompleted (the default) schedules the task once every
+	// dependency completed; a dependency that fails for good resolves the
+	// task exception/dependency-failed.
+	RequiresAllCompleted Requires = "all-completed"
+	// RequiresAllResolved schedules the task once every dependency resolved,
+	// whatever the outcome.
+	RequiresAllResolved Requires = "all-resolved"
+)
+
+// Well-known environment variables of a task payload. They keep the names
+// the original Analysis Framework used so existing jobs read them unchanged.
+const (
+	// EnvCredentials carries the sealed, base64-encoded S3 credentials
+	// (internal/creds). Only the worker opens it; it never reaches the job
+	// container.
+	EnvCredentials = "CREDENTIALS"
+	// EnvOwner is the email address notified when the graph ends.
+	EnvOwner = "OWNER"
+	// EnvInputTaskIDs is the space-separated list of mapper task ids whose
+	// public/result.txt a reducer merges.
+	EnvInputTaskIDs = "INPUT_TASK_IDS"
+)
+
+// ResultArtifact is the artifact name of every task's output: a mapper's
+// sorted key/value lines, the reducer's job result.
+const ResultArtifact = "public/result.txt"
+
+// LiveLogArtifact is the artifact name of a task's log; it is refreshed
+// while the task runs and kept after it ends.
+const LiveLogArtifact = "public/logs/live.log"
+
+// InputFile is one S3 object a mapper reads.
+type InputFile struct {
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
+}
+
+// Limits are the resources a task's container may use. Zero means the
+// worker's default.
+type Limits struct {
+	MemoryBytes int64   `json:"memoryBytes,omitempty"`
+	CPUs        float64 `json:"cpus,omitempty"`
+	Pids        int64   `json:"pids,omitempty"`
+}
+
+// Payload is what the worker needs to run the task.
+type Payload struct {
+	Kind  Kind   `json:"kind"`
+	Image string `json:"image"`
+	// Env reaches the job container except for EnvCredentials, which the
+	// worker consumes itself.
+	Env map[string]string `json:"env,omitempty"`
+	// Bucket holds the inputs of a mapper.
+	Bucket string `json:"bucket,omitempty"`
+	// Inputs are the mapper's files, largest first.
+	Inputs []InputFile `json:"inputs,omitempty"`
+	// MaxRunTime is the container's wall-clock limit in seconds.
+	MaxRunTime int    `json:"maxRunTime"`
+	Limits     Limits `json:"limits,omitempty"`
+}
+
+// Metadata describes a task for people.
+type Metadata struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Owner       string `json:"owner"`
+	Source      string `json:"source,omitempty"`
+}
+
+// Task is a task's definition: immutable once created. Creating the same
+// task id again with an equal definition is a no-op; with a different one it
+// is a conflict.
+type Task struct {
+	GraphID      string    `json:"graphId"`
+	Dependencies []string  `json:"dependencies,omitempty"`
+	Requires     Requires  `json:"requires,omitempty"`
+	Retries      int       `json:"retries"`
+	Created      time.Time `json:"created"`
+	Deadline     time.Time `json:"deadline"`
+	Expires      time.Time `json:"expires"`
+	Metadata     Metadata  `json:"metadata"`
+	Payload      Payload   `json:"payload"`
+}
+
+// GraphTask pairs a task id with its definition inside a graph request.
+type GraphTask struct {
+	TaskID string `json:"taskId"`
+	Task   Task   `json:"task"`
+}
+
+// Graph is the body of POST /api/v1/graphs: every task of a job, created in
+// one transaction.
+type Graph struct {
+	GraphID string      `json:"graphId"`
+	Name    string      `json:"name"`
+	Owner   string      `json:"owner"`
+	Tasks   []GraphTask `json:"tasks"`
+}
+
+// TaskState is a task's place in its lifecycle; the queue's transition
+// function is the only thing that moves it.
+type TaskState string
+
+const (
+	// StateUnscheduled: created, waiting for its dependencies.
+	StateUnscheduled TaskState = "unscheduled"
+	// StatePending: ready, waiting for a worker to claim it.
+	StatePending TaskState = "pending"
+	// StateRunning: claimed by a worker holding a lease.
+	StateRunning TaskState = "running"
+	// StateCompleted: the run succeeded.
+	StateCompleted TaskState = "completed"
+	// StateFailed: the job's own code failed (a failure, not an exception).
+	StateFailed TaskState = "failed"
+	// StateException: infrastructure or the queue ended the run (claim
+	// expired, worker shutdown, malformed payload, deadline, canceled).
+	StateException TaskState = "exception"
+)
+
+// Resolved reports whether s is final for the run.
+func (s TaskState) Resolved() bool {
+	return s == StateCompleted || s == StateFailed || s == StateException
+}
+
+// Reasons a run was created (TaskCluster's reasonCreated).
+const (
+	ReasonScheduled    = "scheduled"
+	ReasonRetry        = "retry"
+	ReasonTaskRetry    = "task-retry"
+	ReasonRerun        = "rerun"
+	ReasonException    = "exception"
+	ReasonDependencies = "dependencies"
+)
+
+// Reasons a run was resolved (TaskCluster's reasonResolved).
+const (
+	ReasonCompleted        = "completed"
+	ReasonFailed           = "failed"
+	ReasonDeadlineExceeded = "deadline-exceeded"
+	ReasonCanceled         = "canceled"
+	ReasonSuperseded       = "superseded"
+	ReasonClaimExpired     = "claim-expired"
+	ReasonWorkerShutdown   = "worker-shutdown"
+	ReasonMalformedPayload = "malformed-payload"
+	ReasonResourceUnavail  = "resource-unavailable"
+	ReasonInternalError    = "internal-error"
+	ReasonIntermittentTask = "intermittent-task"
+	ReasonDependencyFailed = "dependency-failed"
+)
+
+// Stats are what a run processed. Workers send them with reclaim (progress)
+// and with the final report; the monitor page and `af submit --wait` show
+// them.
+type Stats struct {
+	Files      int64 `json:"files"`
+	Bytes      int64 `json:"bytes"`      // compressed input bytes read
+	RawBytes   int64 `json:"rawBytes"`   // uncompressed input bytes
+	RecordsIn  int64 `json:"recordsIn"`  // records fed to the job
+	RecordsOut int64 `json:"recordsOut"` // key/value pairs the job wrote
+	BadLines   int64 `json:"badLines"`
+	BadFiles   int64 `json:"badFiles"`
+}
+
+// Run is one attempt at a task.
+type Run struct {
+	RunID          int        `json:"runId"`
+	State          TaskState  `json:"state"`
+	ReasonCreated  string     `json:"reasonCreated"`
+	ReasonResolved string     `json:"reasonResolved,omitempty"`
+	WorkerGroup    string     `json:"workerGroup,omitempty"`
+	WorkerID       string     `json:"workerId,omitempty"`
+	TakenUntil     *time.Time `json:"takenUntil,omitempty"`
+	Scheduled      *time.Time `json:"scheduled,omitempty"`
+	Started        *time.Time `json:"started,omitempty"`
+	Resolved       *time.Time `json:"resolved,omitempty"`
+	Stats          Stats      `json:"stats"`
+	// Message says why a run failed or ended in exception, for people.
+	Message string `json:"message,omitempty"`
+}
+
+// TaskStatus is a task's current state and run history.
+type TaskStatus struct {
+	TaskID       string    `json:"taskId"`
+	GraphID      string    `json:"graphId"`
+	State        TaskState `json:"state"`
+	RetriesLeft  int       `json:"retriesLeft"`
+	Runs         []Run     `json:"runs"`
+	Deadline     time.Time `json:"deadline"`
+	Expires      time.Time `json:"expires"`
+	Name         string    `json:"name"`
+	Kind         Kind      `json:"kind"`
+	InputFiles   int       `json:"inputFiles"`
+	InputBytes   int64     `json:"inputBytes"`
+	Dependencies []string  `json:"dependencies,omitempty"`
+}
+
+// GraphState summarises a graph: running until every task resolved, then
+// completed if all completed, otherwise failed.
+type GraphState string
+
+const (
+	GraphRunning   GraphState = "running"
+	GraphCompleted GraphState = "completed"
+	GraphFailed    GraphState = "failed"
+)
+
+// GraphStatus is GET /api/v1/graphs/{id}: the graph and every task's status.
+type GraphStatus struct {
+	GraphID  string       `json:"graphId"`
+	Name     string       `json:"name"`
+	Owner    string       `json:"owner"`
+	State    GraphState   `json:"state"`
+	Created  time.Time    `json:"created"`
+	Resolved *time.Time   `json:"resolved,omitempty"`
+	Tasks    []TaskStatus `json:"tasks"`
+	// ResultTaskID is the reducer whose public/result.txt is the job's
+	// result.
+	ResultTaskID string `json:"resultTaskId,omitempty"`
+}
+
+// ClaimRequest is the body of POST /api/v1/claim-work.
+type ClaimRequest struct {
+	WorkerGroup string `json:"workerGroup"`
+	WorkerID    string `json:"workerId"`
+	Tasks       int    `json:"tasks"`
+}
+
+// Claim is one task handed to a worker.
+type Claim struct {
+	TaskID     string    `json:"taskId"`
+	RunID      int       `json:"runId"`
+	TakenUntil time.Time `json:"takenUntil"`
+	Task       Task      `json:"task"`
+}
+
+// ClaimResponse answers claim-work; it is empty when the long-poll timed out.
+type ClaimResponse struct {
+	Tasks []Claim `json:"tasks"`
+}
+
+// ReclaimRequest renews a lease and carries progress.
+type ReclaimRequest struct {
+	Stats Stats `json:"stats"`
+}
+
+// ReclaimResponse carries the new lease.
+type ReclaimResponse struct {
+	TakenUntil time.Time `json:"takenUntil"`
+}
+
+// ReportRequest is the body of the completed, failed and exception routes.
+// Reason is required for exception (worker-shutdown, malformed-payload,
+// resource-unavailable, internal-error, intermittent-task).
+type ReportRequest struct {
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	Stats   Stats  `json:"stats"`
+}
+
+// ReportResponse tells the reporting worker the task's new status and
+// whether its report ended the graph, in which case that worker notifies the
+// owner.
+type ReportResponse struct {
+	Status        TaskStatus `json:"status"`
+	GraphResolved bool       `json:"graphResolved"`
+	GraphState    GraphState `json:"graphState"`
+}
+
+// ArtifactRequest asks for a presigned upload URL.
+type ArtifactRequest struct {
+	ContentType string `json:"contentType"`
+}
+
+// ArtifactResponse is a presigned PUT URL valid until Expires.
+type ArtifactResponse struct {
+	PutURL  string    `json:"putUrl"`
+	Expires time.Time `json:"expires"`
+	// ContentType must be sent with the PUT for the signature to match.
+	ContentType string `json:"contentType"`
+}
+
+// idPattern is the shape of task and graph ids: TaskCluster's slugid
+// alphabet, bounded so ids are safe in URLs, S3 keys and bbolt keys.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
+
+// ValidID checks a task or graph id.
+func ValidID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("id %q must be 8 to 64 characters of A-Z, a-z, 0-9, '_' or '-'", id)
+	}
+	return nil
+}
+
+// NewID returns a fresh random id in TaskCluster's slugid form: 16 random
+// bytes, URL-safe base64 without padding (22 characters).
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("taskdef: crypto/rand failed: %v", err))
+	}
+	s := base64.RawURLEncoding.EncodeToString(b[:])
+	// A leading '-' reads as a flag on command lines; slugid avoids it the
+	// same way.
+	if s[0] == '-' {
+		s = "A" + s[1:]
+	}
+	return s
+}
