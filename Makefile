@@ -10,7 +10,7 @@ TOOLS := $(BIN)/tools
 # MinIO has no semver tags; this is the pseudo-version of its last commit
 # the Go module proxy serves (2026-02-12).
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: all build test test-short bench deps lint images demo demo-down clean
 
