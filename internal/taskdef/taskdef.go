@@ -308,6 +308,10 @@ type ArtifactResponse struct {
 	Expires time.Time `json:"expires"`
 	// ContentType must be sent with the PUT for the signature to match.
 	ContentType string `json:"contentType"`
+	// Headers are every header the PUT must carry for the signature to
+	// match (Content-Type among them, and Expires, which records the
+	// task's expiry on the object).
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // idPattern is the shape of task and graph ids: TaskCluster's slugid
@@ -336,4 +340,48 @@ func NewID() string {
 		s = "A" + s[1:]
 	}
 	return s
+}
+
+// GraphSummary is one row of GET /api/v1/graphs: a graph without its
+// tasks, with how many tasks are in each state.
+type GraphSummary struct {
+	GraphID  string            `json:"graphId"`
+	Name     string            `json:"name"`
+	Owner    string            `json:"owner"`
+	State    GraphState        `json:"state"`
+	Created  time.Time         `json:"created"`
+	Resolved *time.Time        `json:"resolved,omitempty"`
+	Tasks    int               `json:"tasks"`
+	Counts   map[TaskState]int `json:"counts"`
+}
+
+// GraphList is GET /api/v1/graphs, newest first.
+type GraphList struct {
+	Graphs []GraphSummary `json:"graphs"`
+}
+
+// Artifact is one stored artifact of a run.
+type Artifact struct {
+	Name         string    `json:"name"`
+	Size         int64     `json:"size"`
+	LastModified time.Time `json:"lastModified"`
+}
+
+// ArtifactList is GET /api/v1/tasks/{id}/runs/{run}/artifacts.
+type ArtifactList struct {
+	TaskID    string     `json:"taskId"`
+	RunID     int        `json:"runId"`
+	Artifacts []Artifact `json:"artifacts"`
+}
+
+// IndexResult is POST /api/v1/index/query: the input objects a filter
+// selects. The server streams it; Error is set when the query failed after
+// the response started, and the client must then treat it as failed.
+type IndexResult struct {
+	Bucket  string      `json:"bucket"`
+	Prefix  string      `json:"prefix"`
+	Objects []InputFile `json:"objects"`
+	Files   int64       `json:"files"`
+	Bytes   int64       `json:"bytes"`
+	Error   string      `json:"error,omitempty"`
 }
