@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# build.sh builds af's container images without a registry:
+#
+#   af/debian:bookworm  a minimal Debian root filesystem (debootstrap) with python3
+#   af/python           the base for Python jobs: the af_helper module, user af (10001), /scratch
+#   af/os-count         the example Python job (documents by info.OS)
+#   af/os-count-go      the same job in Go, a static binary FROM scratch
+#
+# Usage: images/build.sh [-f|--force] [image ...]   (image: debian python os-count os-count-go)
+# Idempotent: an image that already exists is skipped unless --force is given
+# (af/debian is only rebuilt with --force, since debootstrap takes minutes).
+# The Debian mirror is read from this machine's apt sources, never hard-coded.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+force=0
+targets=()
+for a in "$@"; do
+	case "$a" in
+	-f | --force) force=1 ;;
+	-h | --help)
+		sed -n '2,12p' "${BASH_SOURCE[0]}"
+		exit 0
+		;;
+	debian | python | os-count | os-count-go) targets+=("$a") ;;
+	*)
+		echo "build.sh: unknown argument $a (want -f, debian, python, os-count or os-count-go)" >&2
+		exit 2
+		;;
+	esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=(debian python os-count os-count-go)
+
+say() { echo "images: $*"; }
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# mirror prints the Debian archive URI of the machine's apt sources: the
+# deb822 *.sources files first, then the one-line sources.list format.
+mirror() {
+	local f uri
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -r "$f" ] || continue
+		uri=$(awk '
+			/^[ \t]*$/ { if (u != "" && s ~ /(^| )bookworm( |$)/) { print u; exit } u=""; s=""; next }
+			/^URIs:/ { u=$2 }
+			/^Suites:/ { $1=""; s=$0 " " }
+			END { if (u != "" && s ~ /(^| )bookworm( |$)/) print u }' "$f" | head -n1)
+		if [ -n "$uri" ]; then
+			echo "$uri"
+			return
+		fi
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -r "$f" ] || continue
+		uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; exit } }' "$f" | grep -v security | head -n1 || true)
+		if [ -n "$uri" ]; then
+			echo "$uri"
+			return
+		fi
+	done
+	echo "build.sh: no Debian mirror found in /etc/apt/sources.list(.d); add a 'deb' line or set AF_DEBIAN_MIRROR" >&2
+	return 1
+}
+
+build_debian() {
+	local img=af/debian:bookworm
+	if have_image "$img" && [ "$force" = 0 ]; then
+		say "$img exists, skipping (use --force to rebuild)"
+		return
+	fi
+	local m="${AF_DEBIAN_MIRROR:-}"
+	[ -n "$m" ] || m="$(mirror)"
+	local root
+	root="$(mktemp -d /tmp/af-debian.XXXXXX)"
+	trap 'rm -rf "$root"' RETURN
+	say "debootstrap bookworm into $root from the machine's apt mirror (a few minutes)"
+	debootstrap --variant=minbase --include=python3-minimal,libpython3.11-stdlib,ca-certificates bookworm "$root" "$m" >"$root.log" 2>&1 || {
+		tail -n 30 "$root.log" >&2
+		echo "build.sh: debootstrap failed (log above, full log $root.log)" >&2
+		return 1
+	}
+	say "stripping docs, caches and apt lists"
+	rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+		"$root"/usr/share/locale/* "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
+		"$root"/var/cache/debconf/*-old "$root"/var/log/*.log "$root"/tmp/* 2>/dev/null || true
+	say "importing $img"
+	tar -C "$root" -c . | docker import -c 'CMD ["/bin/bash"]' - "$img" >/dev/null
+	rm -f "$root.log"
+	say "$img built"
+}
+
+build_dockerfile() { # image dir
+	local img="$1" dir="$2"
+	if have_image "$img" && [ "$force" = 0 ]; then
+		say "$img exists, skipping (use --force to rebuild)"
+		return
+	fi
+	say "building $img from ${dir#"$repo"/}"
+	docker build -q -t "$img" "$dir" >/dev/null
+	say "$img built"
+}
+
+build_python() {
+	have_image af/debian:bookworm || build_debian
+	build_dockerfile af/python "$here/python"
+}
+
+build_os_count() {
+	local img=af/os-count
+	if have_image "$img" && [ "$force" = 0 ]; then
+		say "$img exists, skipping (use --force to rebuild)"
+		return
+	fi
+	have_image af/python || build_python
+	# The example's spec is the repo root's analysis-tools.yml: one copy only.
+	local ctx
+	ctx="$(mktemp -d /tmp/af-os-count.XXXXXX)"
+	trap 'rm -rf "$ctx"' RETURN
+	cp "$here/os-count/Dockerfile" "$here/os-count/job.py" "$ctx/"
+	cp "$repo/analysis-tools.yml" "$ctx/analysis-tools.yml"
+	build_dockerfile "$img" "$ctx"
+}
+
+build_os_count_go() {
+	local img=af/os-count-go
+	if have_image "$img" && [ "$force" = 0 ]; then
+		say "$img exists, skipping (use --force to rebuild)"
+		return
+	fi
+	local ctx
+	ctx="$(mktemp -d /tmp/af-os-count-go.XXXXXX)"
+	trap 'rm -rf "$ctx"' RETURN
+	say "compiling the Go job (static, CGO_ENABLED=0)"
+	(cd "$repo" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags='-s -w' -o "$ctx/job" ./images/os-count-go)
+	cp "$here/os-count-go/Dockerfile" "$here/os-count-go/analysis-tools.yml" "$ctx/"
+	build_dockerfile "$img" "$ctx"
+}
+
+for t in "${targets[@]}"; do
+	case "$t" in
+	debian) build_debian ;;
+	python) build_python ;;
+	os-count) build_os_count ;;
+	os-count-go) build_os_count_go ;;
+	esac
+done
