@@ -64,8 +64,8 @@ const bufSize = 1 << 20
 
 // Bad line reasons reported to CopyLines's onBad callback.
 const (
-	ReasonNoTab     = "no tab between document id and JSON"
-	ReasonMarker    = "line starts with the 0x1E marker byte"
+	ReasonNoTab   = "no tab between document id and JSON"
+	ReasonMarker  = "line starts with the 0x1E marker byte"
 	ReasonTooLong = "line longer than the maximum line length"
 )
 
