@@ -1,0 +1,631 @@
+// Package queueclient is the Go client of the af queue's HTTP API (`af
+// serve`): graphs and tasks for submitters, the claim/reclaim/report
+// protocol for workers, artifacts, the file index and the pool key.
+//
+// Every call takes a context. Connection errors and 5xx answers are
+// retried with exponential backoff and full jitter, a bounded number of
+// times; 4xx answers never are. Errors from the server are *APIError
+// values that match the sentinel errors with errors.Is.
+//
+// Reading AF_QUEUE_URL and AF_TOKEN is the command line's job, not this
+// package's.
+package queueclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Sentinel errors; an *APIError matches the one of its status.
+var (
+	ErrInvalid      = errors.New("invalid request")       // 400
+	ErrUnauthorized = errors.New("missing or bad token")  // 401
+	ErrForbidden    = errors.New("token lacks the role")  // 403
+	ErrNotFound     = errors.New("not found")             // 404
+	ErrConflict     = errors.New("conflict")              // 409
+	ErrTooLarge     = errors.New("request too large")     // 413
+	ErrServer       = errors.New("queue server error")    // 5xx
+	ErrUnavailable  = errors.New("feature not available") // 503
+	// ErrUnreachable wraps connection failures that outlived the retries.
+	ErrUnreachable = errors.New("queue unreachable")
+)
+
+// APIError is an error answer of the queue: the HTTP status and the
+// server's {"error", "code"} body.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+	// Method and Path say which call failed.
+	Method, Path string
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("%s %s: %d %s", e.Method, e.Path, e.Status, msg)
+}
+
+// Is matches the sentinel error of the status.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrInvalid:
+		return e.Status == http.StatusBadRequest
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrConflict:
+		return e.Status == http.StatusConflict
+	case ErrTooLarge:
+		return e.Status == http.StatusRequestEntityTooLarge
+	case ErrUnavailable:
+		return e.Status == http.StatusServiceUnavailable
+	case ErrServer:
+		return e.Status >= 500
+	}
+	return false
+}
+
+// Client talks to one queue server. It is safe for concurrent use.
+type Client struct {
+	base     string
+	token    string
+	hc       *http.Client
+	attempts int
+	minWait  time.Duration
+	maxWait  time.Duration
+	agent    string
+	sleep    func(context.Context, time.Duration) error
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient replaces the HTTP client. It should not set a Timeout
+// shorter than the longest claim-work wait; the client bounds each call by
+// its context instead.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithRetries sets how many times a call is tried in all (at least 1).
+func WithRetries(attempts int) Option {
+	return func(c *Client) {
+		if attempts < 1 {
+			attempts = 1
+		}
+		c.attempts = attempts
+	}
+}
+
+// WithBackoff sets the first and the largest wait between attempts.
+func WithBackoff(first, max time.Duration) Option {
+	return func(c *Client) { c.minWait, c.maxWait = first, max }
+}
+
+// WithUserAgent names the caller in the server's logs.
+func WithUserAgent(ua string) Option { return func(c *Client) { c.agent = ua } }
+
+// Defaults of New.
+const (
+	DefaultAttempts = 6
+	DefaultMinWait  = 100 * time.Millisecond
+	DefaultMaxWait  = 5 * time.Second
+)
+
+// New returns a client of the queue at baseURL (e.g.
+// http://127.0.0.1:8080) using the bearer token (empty for reads only).
+func New(baseURL, token string, opts ...Option) *Client {
+	c := &Client{
+		base:     strings.TrimRight(baseURL, "/"),
+		token:    token,
+		attempts: DefaultAttempts,
+		minWait:  DefaultMinWait,
+		maxWait:  DefaultMaxWait,
+		agent:    "af-queueclient",
+		sleep:    sleepCtx,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Workers and the benchmark keep many concurrent calls open to
+		// one host; the default of 2 idle connections would make most
+		// calls dial anew.
+		t.MaxIdleConnsPerHost = 256
+		t.MaxIdleConns = 256
+		c.hc = &http.Client{Transport: t}
+	}
+	return c
+}
+
+// BaseURL returns the queue's URL as given to New, without a trailing
+// slash.
+func (c *Client) BaseURL() string { return c.base }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// backoff returns the wait before attempt n (n >= 1): full jitter over an
+// exponentially growing window.
+func (c *Client) backoff(n int) time.Duration {
+	w := c.minWait << min(n-1, 20)
+	if w > c.maxWait || w <= 0 {
+		w = c.maxWait
+	}
+	if w <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(w)) + 1)
+}
+
+// request describes one call.
+type request struct {
+	method string
+	path   string // escaped path and query
+	body   any    // JSON-encoded when non-nil
+	raw    []byte // sent as is when body is nil
+	// timeout bounds each attempt beyond the caller's context (long-poll).
+	timeout time.Duration
+}
+
+// do runs a call with retries and decodes a 2xx JSON answer into out
+// (unless out is nil).
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	resp, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", r.method, r.path, err)
+	}
+	return nil
+}
+
+// send runs a call with retries and returns the 2xx response, whose body
+// the caller closes.
+func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+	body := r.raw
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: encode body: %w", r.method, r.path, err)
+		}
+		body = b
+	}
+	var last error
+	for attempt := 1; attempt <= c.attempts; attempt++ {
+		if attempt > 1 {
+			if err := c.sleep(ctx, c.backoff(attempt-1)); err != nil {
+				return nil, errors.Join(err, last)
+			}
+		}
+		resp, err := c.once(ctx, r, body)
+		if err == nil {
+			return resp, nil
+		}
+		last = err
+		if !retryable(ctx, err) {
+			return nil, err
+		}
+	}
+	return nil, last
+}
+
+// once is one attempt.
+func (c *Client) once(ctx context.Context, r request, body []byte) (*http.Response, error) {
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if r.timeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, r.timeout)
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, r.method, c.base+r.path, rd)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.agent)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		cancel()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
+		}
+		return nil, &netError{method: r.method, base: c.base, path: r.path, err: err}
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+		return resp, nil
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	return nil, readAPIError(resp, r.method, r.path)
+}
+
+// cancelBody releases the attempt's timeout when the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+func readAPIError(resp *http.Response, method, path string) error {
+	e := &APIError{Status: resp.StatusCode, Method: method, Path: path}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var body struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	if json.Unmarshal(data, &body) == nil && body.Error != "" {
+		e.Message, e.Code = body.Error, body.Code
+	} else {
+		e.Message = strings.TrimSpace(string(data))
+		if len(e.Message) > 200 {
+			e.Message = e.Message[:200] + "…"
+		}
+	}
+	return e
+}
+
+// netError is a failure to talk to the server at all.
+type netError struct {
+	method, base, path string
+	err                error
+}
+
+func (e *netError) Error() string {
+	return fmt.Sprintf("cannot reach the queue at %s (%s %s): %v", e.base, e.method, e.path, e.err)
+}
+
+func (e *netError) Unwrap() []error { return []error{e.err, ErrUnreachable} }
+
+// retryable says whether another attempt may succeed.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
+	}
+	var ne *netError
+	return errors.As(err, &ne)
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// escName escapes an artifact name segment by segment so its slashes stay
+// path separators.
+func escName(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}
+
+// CreateGraph posts a whole graph in one request (idempotent for an equal
+// definition; ErrConflict says what differs otherwise).
+func (c *Client) CreateGraph(ctx context.Context, g taskdef.Graph) (taskdef.GraphStatus, error) {
+	var out taskdef.GraphStatus
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/graphs", body: g}, &out)
+	return out, err
+}
+
+// CreateTask creates one task (idempotent like CreateGraph).
+func (c *Client) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (taskdef.TaskStatus, error) {
+	var out taskdef.TaskStatus
+	err := c.do(ctx, request{method: http.MethodPut, path: "/api/v1/tasks/" + esc(taskID), body: t}, &out)
+	return out, err
+}
+
+// Graph returns a graph with every task's status.
+func (c *Client) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus, error) {
+	var out taskdef.GraphStatus
+	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/graphs/" + esc(graphID)}, &out)
+	return out, err
+}
+
+// Graphs lists up to limit graphs, newest first (limit <= 0: the server's
+// default).
+func (c *Client) Graphs(ctx context.Context, limit int) ([]taskdef.GraphSummary, error) {
+	p := "/api/v1/graphs"
+	if limit > 0 {
+		p += "?limit=" + strconv.Itoa(limit)
+	}
+	var out taskdef.GraphList
+	err := c.do(ctx, request{method: http.MethodGet, path: p}, &out)
+	return out.Graphs, err
+}
+
+// Task returns a task's status and runs.
+func (c *Client) Task(ctx context.Context, taskID string) (taskdef.TaskStatus, error) {
+	var out taskdef.TaskStatus
+	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/tasks/" + esc(taskID)}, &out)
+	return out, err
+}
+
+// TaskDefinition returns a task's definition.
+func (c *Client) TaskDefinition(ctx context.Context, taskID string) (taskdef.Task, error) {
+	var out taskdef.Task
+	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/tasks/" + esc(taskID) + "/definition"}, &out)
+	return out, err
+}
+
+// CancelGraph resolves every unresolved task of the graph
+// exception/canceled.
+func (c *Client) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphStatus, error) {
+	var out taskdef.GraphStatus
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/graphs/" + esc(graphID) + "/cancel"}, &out)
+	return out, err
+}
+
+// Rerun schedules a resolved task again (TaskCluster's rerunTask).
+func (c *Client) Rerun(ctx context.Context, taskID string) (taskdef.TaskStatus, error) {
+	var out taskdef.TaskStatus
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/tasks/" + esc(taskID) + "/rerun"}, &out)
+	return out, err
+}
+
+// MaxClaimWait is the longest long-poll the server honours.
+const MaxClaimWait = 20 * time.Second
+
+// ClaimWork asks for up to req.Tasks tasks, waiting up to wait (at most
+// MaxClaimWait) for one to become claimable. An empty slice means the wait
+// passed with nothing to do.
+func (c *Client) ClaimWork(ctx context.Context, req taskdef.ClaimRequest, wait time.Duration) ([]taskdef.Claim, error) {
+	wait = min(max(wait, 0), MaxClaimWait)
+	var out taskdef.ClaimResponse
+	p := "/api/v1/claim-work?wait=" + strconv.FormatInt(wait.Milliseconds(), 10) + "ms"
+	// The attempt may legitimately last the whole wait; give the answer
+	// some slack beyond it before calling the connection dead.
+	err := c.do(ctx, request{method: http.MethodPost, path: p, body: req, timeout: wait + 30*time.Second}, &out)
+	return out.Tasks, err
+}
+
+func runPath(taskID string, runID int, what string) string {
+	return "/api/v1/tasks/" + esc(taskID) + "/runs/" + strconv.Itoa(runID) + "/" + what
+}
+
+// Reclaim renews a run's lease and records its progress. ErrConflict means
+// the run is no longer current: stop working on it.
+func (c *Client) Reclaim(ctx context.Context, taskID string, runID int, stats taskdef.Stats) (taskdef.ReclaimResponse, error) {
+	var out taskdef.ReclaimResponse
+	err := c.do(ctx, request{method: http.MethodPost, path: runPath(taskID, runID, "reclaim"), body: taskdef.ReclaimRequest{Stats: stats}}, &out)
+	return out, err
+}
+
+// ReportCompleted resolves a run as completed.
+func (c *Client) ReportCompleted(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return c.report(ctx, taskID, runID, "completed", r)
+}
+
+// ReportFailed resolves a run as failed: the job's own code failed.
+func (c *Client) ReportFailed(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return c.report(ctx, taskID, runID, "failed", r)
+}
+
+// ReportException resolves a run as exception; r.Reason is required
+// (worker-shutdown, malformed-payload, resource-unavailable,
+// internal-error, intermittent-task).
+func (c *Client) ReportException(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return c.report(ctx, taskID, runID, "exception", r)
+}
+
+func (c *Client) report(ctx context.Context, taskID string, runID int, what string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	var out taskdef.ReportResponse
+	err := c.do(ctx, request{method: http.MethodPost, path: runPath(taskID, runID, what), body: r}, &out)
+	return out, err
+}
+
+// CreateArtifact returns a presigned PUT for an artifact of a run. The
+// upload must send every header of the answer.
+func (c *Client) CreateArtifact(ctx context.Context, taskID string, runID int, name, contentType string) (taskdef.ArtifactResponse, error) {
+	var out taskdef.ArtifactResponse
+	err := c.do(ctx, request{
+		method: http.MethodPost, path: runPath(taskID, runID, "artifacts/"+escName(name)),
+		body: taskdef.ArtifactRequest{ContentType: contentType},
+	}, &out)
+	return out, err
+}
+
+// UploadArtifact creates an artifact and PUTs body to S3. size must be the
+// body's length (S3 needs it up front). The body is sent once: a failed PUT
+// is not retried, since body may not be rewindable.
+func (c *Client) UploadArtifact(ctx context.Context, taskID string, runID int, name, contentType string, body io.Reader, size int64) error {
+	a, err := c.CreateArtifact(ctx, taskID, runID, name, contentType)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, a.PutURL, body)
+	if err != nil {
+		return fmt.Errorf("upload artifact %s: %w", name, err)
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	for k, v := range a.Headers {
+		if strings.EqualFold(k, "Host") || strings.EqualFold(k, "Content-Length") {
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	if req.Header.Get("Content-Type") == "" && a.ContentType != "" {
+		req.Header.Set("Content-Type", a.ContentType)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("upload artifact %s of task %s run %d: %w", name, taskID, runID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return fmt.Errorf("upload artifact %s of task %s run %d: S3 answered %s: %s", name, taskID, runID, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
+
+// ArtifactURL returns the queue URL of an artifact, which redirects to a
+// presigned S3 GET. runID < 0 means the task's latest run.
+func (c *Client) ArtifactURL(taskID string, runID int, name string) string {
+	if runID < 0 {
+		return c.base + "/api/v1/tasks/" + esc(taskID) + "/artifacts/" + escName(name)
+	}
+	return c.base + runPath(taskID, runID, "artifacts/"+escName(name))
+}
+
+// GetArtifact opens an artifact (runID < 0: the latest run's) through the
+// queue's redirect to a presigned S3 GET. The caller closes the body. The
+// redirect is followed by hand so the bearer token never reaches S3 (Go
+// forwards Authorization to a redirect on the same host name, and MinIO on
+// loopback shares it).
+func (c *Client) GetArtifact(ctx context.Context, taskID string, runID int, name string) (io.ReadCloser, error) {
+	loc, err := c.ArtifactLocation(ctx, taskID, runID, name)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get artifact %s: %w", name, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("get artifact %s of task %s: %w", name, taskID, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		if resp.StatusCode == http.StatusNotFound {
+			return nil, &APIError{Status: http.StatusNotFound, Code: "NotFound", Method: http.MethodGet, Path: name,
+				Message: fmt.Sprintf("artifact %s of task %s is not in S3", name, taskID)}
+		}
+		return nil, fmt.Errorf("get artifact %s of task %s: S3 answered %s: %s", name, taskID, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return resp.Body, nil
+}
+
+// ArtifactLocation returns the presigned S3 GET URL the queue redirects an
+// artifact's URL to.
+func (c *Client) ArtifactLocation(ctx context.Context, taskID string, runID int, name string) (string, error) {
+	p := strings.TrimPrefix(c.ArtifactURL(taskID, runID, name), c.base)
+	hc := *c.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cc := *c
+	cc.hc = &hc
+	resp, err := cc.send(ctx, request{method: http.MethodGet, path: p})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode/100 != 3 || loc == "" {
+		return "", fmt.Errorf("GET %s: want a redirect to S3, got %s", p, resp.Status)
+	}
+	return loc, nil
+}
+
+// Artifacts lists a run's artifacts.
+func (c *Client) Artifacts(ctx context.Context, taskID string, runID int) (taskdef.ArtifactList, error) {
+	var out taskdef.ArtifactList
+	err := c.do(ctx, request{method: http.MethodGet, path: runPath(taskID, runID, "artifacts")}, &out)
+	return out, err
+}
+
+// IndexQuery returns the input objects a filter (the Filter.json document)
+// selects from the server's file index.
+func (c *Client) IndexQuery(ctx context.Context, filterJSON []byte) (taskdef.IndexResult, error) {
+	var out taskdef.IndexResult
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/index/query", raw: filterJSON}, &out)
+	if err == nil && out.Error != "" {
+		return taskdef.IndexResult{}, fmt.Errorf("index query: %s", out.Error)
+	}
+	return out, err
+}
+
+// IndexBuildRequest is the body of POST /api/v1/index/build. Empty fields
+// mean the source the index was last built from.
+type IndexBuildRequest struct {
+	Bucket string `json:"bucket,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+	// Schema is the telemetry_schema.json document; empty keeps the
+	// index's.
+	Schema json.RawMessage `json:"schema,omitempty"`
+}
+
+// IndexBuild asks the server to refresh its file index from S3 and returns
+// the server's build report as JSON (the index package's BuildReport).
+func (c *Client) IndexBuild(ctx context.Context, req IndexBuildRequest) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/index/build", body: req}, &out)
+	return out, err
+}
+
+// IndexStats returns the server's index statistics as JSON (the index
+// package's Stats).
+func (c *Client) IndexStats(ctx context.Context) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/index/stats"}, &out)
+	return out, err
+}
+
+// PoolKey returns the worker pool's public key file (`af keygen`'s
+// output), so submitters need no key file.
+func (c *Client) PoolKey(ctx context.Context) ([]byte, error) {
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/api/v1/pool-key"})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read pool key: %w", err)
+	}
+	return b, nil
+}
