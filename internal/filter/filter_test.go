@@ -109,13 +109,12 @@ func TestParseSetIsSortedAndUnique(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	schema := layout.Telemetry()
-	five := strings.Replace(doc(), `, 
-  {"field_name": "submission_date", "allowed_values": "*"}`, "", 1)
+	five := strings.Replace(doc(), ", \n  {\"field_name\": \"submission_date\", \"allowed_values\": \"*\"}", "", 1)
 	swapped := strings.Replace(strings.Replace(doc(), `"appName"`, `"X"`, 1), `"appUpdateChannel"`, `"appName"`, 1)
 	swapped = strings.Replace(swapped, `"X"`, `"appUpdateChannel"`, 1)
 	for _, tc := range []struct {
 		name, doc, want string
-		dim           int
+		dim             int
 	}{
 		{"not json", "{\n  \"version\": 1,\n  \"dimensions\": [}\n", "Filter.json:3:18: not valid JSON: invalid character '}'", 0},
 		{"trailing garbage", doc() + " x", "not valid JSON: invalid character 'x' after top-level value", 0},
