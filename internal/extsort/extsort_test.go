@@ -47,7 +47,7 @@ func TestSort(t *testing.T) {
 		{"spills", randomLines(5000, 50, 2), 4096, true},
 		{"spills every line", randomLines(300, 7, 3), 1, true},
 		{"all equal keys, spilled", randomLines(2000, 1, 4), 1000, true},
-		{"distinct keys, spilled", randomLines(3000, 1 << 30, 5), 10000, true},
+		{"distinct keys, spilled", randomLines(3000, 1<<30, 5), 10000, true},
 		{"long value", []string{"\"b\"\t" + strings.Repeat("x", 600<<10) + "\n", "\"a\"\t1\n"}, 1000, true},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,300 @@
+// Package jobspec reads a job image's /etc/analysis-tools.yml, which says
+// how to run the analyst's code, and holds the names of the container
+// contract that the worker, the runner and the job helpers share.
+//
+// # analysis-tools.yml
+//
+//	language: python            # python | go | binary
+//	mapper: /job/job.py         # python: a module file; go/binary: an executable
+//	reducer: /job/job.py        # optional; defaults to mapper
+//	combine: auto               # python: auto (use combine() if the module has one),
+//	                            # true (require it), false (never), or a module file
+//	decompress: auto            # auto: by file extension; none: pass files through as stored
+//	arguments: []               # extra arguments, see Command
+//	max_bad_files: 0            # missing or corrupt input files a mapper tolerates
+//	max_bad_line_ratio: 1.0     # bad lines / lines above which a mapper fails
+//
+// Relative mapper, reducer and combine paths are resolved under /job.
+// The defaults are those of telemetry-server: any corrupt or missing file
+// fails the task (max_bad_files: 0), bad lines are skipped and counted
+// (max_bad_line_ratio: 1.0 never fails on them).
+//
+// The original Analysis Framework's form is accepted too:
+//
+//	language: python
+//	script: "mapper.py"         # resolved under /home/worker, as AF did
+//	arguments: []
+//
+// It runs the script's `mapper(uuid, file, json)` (which returns "key value"
+// lines) and, when present, `reduce(key, values)` through the same helper.
+//
+// # The container contract
+//
+// The container runs Command(kind) with the scratch dir bind-mounted
+// read-write at ScratchDir, a read-only root filesystem and a tmpfs /tmp.
+// EnvInput names where the records arrive (a FIFO in the scratch dir, or "-"
+// for stdin) in the framed format of internal/records for a mapper, or as
+// sorted `<json key>\t<json value>` lines for a reducer; EnvOutput names the
+// file to write `<json key>\t<json value>` lines to (the reducer writes the
+// job's result, in whatever text form its context produces); EnvTaskKind is
+// TaskMap or TaskReduce. The task's own environment variables are passed as
+// well.
+package jobspec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/af-project/af/internal/taskdef"
+	"gopkg.in/yaml.v3"
+)
+
+// Path is where a job image keeps its spec.
+const Path = "/etc/analysis-tools.yml"
+
+// The container contract's names, shared by the worker, the runner and the
+// helpers.
+const (
+	// EnvInput is the path the helper reads its input from, or "-" for
+	// stdin.
+	EnvInput = "AF_INPUT"
+	// EnvOutput is the path of the file the helper writes its output to.
+	EnvOutput = "AF_OUTPUT"
+	// EnvTaskKind is TaskMap or TaskReduce.
+	EnvTaskKind = "AF_TASK_KIND"
+	// ScratchDir is where the task's scratch dir is mounted, read-write.
+	ScratchDir = "/scratch"
+	// InputFIFO is the usual EnvInput when records go through a FIFO.
+	InputFIFO = ScratchDir + "/input"
+	// OutputFile is the usual EnvOutput.
+	OutputFile = ScratchDir + "/output"
+	// StdinInput is the EnvInput value meaning "read stdin".
+	StdinInput = "-"
+	// TaskMap and TaskReduce are the values of EnvTaskKind and the
+	// helpers' first argument.
+	TaskMap    = "map"
+	TaskReduce = "reduce"
+	// UserID is the non-root user job containers run as (the af user of
+	// the base image).
+	UserID = "10001:10001"
+)
+
+// JobDir resolves relative mapper/reducer paths; AFWorkerDir resolves the
+// original form's script, where AF's base image kept it.
+const (
+	JobDir      = "/job"
+	AFWorkerDir = "/home/worker"
+)
+
+// Language is how the mapper and reducer run.
+type Language string
+
+// The languages.
+const (
+	Python Language = "python"
+	Go     Language = "go"
+	Binary Language = "binary"
+)
+
+// Decompress says whether the worker decompresses inputs.
+type Decompress string
+
+// The decompress modes.
+const (
+	DecompressAuto Decompress = "auto"
+	DecompressNone Decompress = "none"
+)
+
+// Combine modes for Python jobs; any other value is a module file.
+const (
+	CombineAuto  = "auto"
+	CombineTrue  = "true"
+	CombineFalse = "false"
+)
+
+// Spec is a parsed, validated analysis-tools.yml.
+type Spec struct {
+	Language Language
+	Mapper   string
+	Reducer  string
+	// Combine is CombineAuto, CombineTrue, CombineFalse or a module path.
+	Combine    string
+	Decompress Decompress
+	Arguments  []string
+	// MaxBadFiles is how many missing or corrupt input files a mapper
+	// tolerates before it fails.
+	MaxBadFiles int
+	// MaxBadLineRatio is the share of bad lines above which a mapper
+	// fails; 1 never fails on bad lines.
+	MaxBadLineRatio float64
+	// Original is set for AF's original form (script:).
+	Original bool
+}
+
+type raw struct {
+	Language        string    `yaml:"language"`
+	Mapper          string    `yaml:"mapper"`
+	Reducer         string    `yaml:"reducer"`
+	Combine         yaml.Node `yaml:"combine"`
+	Decompress      string    `yaml:"decompress"`
+	Arguments       []string  `yaml:"arguments"`
+	MaxBadFiles     *int      `yaml:"max_bad_files"`
+	MaxBadLineRatio *float64  `yaml:"max_bad_line_ratio"`
+	Script          string    `yaml:"script"`
+}
+
+// Parse reads a spec; name (usually Path) labels errors.
+func Parse(name string, data []byte) (Spec, error) {
+	fail := func(format string, a ...any) (Spec, error) {
+		return Spec{}, fmt.Errorf("%s: "+format, append([]any{name}, a...)...)
+	}
+	var r raw
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&r); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fail("empty file; write at least `language: python` and `mapper: /job/job.py`")
+		}
+		return fail("not a valid job spec: %v (fields: language, mapper, reducer, combine, decompress, arguments, max_bad_files, max_bad_line_ratio, or AF's script)", err)
+	}
+	s := Spec{
+		Language:        Language(strings.ToLower(strings.TrimSpace(r.Language))),
+		Decompress:      DecompressAuto,
+		Arguments:       r.Arguments,
+		MaxBadLineRatio: 1,
+		Combine:         CombineAuto,
+	}
+	switch s.Language {
+	case Python, Go, Binary:
+	case "":
+		return fail("field language is missing; set language: python, go or binary")
+	default:
+		return fail("field language: %q is not one of python, go, binary", r.Language)
+	}
+	if r.Script != "" {
+		if r.Mapper != "" || r.Reducer != "" {
+			return fail("fields script and mapper/reducer are both set; use mapper and reducer (script is AF's original form)")
+		}
+		if s.Language != Python {
+			return fail("field script (AF's original form) needs language: python; for %s use mapper and reducer", s.Language)
+		}
+		s.Original = true
+		s.Mapper = resolve(AFWorkerDir, r.Script)
+		s.Reducer = s.Mapper
+	} else {
+		if strings.TrimSpace(r.Mapper) == "" {
+			return fail("field mapper is missing; set mapper: to the job's %s", map[Language]string{Python: "module file, e.g. /job/job.py", Go: "binary, e.g. /job/job", Binary: "executable"}[s.Language])
+		}
+		s.Mapper = resolve(JobDir, r.Mapper)
+		s.Reducer = s.Mapper
+		if strings.TrimSpace(r.Reducer) != "" {
+			s.Reducer = resolve(JobDir, r.Reducer)
+		}
+	}
+	if !r.Combine.IsZero() {
+		if r.Combine.Kind != yaml.ScalarNode {
+			return fail("field combine (line %d): want auto, true, false or a module file", r.Combine.Line)
+		}
+		v := strings.TrimSpace(r.Combine.Value)
+		if b, err := strconv.ParseBool(v); err == nil && r.Combine.Tag == "!!bool" {
+			v = strconv.FormatBool(b)
+		}
+		switch v {
+		case CombineAuto, CombineTrue, CombineFalse:
+			s.Combine = v
+		case "":
+			return fail("field combine is empty; want auto, true, false or a module file")
+		default:
+			s.Combine = resolve(JobDir, v)
+		}
+		if s.Language != Python && s.Combine != CombineAuto && s.Combine != CombineFalse {
+			return fail("field combine applies to language: python only; a %s job combines in its own code", s.Language)
+		}
+	}
+	switch d := Decompress(strings.ToLower(strings.TrimSpace(r.Decompress))); d {
+	case "", DecompressAuto:
+	case DecompressNone, "false", "no":
+		s.Decompress = DecompressNone
+	default:
+		return fail("field decompress: %q is not auto or none", r.Decompress)
+	}
+	if r.MaxBadFiles != nil {
+		if *r.MaxBadFiles < 0 {
+			return fail("field max_bad_files: %d is negative; use 0 to fail on the first corrupt or missing file", *r.MaxBadFiles)
+		}
+		s.MaxBadFiles = *r.MaxBadFiles
+	}
+	if r.MaxBadLineRatio != nil {
+		v := *r.MaxBadLineRatio
+		if math.IsNaN(v) || v < 0 || v > 1 {
+			return fail("field max_bad_line_ratio: %v is not between 0 and 1 (1 never fails on bad lines)", v)
+		}
+		s.MaxBadLineRatio = v
+	}
+	for i, a := range s.Arguments {
+		if strings.ContainsRune(a, 0) {
+			return fail("field arguments[%d] contains a NUL byte", i)
+		}
+	}
+	for _, p := range []string{s.Mapper, s.Reducer, s.Combine} {
+		if strings.ContainsRune(p, 0) {
+			return fail("a path contains a NUL byte")
+		}
+	}
+	return s, nil
+}
+
+func resolve(dir, p string) string {
+	p = strings.TrimSpace(p)
+	if path.IsAbs(p) {
+		return path.Clean(p)
+	}
+	return path.Join(dir, p)
+}
+
+// Command is what the container runs for a task of this kind.
+//
+//	python:  python3 -m af_helper map|reduce [--af-original] [--combine auto|true|false|FILE] FILE [arguments...]
+//	go:      MAPPER map [arguments...]   /  REDUCER reduce [arguments...]
+//	binary:  MAPPER [arguments...]       /  REDUCER [arguments...]   (EnvTaskKind says which)
+func (s Spec) Command(kind taskdef.Kind) []string {
+	task, file := TaskMap, s.Mapper
+	if kind == taskdef.KindReducer {
+		task, file = TaskReduce, s.Reducer
+	}
+	var cmd []string
+	switch s.Language {
+	case Python:
+		cmd = []string{"python3", "-m", "af_helper", task}
+		if s.Original {
+			cmd = append(cmd, "--af-original")
+		}
+		if s.Combine != CombineAuto {
+			cmd = append(cmd, "--combine", s.Combine)
+		}
+		cmd = append(cmd, file)
+	case Go:
+		cmd = []string{file, task}
+	default:
+		cmd = []string{file}
+	}
+	return append(cmd, s.Arguments...)
+}
+
+// TooManyBadFiles reports whether bad (missing or corrupt) files fail the
+// task.
+func (s Spec) TooManyBadFiles(bad int) bool { return bad > s.MaxBadFiles }
+
+// TooManyBadLines reports whether bad lines out of lines fail the task.
+func (s Spec) TooManyBadLines(bad, lines int64) bool {
+	if bad == 0 || lines == 0 {
+		return false
+	}
+	return float64(bad)/float64(lines) > s.MaxBadLineRatio
+}
