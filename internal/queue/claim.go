@@ -1,0 +1,305 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode"
+
+	"github.com/af-project/af/internal/taskdef"
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxClaim bounds the tasks one claim may take.
+const maxClaim = 100
+
+// maxMessage bounds the message stored on a run.
+const maxMessage = 4096
+
+func checkWorker(req *taskdef.ClaimRequest) error {
+	for _, f := range []struct{ name, v string }{{"workerGroup", req.WorkerGroup}, {"workerId", req.WorkerID}} {
+		if f.v == "" {
+			return invalidf("%s is required", f.name)
+		}
+		if len(f.v) > 128 {
+			return invalidf("%s is longer than 128 bytes", f.name)
+		}
+		for _, r := range f.v {
+			if !unicode.IsPrint(r) {
+				return invalidf("%s %q has a non-printable character", f.name, f.v)
+			}
+		}
+	}
+	if req.Tasks < 0 {
+		return invalidf("tasks %d must not be negative", req.Tasks)
+	}
+	if req.Tasks == 0 {
+		req.Tasks = 1
+	}
+	if req.Tasks > maxClaim {
+		req.Tasks = maxClaim
+	}
+	return nil
+}
+
+// Claim takes up to req.Tasks pending tasks, oldest first, and makes each a
+// running run owned by the worker with takenUntil = now + LeaseDuration. It
+// does not wait: with nothing pending it returns an empty slice. Pending
+// tasks found past their deadline are resolved instead of handed out.
+func (q *Queue) Claim(ctx context.Context, req taskdef.ClaimRequest) ([]taskdef.Claim, error) {
+	if err := checkWorker(&req); err != nil {
+		return nil, err
+	}
+	// Most claims against an idle queue find nothing: answer those from a
+	// read transaction instead of queueing for the writer.
+	var any bool
+	if err := q.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bPending).Cursor().First()
+		any = k != nil
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	if !any {
+		return []taskdef.Claim{}, nil
+	}
+	type got struct {
+		id    string
+		run   int
+		until time.Time
+		raw   []byte
+	}
+	var gots []got
+	err := q.write(ctx, func(w *wtx) error {
+		gots = gots[:0]
+		c := w.pending.Cursor()
+		for len(gots) < req.Tasks {
+			k, _ := c.First()
+			if k == nil {
+				break
+			}
+			id := string(k[8:])
+			var t taskRec
+			ok, err := getJSON(w.tasks, id, &t)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("pending task %s has no record; the database is inconsistent", id)
+			}
+			if !w.now.Before(t.Deadline) {
+				if err := w.transition(id, &t, move{to: sException, reason: taskdef.ReasonDeadlineExceeded,
+					message: "deadline passed before a worker claimed the task"}); err != nil {
+					return err
+				}
+				c = w.pending.Cursor()
+				continue
+			}
+			if err := w.transition(id, &t, move{to: sRunning, reason: reasonClaimed,
+				workerGroup: req.WorkerGroup, workerID: req.WorkerID}); err != nil {
+				return err
+			}
+			cur := t.current()
+			raw := w.defs.Get([]byte(id))
+			gots = append(gots, got{id: id, run: cur.RunID, until: *cur.TakenUntil, raw: append([]byte(nil), raw...)})
+			c = w.pending.Cursor()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	claims := make([]taskdef.Claim, len(gots))
+	for i, g := range gots {
+		claims[i] = taskdef.Claim{TaskID: g.id, RunID: g.run, TakenUntil: g.until}
+		if err := json.Unmarshal(g.raw, &claims[i].Task); err != nil {
+			return nil, fmt.Errorf("claim: decode task %s: %w", g.id, err)
+		}
+	}
+	if len(claims) > 0 {
+		q.log.Debug("claimed", "worker", req.WorkerGroup+"/"+req.WorkerID, "tasks", len(claims))
+	}
+	return claims, nil
+}
+
+// ClaimWait is claimWork's long-poll: it claims at once if anything is
+// pending, otherwise waits until a task becomes pending (creation,
+// dependencies, retry, rerun wake it; there is no polling), the wait passes
+// (an empty slice, no error) or ctx ends (ctx's error). The wait is real
+// time: it bounds an HTTP request, not task state.
+func (q *Queue) ClaimWait(ctx context.Context, req taskdef.ClaimRequest, wait time.Duration) ([]taskdef.Claim, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		// Take the wake channel before looking, so a task made pending
+		// between the look and the wait still wakes us.
+		ch := q.waitCh()
+		claims, err := q.Claim(ctx, req)
+		if err != nil || len(claims) > 0 {
+			return claims, err
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return []taskdef.Claim{}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-q.stop:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// loadRun finds a task and checks that runID is its current running run.
+func (w *wtx) loadRunning(taskID string, runID int) (taskRec, error) {
+	var t taskRec
+	ok, err := getJSON(w.tasks, taskID, &t)
+	if err != nil {
+		return t, err
+	}
+	if !ok {
+		return t, notFoundf("task %s does not exist", taskID)
+	}
+	cur := t.current()
+	if cur == nil || runID != cur.RunID || cur.State != sRunning {
+		return t, runNotCurrent(taskID, runID, &t)
+	}
+	return t, nil
+}
+
+func runNotCurrent(taskID string, runID int, t *taskRec) error {
+	if runID < 0 || runID >= len(t.Runs) {
+		return fmt.Errorf("%w: task %s has no run %d (it is %s)", ErrRunNotCurrent, taskID, runID, t.State)
+	}
+	r := t.Runs[runID]
+	state := string(r.State)
+	if r.ReasonResolved != "" {
+		state += "/" + r.ReasonResolved
+	}
+	return fmt.Errorf("%w: task %s run %d is %s; the task is %s with current run %d",
+		ErrRunNotCurrent, taskID, runID, state, t.State, len(t.Runs)-1)
+}
+
+// Reclaim renews the lease of the current running run and records its
+// progress. A run that is no longer current gets ErrRunNotCurrent (stop
+// working on it); a task past its deadline gets ErrDeadlineExceeded.
+func (q *Queue) Reclaim(ctx context.Context, taskID string, runID int, stats taskdef.Stats) (taskdef.ReclaimResponse, error) {
+	var until time.Time
+	err := q.write(ctx, func(w *wtx) error {
+		t, err := w.loadRunning(taskID, runID)
+		if err != nil {
+			return err
+		}
+		if !w.now.Before(t.Deadline) {
+			return fmt.Errorf("%w: task %s deadline %s has passed", ErrDeadlineExceeded, taskID, t.Deadline.Format(time.RFC3339))
+		}
+		cur := t.current()
+		if err := w.running.Delete(timeKey(*cur.TakenUntil, taskID)); err != nil {
+			return err
+		}
+		until = w.now.Add(w.q.lease)
+		cur.TakenUntil = tp(until)
+		cur.Stats = stats
+		if err := w.running.Put(timeKey(until, taskID), nil); err != nil {
+			return err
+		}
+		return putJSON(w.tasks, taskID, &t)
+	})
+	if err != nil {
+		return taskdef.ReclaimResponse{}, fmt.Errorf("reclaim task %s run %d: %w", taskID, runID, err)
+	}
+	return taskdef.ReclaimResponse{TakenUntil: until}, nil
+}
+
+// ReportCompleted resolves the current running run completed.
+func (q *Queue) ReportCompleted(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return q.report(ctx, taskID, runID, sCompleted, taskdef.ReasonCompleted, r)
+}
+
+// ReportFailed resolves the current running run failed: the job's own code
+// failed, so it is final (no automatic retry).
+func (q *Queue) ReportFailed(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return q.report(ctx, taskID, runID, sFailed, taskdef.ReasonFailed, r)
+}
+
+// reportableExceptions are the reasons a worker may report, and whether
+// each retries while retries remain.
+var reportableExceptions = map[string]bool{
+	taskdef.ReasonWorkerShutdown:   true,
+	taskdef.ReasonIntermittentTask: true,
+	taskdef.ReasonMalformedPayload: false,
+	taskdef.ReasonResourceUnavail:  false,
+	taskdef.ReasonInternalError:    false,
+	taskdef.ReasonSuperseded:       false,
+}
+
+// ReportException resolves the current running run exception. Reasons
+// worker-shutdown and intermittent-task start a new pending run at once
+// while retries remain; malformed-payload, resource-unavailable,
+// internal-error and superseded are final.
+func (q *Queue) ReportException(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	if _, ok := reportableExceptions[r.Reason]; !ok {
+		return taskdef.ReportResponse{}, invalidf("reason %q is not one a worker may report; use worker-shutdown, intermittent-task, malformed-payload, resource-unavailable, internal-error or superseded", r.Reason)
+	}
+	return q.report(ctx, taskID, runID, sException, r.Reason, r)
+}
+
+func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef.TaskState, reason string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	msg := r.Message
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage] + "…"
+	}
+	var resp taskdef.ReportResponse
+	err := q.write(ctx, func(w *wtx) error {
+		resp = taskdef.ReportResponse{}
+		var t taskRec
+		ok, err := getJSON(w.tasks, taskID, &t)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFoundf("task %s does not exist", taskID)
+		}
+		cur := t.current()
+		if cur == nil || runID != cur.RunID || cur.State != sRunning {
+			// A repeated report (the worker retrying after a lost
+			// response) finds its run resolved the same way: answer as
+			// the first time, without changing anything.
+			if runID >= 0 && runID < len(t.Runs) && t.Runs[runID].State == to && t.Runs[runID].ReasonResolved == reason {
+				var g graphRec
+				if _, err := getJSON(w.graphs, t.GraphID, &g); err != nil {
+					return err
+				}
+				resp.Status = status(taskID, &t, nil)
+				resp.GraphState = g.State
+				resp.GraphResolved = g.Resolved != nil && g.ResolvedBy == taskID && g.ResolvedRun == runID
+				return nil
+			}
+			return runNotCurrent(taskID, runID, &t)
+		}
+		w.actorTask, w.actorRun = taskID, runID
+		m := move{to: to, reason: reason, message: msg, stats: &r.Stats}
+		if to == sException && retryable[reason] && t.RetriesLeft > 0 {
+			m.to = sPending
+		}
+		if err := w.transition(taskID, &t, m); err != nil {
+			return err
+		}
+		var g graphRec
+		if _, err := getJSON(w.graphs, t.GraphID, &g); err != nil {
+			return err
+		}
+		resp.Status = status(taskID, &t, nil)
+		resp.GraphState = g.State
+		resp.GraphResolved = w.resolved[t.GraphID]
+		return nil
+	})
+	if err != nil {
+		return taskdef.ReportResponse{}, fmt.Errorf("report task %s run %d %s: %w", taskID, runID, to, err)
+	}
+	if resp.GraphResolved {
+		q.log.Info("graph resolved", "graph", resp.Status.GraphID, "state", resp.GraphState, "by", taskID)
+	}
+	return resp, nil
+}

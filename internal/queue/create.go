@@ -1,0 +1,549 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Limits on definitions, so one request cannot make a transaction or a
+// status page unbounded.
+const (
+	maxRetries      = 50
+	maxGraphTasks   = 100_000
+	maxDependencies = 100_000
+	maxRuns         = 100
+	// defaultExpiry is TaskCluster's default for a task without expires:
+	// one year after created (deterministic, so re-creating stays
+	// idempotent).
+	defaultExpiry = 365 * 24 * time.Hour
+)
+
+// normalize fills the defaults that make two equal definitions byte-equal
+// once encoded: requires, expires, UTC times.
+func normalize(t *taskdef.Task) {
+	if t.Requires == "" {
+		t.Requires = taskdef.RequiresAllCompleted
+	}
+	t.Created = t.Created.UTC()
+	t.Deadline = t.Deadline.UTC()
+	if t.Expires.IsZero() && !t.Created.IsZero() {
+		t.Expires = t.Created.Add(defaultExpiry)
+	}
+	t.Expires = t.Expires.UTC()
+	if len(t.Dependencies) == 0 {
+		t.Dependencies = nil
+	}
+	if len(t.Payload.Env) == 0 {
+		t.Payload.Env = nil
+	}
+	if len(t.Payload.Inputs) == 0 {
+		t.Payload.Inputs = nil
+	}
+}
+
+// validateTask checks a normalized definition on its own; where names the
+// task in messages. Whether the deadline is still ahead is checked only for
+// new tasks, so re-creating an old task stays idempotent.
+func validateTask(where string, t *taskdef.Task) error {
+	if err := taskdef.ValidID(t.GraphID); err != nil {
+		return invalidf("%s: graphId: %v", where, err)
+	}
+	switch t.Requires {
+	case taskdef.RequiresAllCompleted, taskdef.RequiresAllResolved:
+	default:
+		return invalidf("%s: requires %q must be %q or %q", where, t.Requires, taskdef.RequiresAllCompleted, taskdef.RequiresAllResolved)
+	}
+	if t.Retries < 0 || t.Retries > maxRetries {
+		return invalidf("%s: retries %d must be between 0 and %d", where, t.Retries, maxRetries)
+	}
+	if t.Created.IsZero() {
+		return invalidf("%s: created is required", where)
+	}
+	if t.Deadline.IsZero() {
+		return invalidf("%s: deadline is required", where)
+	}
+	if !t.Deadline.After(t.Created) {
+		return invalidf("%s: deadline %s must be after created %s", where, t.Deadline.Format(time.RFC3339), t.Created.Format(time.RFC3339))
+	}
+	if t.Expires.Before(t.Deadline) {
+		return invalidf("%s: expires %s must not be before deadline %s", where, t.Expires.Format(time.RFC3339), t.Deadline.Format(time.RFC3339))
+	}
+	if strings.TrimSpace(t.Metadata.Name) == "" {
+		return invalidf("%s: metadata.name is required", where)
+	}
+	if strings.TrimSpace(t.Metadata.Owner) == "" {
+		return invalidf("%s: metadata.owner is required", where)
+	}
+	switch t.Payload.Kind {
+	case taskdef.KindMapper, taskdef.KindReducer:
+	default:
+		return invalidf("%s: payload.kind %q must be %q or %q", where, t.Payload.Kind, taskdef.KindMapper, taskdef.KindReducer)
+	}
+	if strings.TrimSpace(t.Payload.Image) == "" {
+		return invalidf("%s: payload.image is required", where)
+	}
+	if t.Payload.MaxRunTime <= 0 {
+		return invalidf("%s: payload.maxRunTime must be a positive number of seconds", where)
+	}
+	for i, in := range t.Payload.Inputs {
+		if in.Key == "" {
+			return invalidf("%s: payload.inputs[%d].key is empty", where, i)
+		}
+		if in.Size < 0 {
+			return invalidf("%s: payload.inputs[%d].size is negative", where, i)
+		}
+	}
+	if len(t.Payload.Inputs) > 0 && t.Payload.Bucket == "" {
+		return invalidf("%s: payload.bucket is required with payload.inputs", where)
+	}
+	if len(t.Dependencies) > maxDependencies {
+		return invalidf("%s: %d dependencies, at most %d", where, len(t.Dependencies), maxDependencies)
+	}
+	seen := make(map[string]bool, len(t.Dependencies))
+	for _, d := range t.Dependencies {
+		if err := taskdef.ValidID(d); err != nil {
+			return invalidf("%s: dependencies: %v", where, err)
+		}
+		if seen[d] {
+			return invalidf("%s: dependency %s is listed twice", where, d)
+		}
+		seen[d] = true
+	}
+	return nil
+}
+
+// diffTasks lists the fields in which two definitions differ, named by
+// their JSON paths, e.g. `payload.image ("a" vs "b")`.
+func diffTasks(stored, requested []byte) []string {
+	var a, b any
+	if json.Unmarshal(stored, &a) != nil || json.Unmarshal(requested, &b) != nil {
+		return []string{"definition"}
+	}
+	var out []string
+	diffValue("", a, b, &out)
+	if len(out) == 0 {
+		out = []string{"definition"}
+	}
+	return out
+}
+
+func diffValue(path string, a, b any, out *[]string) {
+	name := path
+	if name == "" {
+		name = "definition"
+	}
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok {
+			break
+		}
+		keys := map[string]bool{}
+		for k := range av {
+			keys[k] = true
+		}
+		for k := range bv {
+			keys[k] = true
+		}
+		sorted := make([]string, 0, len(keys))
+		for k := range keys {
+			sorted = append(sorted, k)
+		}
+		sort.Strings(sorted)
+		for _, k := range sorted {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			diffValue(p, av[k], bv[k], out)
+		}
+		return
+	case []any:
+		bv, ok := b.([]any)
+		if !ok {
+			break
+		}
+		if len(av) != len(bv) {
+			*out = append(*out, fmt.Sprintf("%s (%d items vs %d)", name, len(av), len(bv)))
+			return
+		}
+		for i := range av {
+			diffValue(fmt.Sprintf("%s[%d]", path, i), av[i], bv[i], out)
+		}
+		return
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if !bytes.Equal(ja, jb) {
+		*out = append(*out, fmt.Sprintf("%s (%s vs %s)", name, short(ja), short(jb)))
+	}
+}
+
+func short(b []byte) string {
+	if b == nil || string(b) == "null" {
+		return "absent"
+	}
+	const max = 60
+	if len(b) > max {
+		return string(b[:max]) + "…"
+	}
+	return string(b)
+}
+
+// newTask is a validated definition ready to insert.
+type newTask struct {
+	id  string
+	def taskdef.Task
+	raw []byte
+}
+
+// prepare normalizes, validates and encodes a definition.
+func prepare(where, id string, t taskdef.Task) (newTask, error) {
+	if err := taskdef.ValidID(id); err != nil {
+		return newTask{}, invalidf("%s: taskId: %v", where, err)
+	}
+	normalize(&t)
+	if err := validateTask(where, &t); err != nil {
+		return newTask{}, err
+	}
+	for _, d := range t.Dependencies {
+		if d == id {
+			return newTask{}, invalidf("%s: depends on itself", where)
+		}
+	}
+	raw, err := json.Marshal(&t)
+	if err != nil {
+		return newTask{}, fmt.Errorf("encode task %s: %w", id, err)
+	}
+	return newTask{id: id, def: t, raw: raw}, nil
+}
+
+// CreateGraph creates every task of a graph in one transaction. Creating the
+// same graph again with the same tasks returns its status and changes
+// nothing; a different definition under an existing graph or task id is a
+// *ConflictError listing what differs. Dependencies must be tasks of the
+// graph or tasks that already exist; cycles are refused.
+func (q *Queue) CreateGraph(ctx context.Context, g taskdef.Graph) (taskdef.GraphStatus, error) {
+	if err := taskdef.ValidID(g.GraphID); err != nil {
+		return taskdef.GraphStatus{}, invalidf("graphId: %v", err)
+	}
+	if len(g.Tasks) == 0 {
+		return taskdef.GraphStatus{}, invalidf("graph %s: tasks: a graph needs at least one task", g.GraphID)
+	}
+	if len(g.Tasks) > maxGraphTasks {
+		return taskdef.GraphStatus{}, invalidf("graph %s: %d tasks, at most %d", g.GraphID, len(g.Tasks), maxGraphTasks)
+	}
+	tasks := make([]newTask, len(g.Tasks))
+	index := make(map[string]int, len(g.Tasks))
+	for i, gt := range g.Tasks {
+		where := fmt.Sprintf("tasks[%d] (%s)", i, gt.TaskID)
+		if _, dup := index[gt.TaskID]; dup {
+			return taskdef.GraphStatus{}, invalidf("%s: taskId appears twice in the graph", where)
+		}
+		index[gt.TaskID] = i
+		t := gt.Task
+		if t.GraphID == "" {
+			t.GraphID = g.GraphID
+		}
+		if t.GraphID != g.GraphID {
+			return taskdef.GraphStatus{}, invalidf("%s: graphId %q differs from the graph's %q", where, t.GraphID, g.GraphID)
+		}
+		nt, err := prepare(where, gt.TaskID, t)
+		if err != nil {
+			return taskdef.GraphStatus{}, err
+		}
+		tasks[i] = nt
+	}
+	if err := checkCycles(tasks, index); err != nil {
+		return taskdef.GraphStatus{}, err
+	}
+	err := q.write(ctx, func(w *wtx) error {
+		return w.createGraph(g, tasks, index)
+	})
+	if err != nil {
+		return taskdef.GraphStatus{}, err
+	}
+	return q.Graph(ctx, g.GraphID)
+}
+
+// checkCycles refuses dependency cycles among the graph's own tasks
+// (dependencies on existing tasks cannot close a cycle: those never depend
+// on tasks that do not exist yet).
+func checkCycles(tasks []newTask, index map[string]int) error {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]int, len(tasks))
+	var stack []int
+	var visit func(i int) error
+	visit = func(i int) error {
+		color[i] = grey
+		stack = append(stack, i)
+		for _, d := range tasks[i].def.Dependencies {
+			j, ok := index[d]
+			if !ok {
+				continue
+			}
+			switch color[j] {
+			case grey:
+				var ids []string
+				for k := len(stack) - 1; k >= 0; k-- {
+					ids = append(ids, tasks[stack[k]].id)
+					if stack[k] == j {
+						break
+					}
+				}
+				return invalidf("dependency cycle: %s", strings.Join(ids, " -> "))
+			case white:
+				if err := visit(j); err != nil {
+					return err
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[i] = black
+		return nil
+	}
+	for i := range tasks {
+		if color[i] == white {
+			if err := visit(i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int) error {
+	// Read and check everything before the first write (see write).
+	var existing graphRec
+	exists, err := getJSON(w.graphs, g.GraphID, &existing)
+	if err != nil {
+		return err
+	}
+	var diffs []string
+	if exists {
+		if existing.Name != g.Name {
+			diffs = append(diffs, fmt.Sprintf("name (%q vs %q)", existing.Name, g.Name))
+		}
+		if existing.Owner != g.Owner {
+			diffs = append(diffs, fmt.Sprintf("owner (%q vs %q)", existing.Owner, g.Owner))
+		}
+		if existing.Tasks != len(tasks) {
+			diffs = append(diffs, fmt.Sprintf("tasks (%d tasks vs %d)", existing.Tasks, len(tasks)))
+		}
+	}
+	for _, nt := range tasks {
+		raw := w.defs.Get([]byte(nt.id))
+		if raw == nil {
+			if exists && len(diffs) == 0 {
+				diffs = append(diffs, fmt.Sprintf("tasks (task %s is not in the stored graph)", nt.id))
+			}
+			continue
+		}
+		if !bytes.Equal(raw, nt.raw) {
+			for _, d := range diffTasks(raw, nt.raw) {
+				diffs = append(diffs, "task "+nt.id+": "+d)
+			}
+		} else if !exists {
+			// An equal task in a graph that does not exist cannot happen:
+			// tasks are created with their graph.
+			diffs = append(diffs, fmt.Sprintf("task %s exists outside graph %s", nt.id, g.GraphID))
+		}
+	}
+	if len(diffs) > 0 {
+		return &ConflictError{What: "graph " + g.GraphID, Diffs: diffs}
+	}
+	if exists {
+		return nil // idempotent: same graph, same tasks
+	}
+	for _, nt := range tasks {
+		if !nt.def.Deadline.After(w.now) {
+			return invalidf("task %s: deadline %s is not in the future", nt.id, nt.def.Deadline.Format(time.RFC3339))
+		}
+		for _, d := range nt.def.Dependencies {
+			if _, ok := index[d]; !ok && w.defs.Get([]byte(d)) == nil {
+				return invalidf("task %s: dependency %s does not exist (neither in the graph nor created before)", nt.id, d)
+			}
+		}
+	}
+
+	// Writes.
+	rec := graphRec{
+		Name: g.Name, Owner: g.Owner, Created: w.now, State: taskdef.GraphRunning,
+		Tasks: len(tasks), Unresolved: len(tasks),
+		Counts: map[taskdef.TaskState]int{sUnscheduled: len(tasks)},
+	}
+	for _, nt := range tasks {
+		if nt.def.Payload.Kind == taskdef.KindReducer {
+			rec.ResultTaskID = nt.id
+			break
+		}
+	}
+	if err := putJSON(w.graphs, g.GraphID, &rec); err != nil {
+		return err
+	}
+	if err := w.graphTime.Put(timeKey(w.now, g.GraphID), nil); err != nil {
+		return err
+	}
+	if err := addCount(w.cnts, sUnscheduled, len(tasks)); err != nil {
+		return err
+	}
+	return w.insertTasks(tasks, index)
+}
+
+// insertTasks writes new tasks as unscheduled, links them to their
+// dependencies, then schedules those whose dependencies are satisfied and
+// fails those whose dependency already failed for good. The graph record
+// (with the tasks counted unscheduled) must already be written.
+func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
+	recs := make([]taskRec, len(tasks))
+	failedDep := make([]string, len(tasks)) // per task: a dependency that already ended badly
+	for i, nt := range tasks {
+		t := &nt.def
+		r := &recs[i]
+		*r = taskRec{
+			State: sUnscheduled, RetriesLeft: t.Retries, Retries: t.Retries, GraphID: t.GraphID,
+			Requires: t.Requires, Deadline: t.Deadline, Expires: t.Expires, Name: t.Metadata.Name,
+			Kind: t.Payload.Kind, Files: len(t.Payload.Inputs), NumDeps: len(t.Dependencies),
+		}
+		for _, in := range t.Payload.Inputs {
+			r.Bytes += in.Size
+		}
+		for _, d := range t.Dependencies {
+			flag := byte(0)
+			if _, inGraph := index[d]; !inGraph {
+				var dr taskRec
+				if _, err := getJSON(w.tasks, d, &dr); err != nil {
+					return err
+				}
+				switch {
+				case dr.State == sCompleted,
+					dr.State.Resolved() && t.Requires == taskdef.RequiresAllResolved:
+					flag = 1
+				case dr.State.Resolved():
+					flag = 1
+					if failedDep[i] == "" {
+						failedDep[i] = fmt.Sprintf("dependency %s ended %s", d, dr.State)
+					}
+				}
+			}
+			if flag == 0 {
+				r.Waiting++
+			}
+			if err := w.deps.Put(pairKey(d, nt.id), []byte{flag}); err != nil {
+				return err
+			}
+		}
+		if err := w.defs.Put([]byte(nt.id), nt.raw); err != nil {
+			return err
+		}
+		if err := putJSON(w.tasks, nt.id, r); err != nil {
+			return err
+		}
+		if err := w.deadlines.Put(timeKey(t.Deadline, nt.id), nil); err != nil {
+			return err
+		}
+		if err := w.graphTasks.Put(pairKey(t.GraphID, nt.id), nil); err != nil {
+			return err
+		}
+	}
+	for i, nt := range tasks {
+		r := &recs[i]
+		// A cascade from an earlier task may already have moved this one.
+		if _, err := getJSON(w.tasks, nt.id, r); err != nil {
+			return err
+		}
+		if r.State != sUnscheduled {
+			continue
+		}
+		switch {
+		case failedDep[i] != "":
+			if err := w.transition(nt.id, r, move{to: sException, reason: taskdef.ReasonDependencyFailed, message: failedDep[i]}); err != nil {
+				return err
+			}
+		case r.Waiting == 0:
+			if err := w.transition(nt.id, r, move{to: sPending, reason: taskdef.ReasonScheduled}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CreateTask creates one task. Its graph is its GraphID (the task id when
+// empty, as TaskCluster's taskGroupId); a graph that does not exist yet is
+// created around it, one that exists gets the task added (and runs again if
+// it had resolved). Re-creating an equal definition returns the status and
+// changes nothing; a different one is a *ConflictError.
+func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (taskdef.TaskStatus, error) {
+	if t.GraphID == "" {
+		t.GraphID = taskID
+	}
+	nt, err := prepare("task "+taskID, taskID, t)
+	if err != nil {
+		return taskdef.TaskStatus{}, err
+	}
+	err = q.write(ctx, func(w *wtx) error {
+		if raw := w.defs.Get([]byte(taskID)); raw != nil {
+			if bytes.Equal(raw, nt.raw) {
+				return nil
+			}
+			return &ConflictError{What: "task " + taskID, Diffs: diffTasks(raw, nt.raw)}
+		}
+		if !nt.def.Deadline.After(w.now) {
+			return invalidf("task %s: deadline %s is not in the future", taskID, nt.def.Deadline.Format(time.RFC3339))
+		}
+		for _, d := range nt.def.Dependencies {
+			if w.defs.Get([]byte(d)) == nil {
+				return invalidf("task %s: dependency %s does not exist; create it first", taskID, d)
+			}
+		}
+		var g graphRec
+		exists, err := getJSON(w.graphs, nt.def.GraphID, &g)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			g = graphRec{
+				Name: nt.def.Metadata.Name, Owner: nt.def.Metadata.Owner, Created: w.now,
+				State: taskdef.GraphRunning, Counts: map[taskdef.TaskState]int{},
+			}
+			if err := w.graphTime.Put(timeKey(w.now, nt.def.GraphID), nil); err != nil {
+				return err
+			}
+		}
+		if g.Counts == nil {
+			g.Counts = map[taskdef.TaskState]int{}
+		}
+		g.Tasks++
+		g.Unresolved++
+		g.Counts[sUnscheduled]++
+		if g.Resolved != nil {
+			g.Resolved, g.State, g.ResolvedBy, g.ResolvedRun = nil, taskdef.GraphRunning, "", 0
+		}
+		if g.ResultTaskID == "" && nt.def.Payload.Kind == taskdef.KindReducer {
+			g.ResultTaskID = taskID
+		}
+		if err := putJSON(w.graphs, nt.def.GraphID, &g); err != nil {
+			return err
+		}
+		if err := addCount(w.cnts, sUnscheduled, 1); err != nil {
+			return err
+		}
+		return w.insertTasks([]newTask{nt}, map[string]int{taskID: 0})
+	})
+	if err != nil {
+		return taskdef.TaskStatus{}, err
+	}
+	return q.Task(ctx, taskID)
+}

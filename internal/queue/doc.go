@@ -1,0 +1,82 @@
+// Package queue is af's control plane: a durable TaskCluster-style task
+// queue in one bbolt file. It has no HTTP in it; internal/server puts routes
+// on top of this API.
+//
+// # Task states
+//
+// A task has one state (taskdef.TaskState) and a list of runs, each with the
+// same state type and TaskCluster's reasonCreated / reasonResolved:
+//
+//	             deps satisfied            claim
+//	unscheduled ───────────────▶ pending ─────────▶ running ──┬─▶ completed
+//	     │                        ▲  │                │       ├─▶ failed
+//	     │                        │  │   retry while  │       └─▶ exception
+//	     │                        │  │   retries left │
+//	     │                        │  └────────────────┘◀── claim-expired,
+//	     │                        │                         worker-shutdown,
+//	     │                        │                         intermittent-task
+//	     │                        └──── rerun ◀──── completed | failed | exception
+//	     │
+//	     └──▶ exception (deadline-exceeded, canceled, dependency-failed);
+//	          pending ──▶ exception (deadline-exceeded, canceled)
+//
+// The table `transitions` (transition.go) lists every allowed (from, to)
+// pair and the reasons that may take it; the function `transition` is the
+// only code that changes a state, and it checks the table first. A failed
+// run is the job's own failure and never retries automatically; the
+// exception reasons claim-expired, worker-shutdown and intermittent-task
+// retry as a new run while retriesLeft > 0 and are final after that;
+// malformed-payload, resource-unavailable, internal-error, superseded,
+// deadline-exceeded, canceled and dependency-failed are final at once.
+//
+// Dependencies follow TaskCluster's requires: with all-completed (the
+// default) a task becomes pending when every dependency completed, and is
+// resolved exception/dependency-failed as soon as one resolves any other
+// way (cascading to its own dependents), so the graph ends instead of
+// waiting for its deadline; with all-resolved it becomes pending once every
+// dependency resolved, however. Each (dependency, dependent) pair carries a
+// flag so that a dependency counts once even if it is rerun.
+//
+// A graph is running until every task resolved, then completed if all
+// completed, failed otherwise. The report whose transaction resolved the
+// last task gets ReportResponse.GraphResolved, so exactly one worker
+// notifies the owner (a retried report of that same run gets it again).
+//
+// # Leases
+//
+// Claim hands out the oldest pending task and sets the run's takenUntil to
+// now + LeaseDuration; Reclaim extends it. Tick, run by the server on a
+// ticker, ends every running run whose takenUntil passed
+// (exception/claim-expired, then a new pending run if retries remain) and
+// every unresolved task past its deadline (exception/deadline-exceeded). A
+// report or reclaim that names a run which is no longer the current running
+// run gets ErrRunNotCurrent, so two workers never own the same run: the
+// loser of a lease learns it at its next call. All time comes from
+// Options.Clock, so tests advance a fake clock and call Tick.
+//
+// ClaimWait is the long-poll: it waits on an in-memory broadcast that is
+// fired after any commit that made a task pending, then claims.
+//
+// # Durability
+//
+// Every state change is one bbolt read-write transaction, committed with
+// fsync before the call returns: what a caller was told happened is on
+// disk. Nothing about tasks is kept only in memory (the broadcast channel
+// is a wake-up hint, never state), so after a crash or kill -9 Open reloads
+// everything; a run whose lease passed during the outage expires on the
+// first Tick and retries, and a completed task is never run again because
+// its completion was committed before its worker heard "ok".
+//
+// Writes go through one writer goroutine that commits every request waiting
+// at that moment in one transaction (group commit): concurrent claims and
+// reports share an fsync without any added delay. The indexes keep each
+// operation O(log n): pending ordered by (scheduled, task id), running by
+// (takenUntil, task id), deadlines by (deadline, task id), reverse
+// dependencies by (dependency, dependent), tasks per graph, and per-state
+// counters for the graph summary and metrics.
+//
+// The file carries a schema version in its meta bucket. Open refuses a file
+// with a newer version, a bbolt file without our meta bucket, or a damaged
+// file, with a message naming it, after checking it through a read-only
+// open, so a refused file is left exactly as it was.
+package queue

@@ -1,0 +1,174 @@
+package queue
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/af-project/af/internal/taskdef"
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout of the buckets below. Open refuses a file with
+// a newer version; an older one would be migrated here when it changes.
+const SchemaVersion = 1
+
+// Buckets. Index buckets hold empty values: their keys are the index.
+var (
+	bMeta      = []byte("meta")       // "schema" -> decimal version
+	bDefs      = []byte("defs")       // taskID -> taskdef.Task JSON (immutable)
+	bTasks     = []byte("tasks")      // taskID -> taskRec JSON (mutable state)
+	bPending   = []byte("pending")    // be64(scheduled) taskID -> ""  (claim order)
+	bRunning   = []byte("running")    // be64(takenUntil) taskID -> "" (lease expiry)
+	bDeadlines = []byte("deadlines")  // be64(deadline) taskID -> ""   (unresolved tasks only)
+	bDeps      = []byte("dependents") // depID 0 dependentID -> {0 unsatisfied | 1 satisfied}
+	bGraphs    = []byte("graphs")     // graphID -> graphRec JSON
+	bGraphTask = []byte("graphtasks") // graphID 0 taskID -> ""
+	bGraphTime = []byte("graphtime")  // be64(created) graphID -> "" (newest-first listing)
+	bCounts    = []byte("counts")     // TaskState -> be64 count of tasks in that state
+	allBuckets = [][]byte{bMeta, bDefs, bTasks, bPending, bRunning, bDeadlines, bDeps, bGraphs, bGraphTask, bGraphTime, bCounts}
+	keySchema  = []byte("schema")
+)
+
+func schemaVersion(m *bolt.Bucket) (int, error) {
+	v := m.Get(keySchema)
+	if v == nil {
+		return 0, fmt.Errorf("meta bucket has no schema version; the file is damaged")
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil {
+		return 0, fmt.Errorf("schema version %q is not a number; the file is damaged", v)
+	}
+	return n, nil
+}
+
+// initSchema creates the buckets of a fresh file; on an existing file it
+// only re-checks the version (checkExisting already refused a bad file
+// before this read-write open, this guards the race with another writer).
+func initSchema(tx *bolt.Tx) error {
+	if m := tx.Bucket(bMeta); m != nil {
+		v, err := schemaVersion(m)
+		if err != nil {
+			return err
+		}
+		if v > SchemaVersion {
+			return fmt.Errorf("schema version %d is newer than this af supports (%d)", v, SchemaVersion)
+		}
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("bucket %q is missing; the file is damaged", b)
+			}
+		}
+		return nil
+	}
+	nonEmpty := false
+	_ = tx.ForEach(func([]byte, *bolt.Bucket) error { nonEmpty = true; return nil })
+	if nonEmpty {
+		return fmt.Errorf("not an af queue database (no %q bucket)", bMeta)
+	}
+	for _, b := range allBuckets {
+		if _, err := tx.CreateBucket(b); err != nil {
+			return fmt.Errorf("create bucket %s: %w", b, err)
+		}
+	}
+	return tx.Bucket(bMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+}
+
+// taskRec is a task's mutable state. The definition lives apart in bDefs so
+// that the frequent state writes stay small; the few definition fields a
+// status needs are copied here.
+type taskRec struct {
+	State       taskdef.TaskState `json:"s"`
+	RetriesLeft int               `json:"rl"`
+	// Waiting counts dependencies not yet satisfied while unscheduled.
+	Waiting  int              `json:"w,omitempty"`
+	Runs     []taskdef.Run    `json:"runs,omitempty"`
+	GraphID  string           `json:"g"`
+	Retries  int              `json:"r"`
+	Requires taskdef.Requires `json:"rq,omitempty"`
+	Deadline time.Time        `json:"d"`
+	Expires  time.Time        `json:"e"`
+	Name     string           `json:"n"`
+	Kind     taskdef.Kind     `json:"k"`
+	Files    int              `json:"f,omitempty"`
+	Bytes    int64            `json:"b,omitempty"`
+	NumDeps  int              `json:"nd,omitempty"`
+}
+
+// current is the last run, or nil before the first.
+func (t *taskRec) current() *taskdef.Run {
+	if len(t.Runs) == 0 {
+		return nil
+	}
+	return &t.Runs[len(t.Runs)-1]
+}
+
+// graphRec is a graph's summary, updated by every transition of its tasks.
+type graphRec struct {
+	Name         string                    `json:"n"`
+	Owner        string                    `json:"o"`
+	Created      time.Time                 `json:"c"`
+	Resolved     *time.Time                `json:"rv,omitempty"`
+	State        taskdef.GraphState        `json:"s"`
+	Tasks        int                       `json:"t"`
+	Unresolved   int                       `json:"u"`
+	Counts       map[taskdef.TaskState]int `json:"cn"`
+	ResultTaskID string                    `json:"res,omitempty"`
+	// ResolvedBy and ResolvedRun name the report whose transaction resolved
+	// the graph, so a retried report from the same run still learns that it
+	// ended the graph (and the owner is emailed once).
+	ResolvedBy  string `json:"rb,omitempty"`
+	ResolvedRun int    `json:"rr,omitempty"`
+}
+
+func timeKey(t time.Time, id string) []byte {
+	k := make([]byte, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	copy(k[8:], id)
+	return k
+}
+
+func keyTime(k []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+}
+
+func pairKey(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
+}
+
+func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("decode %s %s: %w", b.Tx().DB().Path(), key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return b.Put([]byte(key), raw)
+}
+
+func addCount(b *bolt.Bucket, s taskdef.TaskState, d int) error {
+	var n int64
+	if v := b.Get([]byte(s)); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n += int64(d)
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(n))
+	return b.Put([]byte(s), v[:])
+}
+
+func tp(t time.Time) *time.Time { return &t }

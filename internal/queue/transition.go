@@ -1,0 +1,321 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"time"
+
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Short names for the states, used in the transition table.
+const (
+	sUnscheduled = taskdef.StateUnscheduled
+	sPending     = taskdef.StatePending
+	sRunning     = taskdef.StateRunning
+	sCompleted   = taskdef.StateCompleted
+	sFailed      = taskdef.StateFailed
+	sException   = taskdef.StateException
+)
+
+// allStates lists every task state, for exhaustive checks.
+var allStates = []taskdef.TaskState{sUnscheduled, sPending, sRunning, sCompleted, sFailed, sException}
+
+// reasonClaimed is the (internal) reason of pending -> running.
+const reasonClaimed = "claimed"
+
+// edge is a (from, to) pair of task states.
+type edge struct{ from, to taskdef.TaskState }
+
+// transitions is the whole task lifecycle: for each allowed edge, the
+// reasons that may take it. Reason is the run's reasonResolved when the edge
+// resolves or retries the current run, and the new run's reasonCreated
+// otherwise (scheduled, rerun). Anything not listed is refused.
+//
+//   - unscheduled -> pending: every dependency satisfied (or none).
+//   - unscheduled|pending -> exception: deadline, cancel; unscheduled also
+//     when a dependency failed for good under all-completed.
+//   - pending -> running: a worker claimed it.
+//   - running -> completed|failed: the worker's report.
+//   - running -> exception: the worker's exception report, a lost lease, a
+//     deadline, a cancel; the retryable reasons only once no retries are
+//     left.
+//   - running -> pending: a retryable exception while retries remain; the
+//     run ends exception and a new pending run starts.
+//   - completed|failed|exception -> pending: rerun.
+var transitions = map[edge][]string{
+	{sUnscheduled, sPending}:   {taskdef.ReasonScheduled},
+	{sUnscheduled, sException}: {taskdef.ReasonDeadlineExceeded, taskdef.ReasonCanceled, taskdef.ReasonDependencyFailed},
+	{sPending, sRunning}:       {reasonClaimed},
+	{sPending, sException}:     {taskdef.ReasonDeadlineExceeded, taskdef.ReasonCanceled},
+	{sRunning, sCompleted}:     {taskdef.ReasonCompleted},
+	{sRunning, sFailed}:        {taskdef.ReasonFailed},
+	{sRunning, sException}: {
+		taskdef.ReasonClaimExpired, taskdef.ReasonWorkerShutdown, taskdef.ReasonIntermittentTask,
+		taskdef.ReasonMalformedPayload, taskdef.ReasonResourceUnavail, taskdef.ReasonInternalError,
+		taskdef.ReasonSuperseded, taskdef.ReasonDeadlineExceeded, taskdef.ReasonCanceled,
+	},
+	{sRunning, sPending}:   {taskdef.ReasonClaimExpired, taskdef.ReasonWorkerShutdown, taskdef.ReasonIntermittentTask},
+	{sCompleted, sPending}: {taskdef.ReasonRerun},
+	{sFailed, sPending}:    {taskdef.ReasonRerun},
+	{sException, sPending}: {taskdef.ReasonRerun},
+}
+
+// retryable are the exception reasons that start a new run while retries
+// remain: the infrastructure lost the run, not the job.
+var retryable = map[string]bool{
+	taskdef.ReasonClaimExpired:     true,
+	taskdef.ReasonWorkerShutdown:   true,
+	taskdef.ReasonIntermittentTask: true,
+}
+
+// errTransition marks a refused transition. Operations check their own
+// preconditions first, so reaching it means the stored state and the caller
+// disagree: it is not a refusal, and it rolls the transaction back.
+var errTransition = errors.New("transition refused")
+
+// checkTransition says whether t may move to `to` for reason.
+func checkTransition(t *taskRec, to taskdef.TaskState, reason string) error {
+	reasons, ok := transitions[edge{t.State, to}]
+	if !ok {
+		return fmt.Errorf("%w: %s -> %s is not a transition", errTransition, t.State, to)
+	}
+	found := false
+	for _, r := range reasons {
+		if r == reason {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return fmt.Errorf("%w: %s -> %s does not happen for reason %q", errTransition, t.State, to, reason)
+	}
+	if t.State == sRunning && retryable[reason] {
+		if to == sPending && t.RetriesLeft <= 0 {
+			return fmt.Errorf("%w: no retries left for %s", errTransition, reason)
+		}
+		if to == sException && t.RetriesLeft > 0 {
+			return fmt.Errorf("%w: %d retries left, %s must retry", errTransition, t.RetriesLeft, reason)
+		}
+	}
+	return nil
+}
+
+// move is what a transition needs besides the target state.
+type move struct {
+	to      taskdef.TaskState
+	reason  string
+	message string
+	// stats, when set, become the current run's stats.
+	stats *taskdef.Stats
+	// workerGroup and workerID own the run (claims only).
+	workerGroup, workerID string
+}
+
+// transition is the only code that changes a task's state. It checks the
+// edge against the table, then updates the runs, the indexes (pending,
+// running, deadlines), the state counts and the graph summary, resolves the
+// graph when its last task resolves, and schedules or fails the dependents
+// of a task that resolved, all inside the caller's transaction.
+func (w *wtx) transition(id string, t *taskRec, m move) error {
+	if err := checkTransition(t, m.to, m.reason); err != nil {
+		return fmt.Errorf("task %s: %w", id, err)
+	}
+	from := t.State
+	now := w.now
+	cur := t.current()
+
+	// Leave the from-state's index.
+	switch from {
+	case sPending:
+		if err := w.pending.Delete(timeKey(*cur.Scheduled, id)); err != nil {
+			return err
+		}
+	case sRunning:
+		if err := w.running.Delete(timeKey(*cur.TakenUntil, id)); err != nil {
+			return err
+		}
+	}
+
+	switch m.to {
+	case sPending:
+		created := taskdef.ReasonScheduled
+		switch {
+		case from == sRunning:
+			endRun(cur, sException, m, now)
+			t.RetriesLeft--
+			created = taskdef.ReasonRetry
+			if m.reason == taskdef.ReasonIntermittentTask {
+				created = taskdef.ReasonTaskRetry
+			}
+		case from.Resolved():
+			// TaskCluster's rerun: a fresh retry budget, and the task is
+			// unresolved again until its deadline.
+			created = taskdef.ReasonRerun
+			t.RetriesLeft = t.Retries
+			if err := w.deadlines.Put(timeKey(t.Deadline, id), nil); err != nil {
+				return err
+			}
+		}
+		t.Runs = append(t.Runs, taskdef.Run{
+			RunID: len(t.Runs), State: sPending, ReasonCreated: created, Scheduled: tp(now),
+		})
+		if err := w.pending.Put(timeKey(now, id), nil); err != nil {
+			return err
+		}
+		w.woke = true
+	case sRunning:
+		until := now.Add(w.q.lease)
+		cur.State = sRunning
+		cur.WorkerGroup, cur.WorkerID = m.workerGroup, m.workerID
+		cur.Started, cur.TakenUntil = tp(now), tp(until)
+		if err := w.running.Put(timeKey(until, id), nil); err != nil {
+			return err
+		}
+	default: // resolved
+		if cur != nil && !cur.State.Resolved() {
+			endRun(cur, m.to, m, now)
+		} else {
+			// An unscheduled task has no run to resolve: like TaskCluster,
+			// record one created and resolved by the exception.
+			r := taskdef.Run{RunID: len(t.Runs), ReasonCreated: taskdef.ReasonException, Scheduled: tp(now)}
+			endRun(&r, m.to, m, now)
+			t.Runs = append(t.Runs, r)
+		}
+		if err := w.deadlines.Delete(timeKey(t.Deadline, id)); err != nil {
+			return err
+		}
+	}
+	t.State = m.to
+	if err := putJSON(w.tasks, id, t); err != nil {
+		return err
+	}
+	if err := addCount(w.cnts, from, -1); err != nil {
+		return err
+	}
+	if err := addCount(w.cnts, m.to, 1); err != nil {
+		return err
+	}
+	if err := w.updateGraph(t.GraphID, from, m.to, 0); err != nil {
+		return err
+	}
+	if m.to.Resolved() {
+		return w.propagate(id, m.to)
+	}
+	return nil
+}
+
+// endRun resolves a run.
+func endRun(r *taskdef.Run, state taskdef.TaskState, m move, now time.Time) {
+	r.State = state
+	r.ReasonResolved = m.reason
+	r.Resolved = tp(now)
+	if m.message != "" {
+		r.Message = m.message
+	}
+	if m.stats != nil {
+		r.Stats = *m.stats
+	}
+}
+
+// updateGraph moves one task of the graph from one state to another (from
+// empty: a new task), resolving the graph when its last unresolved task
+// resolves and reopening it when a rerun or new task makes it unresolved.
+func (w *wtx) updateGraph(graphID string, from, to taskdef.TaskState, added int) error {
+	var g graphRec
+	ok, err := getJSON(w.graphs, graphID, &g)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("graph %s of a task is missing; the database is inconsistent", graphID)
+	}
+	if g.Counts == nil {
+		g.Counts = map[taskdef.TaskState]int{}
+	}
+	g.Tasks += added
+	if from != "" {
+		g.Counts[from]--
+		if g.Counts[from] == 0 {
+			delete(g.Counts, from)
+		}
+		if !from.Resolved() {
+			g.Unresolved--
+		}
+	}
+	g.Counts[to]++
+	if !to.Resolved() {
+		g.Unresolved++
+	}
+	switch {
+	case g.Unresolved == 0 && g.Resolved == nil:
+		g.Resolved = tp(w.now)
+		g.State = taskdef.GraphFailed
+		if g.Counts[sCompleted] == g.Tasks {
+			g.State = taskdef.GraphCompleted
+		}
+		g.ResolvedBy, g.ResolvedRun = w.actorTask, w.actorRun
+		if w.resolved == nil {
+			w.resolved = map[string]bool{}
+		}
+		w.resolved[graphID] = true
+	case g.Unresolved > 0 && g.Resolved != nil:
+		g.Resolved = nil
+		g.State = taskdef.GraphRunning
+		g.ResolvedBy, g.ResolvedRun = "", 0
+		delete(w.resolved, graphID)
+	}
+	return putJSON(w.graphs, graphID, &g)
+}
+
+// propagate tells the unscheduled dependents of a task that just resolved:
+// each dependency is counted once (the flag in the dependents bucket), so a
+// rerun that resolves again does not count twice. Under all-completed a
+// dependency that did not complete resolves the dependent
+// exception/dependency-failed at once, which cascades further.
+func (w *wtx) propagate(id string, to taskdef.TaskState) error {
+	prefix := pairKey(id, "")
+	var todo []string
+	c := w.deps.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(v) == 1 && v[0] == 0 {
+			todo = append(todo, string(k[len(prefix):]))
+		}
+	}
+	for _, dep := range todo {
+		var dt taskRec
+		ok, err := getJSON(w.tasks, dep, &dt)
+		if err != nil {
+			return err
+		}
+		if !ok || dt.State != sUnscheduled {
+			continue
+		}
+		if err := w.deps.Put(pairKey(id, dep), []byte{1}); err != nil {
+			return err
+		}
+		if dt.Requires != taskdef.RequiresAllResolved && to != sCompleted {
+			err := w.transition(dep, &dt, move{
+				to: sException, reason: taskdef.ReasonDependencyFailed,
+				message: fmt.Sprintf("dependency %s ended %s", id, to),
+			})
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		dt.Waiting--
+		if dt.Waiting > 0 {
+			if err := putJSON(w.tasks, dep, &dt); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.transition(dep, &dt, move{to: sPending, reason: taskdef.ReasonScheduled}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
