@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/af-project/af/internal/awsconf"
+	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/server"
+)
+
+func init() {
+	register(command{
+		name:    "serve",
+		summary: "run the queue server (API, artifacts, file index, monitor, metrics)",
+		run:     runServe,
+	})
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "serve [--listen ADDR] [--data DIR] [--config FILE]", stderr)
+	listen := fs.String("listen", server.DefaultListen, "HTTP address to listen on")
+	data := fs.String("data", "af-data", "data directory (queue.db, index.db, and config.yaml when --config is not given)")
+	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created with fresh tokens on first start")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parseErr(fs.Parse(args)); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	var (
+		cfg     server.Config
+		path    string
+		created bool
+		err     error
+	)
+	if *cfgPath != "" {
+		path = *cfgPath
+		cfg, err = server.LoadConfig(path)
+		if err != nil {
+			return err
+		}
+		if set["data"] {
+			cfg.Data = *data
+		}
+	} else {
+		cfg, path, created, err = server.EnsureConfig(*data)
+		if err != nil {
+			return err
+		}
+		cfg.Data = *data
+	}
+	if set["listen"] {
+		// A monitor URL that was only derived from the old address
+		// follows the new one.
+		if cfg.MonitorURL == "http://"+cfg.Listen {
+			cfg.MonitorURL = "http://" + *listen
+		}
+		cfg.Listen = *listen
+	}
+	// A relative data dir in a config file is relative to the file.
+	if *cfgPath != "" && !set["data"] && !filepath.IsAbs(cfg.Data) {
+		cfg.Data = filepath.Join(filepath.Dir(path), cfg.Data)
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if created {
+		printFirstStart(stdout, path, cfg)
+	} else {
+		fmt.Fprintf(stdout, "af serve: config %s\n", path)
+	}
+
+	q, err := queue.Open(filepath.Join(cfg.Data, "queue.db"), queue.Options{
+		Logger:        logger.With("component", "queue"),
+		LeaseDuration: time.Duration(cfg.LeaseDuration),
+	})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	deps := server.Deps{Queue: q, Logger: logger}
+	if cfg.S3.Bucket != "" {
+		client, presign, err := artifactClients(ctx, cfg.S3)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		made, err := server.EnsureBucket(cctx, client, cfg.S3.Bucket)
+		cancel()
+		switch {
+		case err != nil:
+			// The queue works without S3; artifact calls will fail with
+			// S3's error until it is reachable.
+			logger.Warn("artifact bucket unavailable; artifact routes will fail until S3 is reachable", "bucket", cfg.S3.Bucket, "err", err)
+		case made:
+			logger.Info("created artifact bucket", "bucket", cfg.S3.Bucket)
+		}
+		deps.S3, deps.Presign = client, presign
+	}
+	srv, err := server.New(cfg, deps)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "af serve: listening on %s (data %s)\n", queueURL(cfg.Listen), cfg.Data)
+	if err := srv.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// artifactClients makes the S3 client of the artifact bucket and the
+// presigner whose URLs workers and browsers follow.
+func artifactClients(ctx context.Context, c server.S3Config) (*s3.Client, *s3.PresignClient, error) {
+	acfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: c.Endpoint, Region: c.Region})
+	if err != nil {
+		return nil, nil, fmt.Errorf("artifact bucket: %w", err)
+	}
+	client := awsconf.S3(acfg)
+	presign := s3.NewPresignClient(client)
+	if c.PublicEndpoint != "" {
+		pcfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: c.PublicEndpoint, Region: c.Region})
+		if err != nil {
+			return nil, nil, fmt.Errorf("artifact bucket public endpoint: %w", err)
+		}
+		presign = s3.NewPresignClient(awsconf.S3(pcfg))
+	}
+	return client, presign, nil
+}
+
+// printFirstStart tells the operator, once, where the generated config is
+// and how to use its tokens. Tokens go to the terminal only, never to the
+// log.
+func printFirstStart(w io.Writer, path string, cfg server.Config) {
+	fmt.Fprintf(w, "af serve: created %s with fresh tokens (keep it private).\n", path)
+	for _, t := range cfg.Tokens {
+		fmt.Fprintf(w, "  %-6s token: %s\n", t.Role, t.Token)
+	}
+	var submit string
+	for _, t := range cfg.Tokens {
+		if t.Role == server.RoleSubmit {
+			submit = t.Token
+		}
+	}
+	fmt.Fprintf(w, "Point af and worker at this server:\n  export AF_QUEUE_URL=%s\n  export AF_TOKEN=%s   # the submit token; workers use the work token\n", queueURL(cfg.Listen), submit)
+}
+
+// queueURL is the URL clients on this host use for a listen address.
+func queueURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}

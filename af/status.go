@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+func init() {
+	register(command{
+		name:    "status",
+		summary: "show a graph's tasks, states, runs and durations",
+		run:     runStatus,
+	})
+}
+
+// defaultQueueURL is where af looks for the queue without --queue or
+// AF_QUEUE_URL: `af serve`'s default address.
+const defaultQueueURL = "http://127.0.0.1:8080"
+
+// queueFlags are the --queue and --token flags of every command that talks
+// to the queue.
+type queueFlags struct {
+	url, token *string
+}
+
+func addQueueFlags(fs *flag.FlagSet) queueFlags {
+	return queueFlags{
+		url:   fs.String("queue", envOr("AF_QUEUE_URL", defaultQueueURL), "queue URL (env AF_QUEUE_URL)"),
+		token: fs.String("token", envOr("AF_TOKEN", ""), "bearer token (env AF_TOKEN)"),
+	}
+}
+
+func (f queueFlags) client() *queueclient.Client {
+	return queueclient.New(*f.url, *f.token, queueclient.WithUserAgent("af-cli"))
+}
+
+// explainQueueErr turns the client's errors into what the user should do.
+func explainQueueErr(err error, queueURL string) error {
+	switch {
+	case errors.Is(err, queueclient.ErrUnreachable):
+		return fmt.Errorf("%w — is `af serve` running? set --queue or AF_QUEUE_URL", err)
+	case errors.Is(err, queueclient.ErrUnauthorized), errors.Is(err, queueclient.ErrForbidden):
+		return fmt.Errorf("%w (queue %s; set --token or AF_TOKEN to a token of the right role from the server's config)", err, queueURL)
+	}
+	return err
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", "status GRAPH [--json] [--queue URL] [--token T]", stderr)
+	asJSON := fs.Bool("json", false, "print the graph status as JSON")
+	qf := addQueueFlags(fs)
+	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one graph id", errUsage)
+	}
+	st, err := qf.client().Graph(ctx, fs.Arg(0))
+	if err != nil {
+		return explainQueueErr(err, *qf.url)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return printStatus(stdout, st, time.Now())
+}
+
+// interleave lets flags follow the positional argument (`af status ID
+// --json`), which the flag package alone stops at.
+func interleave(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil {
+			if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+				continue
+			}
+			if i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		}
+	}
+	return append(append(flags, "--"), pos...)
+}
+
+// printStatus writes the table of `af status`: one line per task, mappers
+// first, then a summary line.
+func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
+	tasks := append([]taskdef.TaskStatus(nil), st.Tasks...)
+	sort.SliceStable(tasks, func(i, j int) bool {
+		if tasks[i].Kind != tasks[j].Kind {
+			return tasks[i].Kind == taskdef.KindMapper
+		}
+		return tasks[i].Name < tasks[j].Name
+	})
+	fmt.Fprintf(w, "graph %s  %q  owner %s  %s  created %s\n\n", st.GraphID, st.Name, st.Owner, st.State, st.Created.Local().Format(time.DateTime))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tID\tKIND\tSTATE\tRUNS\tWORKER\tDURATION\tFILES\tBYTES\tREASON")
+	counts := map[taskdef.TaskState]int{}
+	var files, inFiles int64
+	var bytes, inBytes int64
+	for _, t := range tasks {
+		counts[t.State]++
+		worker, dur, reason := "-", "-", ""
+		var stats taskdef.Stats
+		if n := len(t.Runs); n > 0 {
+			r := t.Runs[n-1]
+			stats = r.Stats
+			if r.WorkerID != "" {
+				worker = r.WorkerGroup + "/" + r.WorkerID
+			}
+			if r.Started != nil {
+				end := now
+				if r.Resolved != nil {
+					end = *r.Resolved
+				}
+				dur = end.Sub(*r.Started).Round(time.Second).String()
+			}
+			reason = r.ReasonResolved
+			if r.Message != "" && t.State != taskdef.StateCompleted {
+				reason += ": " + oneLine(r.Message, 60)
+			}
+		}
+		files += stats.Files
+		bytes += stats.Bytes
+		inFiles += int64(t.InputFiles)
+		inBytes += t.InputBytes
+		fileCol := strconv.FormatInt(stats.Files, 10)
+		byteCol := humanBytes(stats.Bytes)
+		if t.Kind == taskdef.KindMapper {
+			fileCol += "/" + strconv.Itoa(t.InputFiles)
+			byteCol += "/" + humanBytes(t.InputBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n",
+			t.Name, t.TaskID, t.Kind, t.State, len(t.Runs), worker, dur, fileCol, byteCol, reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var parts []string
+	for _, s := range []taskdef.TaskState{taskdef.StateCompleted, taskdef.StateRunning, taskdef.StatePending,
+		taskdef.StateUnscheduled, taskdef.StateFailed, taskdef.StateException} {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+		}
+	}
+	elapsed := now.Sub(st.Created)
+	if st.Resolved != nil {
+		elapsed = st.Resolved.Sub(st.Created)
+	}
+	_, err := fmt.Fprintf(w, "\n%d tasks: %s; %d/%d files, %s/%s read; %s %s\n",
+		len(tasks), strings.Join(parts, ", "), files, inFiles, humanBytes(bytes), humanBytes(inBytes), st.State, elapsed.Round(time.Second))
+	return err
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+// humanBytes prints a size in B, KiB, MiB, ...
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

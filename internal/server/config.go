@@ -1,0 +1,281 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role is what a token may do. Admin may do everything the others may.
+type Role string
+
+const (
+	// RoleSubmit creates graphs and tasks, cancels, reruns and asks the
+	// server to refresh the file index.
+	RoleSubmit Role = "submit"
+	// RoleWork claims tasks, renews leases, reports and creates artifacts.
+	RoleWork Role = "work"
+	// RoleAdmin may call every route.
+	RoleAdmin Role = "admin"
+)
+
+// Token is one bearer token of the config file. Either Token (the value)
+// or SHA256 (hex of its SHA-256) is set; the server only keeps the hash.
+type Token struct {
+	Name   string `yaml:"name"`
+	Role   Role   `yaml:"role"`
+	Token  string `yaml:"token,omitempty"`
+	SHA256 string `yaml:"sha256,omitempty"`
+}
+
+// S3Config names the artifact bucket. Credentials come from the standard
+// AWS environment of the `af serve` process, never from this file.
+type S3Config struct {
+	// Endpoint is the S3 URL (empty: AWS_ENDPOINT_URL or AWS itself).
+	Endpoint string `yaml:"endpoint,omitempty"`
+	// PublicEndpoint, when set, is the S3 URL presigned URLs point to, for
+	// when workers and browsers reach S3 under another address than the
+	// server does.
+	PublicEndpoint string `yaml:"public_endpoint,omitempty"`
+	Region         string `yaml:"region,omitempty"`
+	// Bucket holds the artifacts; empty disables the artifact routes.
+	Bucket string `yaml:"bucket,omitempty"`
+	// Prefix is prepended to every artifact key (e.g. "af/").
+	Prefix string `yaml:"prefix,omitempty"`
+}
+
+// SMTPConfig is where owners' notifications go. The server does not send
+// mail yet; it keeps the settings so one file configures a deployment.
+type SMTPConfig struct {
+	Addr string `yaml:"addr,omitempty"`
+	From string `yaml:"from,omitempty"`
+	// Username authenticates; the password comes from the environment
+	// variable named by PasswordEnv, never from this file.
+	Username    string `yaml:"username,omitempty"`
+	PasswordEnv string `yaml:"password_env,omitempty"`
+}
+
+// Config is `af serve`'s configuration file (YAML).
+type Config struct {
+	// Listen is the HTTP address (host:port).
+	Listen string `yaml:"listen"`
+	// Data is the directory of queue.db and index.db.
+	Data string `yaml:"data"`
+	// PublicReads lets anyone read graphs, tasks, artifacts, the index,
+	// the pool key, pages and metrics; false requires a token of any role.
+	PublicReads *bool `yaml:"public_reads,omitempty"`
+	Tokens      []Token  `yaml:"tokens"`
+	S3          S3Config `yaml:"s3"`
+	// PoolKey is the path of the worker pool's public key (`af keygen`),
+	// served at GET /api/v1/pool-key.
+	PoolKey string     `yaml:"pool_key,omitempty"`
+	SMTP    SMTPConfig `yaml:"smtp,omitempty"`
+	// MonitorURL is the base URL people open the monitor page at (links
+	// in emails and in `af submit` output); defaults to http://<listen>.
+	MonitorURL string `yaml:"monitor_url,omitempty"`
+	// LeaseDuration is how long a claim lasts before the worker must
+	// reclaim (default 20m, TaskCluster's).
+	LeaseDuration Duration `yaml:"lease_duration,omitempty"`
+	// ArtifactGrace is how long after a run resolved its worker may still
+	// create artifacts for it (the final log after an exception report).
+	ArtifactGrace Duration `yaml:"artifact_grace,omitempty"`
+	// MaxGraphBytes bounds the body of POST /api/v1/graphs.
+	MaxGraphBytes int64 `yaml:"max_graph_bytes,omitempty"`
+}
+
+// Duration is a time.Duration written as "20m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads "90s", "20m" and the like.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (want e.g. 90s or 20m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Defaults applied by Normalize.
+const (
+	DefaultListen        = "127.0.0.1:8080"
+	DefaultLease         = 20 * time.Minute
+	DefaultArtifactGrace = 10 * time.Minute
+	DefaultMaxGraphBytes = 256 << 20
+	// DefaultArtifactBucket is the bucket a generated config names.
+	DefaultArtifactBucket = "af-artifacts"
+	// ConfigFileName is the generated config's name inside the data dir.
+	ConfigFileName = "config.yaml"
+)
+
+// Reads reports whether reads need no token.
+func (c *Config) Reads() bool { return c.PublicReads == nil || *c.PublicReads }
+
+// Normalize fills defaults and validates the config; name is the file the
+// config came from, for messages.
+func (c *Config) Normalize(name string) error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Data == "" {
+		c.Data = "af-data"
+	}
+	if c.LeaseDuration <= 0 {
+		c.LeaseDuration = Duration(DefaultLease)
+	}
+	if c.ArtifactGrace <= 0 {
+		c.ArtifactGrace = Duration(DefaultArtifactGrace)
+	}
+	if c.MaxGraphBytes <= 0 {
+		c.MaxGraphBytes = DefaultMaxGraphBytes
+	}
+	if c.MonitorURL == "" {
+		c.MonitorURL = "http://" + c.Listen
+	}
+	c.MonitorURL = strings.TrimRight(c.MonitorURL, "/")
+	if len(c.Tokens) == 0 {
+		return fmt.Errorf("%s: no tokens: add at least one under tokens: (name, role submit|work|admin, token)", name)
+	}
+	names := map[string]bool{}
+	for i := range c.Tokens {
+		t := &c.Tokens[i]
+		where := fmt.Sprintf("%s: tokens[%d]", name, i)
+		if t.Name == "" {
+			return fmt.Errorf("%s: missing name", where)
+		}
+		if names[t.Name] {
+			return fmt.Errorf("%s: duplicate token name %q", where, t.Name)
+		}
+		names[t.Name] = true
+		switch t.Role {
+		case RoleSubmit, RoleWork, RoleAdmin:
+		default:
+			return fmt.Errorf("%s (%s): role %q must be submit, work or admin", where, t.Name, t.Role)
+		}
+		switch {
+		case t.Token != "" && t.SHA256 != "":
+			return fmt.Errorf("%s (%s): set token or sha256, not both", where, t.Name)
+		case t.Token != "":
+			if len(t.Token) < 16 {
+				return fmt.Errorf("%s (%s): token is too short (want at least 16 characters; 32 random bytes, base64url, is what af generates)", where, t.Name)
+			}
+		case t.SHA256 != "":
+			b, err := hex.DecodeString(t.SHA256)
+			if err != nil || len(b) != sha256.Size {
+				return fmt.Errorf("%s (%s): sha256 must be 64 hex digits (sha256sum of the token)", where, t.Name)
+			}
+		default:
+			return fmt.Errorf("%s (%s): missing token (or sha256)", where, t.Name)
+		}
+	}
+	return nil
+}
+
+// LoadConfig reads and validates a YAML config file.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates a YAML config; unknown keys are errors
+// so a misspelt setting is not silently ignored.
+func ParseConfig(name string, data []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("%s: empty config", name)
+		}
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := c.Normalize(name); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// NewToken returns a fresh bearer token: 32 random bytes, base64url.
+func NewToken() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("server: crypto/rand failed: %v", err))
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// EnsureConfig returns the config in dataDir, creating it with three fresh
+// tokens (admin, submit, work) and the default artifact bucket when it does
+// not exist. created says whether this call wrote it, so the caller can
+// print the tokens once.
+func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err error) {
+	path = filepath.Join(dataDir, ConfigFileName)
+	if _, err := os.Stat(path); err == nil {
+		cfg, err := LoadConfig(path)
+		return cfg, path, false, err
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return Config{}, path, false, fmt.Errorf("config: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return Config{}, path, false, fmt.Errorf("create data dir: %w", err)
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return Config{}, path, false, fmt.Errorf("data dir: %w", err)
+	}
+	cfg = Config{
+		Listen: DefaultListen,
+		Data:   abs,
+		Tokens: []Token{
+			{Name: "admin", Role: RoleAdmin, Token: NewToken()},
+			{Name: "submit", Role: RoleSubmit, Token: NewToken()},
+			{Name: "work", Role: RoleWork, Token: NewToken()},
+		},
+		S3: S3Config{Bucket: DefaultArtifactBucket},
+	}
+	body, err := yaml.Marshal(&cfg)
+	if err != nil {
+		return Config{}, path, false, fmt.Errorf("encode config: %w", err)
+	}
+	header := "# af serve configuration, generated on first start. Keep it private:\n" +
+		"# it holds the bearer tokens. See internal/server/doc.go for every key.\n"
+	// O_EXCL: two servers starting at once must not overwrite each
+	// other's tokens.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return Config{}, path, false, fmt.Errorf("write config: %w", err)
+	}
+	if _, err := f.Write(append([]byte(header), body...)); err != nil {
+		f.Close()
+		return Config{}, path, false, fmt.Errorf("write config: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return Config{}, path, false, fmt.Errorf("write config: %w", err)
+	}
+	if err := cfg.Normalize(path); err != nil {
+		return Config{}, path, false, err
+	}
+	return cfg, path, true, nil
+}

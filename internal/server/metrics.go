@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// metrics are the server's Prometheus series, in a registry of its own so
+// several servers (tests) can live in one process.
+type metrics struct {
+	reg       *prometheus.Registry
+	claims    prometheus.Counter
+	reports   *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	artifacts *prometheus.CounterVec
+}
+
+func newMetrics(q *queue.Queue) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		claims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "af_claims_total",
+			Help: "Tasks handed to workers by claim-work.",
+		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "af_reports_total",
+			Help: "Run reports by outcome (completed, failed, exception) and result (ok, conflict, error).",
+		}, []string{"outcome", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "af_http_request_duration_seconds",
+			Help:    "HTTP request latency by route and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25},
+		}, []string{"route", "code"}),
+		artifacts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "af_artifact_requests_total",
+			Help: "Artifact requests by operation (create, get, list) and result (ok, error).",
+		}, []string{"op", "result"}),
+	}
+	m.reg.MustRegister(m.claims, m.reports, m.latency, m.artifacts,
+		&taskCollector{q: q},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) observe(route string, status int, d time.Duration) {
+	m.latency.WithLabelValues(route, strconv.Itoa(status)).Observe(d.Seconds())
+}
+
+func (m *metrics) report(outcome string, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, queue.ErrConflict):
+		result = "conflict"
+	default:
+		result = "error"
+	}
+	m.reports.WithLabelValues(outcome, result).Inc()
+}
+
+func (m *metrics) artifact(op string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.artifacts.WithLabelValues(op, result).Inc()
+}
+
+// taskCollector reads the number of tasks in each state from the queue at
+// scrape time, so the gauge is never stale.
+type taskCollector struct {
+	q *queue.Queue
+}
+
+var tasksDesc = prometheus.NewDesc("af_tasks", "Tasks in the queue by state.", []string{"state"}, nil)
+
+// allStates lists every state so a state with no task reads 0 instead of
+// disappearing.
+var allStates = []taskdef.TaskState{
+	taskdef.StateUnscheduled, taskdef.StatePending, taskdef.StateRunning,
+	taskdef.StateCompleted, taskdef.StateFailed, taskdef.StateException,
+}
+
+func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) { ch <- tasksDesc }
+
+func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.q.Counts(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(tasksDesc, err)
+		return
+	}
+	for _, s := range allStates {
+		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}

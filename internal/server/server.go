@@ -1,0 +1,679 @@
+// Package server is `af serve`'s HTTP API: the queue's routes (graphs,
+// tasks, the worker protocol), artifacts through presigned S3 URLs, the
+// file index query and refresh routes, the worker pool's public key, the
+// monitor page routes and Prometheus /metrics.
+//
+// # Auth
+//
+// Requests carry "Authorization: Bearer <token>". Each token of the
+// config file has a role: submit (create graphs and tasks, cancel, rerun,
+// refresh the index), work (claim, reclaim, report, create artifacts) or
+// admin (everything). Reads are open unless the config says
+// public_reads: false, in which case any valid token may read. Tokens are
+// kept as SHA-256 hashes, compared in constant time, and never logged.
+//
+// # Config file (YAML)
+//
+//	listen: 127.0.0.1:8080          # HTTP address
+//	data: /var/lib/af               # queue.db and index.db live here
+//	public_reads: true              # false: reads need a token too
+//	tokens:                         # token or sha256 (hex of sha256 of the token)
+//	  - {name: admin,  role: admin,  token: ...}
+//	  - {name: submit, role: submit, token: ...}
+//	  - {name: work,   role: work,   sha256: ...}
+//	s3:                             # artifact bucket; credentials from the AWS env
+//	  endpoint: http://127.0.0.1:9000
+//	  public_endpoint: ""           # S3 URL presigned URLs use, if workers see another
+//	  region: us-east-1
+//	  bucket: af-artifacts          # empty disables artifacts
+//	  prefix: ""
+//	pool_key: /etc/af/af.pub        # `af keygen`'s public key, served at /api/v1/pool-key
+//	smtp: {addr: "", from: "", username: "", password_env: ""}  # kept for notifications
+//	monitor_url: http://af.example.org
+//	lease_duration: 20m             # claim lease
+//	artifact_grace: 10m             # artifacts may be created this long after a run resolved
+//	max_graph_bytes: 268435456      # body limit of POST /api/v1/graphs
+//
+// With no --config, `af serve` writes <data>/config.yaml on first start
+// with fresh admin, submit and work tokens.
+//
+// # Artifacts
+//
+// Artifacts live in the artifact bucket under <prefix><taskId>/<runId>/<name>.
+// A work token may create one (get a presigned PUT, valid for an hour)
+// while the run is running, or up to artifact_grace after it resolved, so
+// a worker can upload its final log after reporting. The PUT carries the
+// task's expiry as the object's Expires header; the server never deletes
+// artifacts, so an artifact never expires before its task. Reading an
+// artifact redirects (303) to a presigned GET.
+//
+// # The file index
+//
+// bbolt locks its file, so only `af serve` opens <data>/index.db while it
+// runs. `af index build` against a running server posts to
+// /api/v1/index/build and the server refreshes the index from S3; without
+// a server, `af index build --db FILE` works on the file directly.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Deps are what the server works with; the caller opens and closes them.
+type Deps struct {
+	// Queue is the task queue (required).
+	Queue *queue.Queue
+	// IndexPath is the file index database, opened on first use of an
+	// index route (default <data>/index.db).
+	IndexPath string
+	// S3 reaches the artifact bucket (nil disables artifacts).
+	S3 *s3.Client
+	// Presign signs artifact URLs; default s3.NewPresignClient(S3). Give
+	// one built on s3.public_endpoint when clients see S3 elsewhere.
+	Presign *s3.PresignClient
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Clock defaults to the system clock.
+	Clock queue.Clock
+	// Pages serves /graphs and /graphs/{id}; default a placeholder until
+	// the monitor page is wired in.
+	Pages http.Handler
+	// TickEvery is how often Serve expires leases and deadlines (default
+	// 1 s).
+	TickEvery time.Duration
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg     Config
+	q       *queue.Queue
+	s3      *s3.Client
+	presign *s3.PresignClient
+	log     *slog.Logger
+	clock   queue.Clock
+	tokens  tokenSet
+	metrics *metrics
+	handler http.Handler
+	tick    time.Duration
+	pages   http.Handler
+
+	indexPath string
+	indexMu   sync.Mutex
+	index     indexDB
+}
+
+// New builds the server. cfg must have been normalized (LoadConfig,
+// EnsureConfig or Normalize).
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Queue == nil {
+		return nil, errors.New("server: no queue")
+	}
+	if len(cfg.Tokens) == 0 {
+		return nil, errors.New("server: config has no tokens (call Normalize)")
+	}
+	s := &Server{
+		cfg:       cfg,
+		q:         deps.Queue,
+		s3:        deps.S3,
+		presign:   deps.Presign,
+		log:       deps.Logger,
+		clock:     deps.Clock,
+		tokens:    newTokenSet(cfg.Tokens),
+		tick:      deps.TickEvery,
+		pages:     deps.Pages,
+		indexPath: deps.IndexPath,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = queue.SystemClock{}
+	}
+	if s.tick <= 0 {
+		s.tick = time.Second
+	}
+	if s.presign == nil && s.s3 != nil {
+		s.presign = s3.NewPresignClient(s.s3)
+	}
+	if s.indexPath == "" {
+		s.indexPath = filepath.Join(cfg.Data, "index.db")
+	}
+	if s.pages == nil {
+		s.pages = placeholderPages(s)
+	}
+	s.metrics = newMetrics(s.q)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry returns the server's Prometheus registry (served at /metrics).
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// Run listens on the config's address and serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another af serve running? choose another address with --listen)", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, running the queue's lease and
+// deadline expiry alongside. On shutdown it stops accepting, ends
+// long-polls at once (they answer "no work"), lets in-flight requests
+// finish, and closes the index it opened. The queue stays open: the caller
+// owns it.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	tickCtx, stopTick := context.WithCancel(ctx)
+	tickDone := make(chan struct{})
+	go func() {
+		defer close(tickDone)
+		s.q.Run(tickCtx, s.tick)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String())
+
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+		cancelBase()
+		sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+		err = hs.Shutdown(sctx)
+		cancel()
+		if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+			err = e
+		}
+	}
+	stopTick()
+	<-tickDone
+	s.closeIndex()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// route registers a handler needing role need ("" for a read).
+func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h func(w http.ResponseWriter, r *http.Request) error) {
+	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorize(w, r, need) {
+			return
+		}
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}))
+}
+
+// authorize checks the bearer token against the route's role and writes
+// 401/403 when it does not suffice.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, need Role) bool {
+	if need == "" && s.cfg.Reads() {
+		return true
+	}
+	tok := bearer(r)
+	name, role, ok := s.tokens.lookup(tok)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="af"`)
+		msg := "this route needs a bearer token: set --token or AF_TOKEN"
+		if tok != "" {
+			msg = "the bearer token is not one of the server's tokens: check --token or AF_TOKEN"
+		}
+		s.writeError(w, r, &httpError{status: http.StatusUnauthorized, code: "Unauthorized", msg: msg})
+		return false
+	}
+	setTokenName(r, name)
+	if !allows(role, need) {
+		s.writeError(w, r, &httpError{status: http.StatusForbidden, code: "Forbidden",
+			msg: fmt.Sprintf("token %q has role %s; this route needs role %s (or admin)", name, role, need)})
+		return false
+	}
+	return true
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	// Graphs and tasks.
+	s.route(mux, "POST /api/v1/graphs", RoleSubmit, s.createGraph)
+	s.route(mux, "GET /api/v1/graphs", "", s.listGraphs)
+	s.route(mux, "GET /api/v1/graphs/{id}", "", s.getGraph)
+	s.route(mux, "POST /api/v1/graphs/{id}/cancel", RoleSubmit, s.cancelGraph)
+	s.route(mux, "PUT /api/v1/tasks/{id}", RoleSubmit, s.createTask)
+	s.route(mux, "GET /api/v1/tasks/{id}", "", s.getTask)
+	s.route(mux, "GET /api/v1/tasks/{id}/definition", "", s.getTaskDefinition)
+	s.route(mux, "POST /api/v1/tasks/{id}/rerun", RoleSubmit, s.rerunTask)
+	// The worker protocol.
+	s.route(mux, "POST /api/v1/claim-work", RoleWork, s.claimWork)
+	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/reclaim", RoleWork, s.reclaim)
+	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/completed", RoleWork, s.report(reportCompleted))
+	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/failed", RoleWork, s.report(reportFailed))
+	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/exception", RoleWork, s.report(reportException))
+	// Artifacts.
+	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", RoleWork, s.createArtifact)
+	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", "", s.getArtifact)
+	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts", "", s.listArtifacts)
+	s.route(mux, "GET /api/v1/tasks/{id}/artifacts/{name...}", "", s.getLatestArtifact)
+	// The file index.
+	s.route(mux, "POST /api/v1/index/query", "", s.indexQuery)
+	s.route(mux, "POST /api/v1/index/build", RoleSubmit, s.indexBuild)
+	s.route(mux, "GET /api/v1/index/stats", "", s.indexStats)
+	// Everything else.
+	s.route(mux, "GET /api/v1/pool-key", "", s.poolKey)
+	s.route(mux, "GET /api/v1/ping", "", func(w http.ResponseWriter, r *http.Request) error {
+		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /metrics", s.readGuard(s.metrics.handler()))
+	mux.Handle("GET /graphs", s.readGuard(s.pages))
+	mux.Handle("GET /graphs/{id}", s.readGuard(s.pages))
+	mux.Handle("GET /{$}", http.RedirectHandler("/graphs", http.StatusFound))
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &httpError{status: http.StatusNotFound, code: "NotFound",
+			msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	}))
+	return s.observe(mux)
+}
+
+// readGuard applies the read policy to a plain handler.
+func (s *Server) readGuard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.authorize(w, r, "") {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Body limits: graphs may be large (10,000 tasks with their input lists);
+// everything else is small.
+const (
+	maxSmallBody  = 1 << 20
+	maxFilterBody = 1 << 20
+	maxTaskBody   = 16 << 20
+)
+
+// decode reads a JSON body of at most limit bytes, refusing unknown
+// fields so a misspelt field is an error rather than silently dropped.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &httpError{status: http.StatusRequestEntityTooLarge, code: "TooLarge",
+				msg: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
+		}
+		return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: " + err.Error()}
+	}
+	if dec.More() {
+		return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: trailing data after the JSON value"}
+	}
+	return nil
+}
+
+// taskIn decodes a task definition telling an absent "retries" (the
+// default, queue.DefaultRetries) from an explicit 0.
+type taskIn struct {
+	taskdef.Task
+	Retries *int `json:"retries"`
+}
+
+func (t taskIn) definition() taskdef.Task {
+	d := t.Task
+	d.Retries = queue.DefaultRetries
+	if t.Retries != nil {
+		d.Retries = *t.Retries
+	}
+	return d
+}
+
+type graphIn struct {
+	GraphID string `json:"graphId"`
+	Name    string `json:"name"`
+	Owner   string `json:"owner"`
+	Tasks   []struct {
+		TaskID string `json:"taskId"`
+		Task   taskIn `json:"task"`
+	} `json:"tasks"`
+}
+
+func (s *Server) createGraph(w http.ResponseWriter, r *http.Request) error {
+	var in graphIn
+	if err := decode(w, r, s.cfg.MaxGraphBytes, &in); err != nil {
+		return err
+	}
+	g := taskdef.Graph{GraphID: in.GraphID, Name: in.Name, Owner: in.Owner, Tasks: make([]taskdef.GraphTask, len(in.Tasks))}
+	for i, t := range in.Tasks {
+		g.Tasks[i] = taskdef.GraphTask{TaskID: t.TaskID, Task: t.Task.definition()}
+	}
+	st, err := s.q.CreateGraph(r.Context(), g)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
+	var in taskIn
+	if err := decode(w, r, maxTaskBody, &in); err != nil {
+		return err
+	}
+	st, err := s.q.CreateTask(r.Context(), r.PathValue("id"), in.definition())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+// Graph listing bounds.
+const (
+	defaultGraphList = 100
+	maxGraphList     = 1000
+)
+
+func (s *Server) listGraphs(w http.ResponseWriter, r *http.Request) error {
+	limit := defaultGraphList
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return badRequest("limit %q must be a positive integer", v)
+		}
+		limit = min(n, maxGraphList)
+	}
+	gs, err := s.q.Graphs(r.Context(), limit)
+	if err != nil {
+		return err
+	}
+	out := taskdef.GraphList{Graphs: make([]taskdef.GraphSummary, 0, len(gs))}
+	for _, g := range gs {
+		out.Graphs = append(out.Graphs, graphSummary(g))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func graphSummary(g queue.GraphSummary) taskdef.GraphSummary {
+	return taskdef.GraphSummary{
+		GraphID: g.GraphID, Name: g.Name, Owner: g.Owner, State: g.State,
+		Created: g.Created, Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts,
+	}
+}
+
+func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.q.Graph(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.q.CancelGraph(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.q.Task(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) getTaskDefinition(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.q.TaskDefinition(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) rerunTask(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.q.Rerun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+// Claim bounds.
+const (
+	maxClaimWait  = 20 * time.Second
+	maxClaimTasks = 100
+)
+
+// parseWait reads claim-work's wait: a Go duration ("20s", "500ms") or
+// plain seconds; default and ceiling maxClaimWait.
+func parseWait(v string) (time.Duration, error) {
+	if v == "" {
+		return maxClaimWait, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, err2 := strconv.ParseFloat(v, 64)
+		if err2 != nil || n < 0 {
+			return 0, badRequest("wait %q must be a duration such as 20s or a number of seconds", v)
+		}
+		d = time.Duration(n * float64(time.Second))
+	}
+	return min(max(d, 0), maxClaimWait), nil
+}
+
+func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		return err
+	}
+	var req taskdef.ClaimRequest
+	if err := decode(w, r, maxSmallBody, &req); err != nil {
+		return err
+	}
+	if req.WorkerGroup == "" || req.WorkerID == "" {
+		return badRequest("workerGroup and workerId are required")
+	}
+	req.Tasks = min(max(req.Tasks, 1), maxClaimTasks)
+	claims, err := s.q.ClaimWait(r.Context(), req, wait)
+	if err != nil && len(claims) == 0 {
+		// A long-poll ended by shutdown or a client that went away has
+		// nothing to report: answer "no work" rather than an error.
+		if r.Context().Err() != nil {
+			claims = nil
+		} else {
+			return err
+		}
+	}
+	if claims == nil {
+		claims = []taskdef.Claim{}
+	}
+	s.metrics.claims.Add(float64(len(claims)))
+	return writeJSON(w, http.StatusOK, taskdef.ClaimResponse{Tasks: claims})
+}
+
+// runParams reads {id} and {run}.
+func runParams(r *http.Request) (string, int, error) {
+	id := r.PathValue("id")
+	run, err := strconv.Atoi(r.PathValue("run"))
+	if err != nil || run < 0 {
+		return "", 0, badRequest("run id %q must be a non-negative integer", r.PathValue("run"))
+	}
+	return id, run, nil
+}
+
+func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) error {
+	id, run, err := runParams(r)
+	if err != nil {
+		return err
+	}
+	var req taskdef.ReclaimRequest
+	if err := decode(w, r, maxSmallBody, &req); err != nil {
+		return err
+	}
+	resp, err := s.q.Reclaim(r.Context(), id, run, req.Stats)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+type reportKind int
+
+const (
+	reportCompleted reportKind = iota
+	reportFailed
+	reportException
+)
+
+func (k reportKind) String() string {
+	return [...]string{"completed", "failed", "exception"}[k]
+}
+
+func (s *Server) report(kind reportKind) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id, run, err := runParams(r)
+		if err != nil {
+			return err
+		}
+		var req taskdef.ReportRequest
+		if err := decode(w, r, maxSmallBody, &req); err != nil {
+			return err
+		}
+		var resp taskdef.ReportResponse
+		switch kind {
+		case reportCompleted:
+			resp, err = s.q.ReportCompleted(r.Context(), id, run, req)
+		case reportFailed:
+			resp, err = s.q.ReportFailed(r.Context(), id, run, req)
+		default:
+			if req.Reason == "" {
+				return badRequest("an exception report needs a reason (worker-shutdown, malformed-payload, resource-unavailable, internal-error or intermittent-task)")
+			}
+			resp, err = s.q.ReportException(r.Context(), id, run, req)
+		}
+		s.metrics.report(kind.String(), err)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+func (s *Server) poolKey(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.PoolKey == "" {
+		return &httpError{status: http.StatusNotFound, code: "NotFound",
+			msg: "this server has no pool key: run `af keygen` and set pool_key in the server's config"}
+	}
+	text, err := readPoolKey(s.cfg.PoolKey)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, err = w.Write([]byte(text + "\n"))
+	return err
+}
+
+// httpError is an error with its HTTP status and code.
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: fmt.Sprintf(format, args...)}
+}
+
+// classify maps an error to its status and code.
+func classify(err error) (int, string) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return he.status, he.code
+	case errors.Is(err, queue.ErrNotFound):
+		return http.StatusNotFound, "NotFound"
+	case errors.Is(err, queue.ErrInvalid):
+		return http.StatusBadRequest, "InvalidRequest"
+	case errors.Is(err, queue.ErrRunNotCurrent):
+		return http.StatusConflict, "RunNotCurrent"
+	case errors.Is(err, queue.ErrDeadlineExceeded):
+		return http.StatusConflict, "DeadlineExceeded"
+	case errors.Is(err, queue.ErrConflict):
+		return http.StatusConflict, "Conflict"
+	case errors.Is(err, queue.ErrClosed):
+		return http.StatusServiceUnavailable, "ShuttingDown"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "Canceled"
+	}
+	return http.StatusInternalServerError, "InternalError"
+}
+
+// writeError answers {"error", "code"} with the error's status.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := classify(err)
+	if wroteHeader(w) {
+		// The answer is already under way (a failed encode or a
+		// streamed query): all that is left is to log it.
+		s.log.Warn("response failed after it started", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	setErrorNote(r, err.Error())
+	_ = writeJSON(w, status, map[string]string{"error": err.Error(), "code": code})
+}
+
+// writeJSON encodes v as the answer.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// An encoding error after the header went out cannot change the
+	// status any more; the truncated body tells the client.
+	return json.NewEncoder(w).Encode(v)
+}
+
+// readPoolKey reads and checks the pool's public key file, so a wrong file
+// (the private key, a truncated key) is refused here rather than by every
+// submitter.
+func readPoolKey(path string) (string, error) {
+	k, err := creds.LoadPublicKey(path)
+	if err != nil {
+		return "", fmt.Errorf("pool key: %w", err)
+	}
+	return k.String(), nil
+}
