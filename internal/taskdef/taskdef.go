@@ -83,6 +83,11 @@ type Payload struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Bucket holds the inputs of a mapper.
 	Bucket string `json:"bucket,omitempty"`
+	// Prefix is where the storage layout starts inside Bucket; with Schema
+	// (the dimension names in order) it lets the worker tell the job each
+	// file's dimensions.
+	Prefix string   `json:"prefix,omitempty"`
+	Schema []string `json:"schema,omitempty"`
 	// Inputs are the mapper's files, largest first.
 	Inputs []InputFile `json:"inputs,omitempty"`
 	// MaxRunTime is the container's wall-clock limit in seconds.
