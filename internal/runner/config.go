@@ -1,0 +1,332 @@
+// Package runner runs one task's job container on the local Docker engine:
+// it builds a locked-down container configuration, feeds the container its
+// input (over an attached stdin or a FIFO in the task's scratch dir),
+// streams its stdout and stderr into the task's live log with a size bound,
+// enforces maxRunTime, and tells the job's own failure (exit code, OOM,
+// timeout) apart from an infrastructure exception (image missing, daemon
+// error). It always removes the container it made, and reaps containers an
+// earlier worker process left behind.
+package runner
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/af-project/af/internal/taskdef"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+)
+
+// Container contract. These mirror the constants internal/jobspec defines for
+// the job helpers; they are repeated here so the runner does not depend on
+// the job-spec parser.
+const (
+	// EnvInput is the path the helper reads its records from: the FIFO's
+	// path inside the container, or "-" for stdin.
+	EnvInput = "AF_INPUT"
+	// EnvOutput is the path of the file the helper writes its key/value
+	// lines to.
+	EnvOutput = "AF_OUTPUT"
+	// EnvTaskKind is "mapper" or "reducer".
+	EnvTaskKind = "AF_TASK_KIND"
+	// ScratchMount is where the task's scratch dir appears in the container,
+	// the only writable place besides the /tmp tmpfs.
+	ScratchMount = "/scratch"
+	// InputFIFOName is the FIFO's name inside the scratch dir.
+	InputFIFOName = "input.fifo"
+	// OutputName is the output file's name inside the scratch dir.
+	OutputName = "output.txt"
+	// StdinInput is EnvInput's value when the records come on stdin.
+	StdinInput = "-"
+)
+
+// Labels on every container the runner creates. ReapOrphans finds its
+// leftovers by them, and people find a task's container with
+// `docker ps --filter label=af.task-id=...`.
+const (
+	LabelManaged  = "af.managed"
+	LabelTaskID   = "af.task-id"
+	LabelRunID    = "af.run-id"
+	LabelWorkerID = "af.worker-id"
+	LabelTaskKind = "af.task-kind"
+)
+
+// Worker defaults for limits a task leaves at zero.
+const (
+	DefaultMemoryBytes int64   = 2 << 30
+	DefaultCPUs        float64 = 1
+	DefaultPids        int64   = 256
+	// DefaultUser is the numeric user the job runs as: numeric so it needs
+	// no passwd entry in the image, high so it matches no host account.
+	DefaultUser = "10001:10001"
+	// TmpfsOptions bounds /tmp: noexec so a job cannot drop and run a
+	// binary there, sized so it cannot eat the worker's RAM.
+	TmpfsOptions = "rw,noexec,nosuid,nodev,size=64m"
+	// minMemoryBytes is Docker's own lower bound; below it create fails
+	// with a less helpful message.
+	minMemoryBytes = 6 << 20
+)
+
+// InputMode says how the worker feeds records to the container.
+type InputMode int
+
+const (
+	// InputNone: the container gets no input (stdin is closed).
+	InputNone InputMode = iota
+	// InputStdin: the runner attaches to the container's stdin and copies
+	// Streams.Stdin into it; the bytes pass through the Docker daemon.
+	InputStdin
+	// InputFIFO: the runner writes Streams.Stdin into the FIFO that
+	// PrepareScratch made in the scratch dir; the bytes never touch the
+	// daemon.
+	InputFIFO
+)
+
+func (m InputMode) String() string {
+	switch m {
+	case InputNone:
+		return "none"
+	case InputStdin:
+		return "stdin"
+	case InputFIFO:
+		return "fifo"
+	}
+	return "InputMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Spec is everything needed to run one task's container.
+type Spec struct {
+	TaskID   string
+	RunID    int
+	WorkerID string
+	Kind     taskdef.Kind
+	// Image must already be on this worker; the runner never pulls.
+	Image string
+	// Entrypoint and Cmd override the image's when non-empty; the worker
+	// derives them from the image's analysis-tools.yml.
+	Entrypoint []string
+	Cmd        []string
+	// Env is the task payload's environment. CREDENTIALS is dropped (the
+	// worker consumes it); anything else that looks like a secret makes
+	// ContainerConfig refuse the task.
+	Env map[string]string
+	// ScratchDir is the host directory mounted read-write at /scratch; see
+	// PrepareScratch.
+	ScratchDir string
+	Input      InputMode
+	// User is "uid:gid", numeric; empty means DefaultUser. Root is refused.
+	User string
+	// Limits are the task's; zeros take the Default* values.
+	Limits taskdef.Limits
+	// MaxRunTime is the container's wall-clock limit; the runner kills the
+	// container when it expires. Zero means no limit.
+	MaxRunTime time.Duration
+	// NoInit leaves out Docker's init process (tini). Without it the job is
+	// PID 1: it gets no default signal handling and must reap its own
+	// children, so only engines without docker-init should set it.
+	NoInit bool
+}
+
+// ConfigError is a Spec that cannot become a safe container: the task's
+// payload is malformed, which is the submitter's problem, not the worker's.
+type ConfigError struct {
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+func configErr(format string, args ...any) error {
+	return &ConfigError{Msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// secretNamePattern matches variable names that by convention hold a
+	// secret. A task must never carry a plaintext secret, and the job
+	// container must never see one, so these are refused rather than
+	// silently dropped: the submitter learns of the leak.
+	secretNamePattern = regexp.MustCompile(`(?i)^AWS_|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE_?KEY|ACCESS_?KEY|API_?KEY|SESSION_?KEY`)
+	// secretValuePattern matches AWS access key ids (long-term AKIA, and
+	// ASIA for temporary ones) whatever the variable is called.
+	secretValuePattern = regexp.MustCompile(`\b(AKIA|ASIA)[A-Z0-9]{16}\b`)
+	userPattern        = regexp.MustCompile(`^([0-9]+):([0-9]+)$`)
+)
+
+// FilterEnv returns the environment the job container gets from the task's
+// env: sorted NAME=value pairs without CREDENTIALS, and an error naming the
+// first variable that looks like a secret or collides with the container
+// contract.
+func FilterEnv(env map[string]string) ([]string, error) {
+	names := make([]string, 0, len(env))
+	for name := range env {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]string, 0, len(names))
+	for _, name := range names {
+		value := env[name]
+		switch {
+		case name == taskdef.EnvCredentials:
+			continue
+		case !envNamePattern.MatchString(name):
+			return nil, configErr("task env: %q is not a valid variable name: use letters, digits and '_'", name)
+		case name == EnvInput || name == EnvOutput || name == EnvTaskKind:
+			return nil, configErr("task env: %s is set by the worker; remove it from the task", name)
+		case secretNamePattern.MatchString(name):
+			return nil, configErr("task env: %s looks like a secret; tasks must not carry credentials in plaintext (S3 access goes through the sealed CREDENTIALS), remove it", name)
+		case secretValuePattern.MatchString(value):
+			return nil, configErr("task env: the value of %s contains an AWS access key id; tasks must not carry credentials in plaintext, remove it", name)
+		case strings.ContainsRune(value, 0):
+			return nil, configErr("task env: the value of %s contains a NUL byte", name)
+		}
+		out = append(out, name+"="+value)
+	}
+	return out, nil
+}
+
+// ContainerConfig builds the container for spec. It is pure so the whole
+// security posture of a job container can be read, and tested, in one
+// place: no network, no capabilities, no privilege escalation, a numeric
+// non-root user, a read-only root with only /scratch and a small /tmp
+// writable, and memory, CPU and pids limits.
+func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error) {
+	if spec.Image == "" {
+		return nil, nil, configErr("task has no image: set payload.image")
+	}
+	if spec.TaskID == "" {
+		return nil, nil, configErr("spec has no task id")
+	}
+	if spec.WorkerID == "" {
+		return nil, nil, configErr("spec has no worker id")
+	}
+	if spec.ScratchDir == "" || !strings.HasPrefix(spec.ScratchDir, "/") {
+		return nil, nil, configErr("scratch dir %q must be an absolute host path", spec.ScratchDir)
+	}
+	if spec.Kind != taskdef.KindMapper && spec.Kind != taskdef.KindReducer {
+		return nil, nil, configErr("task kind %q: must be %q or %q", spec.Kind, taskdef.KindMapper, taskdef.KindReducer)
+	}
+	user := spec.User
+	if user == "" {
+		user = DefaultUser
+	}
+	m := userPattern.FindStringSubmatch(user)
+	if m == nil {
+		return nil, nil, configErr("container user %q must be numeric uid:gid, like %q", user, DefaultUser)
+	}
+	if uid, _ := strconv.ParseUint(m[1], 10, 32); uid == 0 {
+		return nil, nil, configErr("container user %q is root: job containers run as a non-root user", user)
+	}
+	if gid, _ := strconv.ParseUint(m[2], 10, 32); gid == 0 {
+		return nil, nil, configErr("container group in %q is root: job containers run with a non-root group", user)
+	}
+	memory, cpus, pids, err := limits(spec.Limits)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, err := FilterEnv(spec.Env)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	input := ""
+	switch spec.Input {
+	case InputNone, InputStdin:
+		input = StdinInput
+	case InputFIFO:
+		input = ScratchMount + "/" + InputFIFOName
+	default:
+		return nil, nil, configErr("unknown input mode %v", spec.Input)
+	}
+	if _, ok := spec.Env["HOME"]; !ok {
+		// With a numeric user there is no passwd entry, so HOME would be
+		// "/", which is read-only; tools that write dotfiles go to /tmp.
+		env = append(env, "HOME=/tmp")
+	}
+	env = append(env,
+		EnvInput+"="+input,
+		EnvOutput+"="+ScratchMount+"/"+OutputName,
+		EnvTaskKind+"="+string(spec.Kind),
+	)
+
+	stdin := spec.Input == InputStdin
+	cfg := &container.Config{
+		Image:      spec.Image,
+		Entrypoint: spec.Entrypoint,
+		Cmd:        spec.Cmd,
+		Env:        env,
+		User:       user,
+		// Attaching stdin is what lets the runner close it to signal the
+		// end of the input; StdinOnce makes that close reach the process.
+		AttachStdin:     stdin,
+		OpenStdin:       stdin,
+		StdinOnce:       stdin,
+		AttachStdout:    true,
+		AttachStderr:    true,
+		NetworkDisabled: true,
+		Labels: map[string]string{
+			LabelManaged:  "true",
+			LabelTaskID:   spec.TaskID,
+			LabelRunID:    strconv.Itoa(spec.RunID),
+			LabelWorkerID: spec.WorkerID,
+			LabelTaskKind: string(spec.Kind),
+		},
+	}
+	pidsLimit := pids
+	initProc := !spec.NoInit
+	host := &container.HostConfig{
+		NetworkMode:    "none",
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/tmp": TmpfsOptions},
+		Mounts: []mount.Mount{{
+			Type:   mount.TypeBind,
+			Source: spec.ScratchDir,
+			Target: ScratchMount,
+		}},
+		IpcMode: container.IPCModePrivate,
+		// The runner streams the output through attach and keeps a
+		// bounded copy itself; a json-file log would be a second, unbounded
+		// copy on the worker's disk.
+		LogConfig:  container.LogConfig{Type: "none"},
+		AutoRemove: false,
+		Init:       &initProc,
+		// A runaway job, not the worker, is what the kernel should kill
+		// first if the host itself runs out of memory.
+		OomScoreAdj: 500,
+		Resources: container.Resources{
+			Memory:     memory,
+			MemorySwap: memory,
+			NanoCPUs:   int64(math.Round(cpus * 1e9)),
+			PidsLimit:  &pidsLimit,
+		},
+	}
+	return cfg, host, nil
+}
+
+func limits(l taskdef.Limits) (memory int64, cpus float64, pids int64, err error) {
+	memory, cpus, pids = l.MemoryBytes, l.CPUs, l.Pids
+	if memory == 0 {
+		memory = DefaultMemoryBytes
+	}
+	if cpus == 0 {
+		cpus = DefaultCPUs
+	}
+	if pids == 0 {
+		pids = DefaultPids
+	}
+	switch {
+	case memory < minMemoryBytes:
+		return 0, 0, 0, configErr("task memory limit %d bytes is below the 6 MiB minimum: raise payload.limits.memoryBytes", memory)
+	case cpus < 0.01 || math.IsNaN(cpus) || math.IsInf(cpus, 0):
+		return 0, 0, 0, configErr("task cpu limit %v must be at least 0.01: fix payload.limits.cpus", cpus)
+	case pids < 1:
+		return 0, 0, 0, configErr("task pids limit %d must be positive: fix payload.limits.pids", pids)
+	}
+	return memory, cpus, pids, nil
+}

@@ -1,0 +1,576 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/af-project/af/internal/taskdef"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Docker is the part of the Docker client the runner uses;
+// *client.Client implements it.
+type Docker interface {
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerAttach(ctx context.Context, containerID string, options container.AttachOptions) (types.HijackedResponse, error)
+	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
+	ContainerWait(ctx context.Context, containerID string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerKill(ctx context.Context, containerID, signal string) error
+	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+}
+
+var _ Docker = (*client.Client)(nil)
+
+// NewDockerClient connects to the engine the standard Docker environment
+// names (DOCKER_HOST etc.), speaking the engine's API version.
+func NewDockerClient() (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return cli, nil
+}
+
+// Clock is the time source; tests drive maxRunTime with a fake one.
+type Clock interface {
+	Now() time.Time
+	// After is time.After: a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// SystemClock is the real Clock.
+type SystemClock struct{}
+
+// Now is time.Now.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// After is time.After.
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Options configure a Runner.
+type Options struct {
+	Logger *slog.Logger
+	Clock  Clock
+	// WorkerID labels every container, so ReapOrphans can find the ones a
+	// crashed worker with the same id left behind.
+	WorkerID string
+	// CallTimeout bounds each Docker API call (create, start, kill,
+	// inspect, remove, list); the wait and the attached streams are bounded
+	// by maxRunTime and the caller's context instead. Default 30s.
+	CallTimeout time.Duration
+	// LogHead and LogTail bound the log kept of a container's output: the
+	// first LogHead bytes are streamed as they come, then only the last
+	// LogTail bytes are kept and written when the container ends. Defaults
+	// 4 MiB each; negative means unbounded.
+	LogHead, LogTail int64
+	// MaxCPUs caps a task's CPU limit, because Docker refuses to create a
+	// container asking for more CPUs than the host has. Default: this
+	// host's CPU count.
+	MaxCPUs float64
+}
+
+// Streams connect a container to the worker.
+type Streams struct {
+	// Stdin is the container's input for InputStdin and InputFIFO. A read
+	// error other than io.EOF aborts the run (see Run).
+	Stdin io.Reader
+	// Stdout and Stderr receive the container's output as it comes,
+	// bounded by Options.LogHead/LogTail. Nil discards.
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Outcome is how a run ended, in TaskCluster's terms.
+type Outcome int
+
+const (
+	// OutcomeSucceeded: the job exited 0 within its limits.
+	OutcomeSucceeded Outcome = iota + 1
+	// OutcomeFailed: the job's own failure (non-zero exit, out of memory, max run
+	// time exceeded); the worker reports the task failed.
+	OutcomeFailed
+	// OutcomeException: the job did not get a fair run (image missing, daemon
+	// error, malformed payload, worker shutdown); the worker reports an
+	// exception with Result.Reason.
+	OutcomeException
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeSucceeded:
+		return "succeeded"
+	case OutcomeFailed:
+		return "failed"
+	case OutcomeException:
+		return "exception"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Result describes a finished run.
+type Result struct {
+	Outcome Outcome
+	// Reason is a taskdef reason: ReasonCompleted, ReasonFailed, or for an
+	// OutcomeException one of ReasonMalformedPayload, ReasonResourceUnavail,
+	// ReasonInternalError, ReasonWorkerShutdown.
+	Reason string
+	// Message says why, for people: it goes into the task's log and run.
+	Message     string
+	ExitCode    int
+	OOMKilled   bool
+	TimedOut    bool
+	ContainerID string
+	Started     time.Time
+	Finished    time.Time
+	// InputBytes were delivered into the container; InputComplete says the
+	// whole of Streams.Stdin was, and the end of input signalled.
+	InputBytes    int64
+	InputComplete bool
+	// LogBytes is everything the container printed; LogElided how much of
+	// it the log bound dropped. LogErr is the first error writing to
+	// Streams.Stdout/Stderr, which does not stop the run.
+	LogBytes  int64
+	LogElided int64
+	LogErr    error
+}
+
+// Exception is the error Run returns when the outcome is OutcomeException.
+type Exception struct {
+	// Reason is the taskdef reason to report the exception with.
+	Reason  string
+	Message string
+	Err     error
+}
+
+func (e *Exception) Error() string {
+	if e.Err == nil {
+		return e.Message
+	}
+	return e.Message + ": " + e.Err.Error()
+}
+
+// Unwrap gives the cause, so callers reach their own input errors with
+// errors.As.
+func (e *Exception) Unwrap() error { return e.Err }
+
+// Runner runs task containers on one Docker engine.
+type Runner struct {
+	docker Docker
+	opts   Options
+	log    *slog.Logger
+}
+
+// New returns a Runner using docker.
+func New(docker Docker, opts Options) (*Runner, error) {
+	if docker == nil {
+		return nil, errors.New("runner: no docker client")
+	}
+	if opts.WorkerID == "" {
+		return nil, errors.New("runner: a worker id is required: it labels containers so orphans can be reaped")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = SystemClock{}
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 30 * time.Second
+	}
+	if opts.LogHead == 0 {
+		opts.LogHead = 4 << 20
+	}
+	if opts.LogTail == 0 {
+		opts.LogTail = 4 << 20
+	}
+	if opts.MaxCPUs <= 0 {
+		opts.MaxCPUs = float64(runtime.NumCPU())
+	}
+	return &Runner{docker: docker, opts: opts, log: opts.Logger}, nil
+}
+
+// call gives one Docker API call its own deadline. It derives from
+// context.WithoutCancel so cleanup calls still run after the caller's
+// context is canceled.
+func (r *Runner) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), r.opts.CallTimeout)
+}
+
+func exception(res Result, reason, msg string, err error) (Result, error) {
+	res.Outcome = OutcomeException
+	res.Reason = reason
+	res.Message = msg
+	if err != nil {
+		res.Message = msg + ": " + err.Error()
+	}
+	return res, &Exception{Reason: reason, Message: msg, Err: err}
+}
+
+// Run creates the task's container, feeds it streams.Stdin, streams its
+// output into streams.Stdout/Stderr, waits for it to exit (killing it at
+// spec.MaxRunTime), and removes it, whatever happens, also on panic or when
+// ctx is canceled.
+//
+// The error is non-nil exactly when the Result's Outcome is Exception, and
+// is then an *Exception. A non-zero exit, an OOM kill or maxRunTime are
+// the job's failure, with a nil error. When ctx is canceled the container
+// is killed and Run returns an exception with ReasonWorkerShutdown. When
+// streams.Stdin returns an error, the container is killed and Run returns
+// an exception with ReasonInternalError wrapping that error: a worker
+// whose reader signals bad input with its own error type finds it with
+// errors.As and may report a failure instead.
+func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, error) {
+	var res Result
+	if spec.WorkerID == "" {
+		spec.WorkerID = r.opts.WorkerID
+	}
+	if spec.Limits.CPUs > r.opts.MaxCPUs {
+		r.log.Info("capping the task's cpu limit to the host's", "task", spec.TaskID, "asked", spec.Limits.CPUs, "cpus", r.opts.MaxCPUs)
+		spec.Limits.CPUs = r.opts.MaxCPUs
+	}
+	cfg, host, err := ContainerConfig(spec)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return exception(res, taskdef.ReasonMalformedPayload, "the task cannot run", err)
+		}
+		return exception(res, taskdef.ReasonInternalError, "the worker built a bad container spec", err)
+	}
+	if spec.Input != InputNone && streams.Stdin == nil {
+		return exception(res, taskdef.ReasonInternalError, "the worker built a bad container spec",
+			fmt.Errorf("input mode %v needs Streams.Stdin", spec.Input))
+	}
+	if err := ctx.Err(); err != nil {
+		return exception(res, taskdef.ReasonWorkerShutdown, "the worker is shutting down", err)
+	}
+	// Open the FIFO before creating anything: a missing FIFO is the
+	// worker's bug and needs no container to clean up.
+	var fifo *os.File
+	if spec.Input == InputFIFO {
+		// O_RDWR never blocks on a FIFO, unlike O_WRONLY, which waits for
+		// a reader that a container that dies at start never becomes.
+		// Go polls FIFOs, so closing the file unblocks a pending write.
+		fifo, err = os.OpenFile(filepath.Join(spec.ScratchDir, InputFIFOName), os.O_RDWR, 0)
+		if err != nil {
+			return exception(res, taskdef.ReasonInternalError, "opening the input fifo (call PrepareScratch first)", err)
+		}
+		defer fifo.Close()
+	}
+
+	log := r.log.With("task", spec.TaskID, "run", spec.RunID, "image", spec.Image)
+	cctx, cancel := r.call(ctx)
+	created, err := r.docker.ContainerCreate(cctx, cfg, host, nil, nil, containerName(spec))
+	cancel()
+	if err != nil {
+		switch {
+		case cerrdefs.IsNotFound(err):
+			return exception(res, taskdef.ReasonResourceUnavail,
+				fmt.Sprintf("image %s is not on this worker: build it with `make images` or load it with `docker load`", spec.Image), err)
+		case client.IsErrConnectionFailed(err):
+			return exception(res, taskdef.ReasonInternalError, "the docker daemon is unreachable", err)
+		}
+		return exception(res, taskdef.ReasonInternalError, "creating the container", err)
+	}
+	id := created.ID
+	res.ContainerID = id
+	log = log.With("container", shortID(id))
+	for _, w := range created.Warnings {
+		log.Warn("docker warning creating the container", "warning", w)
+	}
+	// Removal runs on every path out, panics included, with its own
+	// deadline so a canceled ctx still cleans up.
+	defer r.remove(ctx, id, log)
+
+	// Attach before starting so no output is lost.
+	cctx, cancel = r.call(ctx)
+	hj, err := r.docker.ContainerAttach(cctx, id, container.AttachOptions{
+		Stream: true, Stdin: spec.Input == InputStdin, Stdout: true, Stderr: true,
+	})
+	cancel()
+	if err != nil {
+		return exception(res, taskdef.ReasonInternalError, "attaching to the container", err)
+	}
+	defer hj.Close()
+
+	// The wait is registered before the start so a container that exits at
+	// once is not missed; it lives as long as the run, not a call timeout.
+	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWait()
+	waitC, waitErrC := r.docker.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
+
+	logs := newLogLimit(streams.Stdout, streams.Stderr, r.opts.LogHead, r.opts.LogTail)
+	logDone := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(logs.writer(streamStdout), logs.writer(streamStderr), hj.Reader)
+		logDone <- err
+	}()
+
+	cctx, cancel = r.call(ctx)
+	err = r.docker.ContainerStart(cctx, id, container.StartOptions{})
+	cancel()
+	res.Started = r.opts.Clock.Now()
+	if err != nil {
+		return exception(res, taskdef.ReasonInternalError, "starting the container", err)
+	}
+	log.Info("container started", "input", spec.Input.String(), "maxRunTime", spec.MaxRunTime)
+
+	var feed *feeder
+	if spec.Input != InputNone {
+		feed = &feeder{src: streams.Stdin, done: make(chan struct{})}
+		switch spec.Input {
+		case InputStdin:
+			go feed.run(hj.Conn, hj.CloseWrite)
+		case InputFIFO:
+			go feed.run(fifo, fifo.Close)
+		}
+	}
+
+	var deadline <-chan time.Time
+	if spec.MaxRunTime > 0 {
+		deadline = r.opts.Clock.After(spec.MaxRunTime)
+	}
+	var feedDone <-chan struct{}
+	if feed != nil {
+		feedDone = feed.done
+	}
+
+	exited := false
+	for !exited {
+		select {
+		case w := <-waitC:
+			exited = true
+			if w.Error != nil && w.Error.Message != "" {
+				log.Warn("docker reported an error waiting for the container", "error", w.Error.Message)
+			}
+		case err := <-waitErrC:
+			r.kill(ctx, id, log)
+			res.Finished = r.opts.Clock.Now()
+			return exception(res, taskdef.ReasonInternalError, "waiting for the container", err)
+		case <-deadline:
+			deadline = nil
+			if r.kill(ctx, id, log) {
+				res.TimedOut = true
+				log.Info("container killed: max run time exceeded", "maxRunTime", spec.MaxRunTime)
+			}
+		case <-feedDone:
+			feedDone = nil
+			if err := feed.readErr; err != nil {
+				r.kill(ctx, id, log)
+				r.finishLogs(&res, logs, logDone, hj, fifo, feed)
+				res.Finished = r.opts.Clock.Now()
+				return exception(res, taskdef.ReasonInternalError, "reading the task's input", err)
+			}
+		case <-ctx.Done():
+			r.kill(ctx, id, log)
+			r.finishLogs(&res, logs, logDone, hj, fifo, feed)
+			res.Finished = r.opts.Clock.Now()
+			return exception(res, taskdef.ReasonWorkerShutdown, "the worker is shutting down", ctx.Err())
+		}
+	}
+	res.Finished = r.opts.Clock.Now()
+	r.finishLogs(&res, logs, logDone, hj, fifo, feed)
+
+	cctx, cancel = r.call(ctx)
+	info, err := r.docker.ContainerInspect(cctx, id)
+	cancel()
+	if err != nil {
+		return exception(res, taskdef.ReasonInternalError, "inspecting the exited container", err)
+	}
+	if info.State == nil {
+		return exception(res, taskdef.ReasonInternalError, "inspecting the exited container", errors.New("no state"))
+	}
+	res.ExitCode = info.State.ExitCode
+	res.OOMKilled = info.State.OOMKilled
+	switch {
+	case res.TimedOut:
+		res.Outcome, res.Reason = OutcomeFailed, taskdef.ReasonFailed
+		res.Message = fmt.Sprintf("max run time exceeded: the container was killed after %s; raise the task's maxRunTime or give it less input", spec.MaxRunTime)
+	case res.ExitCode != 0 && res.OOMKilled:
+		res.Outcome, res.Reason = OutcomeFailed, taskdef.ReasonFailed
+		mem, _, _, _ := limits(spec.Limits)
+		res.Message = fmt.Sprintf("out of memory; raise the task's memory limit (it was %d MiB)", mem>>20)
+	case res.ExitCode != 0:
+		res.Outcome, res.Reason = OutcomeFailed, taskdef.ReasonFailed
+		res.Message = fmt.Sprintf("the job exited with code %d", res.ExitCode)
+		if res.ExitCode > 128 && res.ExitCode < 160 {
+			res.Message += fmt.Sprintf(" (killed by signal %d)", res.ExitCode-128)
+		}
+	default:
+		res.Outcome, res.Reason = OutcomeSucceeded, taskdef.ReasonCompleted
+		res.Message = "the job exited with code 0"
+		if res.OOMKilled {
+			log.Warn("a process in the container ran out of memory, but the job exited 0")
+		}
+	}
+	log.Info("container exited", "outcome", res.Outcome.String(), "exitCode", res.ExitCode,
+		"oomKilled", res.OOMKilled, "timedOut", res.TimedOut, "inputBytes", res.InputBytes,
+		"logBytes", res.LogBytes, "duration", res.Finished.Sub(res.Started))
+	return res, nil
+}
+
+// finishLogs waits for the attached output to drain, bounded by the call
+// timeout in case the daemon never closes the stream, then flushes the
+// kept tail and records the input and log counters.
+func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, hj types.HijackedResponse, fifo *os.File, feed *feeder) {
+	select {
+	case <-logDone:
+	case <-time.After(r.opts.CallTimeout):
+		r.log.Warn("the container's output stream did not end; closing it", "container", shortID(res.ContainerID))
+		hj.Close()
+		<-logDone
+	}
+	logs.finish()
+	res.LogBytes, res.LogElided, res.LogErr = logs.stats()
+	if feed != nil {
+		// The feeder may still be blocked on a write nobody will take:
+		// closing the connection and the FIFO frees it.
+		hj.Close()
+		if fifo != nil {
+			fifo.Close()
+		}
+		<-feed.done
+		res.InputBytes = feed.written
+		res.InputComplete = feed.complete
+	}
+}
+
+// kill sends SIGKILL and reports whether the container was still running.
+func (r *Runner) kill(ctx context.Context, id string, log *slog.Logger) bool {
+	cctx, cancel := r.call(ctx)
+	defer cancel()
+	if err := r.docker.ContainerKill(cctx, id, "KILL"); err != nil {
+		if !cerrdefs.IsConflict(err) && !cerrdefs.IsNotFound(err) {
+			log.Warn("killing the container", "error", err)
+		}
+		return false
+	}
+	return true
+}
+
+func (r *Runner) remove(ctx context.Context, id string, log *slog.Logger) {
+	cctx, cancel := r.call(ctx)
+	defer cancel()
+	err := r.docker.ContainerRemove(cctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		log.Error("removing the container; ReapOrphans will retry at the next worker start", "error", err)
+	}
+}
+
+// feeder copies the task's input into the container and signals the end
+// of input by closing the write side.
+type feeder struct {
+	src      io.Reader
+	done     chan struct{}
+	written  int64
+	readErr  error
+	complete bool
+}
+
+func (f *feeder) run(dst io.Writer, closeWrite func() error) {
+	defer close(f.done)
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := f.src.Read(buf)
+		if n > 0 {
+			m, werr := dst.Write(buf[:n])
+			f.written += int64(m)
+			if werr != nil {
+				// The container stopped reading (it exited or closed its
+				// input); its exit status says whether that was fine.
+				return
+			}
+		}
+		if err == io.EOF {
+			f.complete = closeWrite() == nil
+			return
+		}
+		if err != nil {
+			f.readErr = err
+			return
+		}
+	}
+}
+
+// ReapOrphans force-removes every container labelled as af's and as
+// workerID's: ones a previous process of this worker left behind when it
+// was killed before it could clean up. A worker calls it at start, before
+// claiming; worker ids must therefore be stable across restarts on a host
+// (the hostname, say) and unique among the workers sharing an engine, or
+// one worker would remove another's running containers. It returns how
+// many it removed.
+func (r *Runner) ReapOrphans(ctx context.Context, workerID string) (int, error) {
+	if workerID == "" {
+		return 0, errors.New("reap orphans: empty worker id would match every worker's containers")
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+	list, err := r.docker.ContainerList(cctx, container.ListOptions{
+		All: true,
+		Filters: filters.NewArgs(
+			filters.Arg("label", LabelManaged+"=true"),
+			filters.Arg("label", LabelWorkerID+"="+workerID),
+		),
+	})
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("reap orphans: listing containers: %w", err)
+	}
+	removed := 0
+	var errs []error
+	for _, c := range list {
+		// The daemon filtered already; checking again guards against a
+		// daemon that ignores an unknown filter.
+		if c.Labels[LabelManaged] != "true" || c.Labels[LabelWorkerID] != workerID {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+		err := r.docker.ContainerRemove(cctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		cancel()
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing %s: %w", shortID(c.ID), err))
+			continue
+		}
+		removed++
+		r.log.Warn("removed an orphaned job container", "container", shortID(c.ID),
+			"task", c.Labels[LabelTaskID], "run", c.Labels[LabelRunID], "state", c.State)
+	}
+	if len(errs) > 0 {
+		return removed, fmt.Errorf("reap orphans: %w", errors.Join(errs...))
+	}
+	return removed, nil
+}
+
+// containerName makes the container easy to find in `docker ps`; the
+// random suffix keeps a stale container of the same run from blocking
+// creation.
+func containerName(spec Spec) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("af-%s-%d-%s", spec.TaskID, spec.RunID, hex.EncodeToString(b[:]))
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
