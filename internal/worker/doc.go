@@ -1,0 +1,11 @@
+// Package worker is the worker daemon's logic: it claims tasks from the
+// queue, opens their sealed credentials, streams the inputs from S3 into the
+// job's container, publishes the output and logs as artifacts, resolves the
+// task, and emails the owner when its report ends the graph.
+//
+// A run ends one of three ways, as in taskcluster's generic-worker:
+// completed; failed, when the job's own code or data is at fault (non-zero
+// exit, max run time, out of memory, bad input past the job's thresholds);
+// or exception, when the infrastructure is (image missing, S3 unreachable,
+// Docker errors, worker shutdown, malformed payload).
+package worker
