@@ -1,0 +1,252 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/af-project/af/internal/layout"
+)
+
+// Lister is the part of *s3.Client a build needs.
+type Lister = s3.ListObjectsV2APIClient
+
+// defaultBatchSize is how many listed objects one write transaction takes: large
+// enough that commits (and their fsyncs) are rare, small enough that a
+// batch stays a few megabytes.
+const defaultBatchSize = 100_000
+
+// BuildProgress is reported after each listing page.
+type BuildProgress struct {
+	// Listed counts every object listed so far, Skipped those outside the
+	// layout.
+	Listed, Skipped int
+	Elapsed         time.Duration
+}
+
+// BuildReport says what a build found and changed.
+type BuildReport struct {
+	Bucket, Prefix string
+	// Listed is every object under the prefix; Indexed those that fit the
+	// layout and are now in the index; Skipped those that do not fit.
+	Listed, Indexed, Skipped int
+	// Added, Updated (size, ETag or last-modified changed), Removed (no
+	// longer listed) and Unchanged compare the listing with the index as
+	// it was.
+	Added, Updated, Removed, Unchanged int
+	// SkippedKeys are the keys outside the layout, in listing order.
+	SkippedKeys []string
+	Duration    time.Duration
+}
+
+// entry is one listed object that fits the layout.
+type entry struct {
+	rel string // key relative to the prefix
+	val []byte
+}
+
+// Build lists s3://bucket/prefix and makes the index hold exactly the
+// listed objects that fit the layout: new ones are added, changed ones
+// updated, ones no longer listed removed. An index covers one bucket and
+// prefix; building another source into it is refused.
+func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, schema layout.Schema, progress func(BuildProgress)) (BuildReport, error) {
+	start := db.clock.Now()
+	prefix = layout.NormalizePrefix(prefix)
+	rep := BuildReport{Bucket: bucket, Prefix: prefix}
+	if bucket == "" {
+		return rep, fmt.Errorf("build index: no bucket given")
+	}
+	if len(schema.Fields) < 2 {
+		return rep, fmt.Errorf("build index: the schema has %d dimension(s); the layout needs at least 2", len(schema.Fields))
+	}
+	if err := db.claimSource(bucket, prefix, schema); err != nil {
+		return rep, err
+	}
+
+	var (
+		batch   []entry
+		prev    string // last key of the previous batch
+		hasPrev bool
+		dims    []string
+		arena   []byte
+	)
+	flush := func(last bool) error {
+		if err := db.merge(batch, prev, hasPrev, last, &rep); err != nil {
+			return err
+		}
+		if len(batch) > 0 {
+			prev, hasPrev = batch[len(batch)-1].rel, true
+		}
+		batch, arena = batch[:0], arena[:0:0]
+		return nil
+	}
+
+	p := s3.NewListObjectsV2Paginator(lister, &s3.ListObjectsV2Input{
+		Bucket: aws.String(bucket),
+		Prefix: aws.String(prefix),
+	})
+	lastRel := ""
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("list s3://%s/%s: %w", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			key := aws.ToString(o.Key)
+			rep.Listed++
+			rel, ok := strings.CutPrefix(key, prefix)
+			if !ok {
+				return rep, fmt.Errorf("list s3://%s/%s: the server returned %q, outside the prefix", bucket, prefix, key)
+			}
+			if rep.Listed > 1 && rel <= lastRel {
+				// The one-pass merge relies on S3's guarantee that
+				// listings are in key order; never delete on a listing
+				// that breaks it.
+				return rep, fmt.Errorf("list s3://%s/%s: keys out of order (%q after %q): the server does not list in key order", bucket, prefix, key, prefix+lastRel)
+			}
+			lastRel = rel
+			if dims, err = schema.ParseRel(rel, dims[:0]); err != nil {
+				rep.Skipped++
+				rep.SkippedKeys = append(rep.SkippedKeys, key)
+				continue
+			}
+			n := len(arena)
+			arena = encodeValue(arena, aws.ToInt64(o.Size), aws.ToString(o.ETag), aws.ToTime(o.LastModified))
+			batch = append(batch, entry{rel: rel, val: arena[n:len(arena):len(arena)]})
+		}
+		if len(batch) >= db.batchSize {
+			if err := flush(false); err != nil {
+				return rep, err
+			}
+		}
+		if progress != nil {
+			progress(BuildProgress{Listed: rep.Listed, Skipped: rep.Skipped, Elapsed: db.clock.Now().Sub(start)})
+		}
+	}
+	if err := flush(true); err != nil {
+		return rep, err
+	}
+	rep.Indexed = rep.Listed - rep.Skipped
+	rep.Duration = db.clock.Now().Sub(start)
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(metaBucket).Put(metaBuilt, []byte(db.clock.Now().UTC().Format(time.RFC3339Nano)))
+	}); err != nil {
+		return rep, fmt.Errorf("build index: %w", err)
+	}
+	db.log.Info("index built", "bucket", bucket, "prefix", prefix, "listed", rep.Listed, "indexed", rep.Indexed,
+		"added", rep.Added, "updated", rep.Updated, "removed", rep.Removed, "unchanged", rep.Unchanged,
+		"skipped", rep.Skipped, "duration", rep.Duration)
+	return rep, nil
+}
+
+// claimSource records the bucket, prefix and schema on the first build and
+// refuses a different one later: an index covers one source, and a schema
+// change changes what the stored keys mean.
+func (db *DB) claimSource(bucket, prefix string, schema layout.Schema) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		s, ok, err := readSource(tx)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if s.bucket != bucket || s.prefix != prefix {
+				return fmt.Errorf("the index at %s covers s3://%s/%s; it cannot also cover s3://%s/%s: use another --db", db.path, s.bucket, s.prefix, bucket, prefix)
+			}
+			if !s.schema.Equal(schema) {
+				return fmt.Errorf("the index at %s was built with the dimensions %s, not %s: use the same schema or another --db", db.path, s.schema, schema)
+			}
+			return nil
+		}
+		meta := tx.Bucket(metaBucket)
+		fields, err := json.Marshal(schema.Fields)
+		if err != nil {
+			return err
+		}
+		for k, v := range map[string][]byte{string(metaBucketName): []byte(bucket), string(metaPrefix): []byte(prefix), string(metaSchema): fields} {
+			if err := meta.Put([]byte(k), v); err != nil {
+				return fmt.Errorf("build index: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// merge makes the stored keys in (prev, last key of batch] — or (prev, end)
+// when last — equal to batch, in one transaction, counting what changed.
+// batch is sorted, as listings are.
+func (db *DB) merge(batch []entry, prev string, hasPrev, last bool, rep *BuildReport) error {
+	if len(batch) == 0 && !last {
+		return nil
+	}
+	var hi []byte
+	if !last {
+		hi = []byte(batch[len(batch)-1].rel)
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(objectsBucket)
+		// Listings arrive in key order, so pages fill up and never need
+		// splitting again: pack them full.
+		b.FillPercent = 1.0
+		c := b.Cursor()
+		var k, v []byte
+		if hasPrev {
+			k, v = c.Seek([]byte(prev))
+			if k != nil && string(k) == prev {
+				k, v = c.Next()
+			}
+		} else {
+			k, v = c.First()
+		}
+		// Decide everything first: a cursor is not valid across writes.
+		var dels [][]byte
+		put := make([]bool, len(batch))
+		i := 0
+		added, updated, unchanged := 0, 0, 0
+		for ; k != nil && (hi == nil || bytes.Compare(k, hi) <= 0); k, v = c.Next() {
+			for i < len(batch) && batch[i].rel < string(k) {
+				put[i] = true
+				added++
+				i++
+			}
+			if i < len(batch) && batch[i].rel == string(k) {
+				if bytes.Equal(v, batch[i].val) {
+					unchanged++
+				} else {
+					put[i] = true
+					updated++
+				}
+				i++
+				continue
+			}
+			dels = append(dels, bytes.Clone(k))
+		}
+		for ; i < len(batch); i++ {
+			put[i] = true
+			added++
+		}
+		for _, k := range dels {
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("index: delete %q: %w", k, err)
+			}
+		}
+		for i, e := range batch {
+			if put[i] {
+				if err := b.Put([]byte(e.rel), e.val); err != nil {
+					return fmt.Errorf("index: put %q: %w", e.rel, err)
+				}
+			}
+		}
+		rep.Added += added
+		rep.Updated += updated
+		rep.Unchanged += unchanged
+		rep.Removed += len(dels)
+		return nil
+	})
+}

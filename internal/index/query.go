@@ -1,0 +1,260 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/af-project/af/internal/filter"
+)
+
+// Object is one indexed input file.
+type Object struct {
+	Key          string
+	Size         int64
+	ETag         string
+	LastModified time.Time
+	// Dims are its dimension values in schema order.
+	Dims []string
+}
+
+// QueryStats says what a query selected and how much of the index it read.
+type QueryStats struct {
+	Files int
+	Bytes int64
+	// Seeks and Reads count cursor positionings and keys read: with
+	// pruning they stay far below the number of indexed objects.
+	Seeks, Reads int
+	Duration     time.Duration
+}
+
+// Query calls fn for every object the filter selects, in key order, and
+// stops at fn's first error (which it returns). The filter must be over
+// the index's schema.
+func (db *DB) Query(ctx context.Context, f *filter.Filter, fn func(Object) error) (QueryStats, error) {
+	start := db.clock.Now()
+	var st QueryStats
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		src, ok, err := readSource(tx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: the index at %s is empty: run `af index build --bucket BUCKET --db %s`", ErrNotBuilt, db.path, db.path)
+		}
+		if len(f.Dims) != len(src.schema.Fields) {
+			return fmt.Errorf("filter %s has %d dimensions; the index at %s has %d (%s)", f.Name, len(f.Dims), db.path, len(src.schema.Fields), src.schema)
+		}
+		for i, d := range f.Dims {
+			if d.Field != src.schema.Fields[i] {
+				return fmt.Errorf("filter %s: dimension %d is %q; the index at %s has %q there (%s)", f.Name, i+1, d.Field, db.path, src.schema.Fields[i], src.schema)
+			}
+		}
+		s := newScanner(ctx, tx.Bucket(objectsBucket).Cursor(), f, src, fn, &st)
+		return s.level(0, 0)
+	})
+	st.Duration = db.clock.Now().Sub(start)
+	return st, err
+}
+
+// scanner is one query's skip scan. buf holds the current key prefix: the
+// values chosen for the dimensions above the current level, each followed
+// by its separator.
+type scanner struct {
+	ctx     context.Context
+	c       *bolt.Cursor
+	dims    []filter.Dimension
+	sets    [][]string // per level, a Set's values in key order (v+sep)
+	dirs    int        // levels separated by "/"; the rest by "."
+	anyFrom int        // from this level down every dimension is Any
+	prefix  string
+	fn      func(Object) error
+	st      *QueryStats
+	buf     []byte
+}
+
+func newScanner(ctx context.Context, c *bolt.Cursor, f *filter.Filter, src source, fn func(Object) error, st *QueryStats) *scanner {
+	s := &scanner{ctx: ctx, c: c, dims: f.Dims, dirs: len(f.Dims) - 2, prefix: src.prefix, fn: fn, st: st}
+	s.sets = make([][]string, len(f.Dims))
+	s.anyFrom = len(f.Dims)
+	for i := len(f.Dims) - 1; i >= 0 && f.Dims[i].Kind == filter.Any; i-- {
+		s.anyFrom = i
+	}
+	for i, d := range f.Dims {
+		if d.Kind == filter.Set {
+			sep := s.sep(i)
+			vals := slices.Clone(d.Values)
+			// The index is in key order, where v is followed by its
+			// separator: "22/" sorts after "22.0/" although "22" < "22.0".
+			slices.SortFunc(vals, func(a, b string) int { return strings.Compare(a+string(sep), b+string(sep)) })
+			s.sets[i] = vals
+		}
+	}
+	return s
+}
+
+func (s *scanner) sep(level int) byte {
+	if level < s.dirs {
+		return '/'
+	}
+	return '.'
+}
+
+func (s *scanner) seek(k []byte) ([]byte, []byte) {
+	s.st.Seeks++
+	return s.c.Seek(k)
+}
+
+// valueAt returns the value of the current level in k (which starts with
+// buf[:plen]) or nil if k does not continue with a value and separator.
+func valueAt(k []byte, plen int, sep byte) []byte {
+	rest := k[plen:]
+	j := bytes.IndexByte(rest, sep)
+	if j <= 0 {
+		return nil
+	}
+	return rest[:j]
+}
+
+// level visits the objects under buf[:plen] whose values from level i on
+// pass the filter.
+func (s *scanner) level(i, plen int) error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	if i >= s.anyFrom {
+		return s.all(plen)
+	}
+	d := &s.dims[i]
+	sep := s.sep(i)
+	if d.Kind == filter.Set {
+		return s.set(i, plen, sep)
+	}
+	// Any or Range: walk the distinct values from the lowest possible one,
+	// skipping each value's whole subtree with one seek.
+	s.buf = s.buf[:plen]
+	if d.Kind == filter.Range && d.HasMin {
+		s.buf = append(s.buf, d.Min...)
+	}
+	var stop []byte
+	if d.Kind == filter.Range && d.HasMax {
+		// Every value <= Max sorts, followed by its separator, at or
+		// before this key: a value that is a prefix of Max ending where
+		// Max has a "." sorts after Max itself ("22/" > "22.0/").
+		m := d.Max
+		if j := strings.IndexByte(m, '.'); j >= 0 {
+			m = m[:j]
+		}
+		stop = append(append(append([]byte(nil), s.buf[:plen]...), m...), sep)
+	}
+	k, _ := s.seek(s.buf)
+	for k != nil && bytes.HasPrefix(k, s.buf[:plen]) {
+		v := valueAt(k, plen, sep)
+		if v == nil {
+			return fmt.Errorf("index: damaged key %q", k)
+		}
+		end := plen + len(v) + 1
+		if stop != nil && bytes.Compare(k[:end], stop) > 0 {
+			return nil
+		}
+		s.buf = append(s.buf[:plen], k[plen:end]...)
+		if d.Allows(string(v)) {
+			if err := s.level(i+1, end); err != nil {
+				return err
+			}
+		}
+		// Past every key that has this value: the byte after sep.
+		s.buf = append(s.buf[:end-1], sep+1)
+		k, _ = s.seek(s.buf)
+	}
+	return nil
+}
+
+// set visits a Set's values by leapfrogging: seek to the next wanted
+// value; if the index has a later value there, jump ahead in the set.
+func (s *scanner) set(i, plen int, sep byte) error {
+	vals := s.sets[i]
+	for j := 0; j < len(vals); {
+		s.buf = append(append(s.buf[:plen], vals[j]...), sep)
+		end := len(s.buf)
+		k, _ := s.seek(s.buf)
+		if k == nil || !bytes.HasPrefix(k, s.buf[:plen]) {
+			return nil
+		}
+		if bytes.HasPrefix(k, s.buf[:end]) {
+			if err := s.level(i+1, end); err != nil {
+				return err
+			}
+			j++
+			continue
+		}
+		v := valueAt(k, plen, sep)
+		if v == nil {
+			return fmt.Errorf("index: damaged key %q", k)
+		}
+		found := string(k[plen : plen+len(v)+1])
+		j += countBefore(vals[j:], found, sep)
+	}
+	return nil
+}
+
+// countBefore returns how many of vals (in key order) sort before found, a
+// value with its separator.
+func countBefore(vals []string, found string, sep byte) int {
+	n, _ := slices.BinarySearchFunc(vals, found, func(v, f string) int {
+		return strings.Compare(v+string(sep), f)
+	})
+	return n
+}
+
+// all visits every object under buf[:plen].
+func (s *scanner) all(plen int) error {
+	p := s.buf[:plen]
+	for k, v := s.seek(p); k != nil && bytes.HasPrefix(k, p); k, v = s.c.Next() {
+		s.st.Reads++
+		o, err := s.object(k, v)
+		if err != nil {
+			return err
+		}
+		s.st.Files++
+		s.st.Bytes += o.Size
+		if err := s.fn(o); err != nil {
+			return err
+		}
+		if s.st.Files%4096 == 0 {
+			if err := s.ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *scanner) object(k, v []byte) (Object, error) {
+	size, etag, mtime, err := decodeValue(v)
+	if err != nil {
+		return Object{}, fmt.Errorf("index: key %q: %w", k, err)
+	}
+	key := s.prefix + string(k)
+	return Object{Key: key, Size: size, ETag: etag, LastModified: mtime, Dims: splitDims(key[len(s.prefix):], s.dirs)}, nil
+}
+
+// splitDims cuts the dimension values out of a stored (hence valid) key.
+func splitDims(rel string, dirs int) []string {
+	dims := make([]string, 0, dirs+2)
+	for range dirs {
+		j := strings.IndexByte(rel, '/')
+		dims = append(dims, rel[:j])
+		rel = rel[j+1:]
+	}
+	j := strings.IndexByte(rel, '.')
+	dims = append(dims, rel[:j])
+	rel = rel[j+1:]
+	j = strings.IndexByte(rel, '.')
+	return append(dims, rel[:j])
+}
