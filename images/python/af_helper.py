@@ -1,0 +1,407 @@
+"""af_helper runs an analyst's Python MapReduce job inside an af job container.
+
+    python3 -m af_helper map|reduce [--af-original] [--combine auto|true|false|FILE] JOBFILE [ARGS...]
+
+The worker streams the task's input to the path in $AF_INPUT ("-" is stdin)
+and collects $AF_OUTPUT when the helper exits 0. Any other exit status fails
+the task; a traceback on stderr says why.
+
+Job API (telemetry-server's mapreduce/job.py):
+
+    def map(key, dims, value, context):       # key: document id (str); dims: list of
+        context.write(k, v)                   #   dimension values; value: the JSON text
+    def combine(key, values, context):        # optional, run inside each mapper task
+        context.write(key, sum(values))       #   (and by the reducer) on a key's values
+    def setup_reduce(context):                # optional, once before the first reduce
+        context.field_separator = ","
+    def reduce(key, values, context):         # values of one key, in a list
+        context.write(key, sum(values))       # also writeline(line), writecsv(fields)
+
+Keys and values travel between map and reduce as JSON (json.dumps), so use
+JSON-representable keys and values (tuples arrive as lists).
+
+AF's original form (--af-original) runs mapper(uuid, file, json) -> "key value"
+lines and, when the module has one, reduce(key, values) -> a line.
+
+Input (map): the framed records of af's internal/records package. A line whose
+first byte is 0x1E starts a file: a JSON header {"key": ..., "dims": [...]}.
+Every other line is "<document id>\\t<json>\\n" (the worker drops lines that
+break that shape before they get here).
+Input (reduce): "<json key>\\t<json value>\\n" lines sorted by key.
+Output (map): "<json key>\\t<json value>\\n" lines. Output (reduce): the job's
+result, written by the reduce context.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+
+MARKER = 0x1E
+# telemetry-server's Reducer.COMBINE_SIZE: combine a key's values once this
+# many have piled up.
+COMBINE_SIZE = 50
+# A mapper's combine buffer holds at most this many keys before it combines
+# and flushes everything, so memory stays bounded whatever the key space.
+MAX_KEYS = 200_000
+READ_BUF = 1 << 20
+FLUSH_LINES = 8192
+
+_dumps = json.dumps
+_loads = json.loads
+
+
+class JobError(Exception):
+    """The job (not the helper) is broken: missing function, bad file."""
+
+
+def usage(msg):
+    sys.stderr.write("af_helper: %s\nusage: python3 -m af_helper map|reduce "
+                     "[--af-original] [--combine auto|true|false|FILE] JOBFILE [ARGS...]\n" % msg)
+    sys.exit(2)
+
+
+def load_module(path, name="telemetry_job"):
+    if not os.path.isfile(path):
+        raise JobError("job file %s does not exist in the image; check mapper/reducer in "
+                       "/etc/analysis-tools.yml" % path)
+    d = os.path.dirname(os.path.abspath(path))
+    if d not in sys.path:
+        sys.path.insert(0, d)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def encode_key(k):
+    """JSON for a key: deterministic, so equal keys group in the reducer."""
+    if type(k) is str:
+        return _dumps(k)
+    return _dumps(k, sort_keys=True, separators=(",", ":"))
+
+
+def encode_value(v):
+    return _dumps(v, separators=(",", ":"))
+
+
+class Output:
+    """Buffers "<json key>\\t<json value>\\n" lines and writes them in batches."""
+
+    def __init__(self, f):
+        self.f = f
+        self.buf = []
+        self.pairs = 0
+
+    def pair(self, k, v):
+        buf = self.buf
+        buf.append(encode_key(k) + "\t" + encode_value(v) + "\n")
+        if len(buf) >= FLUSH_LINES:
+            self.flush()
+
+    def flush(self):
+        if self.buf:
+            self.pairs += len(self.buf)
+            self.f.write("".join(self.buf))
+            self.buf = []
+
+
+class MapContext:
+    """context for map(): write(k, v) emits a pair; file is the current input's key."""
+
+    def __init__(self, write):
+        self.write = write
+        self.file = None
+
+
+class _CombineSink:
+    """The context combine() writes to: the key's values become [value]."""
+
+    def __init__(self, coll):
+        self._coll = coll
+
+    def write(self, key, value):
+        self._coll.replace(key, value)
+
+
+class Collector:
+    """Per-key value lists, combined as they grow (telemetry-server's Collector)."""
+
+    def __init__(self, combine, out):
+        self.combine = combine
+        self.out = out
+        self.values = {}  # key (or its JSON when unhashable) -> [key, [values]]
+        self.sink = _CombineSink(self)
+
+    @staticmethod
+    def _slot(key):
+        try:
+            hash(key)
+            return key
+        except TypeError:
+            return ("\0json", encode_key(key))
+
+    def write(self, key, value):
+        slot = self._slot(key)
+        entry = self.values.get(slot)
+        if entry is None:
+            if len(self.values) >= MAX_KEYS:
+                self.flush()
+            self.values[slot] = [key, [value]]
+            return
+        vals = entry[1]
+        vals.append(value)
+        if len(vals) >= COMBINE_SIZE:
+            self.combine(key, vals, self.sink)
+
+    def replace(self, key, value):
+        slot = self._slot(key)
+        entry = self.values.get(slot)
+        if entry is None:
+            self.values[slot] = [key, [value]]
+        else:
+            entry[1] = [value]
+
+    def flush(self):
+        combine, pair = self.combine, self.out.pair
+        for slot in list(self.values):
+            key, vals = self.values[slot]
+            if len(vals) > 1:
+                combine(key, vals, self.sink)
+                vals = self.values[slot][1]
+            for v in vals:
+                pair(key, v)
+        self.values = {}
+
+
+def open_input():
+    path = os.environ.get("AF_INPUT", "-")
+    if path == "-":
+        return sys.stdin.buffer
+    return open(path, "rb", buffering=READ_BUF)
+
+
+def open_output():
+    path = os.environ.get("AF_OUTPUT")
+    if not path:
+        usage("AF_OUTPUT is not set; the worker sets it to the output file's path")
+    return open(path, "w", encoding="utf-8", buffering=READ_BUF)
+
+
+def pick_combine(mod, mode):
+    if mode == "false":
+        return None
+    if mode not in ("auto", "true"):
+        mod = load_module(mode, "telemetry_combine")
+    fn = getattr(mod, "combine", None)
+    if fn is not None and not callable(fn):
+        raise JobError("combine in the job module is not a function")
+    if fn is None and mode != "auto":
+        raise JobError("analysis-tools.yml asks for combine but the module has no combine(key, values, context)")
+    return fn
+
+
+def run_map(mod, combine_mode, original):
+    out = Output(open_output())
+    combine = None if original else pick_combine(mod, combine_mode)
+    if original:
+        mapper = getattr(mod, "mapper", None)
+        if not callable(mapper):
+            raise JobError("the script has no mapper(uuid, file, json) function (AF's original form)")
+        fn = _original_mapper(mapper, out)
+    else:
+        fn = getattr(mod, "map", None)
+        if not callable(fn):
+            raise JobError("the job module has no map(key, dims, value, context) function")
+    coll = Collector(combine, out) if combine else None
+    ctx = MapContext(coll.write if coll else out.pair)
+
+    files = records = 0
+    fkey = None
+    dims = []
+    doc_id = None
+    n_in_file = 0
+    started = time.monotonic()
+    f = open_input()
+    try:
+        for line in f:
+            if line[0] == MARKER:
+                hdr = _loads(line[1:])
+                fkey, dims = hdr.get("key"), hdr.get("dims") or []
+                ctx.file = fkey
+                files += 1
+                records += n_in_file
+                n_in_file = 0
+                continue
+            n_in_file += 1
+            doc_id, value = line[:-1].decode("utf-8", "surrogateescape").split("\t", 1)
+            fn(doc_id, dims, value, ctx)
+        records += n_in_file
+        n_in_file = 0
+        if coll:
+            coll.flush()
+        out.flush()
+        out.f.close()
+    except Exception:
+        where = ""
+        if n_in_file:
+            where = " on record %d of %s (document %s)" % (n_in_file, fkey, doc_id)
+        sys.stderr.write("af_helper: map failed%s:\n" % where)
+        traceback.print_exc()
+        sys.exit(1)
+    sys.stderr.write("af_helper: map done: %d files, %d records, %d pairs out in %.2fs\n"
+                     % (files, records, out.pairs, time.monotonic() - started))
+
+
+def _original_mapper(mapper, out):
+    """Adapts AF's mapper(uuid, file, json) -> "key value" lines to map()."""
+
+    def fn(doc_id, dims, value, ctx):
+        try:
+            doc = _loads(value)
+        except ValueError:
+            # AF's helper skipped and listed documents that were not JSON.
+            sys.stderr.write("af_helper: %s: document %s is not valid JSON, skipped\n" % (ctx.file, doc_id))
+            return
+        res = mapper(doc_id, ctx.file, doc)
+        if not res:
+            return
+        for l in str(res).splitlines():
+            if l.strip():
+                k, _, v = l.partition(" ")
+                ctx.write(k, v)
+
+    return fn
+
+
+class ReduceContext:
+    """telemetry-server's TextContext: the reducer's view of the result file."""
+
+    def __init__(self, f):
+        self._f = f
+        self.field_separator = "\t"
+        self.record_separator = "\n"
+
+    def write(self, key, value):
+        self._f.write(str(key) + self.field_separator + str(value) + self.record_separator)
+
+    def writeline(self, line):
+        self._f.write(str(line) + self.record_separator)
+
+    def writecsv(self, fields):
+        self._f.write(self.field_separator.join(str(x) for x in fields) + self.record_separator)
+
+
+def _groups(f):
+    """Yields (key JSON bytes, [value JSON bytes]) runs of equal keys."""
+    cur = None
+    vals = []
+    for line in f:
+        k, _, v = line.partition(b"\t")
+        if k != cur:
+            if cur is not None:
+                yield cur, vals
+            cur, vals = k, []
+        vals.append(v)
+    if cur is not None:
+        yield cur, vals
+
+
+def run_reduce(mod, combine_mode, original):
+    outf = open_output()
+    ctx = ReduceContext(outf)
+    if original:
+        red = getattr(mod, "reduce", None)
+
+        def fn(key, values, ctx):
+            if callable(red):
+                ctx.writeline(red(key, values))
+            else:
+                for v in values:
+                    ctx.writeline("%s %s" % (key, v))
+        combine = None
+    else:
+        fn = getattr(mod, "reduce", None)
+        if not callable(fn):
+            raise JobError("the job module has no reduce(key, values, context) function")
+        combine = pick_combine(mod, combine_mode)
+        setup = getattr(mod, "setup_reduce", None)
+        if callable(setup):
+            setup(ctx)
+    started = time.monotonic()
+    keys = 0
+    key = None
+    try:
+        for kj, vjs in _groups(open_input()):
+            key = _loads(kj)
+            if combine:
+                # telemetry-server's reducer: combine every COMBINE_SIZE values.
+                acc = []
+                sink = _ListSink(acc)
+                for vj in vjs:
+                    acc.append(_loads(vj))
+                    if len(acc) >= COMBINE_SIZE:
+                        combine(key, acc, sink)
+                values = acc
+            else:
+                values = [_loads(v) for v in vjs]
+            fn(key, values, ctx)
+            keys += 1
+        outf.close()
+    except Exception:
+        sys.stderr.write("af_helper: reduce failed on key %r:\n" % (key,))
+        traceback.print_exc()
+        sys.exit(1)
+    sys.stderr.write("af_helper: reduce done: %d keys in %.2fs\n" % (keys, time.monotonic() - started))
+
+
+class _ListSink:
+    def __init__(self, acc):
+        self._acc = acc
+
+    def write(self, key, value):
+        self._acc[:] = [value]
+
+
+def main(argv):
+    if len(argv) < 2 or argv[0] not in ("map", "reduce"):
+        usage("want map or reduce and the job file")
+    kind, args = argv[0], argv[1:]
+    original, combine_mode = False, "auto"
+    while args and args[0].startswith("--"):
+        opt = args.pop(0)
+        if opt == "--af-original":
+            original = True
+        elif opt == "--combine" and args:
+            combine_mode = args.pop(0)
+        elif opt == "--":
+            break
+        else:
+            usage("unknown option %s" % opt)
+    if not args:
+        usage("missing the job file")
+    job = args[0]
+    sys.argv = [job] + args[1:]
+    try:
+        mod = load_module(job)
+    except JobError as e:
+        sys.stderr.write("af_helper: %s\n" % e)
+        sys.exit(1)
+    except Exception:
+        sys.stderr.write("af_helper: importing %s failed:\n" % job)
+        traceback.print_exc()
+        sys.exit(1)
+    try:
+        if kind == "map":
+            run_map(mod, combine_mode, original)
+        else:
+            run_reduce(mod, combine_mode, original)
+    except JobError as e:
+        sys.stderr.write("af_helper: %s\n" % e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
