@@ -75,7 +75,7 @@ type Config struct {
 	Data string `yaml:"data"`
 	// PublicReads lets anyone read graphs, tasks, artifacts, the index,
 	// the pool key, pages and metrics; false requires a token of any role.
-	PublicReads *bool `yaml:"public_reads,omitempty"`
+	PublicReads *bool    `yaml:"public_reads,omitempty"`
 	Tokens      []Token  `yaml:"tokens"`
 	S3          S3Config `yaml:"s3"`
 	// PoolKey is the path of the worker pool's public key (`af keygen`),

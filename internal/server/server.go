@@ -469,11 +469,8 @@ func (s *Server) rerunTask(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, st)
 }
 
-// Claim bounds.
-const (
-	maxClaimWait  = 20 * time.Second
-	maxClaimTasks = 100
-)
+// maxClaimWait is the longest claim-work long-poll (TaskCluster's 20 s).
+const maxClaimWait = 20 * time.Second
 
 // parseWait reads claim-work's wait: a Go duration ("20s", "500ms") or
 // plain seconds; default and ceiling maxClaimWait.
@@ -501,10 +498,6 @@ func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxSmallBody, &req); err != nil {
 		return err
 	}
-	if req.WorkerGroup == "" || req.WorkerID == "" {
-		return badRequest("workerGroup and workerId are required")
-	}
-	req.Tasks = min(max(req.Tasks, 1), maxClaimTasks)
 	claims, err := s.q.ClaimWait(r.Context(), req, wait)
 	if err != nil && len(claims) == 0 {
 		// A long-poll ended by shutdown or a client that went away has

@@ -1,0 +1,173 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Test tokens, one per role.
+var (
+	adminTok  = "admin-" + NewToken()
+	submitTok = "submit-" + NewToken()
+	workTok   = "work-" + NewToken()
+)
+
+// env is a server over a real bbolt queue on a real loopback listener.
+type env struct {
+	t      *testing.T
+	q      *queue.Queue
+	srv    *Server
+	http   *httptest.Server
+	clock  *fakeClock
+	logs   *syncBuf
+	cfg    Config
+	submit *queueclient.Client
+	work   *queueclient.Client
+	admin  *queueclient.Client
+	anon   *queueclient.Client
+}
+
+type envOpts struct {
+	publicReads *bool
+	s3          *s3.Client
+	bucket      string
+	poolKey     string
+	realClock   bool
+	lease       time.Duration
+}
+
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	dir := t.TempDir()
+	e := &env{t: t, clock: newFakeClock(), logs: &syncBuf{}}
+	var clock queue.Clock = e.clock
+	if o.realClock {
+		clock = queue.SystemClock{}
+	}
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Clock: clock, Logger: logger, LeaseDuration: o.lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	e.q = q
+	e.cfg = Config{
+		Data:        dir,
+		PublicReads: o.publicReads,
+		Tokens: []Token{
+			{Name: "the-admin", Role: RoleAdmin, Token: adminTok},
+			{Name: "the-submitter", Role: RoleSubmit, Token: submitTok},
+			{Name: "the-worker", Role: RoleWork, Token: workTok},
+		},
+		S3:      S3Config{Bucket: o.bucket, Prefix: "art/"},
+		PoolKey: o.poolKey,
+	}
+	if err := e.cfg.Normalize("test config"); err != nil {
+		t.Fatal(err)
+	}
+	e.srv, err = New(e.cfg, Deps{Queue: q, Logger: logger, Clock: clock, S3: o.s3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.http = httptest.NewServer(e.srv.Handler())
+	t.Cleanup(e.http.Close)
+	fast := queueclient.WithBackoff(time.Millisecond, 10*time.Millisecond)
+	e.submit = queueclient.New(e.http.URL, submitTok, fast)
+	e.work = queueclient.New(e.http.URL, workTok, fast)
+	e.admin = queueclient.New(e.http.URL, adminTok, fast)
+	e.anon = queueclient.New(e.http.URL, "", fast)
+	return e
+}
+
+// testTask is a valid mapper definition.
+func testTask(graphID, name string, created time.Time) taskdef.Task {
+	return taskdef.Task{
+		GraphID:  graphID,
+		Retries:  queue.DefaultRetries,
+		Created:  created,
+		Deadline: created.Add(24 * time.Hour),
+		Expires:  created.Add(30 * 24 * time.Hour),
+		Metadata: taskdef.Metadata{Name: name, Owner: "owner@example.org"},
+		Payload: taskdef.Payload{
+			Kind: taskdef.KindMapper, Image: "af/os-count", MaxRunTime: 600, Bucket: "telemetry",
+			Inputs: []taskdef.InputFile{{Key: "saved_session/Firefox/release/40.0/20150101.20150102.v2.log." + name + ".lzma", Size: 1234}},
+		},
+	}
+}
+
+// testGraph is n mappers and a reducer depending on them all.
+func testGraph(n int, created time.Time) taskdef.Graph {
+	gid := taskdef.NewID()
+	g := taskdef.Graph{GraphID: gid, Name: "os-count", Owner: "owner@example.org"}
+	var deps []string
+	for i := range n {
+		id := taskdef.NewID()
+		deps = append(deps, id)
+		g.Tasks = append(g.Tasks, taskdef.GraphTask{TaskID: id, Task: testTask(gid, fmt.Sprintf("mapper-%04d", i), created)})
+	}
+	red := testTask(gid, "reducer", created)
+	red.Dependencies = deps
+	red.Payload.Kind = taskdef.KindReducer
+	red.Payload.Inputs, red.Payload.Bucket = nil, ""
+	g.Tasks = append(g.Tasks, taskdef.GraphTask{TaskID: taskdef.NewID(), Task: red})
+	return g
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
