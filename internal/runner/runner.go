@@ -573,4 +573,3 @@ func shortID(id string) string {
 	}
 	return id
 }
-
