@@ -34,6 +34,11 @@ done
 
 say() { echo "images: $*"; }
 
+# Temporary dirs are removed on exit, however the script ends.
+tmpdirs=()
+cleanup() { [ ${#tmpdirs[@]} -eq 0 ] || rm -rf "${tmpdirs[@]}"; }
+trap cleanup EXIT
+
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # mirror prints the Debian archive URI of the machine's apt sources: the
@@ -74,7 +79,7 @@ build_debian() {
 	[ -n "$m" ] || m="$(mirror)"
 	local root
 	root="$(mktemp -d /tmp/af-debian.XXXXXX)"
-	trap 'rm -rf "$root"' RETURN
+	tmpdirs+=("$root")
 	say "debootstrap bookworm into $root from the machine's apt mirror (a few minutes)"
 	debootstrap --variant=minbase --include=python3-minimal,libpython3.11-stdlib,ca-certificates bookworm "$root" "$m" >"$root.log" 2>&1 || {
 		tail -n 30 "$root.log" >&2
@@ -97,8 +102,14 @@ build_dockerfile() { # image dir
 		say "$img exists, skipping (use --force to rebuild)"
 		return
 	fi
-	say "building $img from ${dir#"$repo"/}"
-	docker build -q -t "$img" "$dir" >/dev/null
+	say "building $img"
+	# The legacy builder's deprecation notice is noise: show output on failure only.
+	local out
+	if ! out=$(docker build -q -t "$img" "$dir" 2>&1); then
+		echo "$out" >&2
+		echo "build.sh: docker build of $img failed" >&2
+		return 1
+	fi
 	say "$img built"
 }
 
@@ -117,7 +128,7 @@ build_os_count() {
 	# The example's spec is the repo root's analysis-tools.yml: one copy only.
 	local ctx
 	ctx="$(mktemp -d /tmp/af-os-count.XXXXXX)"
-	trap 'rm -rf "$ctx"' RETURN
+	tmpdirs+=("$ctx")
 	cp "$here/os-count/Dockerfile" "$here/os-count/job.py" "$ctx/"
 	cp "$repo/analysis-tools.yml" "$ctx/analysis-tools.yml"
 	build_dockerfile "$img" "$ctx"
@@ -131,7 +142,7 @@ build_os_count_go() {
 	fi
 	local ctx
 	ctx="$(mktemp -d /tmp/af-os-count-go.XXXXXX)"
-	trap 'rm -rf "$ctx"' RETURN
+	tmpdirs+=("$ctx")
 	say "compiling the Go job (static, CGO_ENABLED=0)"
 	(cd "$repo" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags='-s -w' -o "$ctx/job" ./images/os-count-go)
 	cp "$here/os-count-go/Dockerfile" "$here/os-count-go/analysis-tools.yml" "$ctx/"
