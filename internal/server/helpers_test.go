@@ -171,3 +171,11 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// metricsText scrapes the server's registry in the text format.
+func (s *Server) metricsText(t *testing.T) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.metrics.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}

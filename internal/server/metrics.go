@@ -20,6 +20,7 @@ import (
 type metrics struct {
 	reg       *prometheus.Registry
 	claims    prometheus.Counter
+	inflight  prometheus.Gauge
 	reports   *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	artifacts *prometheus.CounterVec
@@ -31,6 +32,10 @@ func newMetrics(q *queue.Queue) *metrics {
 		claims: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "af_claims_total",
 			Help: "Tasks handed to workers by claim-work.",
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "af_inflight_claims",
+			Help: "claim-work requests waiting in the long-poll now (idle workers).",
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "af_reports_total",
@@ -46,7 +51,7 @@ func newMetrics(q *queue.Queue) *metrics {
 			Help: "Artifact requests by operation (create, get, list) and result (ok, error).",
 		}, []string{"op", "result"}),
 	}
-	m.reg.MustRegister(m.claims, m.reports, m.latency, m.artifacts,
+	m.reg.MustRegister(m.claims, m.inflight, m.reports, m.latency, m.artifacts,
 		&taskCollector{q: q},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -498,7 +498,9 @@ func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxSmallBody, &req); err != nil {
 		return err
 	}
+	s.metrics.inflight.Inc()
 	claims, err := s.q.ClaimWait(r.Context(), req, wait)
+	s.metrics.inflight.Dec()
 	if err != nil && len(claims) == 0 {
 		// A long-poll ended by shutdown or a client that went away has
 		// nothing to report: answer "no work" rather than an error.
