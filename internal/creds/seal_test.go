@@ -211,3 +211,23 @@ func TestSealRefusesUnusableCredentials(t *testing.T) {
 		t.Fatalf("nil public key: %v", err)
 	}
 }
+
+func BenchmarkSeal(b *testing.B) {
+	pub, _ := testKeys()
+	c := testCreds()
+	for b.Loop() {
+		if _, err := Seal(c, pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	pub, priv := testKeys()
+	blob := mustSeal(b, testCreds(), pub)
+	for b.Loop() {
+		if _, err := Open(blob, priv, testNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
