@@ -1,0 +1,593 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/extsort"
+	"github.com/af-project/af/internal/jobspec"
+	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/notify"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/runner"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// outcome is how a run ended, decided once and reported once.
+type outcome struct {
+	state   taskdef.TaskState // completed, failed or exception
+	reason  string            // exception reason
+	message string
+	stats   taskdef.Stats
+}
+
+func failed(format string, args ...any) outcome {
+	return outcome{state: taskdef.StateFailed, message: fmt.Sprintf(format, args...)}
+}
+
+func exception(reason, format string, args ...any) outcome {
+	return outcome{state: taskdef.StateException, reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// taskLog is a task's log: the worker's own lines and the container's
+// output, in order. The runner bounds the container's share.
+type taskLog struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	clock Clock
+	dirty bool
+}
+
+func (l *taskLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dirty = true
+	return l.buf.Write(p)
+}
+
+// logf writes one worker line, marked so it stands apart from the job's.
+func (l *taskLog) logf(format string, args ...any) {
+	line := fmt.Sprintf("[af-worker %s] %s\n", l.clock.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
+	_, _ = l.Write([]byte(line))
+}
+
+// snapshot returns the log so far and whether it changed since the last
+// snapshot.
+func (l *taskLog) snapshot() ([]byte, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.dirty
+	l.dirty = false
+	return bytes.Clone(l.buf.Bytes()), d
+}
+
+// tail returns the last n bytes of the log, from a line start.
+func (l *taskLog) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buf.Bytes()
+	if len(b) > n {
+		b = b[len(b)-n:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+// errNotCurrent is the cause of a run's cancellation when the queue says
+// it is no longer the current run (canceled, expired, superseded).
+var errNotCurrent = errors.New("the queue says this run is no longer current")
+
+// runTask runs one claimed task to its report.
+func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
+	log := w.log.With("task", c.TaskID, "run", c.RunID, "kind", c.Task.Payload.Kind)
+	tlog := &taskLog{clock: w.clock}
+	tlog.logf("worker %s/%s claimed task %s run %d (%s %q, image %s)", w.cfg.WorkerGroup, w.cfg.WorkerID, c.TaskID, c.RunID,
+		c.Task.Payload.Kind, c.Task.Metadata.Name, c.Task.Payload.Image)
+	log.Info("task claimed")
+	start := w.clock.Now()
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	progress := &progressSource{}
+
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); w.renewLease(runCtx, cancel, c, progress, log) }()
+	go func() { defer bg.Done(); w.uploadLogLoop(runCtx, c, tlog, log) }()
+
+	out := w.execute(runCtx, c, tlog, progress)
+	cause := context.Cause(runCtx)
+	cancel(nil)
+	bg.Wait()
+
+	if errors.Is(cause, errNotCurrent) {
+		tlog.logf("stopped: %v", cause)
+		w.uploadLog(ctx, c, tlog, log)
+		log.Info("run abandoned: no longer current")
+		return
+	}
+	if ctx.Err() != nil && out.state != taskdef.StateCompleted {
+		out = exception(taskdef.ReasonWorkerShutdown, "the worker shut down before the task finished; the queue runs it again")
+		out.stats = progress.stats()
+	}
+	tlog.logf("result: %s%s after %s: %s", out.state, suffix(out.reason), w.clock.Now().Sub(start).Round(time.Millisecond), out.message)
+	tlog.logf("stats: files %d, bytes %d (raw %d), records in %d, out %d, bad lines %d, bad files %d",
+		out.stats.Files, out.stats.Bytes, out.stats.RawBytes, out.stats.RecordsIn, out.stats.RecordsOut, out.stats.BadLines, out.stats.BadFiles)
+	// The log goes up before the report: once the run resolves, readers
+	// expect its final log.
+	reportCtx, cancelReport := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancelReport()
+	w.uploadLog(reportCtx, c, tlog, log)
+
+	req := taskdef.ReportRequest{Reason: out.reason, Message: out.message, Stats: out.stats}
+	var resp taskdef.ReportResponse
+	var err error
+	switch out.state {
+	case taskdef.StateCompleted:
+		resp, err = w.cfg.Queue.ReportCompleted(reportCtx, c.TaskID, c.RunID, req)
+	case taskdef.StateFailed:
+		resp, err = w.cfg.Queue.ReportFailed(reportCtx, c.TaskID, c.RunID, req)
+	default:
+		resp, err = w.cfg.Queue.ReportException(reportCtx, c.TaskID, c.RunID, req)
+	}
+	if err != nil {
+		log.Warn("report task", "state", out.state, "err", err)
+		return
+	}
+	log.Info("task resolved", "state", out.state, "reason", out.reason, "duration", w.clock.Now().Sub(start))
+	if resp.GraphResolved {
+		w.notifyOwner(reportCtx, c, log)
+	}
+}
+
+func suffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return "/" + reason
+}
+
+// progressSource lets the lease renewer read the running task's counters.
+type progressSource struct {
+	mu sync.Mutex
+	fn func() taskdef.Stats
+}
+
+func (p *progressSource) set(fn func() taskdef.Stats) {
+	p.mu.Lock()
+	p.fn = fn
+	p.mu.Unlock()
+}
+
+func (p *progressSource) stats() taskdef.Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fn == nil {
+		return taskdef.Stats{}
+	}
+	return p.fn()
+}
+
+// renewLease reclaims the task well before takenUntil, carrying progress,
+// until ctx ends. A 409 means the run is no longer ours: the task is
+// stopped.
+func (w *Worker) renewLease(ctx context.Context, cancel context.CancelCauseFunc, c taskdef.Claim, p *progressSource, log *slog.Logger) {
+	takenUntil := c.TakenUntil
+	for {
+		// Renew at a third of the remaining lease, so two renewals can fail
+		// before it runs out.
+		wait := max(takenUntil.Sub(w.clock.Now())/3, 200*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.clock.After(wait):
+		}
+		rctx, rcancel := context.WithTimeout(ctx, max(wait, 5*time.Second))
+		resp, err := w.cfg.Queue.Reclaim(rctx, c.TaskID, c.RunID, p.stats())
+		rcancel()
+		switch {
+		case err == nil:
+			takenUntil = resp.TakenUntil
+		case errors.Is(err, queueclient.ErrConflict) || errors.Is(err, queueclient.ErrNotFound):
+			cancel(fmt.Errorf("%w: %v", errNotCurrent, err))
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			log.Warn("reclaim task", "err", err)
+		}
+	}
+}
+
+func (w *Worker) uploadLogLoop(ctx context.Context, c taskdef.Claim, tlog *taskLog, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.clock.After(w.cfg.LogEvery):
+		}
+		if _, dirty := tlog.snapshot(); dirty {
+			w.uploadLog(ctx, c, tlog, log)
+		}
+	}
+}
+
+func (w *Worker) uploadLog(ctx context.Context, c taskdef.Claim, tlog *taskLog, log *slog.Logger) {
+	b, _ := tlog.snapshot()
+	if err := w.cfg.Queue.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.LiveLogArtifact, "text/plain; charset=utf-8", bytes.NewReader(b), int64(len(b))); err != nil && ctx.Err() == nil {
+		log.Warn("upload live log", "err", err)
+	}
+}
+
+// execute runs the task's container and publishes its result.
+func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, progress *progressSource) outcome {
+	p := c.Task.Payload
+	if p.Image == "" || (p.Kind != taskdef.KindMapper && p.Kind != taskdef.KindReducer) {
+		return exception(taskdef.ReasonMalformedPayload, "payload needs an image and kind mapper or reducer (got image %q, kind %q)", p.Image, p.Kind)
+	}
+	spec, err := w.specs.get(ctx, p.Image)
+	if err != nil {
+		var missing *imageMissingError
+		if errors.As(err, &missing) {
+			return exception(taskdef.ReasonMalformedPayload, "%v", err)
+		}
+		var bad *badSpecError
+		if errors.As(err, &bad) {
+			return exception(taskdef.ReasonMalformedPayload, "%v", err)
+		}
+		return exception(taskdef.ReasonInternalError, "read the job spec of image %s: %v", p.Image, err)
+	}
+	scratch := filepath.Join(w.cfg.ScratchRoot, c.TaskID+"-"+strconv.Itoa(c.RunID))
+	_ = os.RemoveAll(scratch)
+	defer os.RemoveAll(scratch)
+	uid, gid, err := runner.ParseUser(jobspec.UserID)
+	if err != nil {
+		return exception(taskdef.ReasonInternalError, "%v", err)
+	}
+	_, outputPath, err := runner.PrepareScratch(scratch, uid, gid)
+	if err != nil {
+		return exception(taskdef.ReasonInternalError, "prepare scratch dir: %v", err)
+	}
+	if p.Kind == taskdef.KindMapper {
+		return w.runMapper(ctx, c, spec, scratch, outputPath, tlog, progress)
+	}
+	return w.runReducer(ctx, c, spec, scratch, outputPath, tlog, progress)
+}
+
+func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, scratch string) runner.Spec {
+	p := c.Task.Payload
+	env := make(map[string]string, len(p.Env))
+	for k, v := range p.Env {
+		if k != taskdef.EnvCredentials {
+			env[k] = v
+		}
+	}
+	return runner.Spec{
+		TaskID: c.TaskID, RunID: c.RunID, WorkerID: w.cfg.WorkerID, Kind: p.Kind,
+		Image: p.Image, Entrypoint: []string{}, Cmd: spec.Command(p.Kind), Env: env,
+		ScratchDir: scratch, Input: w.cfg.Input, User: jobspec.UserID, Limits: p.Limits,
+		MaxRunTime: time.Duration(p.MaxRunTime) * time.Second,
+	}
+}
+
+// runContainer runs the container fed by input and maps the runner's
+// result to an outcome. It returns ok when the job succeeded.
+func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Reader, tlog *taskLog) (outcome, bool) {
+	res, err := w.cfg.Runner.Run(ctx, rs, runner.Streams{Stdin: input, Stdout: tlog, Stderr: tlog})
+	if err != nil {
+		var fail *inputFailure
+		if errors.As(err, &fail) {
+			return failed("%s", fail.msg), false
+		}
+		var ie *inputException
+		if errors.As(err, &ie) {
+			return exception(ie.reason, "%v", ie.err), false
+		}
+		var ex *runner.Exception
+		if errors.As(err, &ex) {
+			return exception(ex.Reason, "%s", ex.Message), false
+		}
+		return exception(taskdef.ReasonInternalError, "run container: %v", err), false
+	}
+	if res.Outcome != runner.OutcomeSucceeded {
+		msg := res.Message
+		if t := strings.TrimSpace(lastLines(tlog.tail(4096), 12)); t != "" {
+			msg += "\n" + t
+		}
+		return failed("%s", msg), false
+	}
+	if rs.Input != runner.InputNone && !res.InputComplete {
+		return failed("the job exited 0 before it read all of its input (%d bytes delivered); a mapper or reducer must read its input to the end", res.InputBytes), false
+	}
+	return outcome{}, true
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, scratch, outputPath string, tlog *taskLog, progress *progressSource) outcome {
+	p := c.Task.Payload
+	blob := p.Env[taskdef.EnvCredentials]
+	if blob == "" && len(p.Inputs) > 0 {
+		return exception(taskdef.ReasonMalformedPayload, "mapper has inputs but no %s in its env; submit it with `af submit`", taskdef.EnvCredentials)
+	}
+	f := &feeder{
+		bucket: p.Bucket, prefix: p.Prefix, schema: layout.Schema{Fields: p.Schema}, parallel: w.cfg.DownloadParallel,
+		policy: inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
+		log:    w.log, logLine: tlog.logf,
+	}
+	if len(p.Schema) == 0 {
+		f.schema = layout.Telemetry()
+	}
+	if len(p.Inputs) > 0 {
+		cr, err := creds.Open(blob, w.cfg.Key, w.clock.Now())
+		if err != nil {
+			return exception(taskdef.ReasonMalformedPayload, "open the task's sealed credentials: %v", err)
+		}
+		cfg, err := cr.AWSConfig(ctx)
+		if err != nil {
+			return exception(taskdef.ReasonMalformedPayload, "credentials: %v", err)
+		}
+		f.s3 = s3Client(cfg)
+		tlog.logf("credentials opened: key %s…, expire %s", redactKeyID(cr.AccessKeyID), cr.Expiration.UTC().Format(time.RFC3339))
+	}
+	progress.set(f.stats)
+	var total int64
+	for _, in := range p.Inputs {
+		total += in.Size
+	}
+	tlog.logf("mapper: %d input files, %d bytes from s3://%s; job %s %v", len(p.Inputs), total, p.Bucket, spec.Language, spec.Command(p.Kind))
+
+	pr, pw := io.Pipe()
+	go func() {
+		err := f.feed(ctx, p.Inputs, pw)
+		pw.CloseWithError(err)
+	}()
+	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, scratch), pr, tlog)
+	_ = pr.CloseWithError(errors.New("container ended"))
+	st := f.stats()
+	if !ok {
+		out.stats = st
+		return out
+	}
+	// Sort the job's output by key so the reducer merges in one pass.
+	sorted := filepath.Join(scratch, "result.sorted")
+	ss, err := sortFile(outputPath, sorted, scratch, w.cfg.SortMemory)
+	if err != nil {
+		var le *extsort.LineError
+		if errors.As(err, &le) {
+			o := failed("the mapper wrote a malformed output line: %v; write output with context.write(key, value)", err)
+			o.stats = st
+			return o
+		}
+		o := exception(taskdef.ReasonInternalError, "sort mapper output: %v", err)
+		o.stats = st
+		return o
+	}
+	st.RecordsOut = ss.Lines
+	tlog.logf("mapper output: %d key/value lines, %d bytes, sorted in %d spilled runs", ss.Lines, ss.Bytes, ss.Runs)
+	if err := w.uploadFile(ctx, c, taskdef.ResultArtifact, sorted); err != nil {
+		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
+		o.stats = st
+		return o
+	}
+	return outcome{state: taskdef.StateCompleted, message: "mapper completed", stats: st}
+}
+
+func sortFile(in, out, dir string, memory int) (extsort.Stats, error) {
+	r, err := os.Open(in)
+	if err != nil {
+		return extsort.Stats{}, fmt.Errorf("open job output: %w", err)
+	}
+	defer r.Close()
+	wf, err := os.Create(out)
+	if err != nil {
+		return extsort.Stats{}, err
+	}
+	st, err := extsort.Sort(wf, r, "mapper output", extsort.Options{Dir: dir, Memory: memory})
+	if cerr := wf.Close(); err == nil {
+		err = cerr
+	}
+	return st, err
+}
+
+func (w *Worker) uploadFile(ctx context.Context, c taskdef.Claim, name, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return w.cfg.Queue.UploadArtifact(ctx, c.TaskID, c.RunID, name, "text/plain; charset=utf-8", f, fi.Size())
+}
+
+// lineCounter counts the lines passing through to the container.
+type lineCounter struct {
+	r     io.Reader
+	lines int64
+	bytes int64
+	mu    sync.Mutex
+}
+
+func (l *lineCounter) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.mu.Lock()
+	l.lines += int64(bytes.Count(p[:n], []byte{'\n'}))
+	l.bytes += int64(n)
+	l.mu.Unlock()
+	return n, err
+}
+
+func (l *lineCounter) stats() taskdef.Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return taskdef.Stats{RecordsIn: l.lines, RawBytes: l.bytes}
+}
+
+func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, scratch, outputPath string, tlog *taskLog, progress *progressSource) outcome {
+	p := c.Task.Payload
+	ids := strings.Fields(p.Env[taskdef.EnvInputTaskIDs])
+	if len(ids) == 0 {
+		ids = c.Task.Dependencies
+	}
+	tlog.logf("reducer: merging the results of %d mapper tasks; job %s %v", len(ids), spec.Language, spec.Command(p.Kind))
+	// Download every input first: a merge over thousands of open HTTP
+	// responses would hold as many connections for the whole reduce.
+	paths, bytesIn, err := w.fetchInputs(ctx, ids, filepath.Join(scratch, "inputs"))
+	if err != nil {
+		return exception(taskdef.ReasonResourceUnavail, "fetch mapper results: %v", err)
+	}
+	files := make([]io.Reader, len(paths))
+	for i, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return exception(taskdef.ReasonInternalError, "open mapper result: %v", err)
+		}
+		defer f.Close()
+		files[i] = f
+	}
+	merger := extsort.NewNamedMerger(files, ids)
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := merger.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	lc := &lineCounter{r: pr}
+	progress.set(func() taskdef.Stats { s := lc.stats(); s.Bytes = bytesIn; s.Files = int64(len(ids)); return s })
+	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, scratch), lc, tlog)
+	_ = pr.CloseWithError(errors.New("container ended"))
+	st := lc.stats()
+	st.Files, st.Bytes = int64(len(ids)), bytesIn
+	if !ok {
+		out.stats = st
+		return out
+	}
+	lines, err := countLines(outputPath)
+	if err != nil {
+		return exception(taskdef.ReasonInternalError, "read the job result: %v", err)
+	}
+	st.RecordsOut = lines
+	if err := w.uploadFile(ctx, c, taskdef.ResultArtifact, outputPath); err != nil {
+		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
+		o.stats = st
+		return o
+	}
+	tlog.logf("reducer output: %d lines", lines)
+	return outcome{state: taskdef.StateCompleted, message: "reducer completed", stats: st}
+}
+
+func countLines(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		k, err := f.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// fetchInputs downloads each mapper's result into dir, a few at a time.
+func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]string, int64, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, 0, err
+	}
+	paths := make([]string, len(ids))
+	sizes := make([]int64, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("%06d-%s", i, id))
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sizes[i], errs[i] = w.fetchOne(ctx, id, paths[i])
+		}()
+	}
+	wg.Wait()
+	var total int64
+	for i, err := range errs {
+		if err != nil {
+			return nil, 0, fmt.Errorf("result of task %s: %w", ids[i], err)
+		}
+		total += sizes[i]
+	}
+	return paths, total, nil
+}
+
+func (w *Worker) fetchOne(ctx context.Context, taskID, path string) (int64, error) {
+	body, err := w.cfg.Queue.GetArtifact(ctx, taskID, -1, taskdef.ResultArtifact)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(f, body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// notifyOwner emails the graph's owner; this worker's report ended the
+// graph.
+func (w *Worker) notifyOwner(ctx context.Context, c taskdef.Claim, log *slog.Logger) {
+	gs, err := w.cfg.Queue.Graph(ctx, c.Task.GraphID)
+	if err != nil {
+		log.Warn("graph status for the owner's email", "graph", c.Task.GraphID, "err", err)
+		return
+	}
+	msg := notify.Compose(notify.FromStatus(gs, w.cfg.MonitorURL))
+	if msg.To == "" {
+		log.Info("graph ended; it has no owner to email", "graph", gs.GraphID, "state", gs.State)
+		return
+	}
+	if err := w.mailer.Send(ctx, msg); err != nil {
+		log.Warn("email the owner", "graph", gs.GraphID, "to", msg.To, "err", err)
+		return
+	}
+	log.Info("owner notified", "graph", gs.GraphID, "to", msg.To, "state", gs.State)
+}
+
+// redactKeyID keeps enough of an access key id to match it in STS logs.
+func redactKeyID(id string) string {
+	if len(id) > 4 {
+		return id[:4]
+	}
+	return ""
+}

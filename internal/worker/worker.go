@@ -1,0 +1,234 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/notify"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/runner"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Clock is the worker's time source.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now is time.Now.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// After is time.After.
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Config is what a worker needs. Queue, Key, Docker and Runner are
+// required.
+type Config struct {
+	Queue  *queueclient.Client
+	Key    *creds.PrivateKey
+	Docker *client.Client
+	Runner *runner.Runner
+	// Mailer sends the owner's email; nil or unconfigured logs it instead.
+	Mailer *notify.Mailer
+	// MonitorURL is where people reach `af serve` (links in emails);
+	// default: the queue's URL.
+	MonitorURL string
+
+	WorkerGroup string
+	WorkerID    string
+	// Capacity is how many tasks run at once (default 1).
+	Capacity int
+	// ScratchRoot holds the tasks' scratch dirs; it is made private (0700).
+	ScratchRoot string
+	// Input is how records reach the container (default FIFO, which skips
+	// the Docker daemon; see BENCHMARKS.md).
+	Input runner.InputMode
+	// DownloadParallel is how many input files of a task download and
+	// decompress at once (default 4).
+	DownloadParallel int
+	// SortMemory bounds the mapper output sort's memory (default 64 MiB).
+	SortMemory int
+	// Grace is how long running tasks may finish after shutdown begins
+	// before they are reported worker-shutdown (default 30 s).
+	Grace time.Duration
+	// ClaimWait is the claim-work long-poll (default 20 s).
+	ClaimWait time.Duration
+	// LogEvery is how often a running task's live log is uploaded
+	// (default 5 s).
+	LogEvery time.Duration
+
+	Logger *slog.Logger
+	Clock  Clock
+}
+
+// Worker claims and runs tasks until its context ends.
+type Worker struct {
+	cfg    Config
+	log    *slog.Logger
+	clock  Clock
+	specs  *specCache
+	mailer *notify.Mailer
+}
+
+// New checks cfg and fills its defaults.
+func New(cfg Config) (*Worker, error) {
+	switch {
+	case cfg.Queue == nil:
+		return nil, errors.New("worker: no queue client")
+	case cfg.Key == nil:
+		return nil, errors.New("worker: no pool private key (af.key); make one with `af keygen`")
+	case cfg.Docker == nil || cfg.Runner == nil:
+		return nil, errors.New("worker: no Docker client")
+	case cfg.WorkerID == "":
+		return nil, errors.New("worker: no worker id")
+	}
+	if cfg.WorkerGroup == "" {
+		cfg.WorkerGroup = "default"
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 1
+	}
+	if cfg.Input == runner.InputNone {
+		cfg.Input = runner.InputFIFO
+	}
+	if cfg.DownloadParallel <= 0 {
+		cfg.DownloadParallel = 4
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.ClaimWait <= 0 {
+		cfg.ClaimWait = queueclient.MaxClaimWait
+	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.MonitorURL == "" {
+		cfg.MonitorURL = cfg.Queue.BaseURL()
+	}
+	if cfg.ScratchRoot == "" {
+		cfg.ScratchRoot = filepath.Join(os.TempDir(), "af-worker-"+cfg.WorkerID)
+	}
+	if err := os.MkdirAll(cfg.ScratchRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("worker: scratch root: %w", err)
+	}
+	if err := os.Chmod(cfg.ScratchRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("worker: scratch root: %w", err)
+	}
+	mailer := cfg.Mailer
+	if mailer == nil {
+		m, err := notify.New(notify.SMTPConfig{}, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		mailer = m
+	}
+	return &Worker{
+		cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), clock: cfg.Clock,
+		specs: newSpecCache(cfg.Docker, cfg.WorkerID), mailer: mailer,
+	}, nil
+}
+
+// Run reaps containers a previous process left, then claims and runs tasks
+// until ctx ends. Then it stops claiming, lets running tasks finish for the
+// grace period, and reports the rest worker-shutdown so the queue retries
+// them at once.
+func (w *Worker) Run(ctx context.Context) error {
+	if n, err := w.cfg.Runner.ReapOrphans(ctx, w.cfg.WorkerID); err != nil {
+		w.log.Warn("reap orphan containers", "err", err)
+	} else if n > 0 {
+		w.log.Info("removed containers a previous worker process left behind", "count", n)
+	}
+	// Tasks run under their own context so that shutdown can give them the
+	// grace period instead of killing them with the claim loop.
+	taskCtx, stopTasks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTasks()
+	slots := make(chan struct{}, w.cfg.Capacity)
+	var running sync.WaitGroup
+	w.log.Info("worker started", "group", w.cfg.WorkerGroup, "capacity", w.cfg.Capacity, "queue", w.cfg.Queue.BaseURL())
+
+	backoff := time.Second
+	for ctx.Err() == nil {
+		// Wait for a free slot, then ask for as many tasks as slots free.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		free := 1
+		for free < w.cfg.Capacity {
+			select {
+			case slots <- struct{}{}:
+				free++
+				continue
+			default:
+			}
+			break
+		}
+		claims, err := w.cfg.Queue.ClaimWork(ctx, taskdef.ClaimRequest{
+			WorkerGroup: w.cfg.WorkerGroup, WorkerID: w.cfg.WorkerID, Tasks: free,
+		}, w.cfg.ClaimWait)
+		for i := len(claims); i < free; i++ {
+			<-slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			w.log.Warn("claim work", "err", err, "retry_in", backoff)
+			select {
+			case <-w.clock.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		for _, c := range claims {
+			running.Add(1)
+			go func() {
+				defer running.Done()
+				defer func() { <-slots }()
+				w.runTask(taskCtx, c)
+			}()
+		}
+	}
+
+	done := make(chan struct{})
+	go func() { running.Wait(); close(done) }()
+	select {
+	case <-done:
+		w.log.Info("worker stopped")
+		return nil
+	default:
+	}
+	w.log.Info("shutting down: waiting for running tasks", "grace", w.cfg.Grace)
+	select {
+	case <-done:
+	case <-w.clock.After(w.cfg.Grace):
+		w.log.Info("grace period over: stopping running tasks")
+		stopTasks()
+		<-done
+	}
+	w.log.Info("worker stopped")
+	return nil
+}
