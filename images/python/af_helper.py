@@ -236,7 +236,9 @@ def run_map(mod, combine_mode, original):
                 n_in_file = 0
                 continue
             n_in_file += 1
-            doc_id, value = line[:-1].decode("utf-8", "surrogateescape").split("\t", 1)
+            # As in telemetry-server, value keeps its newline (json.loads
+            # ignores it) and the line is split once, at the first tab.
+            doc_id, value = line.decode("utf-8", "surrogateescape").split("\t", 1)
             fn(doc_id, dims, value, ctx)
         records += n_in_file
         n_in_file = 0

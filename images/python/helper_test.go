@@ -1,0 +1,232 @@
+// Package python_test drives the af_helper module with the host's python3
+// (the same major version as the image's), covering the job API's corners
+// without a container per case; images_test runs it in the real image.
+package python_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/af-project/af/internal/records"
+)
+
+// helper runs `python3 -m af_helper args...` over input and returns the
+// output file, stderr and the exit code.
+func helper(t *testing.T, job string, input []byte, stdin bool, args ...string) (out, stderr string, code int) {
+	t.Helper()
+	dir := t.TempDir()
+	jobFile := filepath.Join(dir, "job.py")
+	if err := os.WriteFile(jobFile, []byte(job), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range args {
+		args[i] = strings.ReplaceAll(a, "JOB", jobFile)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "python3", append([]string{"-m", "af_helper"}, args...)...)
+	wd, _ := os.Getwd()
+	outFile := filepath.Join(dir, "output")
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+wd, "AF_OUTPUT="+outFile, "PYTHONDONTWRITEBYTECODE=1")
+	if stdin {
+		cmd.Env = append(cmd.Env, "AF_INPUT=-")
+		cmd.Stdin = bytes.NewReader(input)
+	} else {
+		in := filepath.Join(dir, "input")
+		if err := os.WriteFile(in, input, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env = append(cmd.Env, "AF_INPUT="+in)
+	}
+	var e bytes.Buffer
+	cmd.Stderr = &e
+	err := cmd.Run()
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("python3: %v (python3 is required)", err)
+		}
+		code = ee.ExitCode()
+	}
+	b, _ := os.ReadFile(outFile)
+	return string(b), e.String(), code
+}
+
+// framed builds map input: one file per body.
+func framed(t *testing.T, bodies ...string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := records.NewWriter(&b)
+	for i, body := range bodies {
+		if err := w.BeginFile("file"+string(rune('A'+i)), []string{"dimA", "dim" + string(rune('A'+i))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := w.CopyLines(strings.NewReader(body), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	return b.Bytes()
+}
+
+func docs(n int, doc string) string {
+	return strings.Repeat("id\t"+doc+"\n", n)
+}
+
+const countJob = `
+import json, sys
+calls = []
+def map(key, dims, value, context):
+    d = json.loads(value)
+    context.write(d["k"], 1)
+def combine(key, values, context):
+    calls.append(len(values))
+    context.write(key, sum(values))
+def reduce(key, values, context):
+    context.write(key, sum(values))
+`
+
+func TestMap(t *testing.T) {
+	t.Parallel()
+	in := framed(t, docs(120, `{"k":"a"}`), docs(1, `{"k":"b"}`)+docs(2, `{"k":[1,2]}`)+docs(1, `{"k":{"y":1,"x":2}}`)+docs(1, `{"k":{"x":2,"y":1}}`))
+	tests := []struct {
+		name  string
+		job   string
+		args  []string
+		stdin bool
+		want  string
+	}{
+		{"combine auto", countJob, []string{"map", "JOB"}, false,
+			"\"a\"\t120\n\"b\"\t1\n[1,2]\t2\n{\"x\":2,\"y\":1}\t2\n"},
+		{"combine off", countJob, []string{"map", "--combine", "false", "JOB"}, true,
+			strings.Repeat("\"a\"\t1\n", 120) + "\"b\"\t1\n[1,2]\t1\n[1,2]\t1\n{\"x\":2,\"y\":1}\t1\n{\"x\":2,\"y\":1}\t1\n"},
+		{"no combine in module", `
+def map(key, dims, value, context):
+    context.write([key, dims, value], None)
+`, []string{"map", "JOB"}, false, ""},
+		{"dims, key and arguments", `
+import sys
+def map(key, dims, value, context):
+    if value.startswith('{"k":"b"'):
+        context.write(key, [dims, value, sys.argv[1:], context.file])
+`, []string{"map", "JOB", "--flag", "x"}, false, "\"id\"\t[[\"dimA\",\"dimB\"],\"{\\\"k\\\":\\\"b\\\"}\\n\",[\"--flag\",\"x\"],\"fileB\"]\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			out, stderr, code := helper(t, tt.job, in, tt.stdin, tt.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if tt.name == "no combine in module" {
+				if n := strings.Count(out, "\n"); n != 125 {
+					t.Errorf("%d pairs, want 125", n)
+				}
+				return
+			}
+			if out != tt.want {
+				t.Errorf("output\n%q\nwant\n%q", out, tt.want)
+			}
+			if !strings.Contains(stderr, "map done: 2 files, 125 records") {
+				t.Errorf("summary missing: %s", stderr)
+			}
+		})
+	}
+}
+
+func TestReduce(t *testing.T) {
+	t.Parallel()
+	job := `
+def setup_reduce(context):
+    context.field_separator = ","
+    context.record_separator = ";\n"
+def combine(key, values, context):
+    assert len(values) <= 50, len(values)
+    context.write(key, sum(values))
+def reduce(key, values, context):
+    context.write(key, sum(values))
+    context.writeline("n=%d" % len(values))
+    context.writecsv([key, "x", 3])
+`
+	in := strings.Repeat("\"a\"\t1\n", 120) + "\"b\"\t2\n[1]\t5\n[1]\t6"
+	out, stderr, code := helper(t, job, []byte(in), false, "reduce", "JOB")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// 120 values of "a", combined whenever 50 pile up: 50 -> 1, +49 -> 1, +21 -> 22 left.
+	want := "a,120;\nn=22;\na,x,3;\nb,2;\nn=1;\nb,x,3;\n[1],11;\nn=2;\n[1],x,3;\n"
+	if out != want {
+		t.Errorf("output\n%q\nwant\n%q", out, want)
+	}
+}
+
+func TestAFOriginalForm(t *testing.T) {
+	t.Parallel()
+	job := `
+def mapper(uuid, file, json):
+    return "%s %s\n%s 1\n" % (json["os"], uuid, file)
+def reduce(k, v):
+    return "%s has %d" % (k, len(v))
+`
+	in := framed(t, "u1\t{\"os\":\"WINNT\"}\nu2\tnot json\nu3\t{\"os\":\"Linux\"}\n")
+	out, stderr, code := helper(t, job, in, false, "map", "--af-original", "JOB")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := "\"WINNT\"\t\"u1\"\n\"fileA\"\t\"1\"\n\"Linux\"\t\"u3\"\n\"fileA\"\t\"1\"\n"
+	if out != want {
+		t.Errorf("map output\n%q\nwant\n%q", out, want)
+	}
+	if !strings.Contains(stderr, "fileA: document u2 is not valid JSON, skipped") {
+		t.Errorf("bad document not reported: %s", stderr)
+	}
+	out, stderr, code = helper(t, job, []byte("\"Linux\"\t\"u3\"\n\"fileA\"\t\"1\"\n\"fileA\"\t\"1\"\n"), false, "reduce", "--af-original", "JOB")
+	if code != 0 || out != "Linux has 1\nfileA has 2\n" {
+		t.Errorf("reduce: exit %d, output %q; stderr %s", code, out, stderr)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	t.Parallel()
+	in := framed(t, docs(3, `{"k":"a"}`))
+	tests := []struct {
+		name string
+		job  string
+		args []string
+		in   []byte
+		want []string
+	}{
+		{"map raises", "def map(k, d, v, c):\n    raise RuntimeError('boom')\n", []string{"map", "JOB"}, in,
+			[]string{"map failed on record 1 of fileA (document id)", "Traceback", "RuntimeError: boom"}},
+		{"reduce raises", "def reduce(k, v, c):\n    raise ValueError('bad ' + k)\n", []string{"reduce", "JOB"}, []byte("\"z\"\t1\n"),
+			[]string{"reduce failed on key 'z'", "ValueError: bad z"}},
+		{"no map", "x = 1\n", []string{"map", "JOB"}, in, []string{"no map(key, dims, value, context) function"}},
+		{"no reduce", "x = 1\n", []string{"reduce", "JOB"}, nil, []string{"no reduce(key, values, context) function"}},
+		{"combine required", "def map(k, d, v, c): pass\n", []string{"map", "--combine", "true", "JOB"}, in, []string{"asks for combine but the module has no combine"}},
+		{"import error", "import nonexistent_module_xyz\n", []string{"map", "JOB"}, in, []string{"importing", "ModuleNotFoundError"}},
+		{"missing job file", "", []string{"map", "/nonexistent/job.py"}, in, []string{"job file /nonexistent/job.py does not exist"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, stderr, code := helper(t, tt.job, tt.in, false, tt.args...)
+			if code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+	if _, stderr, code := helper(t, "", nil, false, "shuffle", "JOB"); code != 2 || !strings.Contains(stderr, "usage") {
+		t.Errorf("bad usage: exit %d, %s", code, stderr)
+	}
+}
