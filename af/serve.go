@@ -100,12 +100,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer q.Close()
 
-	deps := server.Deps{Queue: q, Logger: logger}
+	// One S3 client serves the artifact bucket and lists input buckets
+	// for index builds; credentials come from the standard AWS env.
+	client, presign, err := artifactClients(ctx, cfg.S3)
+	if err != nil {
+		return err
+	}
+	deps := server.Deps{Queue: q, Logger: logger, S3: client, Presign: presign}
 	if cfg.S3.Bucket != "" {
-		client, presign, err := artifactClients(ctx, cfg.S3)
-		if err != nil {
-			return err
-		}
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		made, err := server.EnsureBucket(cctx, client, cfg.S3.Bucket)
 		cancel()
@@ -117,7 +119,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case made:
 			logger.Info("created artifact bucket", "bucket", cfg.S3.Bucket)
 		}
-		deps.S3, deps.Presign = client, presign
 	}
 	srv, err := server.New(cfg, deps)
 	if err != nil {

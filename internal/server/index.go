@@ -1,26 +1,188 @@
 package server
 
 import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+
+	"github.com/af-project/af/internal/filter"
+	"github.com/af-project/af/internal/index"
+	"github.com/af-project/af/internal/layout"
 )
 
-// indexDB is the opened file index. Until internal/index is wired in the
-// index routes answer 503.
-type indexDB interface{ Close() error }
+// indexDB is the opened file index.
+type indexDB = *index.DB
+
+// openIndex opens <data>/index.db on first use and keeps it open: bbolt
+// locks the file, so the server is its one user while it runs.
+func (s *Server) openIndex() (*index.DB, error) {
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
+	if s.index != nil {
+		return s.index, nil
+	}
+	db, err := index.Open(s.indexPath, index.Options{Logger: s.log.With("component", "index")})
+	if err != nil {
+		return nil, err
+	}
+	s.index = db
+	return db, nil
+}
 
 func (s *Server) closeIndex() {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
 	if s.index != nil {
-		_ = s.index.Close()
+		if err := s.index.Close(); err != nil {
+			s.log.Warn("close index", "err", err)
+		}
 		s.index = nil
 	}
 }
 
-func indexUnavailable() error {
-	return &httpError{status: http.StatusServiceUnavailable, code: "IndexUnavailable", msg: "this server has no file index yet"}
+// indexErr turns "not built yet" into a 404 that says what to run.
+func indexErr(err error) error {
+	if errors.Is(err, index.ErrNotBuilt) {
+		return &httpError{status: http.StatusNotFound, code: "IndexNotBuilt",
+			msg: err.Error() + " (against this server: `af index build --bucket BUCKET`)"}
+	}
+	return err
 }
 
-func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error { return indexUnavailable() }
-func (s *Server) indexBuild(w http.ResponseWriter, r *http.Request) error { return indexUnavailable() }
-func (s *Server) indexStats(w http.ResponseWriter, r *http.Request) error { return indexUnavailable() }
+// indexQuery answers the objects a filter selects. The answer is streamed
+// (an index may select millions of files): the object list is written as
+// the index yields it, and a failure after the first byte ends the document
+// with an "error" field the client checks.
+func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
+	db, err := s.openIndex()
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFilterBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &httpError{status: http.StatusRequestEntityTooLarge, code: "TooLarge", msg: fmt.Sprintf("filter is larger than %d bytes", mbe.Limit)}
+		}
+		return fmt.Errorf("read filter: %w", err)
+	}
+	bucket, prefix, schema, err := db.Source()
+	if err != nil {
+		return indexErr(err)
+	}
+	f, err := filter.Parse("filter", data, schema)
+	if err != nil {
+		return &httpError{status: http.StatusBadRequest, code: "InvalidFilter", msg: err.Error()}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	head, _ := json.Marshal(map[string]string{"bucket": bucket, "prefix": prefix})
+	bw.Write(head[:len(head)-1])
+	bw.WriteString(`,"objects":[`)
+	first := true
+	var buf []byte
+	st, qerr := db.Query(r.Context(), f, func(o index.Object) error {
+		buf = buf[:0]
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, `{"key":`...)
+		kb, err := json.Marshal(o.Key)
+		if err != nil {
+			return err
+		}
+		buf = append(buf, kb...)
+		buf = append(buf, `,"size":`...)
+		buf = strconv.AppendInt(buf, o.Size, 10)
+		buf = append(buf, '}')
+		_, err = bw.Write(buf)
+		return err
+	})
+	if qerr != nil && first {
+		// Nothing selected yet: the header is still in the buffer, so a
+		// proper error answer can replace it.
+		bw.Reset(io.Discard)
+		return indexErr(qerr)
+	}
+	fmt.Fprintf(bw, `],"files":%d,"bytes":%d`, st.Files, st.Bytes)
+	if qerr != nil {
+		msg, _ := json.Marshal(qerr.Error())
+		fmt.Fprintf(bw, `,"error":%s`, msg)
+		s.log.Error("index query failed mid-answer", "err", qerr)
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
+}
+
+// IndexBuildRequest is the body of POST /api/v1/index/build; empty fields
+// keep what the index was last built from.
+type IndexBuildRequest struct {
+	Bucket string          `json:"bucket,omitempty"`
+	Prefix string          `json:"prefix,omitempty"`
+	Schema json.RawMessage `json:"schema,omitempty"`
+}
+
+// maxReportKeys bounds the skipped keys a build answer lists.
+const maxReportKeys = 1000
+
+func (s *Server) indexBuild(w http.ResponseWriter, r *http.Request) error {
+	if s.lister == nil {
+		return &httpError{status: http.StatusServiceUnavailable, code: "NoS3", msg: "this server has no S3 client to list inputs with"}
+	}
+	var req IndexBuildRequest
+	if err := decode(w, r, maxSmallBody, &req); err != nil {
+		return err
+	}
+	db, err := s.openIndex()
+	if err != nil {
+		return err
+	}
+	bucket, prefix, schema, err := db.Source()
+	switch {
+	case errors.Is(err, index.ErrNotBuilt):
+		if req.Bucket == "" {
+			return badRequest("the index has never been built: name the input bucket")
+		}
+		schema = layout.Telemetry()
+	case err != nil:
+		return err
+	}
+	if req.Bucket != "" {
+		bucket, prefix = req.Bucket, req.Prefix
+	}
+	if len(req.Schema) > 0 {
+		schema, err = layout.ParseSchema("schema", req.Schema)
+		if err != nil {
+			return &httpError{status: http.StatusBadRequest, code: "InvalidSchema", msg: err.Error()}
+		}
+	}
+	if !s.buildMu.TryLock() {
+		return &httpError{status: http.StatusConflict, code: "BuildRunning", msg: "an index build is already running on this server; wait for it"}
+	}
+	defer s.buildMu.Unlock()
+	rep, err := db.Build(r.Context(), s.lister, bucket, prefix, schema, nil)
+	if err != nil {
+		return fmt.Errorf("index build: %w", err)
+	}
+	if len(rep.SkippedKeys) > maxReportKeys {
+		rep.SkippedKeys = rep.SkippedKeys[:maxReportKeys]
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) indexStats(w http.ResponseWriter, r *http.Request) error {
+	db, err := s.openIndex()
+	if err != nil {
+		return err
+	}
+	st, err := db.Stats(r.Context())
+	if err != nil {
+		return indexErr(err)
+	}
+	return writeJSON(w, http.StatusOK, st)
+}

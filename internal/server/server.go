@@ -72,6 +72,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -88,6 +89,8 @@ type Deps struct {
 	// Presign signs artifact URLs; default s3.NewPresignClient(S3). Give
 	// one built on s3.public_endpoint when clients see S3 elsewhere.
 	Presign *s3.PresignClient
+	// Lister lists the input bucket for index builds; default S3.
+	Lister index.Lister
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Clock defaults to the system clock.
@@ -117,6 +120,8 @@ type Server struct {
 	indexPath string
 	indexMu   sync.Mutex
 	index     indexDB
+	lister    index.Lister
+	buildMu   sync.Mutex
 }
 
 // New builds the server. cfg must have been normalized (LoadConfig,
@@ -148,6 +153,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if s.tick <= 0 {
 		s.tick = time.Second
+	}
+	if deps.Lister != nil {
+		s.lister = deps.Lister
+	} else if s.s3 != nil {
+		s.lister = s.s3
 	}
 	if s.presign == nil && s.s3 != nil {
 		s.presign = s3.NewPresignClient(s.s3)
