@@ -48,8 +48,25 @@ type BuildReport struct {
 
 // entry is one listed object that fits the layout.
 type entry struct {
-	rel string // key relative to the prefix
+	rel []byte // key relative to the prefix
 	val []byte
+}
+
+// arena hands out the byte slices of a batch from large chunks: bbolt
+// keeps every key and value it is given until the commit, and one
+// allocation per megabyte is far cheaper than two per object.
+type arena struct{ chunk []byte }
+
+const arenaChunk = 1 << 20
+
+// add appends the bytes that f writes and returns them as their own slice.
+func (a *arena) add(f func([]byte) []byte) []byte {
+	if cap(a.chunk)-len(a.chunk) < 512 {
+		a.chunk = make([]byte, 0, arenaChunk)
+	}
+	n := len(a.chunk)
+	a.chunk = f(a.chunk)
+	return a.chunk[n:len(a.chunk):len(a.chunk)]
 }
 
 // Build lists s3://bucket/prefix and makes the index hold exactly the
@@ -75,16 +92,18 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 		prev    string // last key of the previous batch
 		hasPrev bool
 		dims    []string
-		arena   []byte
+		mem     arena
 	)
 	flush := func(last bool) error {
 		if err := db.merge(batch, prev, hasPrev, last, &rep); err != nil {
 			return err
 		}
 		if len(batch) > 0 {
-			prev, hasPrev = batch[len(batch)-1].rel, true
+			prev, hasPrev = string(batch[len(batch)-1].rel), true
 		}
-		batch, arena = batch[:0], arena[:0:0]
+		// The committed transaction no longer refers to the batch's bytes.
+		clear(batch)
+		batch = batch[:0]
 		return nil
 	}
 
@@ -117,9 +136,12 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 				rep.SkippedKeys = append(rep.SkippedKeys, key)
 				continue
 			}
-			n := len(arena)
-			arena = encodeValue(arena, aws.ToInt64(o.Size), aws.ToString(o.ETag), aws.ToTime(o.LastModified))
-			batch = append(batch, entry{rel: rel, val: arena[n:len(arena):len(arena)]})
+			batch = append(batch, entry{
+				rel: mem.add(func(b []byte) []byte { return append(b, rel...) }),
+				val: mem.add(func(b []byte) []byte {
+					return encodeValue(b, aws.ToInt64(o.Size), aws.ToString(o.ETag), aws.ToTime(o.LastModified))
+				}),
+			})
 		}
 		if len(batch) >= db.batchSize {
 			if err := flush(false); err != nil {
@@ -187,7 +209,7 @@ func (db *DB) merge(batch []entry, prev string, hasPrev, last bool, rep *BuildRe
 	}
 	var hi []byte
 	if !last {
-		hi = []byte(batch[len(batch)-1].rel)
+		hi = batch[len(batch)-1].rel
 	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(objectsBucket)
@@ -210,12 +232,12 @@ func (db *DB) merge(batch []entry, prev string, hasPrev, last bool, rep *BuildRe
 		i := 0
 		added, updated, unchanged := 0, 0, 0
 		for ; k != nil && (hi == nil || bytes.Compare(k, hi) <= 0); k, v = c.Next() {
-			for i < len(batch) && batch[i].rel < string(k) {
+			for i < len(batch) && bytes.Compare(batch[i].rel, k) < 0 {
 				put[i] = true
 				added++
 				i++
 			}
-			if i < len(batch) && batch[i].rel == string(k) {
+			if i < len(batch) && bytes.Equal(batch[i].rel, k) {
 				if bytes.Equal(v, batch[i].val) {
 					unchanged++
 				} else {
@@ -238,7 +260,7 @@ func (db *DB) merge(batch []entry, prev string, hasPrev, last bool, rep *BuildRe
 		}
 		for i, e := range batch {
 			if put[i] {
-				if err := b.Put([]byte(e.rel), e.val); err != nil {
+				if err := b.Put(e.rel, e.val); err != nil {
 					return fmt.Errorf("index: put %q: %w", e.rel, err)
 				}
 			}

@@ -104,6 +104,9 @@ func Open(path string, opts Options) (*DB, error) {
 		Timeout:      opts.Timeout,
 		ReadOnly:     opts.ReadOnly,
 		FreelistType: bolt.FreelistMapType,
+		// Map a gigabyte of address space up front: growing the map
+		// copies every node a build holds in memory, each time.
+		InitialMmapSize: 1 << 30,
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):

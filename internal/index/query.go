@@ -3,10 +3,12 @@ package index
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -76,10 +78,13 @@ type scanner struct {
 	fn      func(Object) error
 	st      *QueryStats
 	buf     []byte
+	ndims   int
+	strSlab []byte
+	dimSlab []string
 }
 
 func newScanner(ctx context.Context, c *bolt.Cursor, f *filter.Filter, src source, fn func(Object) error, st *QueryStats) *scanner {
-	s := &scanner{ctx: ctx, c: c, dims: f.Dims, dirs: len(f.Dims) - 2, prefix: src.prefix, fn: fn, st: st}
+	s := &scanner{ctx: ctx, c: c, dims: f.Dims, dirs: len(f.Dims) - 2, ndims: len(f.Dims), prefix: src.prefix, fn: fn, st: st}
 	s.sets = make([][]string, len(f.Dims))
 	s.anyFrom = len(f.Dims)
 	for i := len(f.Dims) - 1; i >= 0 && f.Dims[i].Kind == filter.Any; i-- {
@@ -236,17 +241,46 @@ func (s *scanner) all(plen int) error {
 }
 
 func (s *scanner) object(k, v []byte) (Object, error) {
-	size, etag, mtime, err := decodeValue(v)
+	size, md5, etag, ms, err := decodeRaw(v)
 	if err != nil {
 		return Object{}, fmt.Errorf("index: key %q: %w", k, err)
 	}
-	key := s.prefix + string(k)
-	return Object{Key: key, Size: size, ETag: etag, LastModified: mtime, Dims: splitDims(key[len(s.prefix):], s.dirs)}, nil
+	// A "*" query makes a million Objects, so their strings are cut from
+	// shared slabs rather than allocated one by one: the key and the ETag
+	// share one string, from a byte slab that is only ever appended to
+	// (so the bytes under a string never change), and the dimension
+	// values are substrings of it.
+	n := len(s.prefix) + len(k) + 2*len(md5) + len(etag)
+	if cap(s.strSlab)-len(s.strSlab) < n {
+		s.strSlab = make([]byte, 0, max(slabBytes, n))
+	}
+	start := len(s.strSlab)
+	b := append(append(s.strSlab, s.prefix...), k...)
+	if md5 != nil {
+		b = hex.AppendEncode(b, md5)
+	} else {
+		b = append(b, etag...)
+	}
+	s.strSlab = b
+	str := unsafe.String(&b[start], n)
+	keyLen := len(s.prefix) + len(k)
+	if len(s.dimSlab) < s.ndims {
+		s.dimSlab = make([]string, s.ndims*512)
+	}
+	dims := s.dimSlab[:0:s.ndims]
+	s.dimSlab = s.dimSlab[s.ndims:]
+	return Object{
+		Key: str[:keyLen], Size: size, ETag: str[keyLen:], LastModified: time.UnixMilli(ms).UTC(),
+		Dims: splitDims(dims, str[len(s.prefix):keyLen], s.dirs),
+	}, nil
 }
 
-// splitDims cuts the dimension values out of a stored (hence valid) key.
-func splitDims(rel string, dirs int) []string {
-	dims := make([]string, 0, dirs+2)
+// slabBytes is the size of the byte slabs Objects' strings are cut from.
+const slabBytes = 1 << 20
+
+// splitDims appends the dimension values of a stored (hence valid) key
+// to dims.
+func splitDims(dims []string, rel string, dirs int) []string {
 	for range dirs {
 		j := strings.IndexByte(rel, '/')
 		dims = append(dims, rel[:j])
