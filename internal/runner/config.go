@@ -9,6 +9,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -132,8 +133,9 @@ type Spec struct {
 	NoInit bool
 }
 
-// ConfigError is a Spec that cannot become a safe container: the task's
-// payload is malformed, which is the submitter's problem, not the worker's.
+// ConfigError is a Spec that cannot become a safe container because of
+// the task's payload: it is malformed, which is the submitter's problem.
+// Mistakes of the worker's own (no scratch dir, no ids) are plain errors.
 type ConfigError struct {
 	Msg string
 }
@@ -199,13 +201,13 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 		return nil, nil, configErr("task has no image: set payload.image")
 	}
 	if spec.TaskID == "" {
-		return nil, nil, configErr("spec has no task id")
+		return nil, nil, errors.New("spec has no task id")
 	}
 	if spec.WorkerID == "" {
-		return nil, nil, configErr("spec has no worker id")
+		return nil, nil, errors.New("spec has no worker id")
 	}
 	if spec.ScratchDir == "" || !strings.HasPrefix(spec.ScratchDir, "/") {
-		return nil, nil, configErr("scratch dir %q must be an absolute host path", spec.ScratchDir)
+		return nil, nil, fmt.Errorf("scratch dir %q must be an absolute host path", spec.ScratchDir)
 	}
 	if spec.Kind != taskdef.KindMapper && spec.Kind != taskdef.KindReducer {
 		return nil, nil, configErr("task kind %q: must be %q or %q", spec.Kind, taskdef.KindMapper, taskdef.KindReducer)
@@ -218,10 +220,15 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 	if m == nil {
 		return nil, nil, configErr("container user %q must be numeric uid:gid, like %q", user, DefaultUser)
 	}
-	if uid, _ := strconv.ParseUint(m[1], 10, 32); uid == 0 {
+	uid, uerr := strconv.ParseUint(m[1], 10, 31)
+	gid, gerr := strconv.ParseUint(m[2], 10, 31)
+	if uerr != nil || gerr != nil {
+		return nil, nil, configErr("container user %q is out of range: uid and gid must be below 2^31", user)
+	}
+	if uid == 0 {
 		return nil, nil, configErr("container user %q is root: job containers run as a non-root user", user)
 	}
-	if gid, _ := strconv.ParseUint(m[2], 10, 32); gid == 0 {
+	if gid == 0 {
 		return nil, nil, configErr("container group in %q is root: job containers run with a non-root group", user)
 	}
 	memory, cpus, pids, err := limits(spec.Limits)

@@ -181,7 +181,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // env is one test's runner, ids and scratch dir.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	cli      *client.Client
 	r        *Runner
 	workerID string
@@ -191,7 +191,7 @@ type env struct {
 	output   string
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	cli := dockerClient(t)
 	e := &env{t: t, cli: cli}
@@ -359,3 +359,5 @@ func (c *fakeClock) Advance(d time.Duration) {
 	}
 	c.waiters = kept
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
