@@ -81,7 +81,7 @@ func (q *Queue) Claim(ctx context.Context, req taskdef.ClaimRequest) ([]taskdef.
 			}
 			id := string(k[8:])
 			var t taskRec
-			ok, err := getJSON(w.tasks, id, &t)
+			ok, err := getTask(w.tasks, id, &t)
 			if err != nil {
 				return err
 			}
@@ -154,7 +154,7 @@ func (q *Queue) ClaimWait(ctx context.Context, req taskdef.ClaimRequest, wait ti
 // loadRun finds a task and checks that runID is its current running run.
 func (w *wtx) loadRunning(taskID string, runID int) (taskRec, error) {
 	var t taskRec
-	ok, err := getJSON(w.tasks, taskID, &t)
+	ok, err := getTask(w.tasks, taskID, &t)
 	if err != nil {
 		return t, err
 	}
@@ -204,7 +204,7 @@ func (q *Queue) Reclaim(ctx context.Context, taskID string, runID int, stats tas
 		if err := w.running.Put(timeKey(until, taskID), nil); err != nil {
 			return err
 		}
-		return putJSON(w.tasks, taskID, &t)
+		return putTask(w.tasks, taskID, &t)
 	})
 	if err != nil {
 		return taskdef.ReclaimResponse{}, fmt.Errorf("reclaim task %s run %d: %w", taskID, runID, err)
@@ -254,7 +254,7 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 	err := q.write(ctx, func(w *wtx) error {
 		resp = taskdef.ReportResponse{}
 		var t taskRec
-		ok, err := getJSON(w.tasks, taskID, &t)
+		ok, err := getTask(w.tasks, taskID, &t)
 		if err != nil {
 			return err
 		}
@@ -267,9 +267,9 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 			// response) finds its run resolved the same way: answer as
 			// the first time, without changing anything.
 			if runID >= 0 && runID < len(t.Runs) && t.Runs[runID].State == to && t.Runs[runID].ReasonResolved == reason {
-				var g graphRec
-				if _, err := getJSON(w.graphs, t.GraphID, &g); err != nil {
-					return err
+				g, err := w.graph(t.GraphID)
+				if err != nil || g == nil {
+					return fmt.Errorf("graph %s of task %s: missing or unreadable: %v", t.GraphID, taskID, err)
 				}
 				resp.Status = status(taskID, &t, nil)
 				resp.GraphState = g.State
@@ -286,9 +286,9 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 		if err := w.transition(taskID, &t, m); err != nil {
 			return err
 		}
-		var g graphRec
-		if _, err := getJSON(w.graphs, t.GraphID, &g); err != nil {
-			return err
+		g, err := w.graph(t.GraphID)
+		if err != nil || g == nil {
+			return fmt.Errorf("graph %s of task %s: missing or unreadable: %v", t.GraphID, taskID, err)
 		}
 		resp.Status = status(taskID, &t, nil)
 		resp.GraphState = g.State

@@ -247,6 +247,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
+	b.ReportMetric(float64(q.committed.Load())/float64(max(1, q.commits.Load())), "writes/commit")
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -325,11 +325,11 @@ func checkCycles(tasks []newTask, index map[string]int) error {
 
 func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int) error {
 	// Read and check everything before the first write (see write).
-	var existing graphRec
-	exists, err := getJSON(w.graphs, g.GraphID, &existing)
+	existing, err := w.graph(g.GraphID)
 	if err != nil {
 		return err
 	}
+	exists := existing != nil
 	var diffs []string
 	if exists {
 		if existing.Name != g.Name {
@@ -389,15 +389,11 @@ func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int
 			break
 		}
 	}
-	if err := putJSON(w.graphs, g.GraphID, &rec); err != nil {
-		return err
-	}
+	w.setGraph(g.GraphID, &rec)
 	if err := w.graphTime.Put(timeKey(w.now, g.GraphID), nil); err != nil {
 		return err
 	}
-	if err := addCount(w.cnts, sUnscheduled, len(tasks)); err != nil {
-		return err
-	}
+	w.count(sUnscheduled, len(tasks))
 	return w.insertTasks(tasks, index)
 }
 
@@ -423,7 +419,7 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 			flag := byte(0)
 			if _, inGraph := index[d]; !inGraph {
 				var dr taskRec
-				if _, err := getJSON(w.tasks, d, &dr); err != nil {
+				if _, err := getTask(w.tasks, d, &dr); err != nil {
 					return err
 				}
 				switch {
@@ -447,7 +443,7 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 		if err := w.defs.Put([]byte(nt.id), nt.raw); err != nil {
 			return err
 		}
-		if err := putJSON(w.tasks, nt.id, r); err != nil {
+		if err := putTask(w.tasks, nt.id, r); err != nil {
 			return err
 		}
 		if err := w.deadlines.Put(timeKey(t.Deadline, nt.id), nil); err != nil {
@@ -460,7 +456,7 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 	for i, nt := range tasks {
 		r := &recs[i]
 		// A cascade from an earlier task may already have moved this one.
-		if _, err := getJSON(w.tasks, nt.id, r); err != nil {
+		if _, err := getTask(w.tasks, nt.id, r); err != nil {
 			return err
 		}
 		if r.State != sUnscheduled {
@@ -508,13 +504,12 @@ func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (
 				return invalidf("task %s: dependency %s does not exist; create it first", taskID, d)
 			}
 		}
-		var g graphRec
-		exists, err := getJSON(w.graphs, nt.def.GraphID, &g)
+		g, err := w.graph(nt.def.GraphID)
 		if err != nil {
 			return err
 		}
-		if !exists {
-			g = graphRec{
+		if g == nil {
+			g = &graphRec{
 				Name: nt.def.Metadata.Name, Owner: nt.def.Metadata.Owner, Created: w.now,
 				State: taskdef.GraphRunning, Counts: map[taskdef.TaskState]int{},
 			}
@@ -534,12 +529,8 @@ func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (
 		if g.ResultTaskID == "" && nt.def.Payload.Kind == taskdef.KindReducer {
 			g.ResultTaskID = taskID
 		}
-		if err := putJSON(w.graphs, nt.def.GraphID, &g); err != nil {
-			return err
-		}
-		if err := addCount(w.cnts, sUnscheduled, 1); err != nil {
-			return err
-		}
+		w.setGraph(nt.def.GraphID, g)
+		w.count(sUnscheduled, 1)
 		return w.insertTasks([]newTask{nt}, map[string]int{taskID: 0})
 	})
 	if err != nil {

@@ -156,7 +156,7 @@ func checkConsistent(t testing.TB, q *Queue) {
 		wantPending, wantRunning, wantDeadline := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		err := tx.Bucket(bTasks).ForEach(func(k, v []byte) error {
 			var r taskRec
-			if _, err := getJSON(tx.Bucket(bTasks), string(k), &r); err != nil {
+			if _, err := getTask(tx.Bucket(bTasks), string(k), &r); err != nil {
 				return err
 			}
 			id := string(k)
@@ -214,7 +214,7 @@ func checkConsistent(t testing.TB, q *Queue) {
 		}
 		return tx.Bucket(bGraphs).ForEach(func(k, _ []byte) error {
 			var g graphRec
-			if _, err := getJSON(tx.Bucket(bGraphs), string(k), &g); err != nil {
+			if _, err := getGraph(tx.Bucket(bGraphs), string(k), &g); err != nil {
 				return err
 			}
 			want := graphCounts[string(k)]

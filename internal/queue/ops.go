@@ -52,7 +52,7 @@ func status(id string, t *taskRec, deps []string) taskdef.TaskStatus {
 // readStatus loads a task's status in a read transaction.
 func readStatus(tx *bolt.Tx, id string) (taskdef.TaskStatus, error) {
 	var t taskRec
-	ok, err := getJSON(tx.Bucket(bTasks), id, &t)
+	ok, err := getTask(tx.Bucket(bTasks), id, &t)
 	if err != nil {
 		return taskdef.TaskStatus{}, err
 	}
@@ -110,7 +110,7 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 	var gs taskdef.GraphStatus
 	err := q.db.View(func(tx *bolt.Tx) error {
 		var g graphRec
-		ok, err := getJSON(tx.Bucket(bGraphs), graphID, &g)
+		ok, err := getGraph(tx.Bucket(bGraphs), graphID, &g)
 		if err != nil {
 			return err
 		}
@@ -150,7 +150,7 @@ func (q *Queue) Graphs(ctx context.Context, limit int) ([]GraphSummary, error) {
 		for k, _ := c.Last(); k != nil && len(out) < limit; k, _ = c.Prev() {
 			id := string(k[8:])
 			var g graphRec
-			ok, err := getJSON(gb, id, &g)
+			ok, err := getGraph(gb, id, &g)
 			if err != nil {
 				return err
 			}
@@ -204,7 +204,7 @@ func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphS
 		}
 		for _, id := range ids {
 			var t taskRec
-			if _, err := getJSON(w.tasks, id, &t); err != nil {
+			if _, err := getTask(w.tasks, id, &t); err != nil {
 				return err
 			}
 			if t.State.Resolved() {
@@ -231,7 +231,7 @@ func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphS
 func (q *Queue) Rerun(ctx context.Context, taskID string) (taskdef.TaskStatus, error) {
 	err := q.write(ctx, func(w *wtx) error {
 		var t taskRec
-		ok, err := getJSON(w.tasks, taskID, &t)
+		ok, err := getTask(w.tasks, taskID, &t)
 		if err != nil {
 			return err
 		}
@@ -279,7 +279,7 @@ func (q *Queue) Tick(ctx context.Context) (TickReport, error) {
 			n += len(ids)
 			for _, id := range ids {
 				var t taskRec
-				if _, err := getJSON(w.tasks, id, &t); err != nil {
+				if _, err := getTask(w.tasks, id, &t); err != nil {
 					return err
 				}
 				if t.State.Resolved() {
@@ -305,7 +305,7 @@ func (q *Queue) Tick(ctx context.Context) (TickReport, error) {
 			for _, k := range keys {
 				id := string(k[8:])
 				var t taskRec
-				if _, err := getJSON(w.tasks, id, &t); err != nil {
+				if _, err := getTask(w.tasks, id, &t); err != nil {
 					return err
 				}
 				cur := t.current()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -68,6 +69,10 @@ type Queue struct {
 	// closeMu orders Close after every write already queued.
 	closeMu sync.RWMutex
 	closed  bool
+
+	// commits and committed count transactions and the writes they carried,
+	// so benchmarks can report the group-commit batch size.
+	commits, committed atomic.Int64
 
 	// wakeMu guards wake, a channel closed (and replaced) whenever a task
 	// becomes pending, so long-polling claimers wake without polling.

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -141,23 +140,30 @@ func pairKey(a, b string) []byte {
 	return append(k, b...)
 }
 
-func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
-	raw := b.Get([]byte(key))
+func getTask(b *bolt.Bucket, id string, t *taskRec) (bool, error) {
+	raw := b.Get([]byte(id))
 	if raw == nil {
 		return false, nil
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("decode %s %s: %w", b.Tx().DB().Path(), key, err)
+	if err := decodeTask(raw, t); err != nil {
+		return false, fmt.Errorf("decode task %s: %w", id, err)
 	}
 	return true, nil
 }
 
-func putJSON(b *bolt.Bucket, key string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", key, err)
+func putTask(b *bolt.Bucket, id string, t *taskRec) error {
+	return b.Put([]byte(id), encodeTask(t))
+}
+
+func getGraph(b *bolt.Bucket, id string, g *graphRec) (bool, error) {
+	raw := b.Get([]byte(id))
+	if raw == nil {
+		return false, nil
 	}
-	return b.Put([]byte(key), raw)
+	if err := decodeGraph(raw, g); err != nil {
+		return false, fmt.Errorf("decode graph %s: %w", id, err)
+	}
+	return true, nil
 }
 
 func addCount(b *bolt.Bucket, s taskdef.TaskState, d int) error {

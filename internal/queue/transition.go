@@ -189,16 +189,12 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 		}
 	}
 	t.State = m.to
-	if err := putJSON(w.tasks, id, t); err != nil {
+	if err := putTask(w.tasks, id, t); err != nil {
 		return err
 	}
-	if err := addCount(w.cnts, from, -1); err != nil {
-		return err
-	}
-	if err := addCount(w.cnts, m.to, 1); err != nil {
-		return err
-	}
-	if err := w.updateGraph(t.GraphID, from, m.to, 0); err != nil {
+	w.count(from, -1)
+	w.count(m.to, 1)
+	if err := w.updateGraph(t.GraphID, from, m.to); err != nil {
 		return err
 	}
 	if m.to.Resolved() {
@@ -220,30 +216,26 @@ func endRun(r *taskdef.Run, state taskdef.TaskState, m move, now time.Time) {
 	}
 }
 
-// updateGraph moves one task of the graph from one state to another (from
-// empty: a new task), resolving the graph when its last unresolved task
+// updateGraph moves one task of the graph from one state to another,
+// resolving the graph when its last unresolved task
 // resolves and reopening it when a rerun or new task makes it unresolved.
-func (w *wtx) updateGraph(graphID string, from, to taskdef.TaskState, added int) error {
-	var g graphRec
-	ok, err := getJSON(w.graphs, graphID, &g)
+func (w *wtx) updateGraph(graphID string, from, to taskdef.TaskState) error {
+	g, err := w.graph(graphID)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if g == nil {
 		return fmt.Errorf("graph %s of a task is missing; the database is inconsistent", graphID)
 	}
 	if g.Counts == nil {
 		g.Counts = map[taskdef.TaskState]int{}
 	}
-	g.Tasks += added
-	if from != "" {
-		g.Counts[from]--
-		if g.Counts[from] == 0 {
-			delete(g.Counts, from)
-		}
-		if !from.Resolved() {
-			g.Unresolved--
-		}
+	g.Counts[from]--
+	if g.Counts[from] == 0 {
+		delete(g.Counts, from)
+	}
+	if !from.Resolved() {
+		g.Unresolved--
 	}
 	g.Counts[to]++
 	if !to.Resolved() {
@@ -267,7 +259,8 @@ func (w *wtx) updateGraph(graphID string, from, to taskdef.TaskState, added int)
 		g.ResolvedBy, g.ResolvedRun = "", 0
 		delete(w.resolved, graphID)
 	}
-	return putJSON(w.graphs, graphID, &g)
+	w.setGraph(graphID, g)
+	return nil
 }
 
 // propagate tells the unscheduled dependents of a task that just resolved:
@@ -286,7 +279,7 @@ func (w *wtx) propagate(id string, to taskdef.TaskState) error {
 	}
 	for _, dep := range todo {
 		var dt taskRec
-		ok, err := getJSON(w.tasks, dep, &dt)
+		ok, err := getTask(w.tasks, dep, &dt)
 		if err != nil {
 			return err
 		}
@@ -308,7 +301,7 @@ func (w *wtx) propagate(id string, to taskdef.TaskState) error {
 		}
 		dt.Waiting--
 		if dt.Waiting > 0 {
-			if err := putJSON(w.tasks, dep, &dt); err != nil {
+			if err := putTask(w.tasks, dep, &dt); err != nil {
 				return err
 			}
 			continue

@@ -147,7 +147,7 @@ func TestTransitionTable(t *testing.T) {
 					err := q.db.Update(func(tx *bolt.Tx) error {
 						w := newWtx(tx, q, q.clock.Now())
 						var rec taskRec
-						if _, err := getJSON(w.tasks, id, &rec); err != nil {
+						if _, err := getTask(w.tasks, id, &rec); err != nil {
 							return err
 						}
 						runsBefore := len(rec.Runs)
@@ -161,7 +161,7 @@ func TestTransitionTable(t *testing.T) {
 							t.Errorf("%s: refused with %v, want errTransition", name, err)
 						case want:
 							var after taskRec
-							if _, err := getJSON(w.tasks, id, &after); err != nil {
+							if _, err := getTask(w.tasks, id, &after); err != nil {
 								return err
 							}
 							if after.State != to {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/af-project/af/internal/taskdef"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -95,6 +96,9 @@ func (q *Queue) commit(batch []*writeReq) {
 		for i, r := range batch {
 			w := newWtx(tx, q, now)
 			errs[i] = r.fn(w)
+			if errs[i] == nil {
+				errs[i] = w.flush()
+			}
 			if errs[i] != nil && !refusal(errs[i]) {
 				bad = i
 				return errAbort
@@ -121,6 +125,8 @@ func (q *Queue) commit(batch []*writeReq) {
 		}
 		return
 	}
+	q.commits.Add(1)
+	q.committed.Add(int64(len(batch)))
 	if woke {
 		q.notify()
 	}
@@ -146,6 +152,69 @@ type wtx struct {
 	// a graph it resolves.
 	actorTask string
 	actorRun  int
+	// graphCache holds the graph records this function read, dirty the
+	// ones it changed, and counts the state counter deltas; flush writes
+	// them once at the end instead of on every transition.
+	graphCache map[string]*graphRec
+	dirty      map[string]bool
+	counts     map[taskdef.TaskState]int
+}
+
+// graph returns the graph record (nil if absent), cached for the function.
+func (w *wtx) graph(id string) (*graphRec, error) {
+	if g, ok := w.graphCache[id]; ok {
+		return g, nil
+	}
+	var g graphRec
+	ok, err := getGraph(w.graphs, id, &g)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if w.graphCache == nil {
+		w.graphCache = map[string]*graphRec{}
+	}
+	w.graphCache[id] = &g
+	return &g, nil
+}
+
+// setGraph stores a (new or changed) graph record at flush.
+func (w *wtx) setGraph(id string, g *graphRec) {
+	if w.graphCache == nil {
+		w.graphCache = map[string]*graphRec{}
+	}
+	if w.dirty == nil {
+		w.dirty = map[string]bool{}
+	}
+	w.graphCache[id] = g
+	w.dirty[id] = true
+}
+
+// count adds d to the number of tasks in state s, at flush.
+func (w *wtx) count(s taskdef.TaskState, d int) {
+	if w.counts == nil {
+		w.counts = map[taskdef.TaskState]int{}
+	}
+	w.counts[s] += d
+}
+
+// flush writes what the function changed in the graph records and
+// counters.
+func (w *wtx) flush() error {
+	for id := range w.dirty {
+		if err := w.graphs.Put([]byte(id), encodeGraph(w.graphCache[id])); err != nil {
+			return err
+		}
+	}
+	for s, d := range w.counts {
+		if d == 0 {
+			continue
+		}
+		if err := addCount(w.cnts, s, d); err != nil {
+			return err
+		}
+	}
+	w.dirty, w.counts = nil, nil
+	return nil
 }
 
 func newWtx(tx *bolt.Tx, q *Queue, now time.Time) *wtx {
