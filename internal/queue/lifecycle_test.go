@@ -183,7 +183,9 @@ func TestCreateValidation(t *testing.T) {
 		{"no owner", func(g *taskdef.Graph) { g.Tasks[0].Task.Metadata.Owner = "" }, "metadata.owner"},
 		{"bad requires", func(g *taskdef.Graph) { g.Tasks[0].Task.Requires = "some" }, "requires"},
 		{"empty input key", func(g *taskdef.Graph) { g.Tasks[0].Task.Payload.Inputs[0].Key = "" }, "payload.inputs[0].key"},
-		{"unknown dependency", func(g *taskdef.Graph) { g.Tasks[2].Task.Dependencies = append(g.Tasks[2].Task.Dependencies, "task-nowhere") }, "dependency task-nowhere does not exist"},
+		{"unknown dependency", func(g *taskdef.Graph) {
+			g.Tasks[2].Task.Dependencies = append(g.Tasks[2].Task.Dependencies, "task-nowhere")
+		}, "dependency task-nowhere does not exist"},
 		{"self dependency", func(g *taskdef.Graph) { g.Tasks[0].Task.Dependencies = []string{g.Tasks[0].TaskID} }, "depends on itself"},
 		{"duplicate dependency", func(g *taskdef.Graph) {
 			g.Tasks[2].Task.Dependencies = append(g.Tasks[2].Task.Dependencies, g.Tasks[0].TaskID)
