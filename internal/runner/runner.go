@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/af-project/af/internal/taskdef"
@@ -237,7 +238,9 @@ func exception(res Result, reason, msg string, err error) (Result, error) {
 // streams.Stdin returns an error, the container is killed and Run returns
 // an exception with ReasonInternalError wrapping that error: a worker
 // whose reader signals bad input with its own error type finds it with
-// errors.As and may report a failure instead.
+// errors.As and may report a failure instead. Run may return while a Read
+// on streams.Stdin that blocked after the container ended is still in
+// progress; the caller unblocks it (by canceling its download, say).
 func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, error) {
 	var res Result
 	if spec.WorkerID == "" {
@@ -447,11 +450,22 @@ func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, h
 		if fifo != nil {
 			fifo.Close()
 		}
-		<-feed.done
-		res.InputBytes = feed.written
-		res.InputComplete = feed.complete
+		// It may also be blocked reading Streams.Stdin, which only the
+		// caller can unblock: give it a moment, then leave it behind
+		// rather than hold up the run's end.
+		select {
+		case <-feed.done:
+			res.InputComplete = feed.complete
+		case <-time.After(feederGrace):
+			r.log.Warn("the task's input reader is still blocked after the container ended; leaving it", "container", shortID(res.ContainerID))
+		}
+		res.InputBytes = feed.written.Load()
 	}
 }
+
+// feederGrace is how long the end of a run waits for the input copy to
+// notice the container is gone.
+const feederGrace = 2 * time.Second
 
 // kill sends SIGKILL and reports whether the container was still running.
 func (r *Runner) kill(ctx context.Context, id string, log *slog.Logger) bool {
@@ -478,9 +492,10 @@ func (r *Runner) remove(ctx context.Context, id string, log *slog.Logger) {
 // feeder copies the task's input into the container and signals the end
 // of input by closing the write side.
 type feeder struct {
-	src      io.Reader
-	done     chan struct{}
-	written  int64
+	src     io.Reader
+	done    chan struct{}
+	written atomic.Int64
+	// readErr and complete are set before done is closed.
 	readErr  error
 	complete bool
 }
@@ -492,7 +507,7 @@ func (f *feeder) run(dst io.Writer, closeWrite func() error) {
 		n, err := f.src.Read(buf)
 		if n > 0 {
 			m, werr := dst.Write(buf[:n])
-			f.written += int64(m)
+			f.written.Add(int64(m))
 			if werr != nil {
 				// The container stopped reading (it exited or closed its
 				// input); its exit status says whether that was fine.

@@ -473,3 +473,49 @@ func TestReapOrphans(t *testing.T) {
 		t.Error("ReapOrphans with an empty worker id must refuse")
 	}
 }
+
+// A Streams.Stdin that blocks (a stalled download) must not hold up the end
+// of a run, whether the container exits by itself or the worker cancels.
+func TestBlockedInputReader(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		cmd     []string
+		cancel  bool
+		outcome Outcome
+	}{
+		{"container exits", []string{"exit", "0"}, false, OutcomeSucceeded},
+		{"worker cancels", []string{"sleep"}, true, OutcomeException},
+	} {
+		for _, mode := range []InputMode{InputStdin, InputFIFO} {
+			t.Run(tc.name+"/"+mode.String(), func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, Options{})
+				spec := e.spec(tc.cmd...)
+				spec.Input = mode
+				stalled, unblock := io.Pipe()
+				defer unblock.Close()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				log := newSyncBuffer()
+				done := make(chan Result, 1)
+				go func() {
+					res, _ := e.r.Run(ctx, spec, Streams{Stdin: stalled, Stdout: log})
+					done <- res
+				}()
+				if tc.cancel {
+					log.waitFor(t, "ready")
+					cancel()
+				}
+				select {
+				case res := <-done:
+					if res.Outcome != tc.outcome || res.InputComplete || res.InputBytes != 0 {
+						t.Errorf("result %+v", res)
+					}
+				case <-time.After(60 * time.Second):
+					t.Fatal("Run is stuck on the blocked input reader")
+				}
+			})
+		}
+	}
+}
