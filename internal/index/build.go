@@ -107,10 +107,11 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 		return nil
 	}
 
-	p := s3.NewListObjectsV2Paginator(lister, &s3.ListObjectsV2Input{
-		Bucket: aws.String(bucket),
-		Prefix: aws.String(prefix),
-	})
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
+	if db.pageSize > 0 {
+		in.MaxKeys = aws.Int32(db.pageSize)
+	}
+	p := s3.NewListObjectsV2Paginator(lister, in)
 	lastRel := ""
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)

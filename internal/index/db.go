@@ -82,6 +82,9 @@ type DB struct {
 	// batchSize is how many listed objects a build writes per
 	// transaction; tests lower it to cross batch boundaries.
 	batchSize int
+	// pageSize, when set, asks S3 for smaller listing pages than its
+	// 1,000 so tests cross page boundaries with few objects.
+	pageSize int32
 }
 
 // Open opens the index at path, creating it unless opts.ReadOnly.
