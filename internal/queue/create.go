@@ -23,6 +23,15 @@ const (
 	// one year after created (deterministic, so re-creating stays
 	// idempotent).
 	defaultExpiry = 365 * 24 * time.Hour
+	// maxDeadline bounds how long a task may stay unresolved.
+	maxDeadline = 366 * 24 * time.Hour
+)
+
+// Times are stored as Unix nanoseconds, which only span 1678..2262: keep
+// definitions well inside.
+var (
+	minTime = time.Date(1971, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // normalize fills the defaults that make two equal definitions byte-equal
@@ -68,6 +77,17 @@ func validateTask(where string, t *taskdef.Task) error {
 	}
 	if t.Deadline.IsZero() {
 		return invalidf("%s: deadline is required", where)
+	}
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"created", t.Created}, {"deadline", t.Deadline}, {"expires", t.Expires}} {
+		if f.t.Before(minTime) || f.t.After(maxTime) {
+			return invalidf("%s: %s %s is outside %d..%d", where, f.name, f.t.Format(time.RFC3339), minTime.Year(), maxTime.Year())
+		}
+	}
+	if t.Deadline.Sub(t.Created) > maxDeadline {
+		return invalidf("%s: deadline is %s after created, at most %s", where, t.Deadline.Sub(t.Created), maxDeadline)
 	}
 	if !t.Deadline.After(t.Created) {
 		return invalidf("%s: deadline %s must be after created %s", where, t.Deadline.Format(time.RFC3339), t.Created.Format(time.RFC3339))

@@ -175,6 +175,8 @@ func TestCreateValidation(t *testing.T) {
 			g.Tasks[0].Task.Created = t0.Add(-2 * time.Hour)
 			g.Tasks[0].Task.Deadline = t0.Add(-time.Hour)
 		}, "not in the future"},
+		{"deadline too far", func(g *taskdef.Graph) { g.Tasks[0].Task.Deadline = t0.Add(400 * 24 * time.Hour) }, "at most"},
+		{"expires too far", func(g *taskdef.Graph) { g.Tasks[0].Task.Expires = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }, "expires 9999"},
 		{"expires before deadline", func(g *taskdef.Graph) { g.Tasks[0].Task.Expires = t0.Add(time.Minute) }, "expires"},
 		{"no kind", func(g *taskdef.Graph) { g.Tasks[0].Task.Payload.Kind = "" }, "payload.kind"},
 		{"no image", func(g *taskdef.Graph) { g.Tasks[0].Task.Payload.Image = " " }, "payload.image"},
