@@ -251,6 +251,7 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 		msg = msg[:maxMessage] + "…"
 	}
 	var resp taskdef.ReportResponse
+	var hasDeps bool
 	err := q.write(ctx, func(w *wtx) error {
 		resp = taskdef.ReportResponse{}
 		var t taskRec
@@ -261,6 +262,7 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 		if !ok {
 			return notFoundf("task %s does not exist", taskID)
 		}
+		hasDeps = t.NumDeps > 0
 		cur := t.current()
 		if cur == nil || runID != cur.RunID || cur.State != sRunning {
 			// A repeated report (the worker retrying after a lost
@@ -297,6 +299,16 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 	})
 	if err != nil {
 		return taskdef.ReportResponse{}, fmt.Errorf("report task %s run %d %s: %w", taskID, runID, to, err)
+	}
+	if hasDeps {
+		// Dependencies live in the definition, read outside the writer.
+		if err := q.db.View(func(tx *bolt.Tx) error {
+			s, err := readStatus(tx, taskID)
+			resp.Status.Dependencies = s.Dependencies
+			return err
+		}); err != nil {
+			return taskdef.ReportResponse{}, fmt.Errorf("report task %s run %d %s: %w", taskID, runID, to, err)
+		}
 	}
 	if resp.GraphResolved {
 		q.log.Info("graph resolved", "graph", resp.Status.GraphID, "state", resp.GraphState, "by", taskID)

@@ -48,6 +48,9 @@ func TestMapReduceCompletes(t *testing.T) {
 		if r.Status.State != sCompleted || r.Status.Runs[0].Stats.RecordsIn != 10 {
 			t.Errorf("report status %+v", r.Status)
 		}
+		if c.Task.Payload.Kind == taskdef.KindReducer && len(r.Status.Dependencies) != 3 {
+			t.Errorf("reducer report status has dependencies %v", r.Status.Dependencies)
+		}
 		if r.GraphResolved {
 			resolvedReports++
 			if i != 3 || r.GraphState != taskdef.GraphCompleted {
