@@ -244,3 +244,29 @@ func BenchmarkDecompress(b *testing.B) {
 		})
 	}
 }
+
+// FuzzOpen feeds arbitrary bytes to every decoder: no panic, no hang, and
+// any failure is a CorruptError naming the key.
+func FuzzOpen(f *testing.F) {
+	for i, fm := range allFormats {
+		f.Add(uint8(i), compress(f, fm, sample(3, uint64(i))))
+	}
+	f.Add(uint8(1), []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
+	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
+		fm := allFormats[int(which)%len(allFormats)]
+		key := "fuzz." + string(fm)
+		r, err := OpenFormat(key, fm, bytes.NewReader(data))
+		if err == nil {
+			// Bound the output: decompression bombs are the worker's limit to enforce.
+			_, err = io.Copy(io.Discard, io.LimitReader(r, 64<<20))
+			r.Close()
+		}
+		if err == nil {
+			return
+		}
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.Key != key {
+			t.Fatalf("%s: err = %v, want a CorruptError for %s", fm, err, key)
+		}
+	})
+}

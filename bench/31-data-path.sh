@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The worker-side data path besides decompression: framing records into the
+# container (internal/records), sorting and merging mapper output
+# (internal/extsort), and the Go SDK's field scanner against a full
+# encoding/json decode (sdk/afjob). Each stage should outrun gunzip so it
+# never bounds a mapper.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOFLAGS=-buildvcs=false
+c1=(go test -run '^$' -bench '^BenchmarkDecompress$/^gz-klauspost$' -benchtime 5x -cpu 1 ./internal/decompress/)
+c2=(go test -run '^$' -bench '^BenchmarkCopyLines$' -benchtime 20x -cpu 1 ./internal/records/)
+c3=(go test -run '^$' -bench '^Benchmark(Sort|Merge)$' -benchtime 3x -cpu 1 ./internal/extsort/)
+c4=(go test -run '^$' -bench '^BenchmarkField$' -cpu 1 ./sdk/afjob/)
+out=""
+for c in c1 c2 c3 c4; do
+	declare -n cmd=$c
+	o="$("${cmd[@]}" 2>&1)" || {
+		echo "$o" >&2
+		exit 1
+	}
+	out+="$o"$'\n'
+done
+rate() { echo "$out" | awk -v n="$1" '$1 == n { for (i = 1; i <= NF; i++) if ($(i+1) == "MB/s") print $i }' | head -n1; }
+meets() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b) ? "yes" : "no" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+
+gz=$(rate BenchmarkDecompress/gz-klauspost)
+cl=$(rate BenchmarkCopyLines)
+s1=$(rate "BenchmarkSort/mem=67108864")
+s2=$(rate "BenchmarkSort/mem=1048576")
+mg=$(rate BenchmarkMerge)
+fd=$(rate BenchmarkField/Field)
+fl=$(rate BenchmarkField/FieldLastKey)
+js=$(rate BenchmarkField/encoding-json-map)
+
+echo "## Data path stages (records, extsort, afjob.Field)"
+echo
+echo "One core each, MB/s of input. The baseline is klauspost gunzip measured in"
+echo "the same run ($gz MB/s): a stage at or above it never bounds a mapper."
+echo "Commands:"
+echo
+echo '```'
+for c in c1 c2 c3 c4; do
+	declare -n cmd=$c
+	echo "${cmd[*]}"
+done
+echo '```'
+echo
+echo "| stage | MB/s | target | meets |"
+echo "|---|---|---|---|"
+echo "| records.CopyLines (validate + frame lines) | $cl | ≥ gunzip ($gz) | $(meets "$cl" "$gz") |"
+echo "| extsort.Sort, in memory (200k lines, 100k keys) | $s1 | ≥ gunzip ($gz) | $(meets "$s1" "$gz") |"
+echo "| extsort.Sort, spilling (1 MiB memory bound) | $s2 | ≥ gunzip ($gz) | $(meets "$s2" "$gz") |"
+echo "| extsort merge of 8 sorted inputs | $mg | ≥ gunzip ($gz) | $(meets "$mg" "$gz") |"
+echo "| afjob.Field(doc, \"info\", \"OS\") on a 40 KB ping (info first) | $fd | ≥ gunzip ($gz) | $(meets "$fd" "$gz") |"
+echo "| afjob.Field, key at the end (scans the whole document) | $fl | ≥ gunzip ($gz); ≥ 5x encoding/json | $(meets "$fl" "$gz"), $(ratio "$fl" "$js")x json |"
+echo "| encoding/json decode into maps (baseline) | $js | — (issue 5 reference: about 21 MB/s) | — |"
