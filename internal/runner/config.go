@@ -18,32 +18,33 @@ import (
 	"strings"
 	"time"
 
+	"github.com/af-project/af/internal/jobspec"
 	"github.com/af-project/af/internal/taskdef"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 )
 
-// Container contract. These mirror the constants internal/jobspec defines for
-// the job helpers; they are repeated here so the runner does not depend on
-// the job-spec parser.
+// Container contract, as internal/jobspec defines it for the job helpers.
 const (
 	// EnvInput is the path the helper reads its records from: the FIFO's
 	// path inside the container, or "-" for stdin.
-	EnvInput = "AF_INPUT"
+	EnvInput = jobspec.EnvInput
 	// EnvOutput is the path of the file the helper writes its key/value
 	// lines to.
-	EnvOutput = "AF_OUTPUT"
-	// EnvTaskKind is "mapper" or "reducer".
-	EnvTaskKind = "AF_TASK_KIND"
+	EnvOutput = jobspec.EnvOutput
+	// EnvTaskKind is jobspec.TaskMap or jobspec.TaskReduce.
+	EnvTaskKind = jobspec.EnvTaskKind
 	// ScratchMount is where the task's scratch dir appears in the container,
 	// the only writable place besides the /tmp tmpfs.
-	ScratchMount = "/scratch"
-	// InputFIFOName is the FIFO's name inside the scratch dir.
-	InputFIFOName = "input.fifo"
-	// OutputName is the output file's name inside the scratch dir.
-	OutputName = "output.txt"
+	ScratchMount = jobspec.ScratchDir
+	// InputFIFOName is the FIFO's name inside the scratch dir
+	// (jobspec.InputFIFO in the container).
+	InputFIFOName = "input"
+	// OutputName is the output file's name inside the scratch dir
+	// (jobspec.OutputFile in the container).
+	OutputName = "output"
 	// StdinInput is EnvInput's value when the records come on stdin.
-	StdinInput = "-"
+	StdinInput = jobspec.StdinInput
 )
 
 // Labels on every container the runner creates. ReapOrphans finds its
@@ -64,7 +65,7 @@ const (
 	DefaultPids        int64   = 256
 	// DefaultUser is the numeric user the job runs as: numeric so it needs
 	// no passwd entry in the image, high so it matches no host account.
-	DefaultUser = "10001:10001"
+	DefaultUser = jobspec.UserID
 	// TmpfsOptions bounds /tmp: noexec so a job cannot drop and run a
 	// binary there, sized so it cannot eat the worker's RAM.
 	TmpfsOptions = "rw,noexec,nosuid,nodev,size=64m"
@@ -254,10 +255,14 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 		// "/", which is read-only; tools that write dotfiles go to /tmp.
 		env = append(env, "HOME=/tmp")
 	}
+	task := jobspec.TaskMap
+	if spec.Kind == taskdef.KindReducer {
+		task = jobspec.TaskReduce
+	}
 	env = append(env,
 		EnvInput+"="+input,
 		EnvOutput+"="+ScratchMount+"/"+OutputName,
-		EnvTaskKind+"="+string(spec.Kind),
+		EnvTaskKind+"="+task,
 	)
 
 	stdin := spec.Input == InputStdin

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/jobspec"
 	"github.com/af-project/af/internal/taskdef"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -57,7 +58,7 @@ func TestContainerConfigLockdown(t *testing.T) {
 	wantCfg := &container.Config{
 		Image:           "af/os-count",
 		Cmd:             []string{"python3", "-m", "af_helper", "map"},
-		Env:             []string{"HOME=/tmp", "AF_INPUT=-", "AF_OUTPUT=/scratch/output.txt", "AF_TASK_KIND=mapper"},
+		Env:             []string{"HOME=/tmp", "AF_INPUT=-", "AF_OUTPUT=/scratch/output", "AF_TASK_KIND=map"},
 		User:            "10001:10001",
 		AttachStdout:    true,
 		AttachStderr:    true,
@@ -88,12 +89,12 @@ func TestContainerConfigVariants(t *testing.T) {
 			}
 		}},
 		{"fifo input", func(s *Spec) { s.Input = InputFIFO }, func(t *testing.T, cfg *container.Config, hc *container.HostConfig) {
-			if cfg.OpenStdin || cfg.AttachStdin || !slices.Contains(cfg.Env, "AF_INPUT=/scratch/input.fifo") {
+			if cfg.OpenStdin || cfg.AttachStdin || !slices.Contains(cfg.Env, "AF_INPUT=/scratch/input") {
 				t.Errorf("fifo not wired: %+v", cfg)
 			}
 		}},
 		{"reducer", func(s *Spec) { s.Kind = taskdef.KindReducer }, func(t *testing.T, cfg *container.Config, hc *container.HostConfig) {
-			if !slices.Contains(cfg.Env, "AF_TASK_KIND=reducer") || cfg.Labels[LabelTaskKind] != "reducer" {
+			if !slices.Contains(cfg.Env, "AF_TASK_KIND=reduce") || cfg.Labels[LabelTaskKind] != "reducer" {
 				t.Errorf("kind: %+v", cfg)
 			}
 		}},
@@ -120,7 +121,7 @@ func TestContainerConfigVariants(t *testing.T) {
 		{"env kept sorted, credentials dropped, HOME respected", func(s *Spec) {
 			s.Env = map[string]string{"ZED": "1", taskdef.EnvCredentials: "c2VhbGVk", "OWNER": "a@example.com", "INPUT_TASK_IDS": "a b", "HOME": "/scratch"}
 		}, func(t *testing.T, cfg *container.Config, hc *container.HostConfig) {
-			want := []string{"HOME=/scratch", "INPUT_TASK_IDS=a b", "OWNER=a@example.com", "ZED=1", "AF_INPUT=-", "AF_OUTPUT=/scratch/output.txt", "AF_TASK_KIND=mapper"}
+			want := []string{"HOME=/scratch", "INPUT_TASK_IDS=a b", "OWNER=a@example.com", "ZED=1", "AF_INPUT=-", "AF_OUTPUT=/scratch/output", "AF_TASK_KIND=map"}
 			if !slices.Equal(cfg.Env, want) {
 				t.Errorf("env %q, want %q", cfg.Env, want)
 			}
@@ -183,6 +184,28 @@ func TestContainerConfigRefuses(t *testing.T) {
 				t.Error("the error repeats the secret")
 			}
 		})
+	}
+}
+
+// The runner and the helpers must agree on where things are.
+func TestContractMatchesJobspec(t *testing.T) {
+	t.Parallel()
+	if got := ScratchMount + "/" + InputFIFOName; got != jobspec.InputFIFO {
+		t.Errorf("fifo %s, jobspec says %s", got, jobspec.InputFIFO)
+	}
+	if got := ScratchMount + "/" + OutputName; got != jobspec.OutputFile {
+		t.Errorf("output %s, jobspec says %s", got, jobspec.OutputFile)
+	}
+	s := baseSpec()
+	s.Input = InputFIFO
+	cfg, _, err := ContainerConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{jobspec.EnvInput + "=" + jobspec.InputFIFO, jobspec.EnvOutput + "=" + jobspec.OutputFile, jobspec.EnvTaskKind + "=" + jobspec.TaskMap} {
+		if !slices.Contains(cfg.Env, want) {
+			t.Errorf("env %q lacks %s", cfg.Env, want)
+		}
 	}
 }
 

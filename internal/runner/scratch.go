@@ -12,7 +12,7 @@ import (
 // PrepareScratch makes dir the task's scratch dir, writable by the
 // container's uid:gid, with the input FIFO and an empty output file in it,
 // and returns their host paths. The container sees them as
-// /scratch/input.fifo and /scratch/output.txt.
+// jobspec.InputFIFO and jobspec.OutputFile (/scratch/input, /scratch/output).
 //
 // Run as root, the worker gives dir, the FIFO and the output file to the
 // container's user and keeps them private to it (0700/0600): the worker can

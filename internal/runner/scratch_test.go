@@ -18,7 +18,7 @@ func TestPrepareScratch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fifo != filepath.Join(dir, "input.fifo") || out != filepath.Join(dir, "output.txt") {
+		if fifo != filepath.Join(dir, "input") || out != filepath.Join(dir, "output") {
 			t.Errorf("paths %s %s", fifo, out)
 		}
 		for _, c := range []struct {
