@@ -94,7 +94,6 @@ type Context struct {
 	w      *bufio.Writer
 	reduce bool
 	sink   func(key, value []byte) error // map: pair output or the combine buffer
-	err    error
 	pairs  int64
 }
 
@@ -288,13 +287,12 @@ func (c *Context) writePair(k, v []byte) error {
 
 // combiner buffers a mapper's pairs per key and folds them with Combine.
 type combiner struct {
-	job    Job
-	ctx    *Context // output
-	keys   map[string]*[][]byte
-	order  []string
-	cur    *[][]byte
-	cctx   *Context // what Combine writes to: replaces cur
-	failed error
+	job   Job
+	ctx   *Context // output
+	keys  map[string]*[][]byte
+	order []string
+	cur   *[][]byte
+	cctx  *Context // what Combine writes to: replaces cur
 }
 
 func newCombiner(job Job, out *Context) *combiner {
