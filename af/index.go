@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -248,7 +247,6 @@ func indexStats(ctx context.Context, idx *index.DB, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(stdout, "index %s: s3://%s/%s", idx.Path(), st.Bucket, st.Prefix)
 	if !st.Built.IsZero() {
 		fmt.Fprintf(stdout, ", built %s", st.Built.UTC().Format(time.RFC3339))
@@ -256,11 +254,12 @@ func indexStats(ctx context.Context, idx *index.DB, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "\nobjects: %s\nbytes:   %s\n", thousands(st.Objects), humanBytes(st.Bytes))
 	for _, d := range st.Dims {
 		fmt.Fprintf(stdout, "\n%s: %s values\n", d.Field, thousands(len(d.Values)))
+		vw, nw := 0, 0
 		for _, v := range d.Values {
-			fmt.Fprintf(tw, "  %s\t%s objects\t%s\t\n", v.Value, thousands(v.Objects), humanBytes(v.Bytes))
+			vw, nw = max(vw, len(v.Value)), max(nw, len(thousands(v.Objects)))
 		}
-		if err := tw.Flush(); err != nil {
-			return err
+		for _, v := range d.Values {
+			fmt.Fprintf(stdout, "  %-*s  %*s objects  %s\n", vw, v.Value, nw, thousands(v.Objects), humanBytes(v.Bytes))
 		}
 	}
 	return nil
