@@ -196,6 +196,7 @@ func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphS
 		if w.graphs.Get([]byte(graphID)) == nil {
 			return notFoundf("graph %s does not exist", graphID)
 		}
+		w.canceling = graphID
 		var ids []string
 		prefix := pairKey(graphID, "")
 		c := w.graphTasks.Cursor()

@@ -244,11 +244,12 @@ func TestCancelGraph(t *testing.T) {
 		if ts.TaskID == run.TaskID && !eqStrings(runSummary(ts), []string{"0:exception/scheduled/canceled"}) {
 			t.Errorf("running task: %v", runSummary(ts))
 		}
-		if ts.Kind == taskdef.KindReducer {
-			r := ts.Runs[0]
-			if r.ReasonCreated != taskdef.ReasonException || (r.ReasonResolved != taskdef.ReasonCanceled && r.ReasonResolved != taskdef.ReasonDependencyFailed) {
-				t.Errorf("reducer: %v", runSummary(ts))
-			}
+		if ts.Kind == taskdef.KindReducer && !eqStrings(runSummary(ts), []string{"0:exception/exception/canceled"}) {
+			t.Errorf("reducer: %v", runSummary(ts))
+		}
+		if ts.Kind == taskdef.KindMapper && ts.TaskID != done.TaskID && ts.TaskID != run.TaskID &&
+			!eqStrings(runSummary(ts), []string{"0:exception/scheduled/canceled"}) {
+			t.Errorf("pending mapper: %v", runSummary(ts))
 		}
 	}
 	if _, err := q.ReportCompleted(bg, run.TaskID, run.RunID, taskdef.ReportRequest{}); !errors.Is(err, ErrRunNotCurrent) {
@@ -404,4 +405,34 @@ func TestClaimWait(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestCancelChain(t *testing.T) {
+	t.Parallel()
+	q, _ := newQueue(t)
+	g := taskdef.Graph{GraphID: "graph-chan", Name: "n", Owner: "o"}
+	prev := ""
+	for i, req := range []taskdef.Requires{"", taskdef.RequiresAllCompleted, taskdef.RequiresAllResolved, ""} {
+		var deps []string
+		if prev != "" {
+			deps = []string{prev}
+		}
+		tk := mkTask(g.GraphID, taskdef.KindMapper, 1, deps...)
+		tk.Requires = req
+		prev = fmt.Sprintf("graph-chan-%d", i)
+		g.Tasks = append(g.Tasks, taskdef.GraphTask{TaskID: prev, Task: tk})
+	}
+	mustCreate(t, q, g)
+	gs, err := q.CancelGraph(bg, g.GraphID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range gs.Tasks {
+		if len(ts.Runs) != 1 || ts.Runs[0].ReasonResolved != taskdef.ReasonCanceled {
+			t.Errorf("%s: %v", ts.TaskID, runSummary(ts))
+		}
+	}
+	if cs, _ := q.Claim(bg, worker); len(cs) != 0 {
+		t.Errorf("claimed from a canceled graph")
+	}
 }

@@ -289,6 +289,14 @@ func (w *wtx) propagate(id string, to taskdef.TaskState) error {
 		if err := w.deps.Put(pairKey(id, dep), []byte{1}); err != nil {
 			return err
 		}
+		if dt.GraphID == w.canceling {
+			// The whole graph is being canceled: say so, rather than
+			// blame (or schedule after) the dependency.
+			if err := w.transition(dep, &dt, move{to: sException, reason: taskdef.ReasonCanceled, message: "graph canceled"}); err != nil {
+				return err
+			}
+			continue
+		}
 		if dt.Requires != taskdef.RequiresAllResolved && to != sCompleted {
 			err := w.transition(dep, &dt, move{
 				to: sException, reason: taskdef.ReasonDependencyFailed,

@@ -152,6 +152,8 @@ type wtx struct {
 	// a graph it resolves.
 	actorTask string
 	actorRun  int
+	// canceling is the graph CancelGraph is resolving.
+	canceling string
 	// graphCache holds the graph records this function read, dirty the
 	// ones it changed, and counts the state counter deltas; flush writes
 	// them once at the end instead of on every transition.
