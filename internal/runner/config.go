@@ -72,6 +72,9 @@ const (
 	// minMemoryBytes is Docker's own lower bound; below it create fails
 	// with a less helpful message.
 	minMemoryBytes = 6 << 20
+	// maxCPUs keeps NanoCPUs far from overflow; the runner caps a task's
+	// CPUs to the host's anyway.
+	maxCPUs = 4096
 )
 
 // InputMode says how the worker feeds records to the container.
@@ -335,8 +338,8 @@ func limits(l taskdef.Limits) (memory int64, cpus float64, pids int64, err error
 	switch {
 	case memory < minMemoryBytes:
 		return 0, 0, 0, configErr("task memory limit %d bytes is below the 6 MiB minimum: raise payload.limits.memoryBytes", memory)
-	case cpus < 0.01 || math.IsNaN(cpus) || math.IsInf(cpus, 0):
-		return 0, 0, 0, configErr("task cpu limit %v must be at least 0.01: fix payload.limits.cpus", cpus)
+	case cpus < 0.01 || cpus > maxCPUs || math.IsNaN(cpus):
+		return 0, 0, 0, configErr("task cpu limit %v must be between 0.01 and %d: fix payload.limits.cpus", cpus, maxCPUs)
 	case pids < 1:
 		return 0, 0, 0, configErr("task pids limit %d must be positive: fix payload.limits.pids", pids)
 	}

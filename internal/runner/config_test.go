@@ -163,6 +163,7 @@ func TestContainerConfigRefuses(t *testing.T) {
 		{"bad kind", func(s *Spec) { s.Kind = "combiner" }, true, `task kind "combiner"`},
 		{"tiny memory", func(s *Spec) { s.Limits.MemoryBytes = 1 << 20 }, true, "below the 6 MiB minimum"},
 		{"negative cpus", func(s *Spec) { s.Limits.CPUs = -1 }, true, "cpu limit -1"},
+		{"absurd cpus", func(s *Spec) { s.Limits.CPUs = 1.4e10 }, true, "must be between 0.01 and 4096"},
 		{"negative pids", func(s *Spec) { s.Limits.Pids = -5 }, true, "pids limit -5"},
 		{"relative scratch", func(s *Spec) { s.ScratchDir = "scratch" }, false, "must be an absolute host path"},
 		{"no worker id", func(s *Spec) { s.WorkerID = "" }, false, "no worker id"},
