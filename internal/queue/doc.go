@@ -67,6 +67,13 @@
 // first Tick and retries, and a completed task is never run again because
 // its completion was committed before its worker heard "ok".
 //
+// Task and graph records use a compact binary encoding (codec.go) because
+// they are rewritten on every transition; definitions are JSON, written
+// once. A write that is queued is carried out even if its caller's context
+// ends meanwhile (a claim whose HTTP client went away is then recovered by
+// lease expiry, as in TaskCluster), so a caller is never told "failed" about
+// a change that was committed.
+//
 // Writes go through one writer goroutine that commits every request waiting
 // at that moment in one transaction (group commit): concurrent claims and
 // reports share an fsync without any added delay. The indexes keep each

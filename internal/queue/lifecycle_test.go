@@ -393,3 +393,40 @@ func TestReportsAndLateReports(t *testing.T) {
 		}
 	})
 }
+
+func TestGraphsNewestFirst(t *testing.T) {
+	t.Parallel()
+	q, clk := newQueue(t)
+	for _, id := range []string{"graph-old1", "graph-mid1", "graph-new1"} {
+		g := mapReduce(id, 1, 5)
+		for i := range g.Tasks {
+			g.Tasks[i].Task.Created = clk.Now()
+			g.Tasks[i].Task.Deadline = clk.Now().Add(time.Hour)
+		}
+		mustCreate(t, q, g)
+		clk.Advance(time.Second)
+	}
+	list, err := q.Graphs(bg, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].GraphID != "graph-new1" || list[1].GraphID != "graph-mid1" {
+		t.Fatalf("Graphs(2) = %+v", list)
+	}
+	if list[0].Tasks != 2 || list[0].Counts[sPending] != 1 || list[0].Counts[sUnscheduled] != 1 || list[0].Owner != "owner@example.com" {
+		t.Errorf("summary %+v", list[0])
+	}
+	if _, err := q.Graph(bg, "graph-none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown graph: %v", err)
+	}
+	if _, err := q.Task(bg, "task-none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown task: %v", err)
+	}
+	if _, err := q.TaskDefinition(bg, "task-none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown definition: %v", err)
+	}
+	def, err := q.TaskDefinition(bg, "graph-old1-m00000")
+	if err != nil || def.Requires != taskdef.RequiresAllCompleted || !def.Expires.Equal(def.Created.Add(365*24*time.Hour)) {
+		t.Errorf("stored definition is not normalized: %+v %v", def, err)
+	}
+}
