@@ -12,6 +12,7 @@ package smtptest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -63,6 +64,7 @@ type Option func(*config)
 type config struct {
 	username, password string
 	tls                *TLS
+	implicitTLS        bool
 	onMessage          func(Message)
 	logger             *slog.Logger
 }
@@ -75,6 +77,10 @@ func WithAuth(username, password string) Option {
 // WithTLS offers STARTTLS with this certificate. When auth is also
 // required, the server only offers AUTH after STARTTLS, as real relays do.
 func WithTLS(t *TLS) Option { return func(c *config) { c.tls = t } }
+
+// WithImplicitTLS speaks TLS from the first byte (smtps) with the
+// certificate given by WithTLS, instead of offering STARTTLS.
+func WithImplicitTLS() Option { return func(c *config) { c.implicitTLS = true } }
 
 // OnMessage calls fn for every accepted message, in the order received,
 // from the connection's goroutine (fn must not block for long).
@@ -110,6 +116,13 @@ func Listen(addr string, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtptest: listen on %s: %w", addr, err)
 	}
+	if s.cfg.implicitTLS {
+		if s.cfg.tls == nil {
+			ln.Close()
+			return nil, errors.New("smtptest: WithImplicitTLS needs WithTLS")
+		}
+		ln = tls.NewListener(ln, s.cfg.tls.Server)
+	}
 	s.ln = ln
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = "localhost"
@@ -118,7 +131,7 @@ func Listen(addr string, opts ...Option) (*Server, error) {
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.ErrorLog = logAdapter{s.cfg.logger}
-	if s.cfg.tls != nil {
+	if s.cfg.tls != nil && !s.cfg.implicitTLS {
 		srv.TLSConfig = s.cfg.tls.Server
 	} else {
 		// Without TLS the only way to test AUTH is in the clear; this is a
@@ -166,6 +179,9 @@ func (s *Server) Port() int {
 // Close stops the server and waits for it.
 func (s *Server) Close() error {
 	err := s.srv.Close()
+	// go-smtp only closes listeners Serve has registered; one closed
+	// before Serve started running would leave Serve blocked in Accept.
+	_ = s.ln.Close()
 	<-s.done
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -278,6 +294,7 @@ func (se *session) Data(r io.Reader) error {
 		return err
 	}
 	_, isTLS := se.conn.TLSConnectionState()
+	isTLS = isTLS || se.srv.cfg.implicitTLS
 	m := Parse(data)
 	m.From, m.To, m.TLS, m.AuthUser = se.from, append([]string(nil), se.to...), isTLS, se.authUser
 	se.srv.deliver(m)
