@@ -82,10 +82,10 @@ func TestCompose(t *testing.T) {
 		notContain []string
 	}{
 		{
-			name:     "completed",
-			summary:  completedSummary(),
-			subject:  "[af] os-count: completed",
-			contains: []string{`"os-count" completed`, "Monitor:  http://af.example.org/graphs/G1aaaaaaaaaa", "Result:   http://af.example.org/api/v1/tasks/Rtaskaaaaaaa/artifacts/public/result.txt", "1m30s", "1200 files, 3.0 GiB"},
+			name:       "completed",
+			summary:    completedSummary(),
+			subject:    "[af] os-count: completed",
+			contains:   []string{`"os-count" completed`, "Monitor:  http://af.example.org/graphs/G1aaaaaaaaaa", "Result:   http://af.example.org/api/v1/tasks/Rtaskaaaaaaa/artifacts/public/result.txt", "1m30s", "1200 files, 3.0 GiB"},
 			notContain: []string{"did not complete"},
 		},
 		{
