@@ -251,3 +251,29 @@ func BenchmarkClaimComplete(b *testing.B) {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// BenchmarkGraphStatus10k reads the status of a 10,000-task graph, what
+// `af status` and the monitor page ask for.
+func BenchmarkGraphStatus10k(b *testing.B) {
+	q, err := Open(filepath.Join(b.TempDir(), "queue.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	g := mapReduce("graph-read", 9999, 5)
+	now := time.Now()
+	for j := range g.Tasks {
+		g.Tasks[j].Task.Created = now
+		g.Tasks[j].Task.Deadline = now.Add(24 * time.Hour)
+	}
+	if _, err := q.CreateGraph(bg, g); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		gs, err := q.Graph(bg, "graph-read")
+		if err != nil || len(gs.Tasks) != 10000 {
+			b.Fatalf("%d tasks, %v", len(gs.Tasks), err)
+		}
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/af-project/af/internal/taskdef"
@@ -260,37 +262,72 @@ func (q *Queue) CreateGraph(ctx context.Context, g taskdef.Graph) (taskdef.Graph
 	if len(g.Tasks) > maxGraphTasks {
 		return taskdef.GraphStatus{}, invalidf("graph %s: %d tasks, at most %d", g.GraphID, len(g.Tasks), maxGraphTasks)
 	}
-	tasks := make([]newTask, len(g.Tasks))
 	index := make(map[string]int, len(g.Tasks))
 	for i, gt := range g.Tasks {
-		where := fmt.Sprintf("tasks[%d] (%s)", i, gt.TaskID)
-		if _, dup := index[gt.TaskID]; dup {
-			return taskdef.GraphStatus{}, invalidf("%s: taskId appears twice in the graph", where)
+		if j, dup := index[gt.TaskID]; dup {
+			return taskdef.GraphStatus{}, invalidf("tasks[%d] (%s): taskId appears twice in the graph (also tasks[%d])", i, gt.TaskID, j)
 		}
 		index[gt.TaskID] = i
-		t := gt.Task
-		if t.GraphID == "" {
-			t.GraphID = g.GraphID
-		}
-		if t.GraphID != g.GraphID {
-			return taskdef.GraphStatus{}, invalidf("%s: graphId %q differs from the graph's %q", where, t.GraphID, g.GraphID)
-		}
-		nt, err := prepare(where, gt.TaskID, t)
-		if err != nil {
-			return taskdef.GraphStatus{}, err
-		}
-		tasks[i] = nt
+	}
+	tasks, err := prepareAll(g)
+	if err != nil {
+		return taskdef.GraphStatus{}, err
 	}
 	if err := checkCycles(tasks, index); err != nil {
 		return taskdef.GraphStatus{}, err
 	}
-	err := q.write(ctx, func(w *wtx) error {
+	err = q.write(ctx, func(w *wtx) error {
 		return w.createGraph(g, tasks, index)
 	})
 	if err != nil {
 		return taskdef.GraphStatus{}, err
 	}
 	return q.Graph(ctx, g.GraphID)
+}
+
+// prepareAll prepares a graph's tasks, encoding large graphs on every CPU
+// (encoding is most of a large create's CPU outside the transaction). The
+// first error in task order wins, so messages do not depend on scheduling.
+func prepareAll(g taskdef.Graph) ([]newTask, error) {
+	tasks := make([]newTask, len(g.Tasks))
+	errs := make([]error, len(g.Tasks))
+	one := func(i int) {
+		gt := g.Tasks[i]
+		where := fmt.Sprintf("tasks[%d] (%s)", i, gt.TaskID)
+		t := gt.Task
+		if t.GraphID == "" {
+			t.GraphID = g.GraphID
+		}
+		if t.GraphID != g.GraphID {
+			errs[i] = invalidf("%s: graphId %q differs from the graph's %q", where, t.GraphID, g.GraphID)
+			return
+		}
+		tasks[i], errs[i] = prepare(where, gt.TaskID, t)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if len(tasks) < 512 || workers == 1 {
+		for i := range tasks {
+			one(i)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := w; i < len(tasks); i += workers {
+					one(i)
+				}
+			}(w)
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return tasks, nil
 }
 
 // checkCycles refuses dependency cycles among the graph's own tasks

@@ -36,6 +36,10 @@ const DefaultLeaseDuration = 20 * time.Minute
 // explicit in taskdef.Task), callers that build definitions use it.
 const DefaultRetries = 5
 
+// initialMmap is the queue file's initial memory mapping (address space,
+// not memory).
+const initialMmap = 1 << 30
+
 // Options configure Open. The zero value is usable.
 type Options struct {
 	// Clock defaults to SystemClock.
@@ -108,6 +112,10 @@ func Open(path string, opts Options) (*Queue, error) {
 		Timeout:        opts.LockTimeout,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		// Address space only: growing past the mapping remaps the file
+		// and re-copies every live node of the transaction, which
+		// dominated creating a large graph.
+		InitialMmapSize: initialMmap,
 	})
 	if err != nil {
 		return nil, err
