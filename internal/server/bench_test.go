@@ -1,0 +1,188 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// benchEnv is a server as `af serve` runs it (real clock, request logs
+// formatted at info level, into io.Discard) on a loopback listener.
+type benchEnv struct {
+	q    *queue.Queue
+	http *httptest.Server
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	dir := b.TempDir()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close() })
+	cfg := Config{Data: dir, Tokens: []Token{
+		{Name: "s", Role: RoleSubmit, Token: submitTok}, {Name: "w", Role: RoleWork, Token: workTok}}}
+	if err := cfg.Normalize("bench"); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(cfg, Deps{Queue: q, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	b.Cleanup(hs.Close)
+	return &benchEnv{q: q, http: hs}
+}
+
+// flatGraph is n independent mapper tasks (all pending at once).
+func flatGraph(n int) taskdef.Graph {
+	g := testGraph(n, time.Now())
+	return taskdef.Graph{GraphID: g.GraphID, Name: g.Name, Owner: g.Owner, Tasks: g.Tasks[:n]}
+}
+
+// BenchmarkCreateGraph10k posts a 10,000-task graph (9,999 mappers and
+// their reducer) over HTTP; one op is one graph.
+func BenchmarkCreateGraph10kHTTP(b *testing.B) {
+	e := newBenchEnv(b)
+	c := queueclient.New(e.http.URL, submitTok)
+	graphs := make([]taskdef.Graph, b.N)
+	for i := range graphs {
+		graphs[i] = testGraph(9999, time.Now())
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := c.CreateGraph(context.Background(), graphs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/graph")
+}
+
+// BenchmarkCreateGraph10kInProcess is the same without HTTP.
+func BenchmarkCreateGraph10kInProcess(b *testing.B) {
+	e := newBenchEnv(b)
+	graphs := make([]taskdef.Graph, b.N)
+	for i := range graphs {
+		graphs[i] = testGraph(9999, time.Now())
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := e.q.CreateGraph(context.Background(), graphs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/graph")
+}
+
+// BenchmarkClaimComplete16 runs b.N claim+complete cycles over loopback
+// HTTP with 16 concurrent workers, each claiming one task at a time; it
+// reports cycles per second and claimWork's p50/p99 latency.
+func BenchmarkClaimComplete16(b *testing.B) {
+	const workers = 16
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	sub := queueclient.New(e.http.URL, submitTok)
+	for left := b.N; left > 0; left -= 10000 {
+		if _, err := sub.CreateGraph(ctx, flatGraph(min(left, 10000))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		lat  []time.Duration
+		wg   sync.WaitGroup
+		next = make(chan struct{}, b.N)
+	)
+	for range b.N {
+		next <- struct{}{}
+	}
+	close(next)
+	b.ResetTimer()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := queueclient.New(e.http.URL, workTok)
+			req := taskdef.ClaimRequest{WorkerGroup: "bench", WorkerID: fmt.Sprintf("w%d", w), Tasks: 1}
+			var mine []time.Duration
+			for range next {
+				start := time.Now()
+				claims, err := c.ClaimWork(ctx, req, time.Second)
+				mine = append(mine, time.Since(start))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if len(claims) != 1 {
+					b.Errorf("claimed %d tasks", len(claims))
+					return
+				}
+				if _, err := c.ReportCompleted(ctx, claims[0].TaskID, claims[0].RunID, taskdef.ReportRequest{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
+	b.ReportMetric(pct(0.50), "claim-p50-ms")
+	b.ReportMetric(pct(0.99), "claim-p99-ms")
+}
+
+// BenchmarkGetGraph3000 reads a 3,000-task graph's status over HTTP, as
+// the monitor page does on every refresh.
+func BenchmarkGetGraph3000(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	g := testGraph(2999, time.Now())
+	c := queueclient.New(e.http.URL, submitTok)
+	if _, err := c.CreateGraph(ctx, g); err != nil {
+		b.Fatal(err)
+	}
+	// Give the tasks runs, as a graph being watched has.
+	w := queueclient.New(e.http.URL, workTok)
+	for range 10 {
+		claims, err := w.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w", Tasks: 100}, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, cl := range claims {
+			if _, err := w.ReportCompleted(ctx, cl.TaskID, cl.RunID, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 3, Bytes: 1 << 20}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		st, err := c.Graph(ctx, g.GraphID)
+		if err != nil || len(st.Tasks) != 3000 {
+			b.Fatal(len(st.Tasks), err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/read")
+}
