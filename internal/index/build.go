@@ -18,10 +18,11 @@ import (
 // Lister is the part of *s3.Client a build needs.
 type Lister = s3.ListObjectsV2APIClient
 
-// defaultBatchSize is how many listed objects one write transaction takes: large
-// enough that commits (and their fsyncs) are rare, small enough that a
-// batch stays a few megabytes.
-const defaultBatchSize = 100_000
+// defaultBatchSize is how many listed objects one write transaction
+// takes: large enough that commits (and their fsyncs) are rare, small
+// enough that a batch stays a few megabytes. Measured: 50,000 builds as
+// fast as 100,000 with two thirds of the memory, and faster than 25,000.
+const defaultBatchSize = 50_000
 
 // BuildProgress is reported after each listing page.
 type BuildProgress struct {
@@ -87,49 +88,109 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 		return rep, err
 	}
 
+	// Listing and writing overlap: while one batch is merged into the
+	// file, the next pages are fetched (S3 pages take tens of
+	// milliseconds each) and parsed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan mergeJob, 1)
+	written := make(chan error, 1)
+	var changes BuildReport // only the writer touches it until written
+	go func() {
+		var err error
+		for j := range batches {
+			if err == nil {
+				if err = db.merge(j.batch, j.prev, j.hasPrev, j.last, &changes); err != nil {
+					cancel()
+				}
+			}
+		}
+		written <- err
+	}()
+	lerr := db.list(ctx, lister, bucket, prefix, schema, &rep, batches, func() {
+		if progress != nil {
+			progress(BuildProgress{Listed: rep.Listed, Skipped: rep.Skipped, Elapsed: db.clock.Now().Sub(start)})
+		}
+	})
+	close(batches)
+	werr := <-written
+	rep.Added, rep.Updated, rep.Removed, rep.Unchanged = changes.Added, changes.Updated, changes.Removed, changes.Unchanged
+	if werr != nil {
+		return rep, werr
+	}
+	if lerr != nil {
+		return rep, lerr
+	}
+	rep.Indexed = rep.Listed - rep.Skipped
+	rep.Duration = db.clock.Now().Sub(start)
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(metaBucket).Put(metaBuilt, []byte(db.clock.Now().UTC().Format(time.RFC3339Nano)))
+	}); err != nil {
+		return rep, fmt.Errorf("build index: %w", err)
+	}
+	db.log.Info("index built", "bucket", bucket, "prefix", prefix, "listed", rep.Listed, "indexed", rep.Indexed,
+		"added", rep.Added, "updated", rep.Updated, "removed", rep.Removed, "unchanged", rep.Unchanged,
+		"skipped", rep.Skipped, "duration", rep.Duration)
+	return rep, nil
+}
+
+// mergeJob is one batch for the writer: make the stored keys in
+// (prev, last key of batch] equal to batch, or (prev, end) when last.
+type mergeJob struct {
+	batch   []entry
+	prev    string
+	hasPrev bool
+	last    bool
+}
+
+// list pages through the listing, counts into rep, and sends the objects
+// that fit the layout to batches in sorted runs. It sends the final job
+// (last) only when the listing completed: an interrupted listing must not
+// remove what it did not get to.
+func (db *DB) list(ctx context.Context, lister Lister, bucket, prefix string, schema layout.Schema, rep *BuildReport, batches chan<- mergeJob, pageDone func()) error {
 	var (
 		batch   []entry
-		prev    string // last key of the previous batch
+		prev    string
 		hasPrev bool
 		dims    []string
 		mem     arena
+		lastRel string
 	)
-	flush := func(last bool) error {
-		if err := db.merge(batch, prev, hasPrev, last, &rep); err != nil {
-			return err
+	send := func(last bool) error {
+		select {
+		case batches <- mergeJob{batch: batch, prev: prev, hasPrev: hasPrev, last: last}:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		if len(batch) > 0 {
 			prev, hasPrev = string(batch[len(batch)-1].rel), true
 		}
-		// The committed transaction no longer refers to the batch's bytes.
-		clear(batch)
-		batch = batch[:0]
+		// The writer owns what was sent.
+		batch, mem = make([]entry, 0, len(batch)), arena{}
 		return nil
 	}
-
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
 	if db.pageSize > 0 {
 		in.MaxKeys = aws.Int32(db.pageSize)
 	}
 	p := s3.NewListObjectsV2Paginator(lister, in)
-	lastRel := ""
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return rep, fmt.Errorf("list s3://%s/%s: %w", bucket, prefix, err)
+			return fmt.Errorf("list s3://%s/%s: %w", bucket, prefix, err)
 		}
 		for _, o := range page.Contents {
 			key := aws.ToString(o.Key)
 			rep.Listed++
 			rel, ok := strings.CutPrefix(key, prefix)
 			if !ok {
-				return rep, fmt.Errorf("list s3://%s/%s: the server returned %q, outside the prefix", bucket, prefix, key)
+				return fmt.Errorf("list s3://%s/%s: the server returned %q, outside the prefix", bucket, prefix, key)
 			}
 			if rep.Listed > 1 && rel <= lastRel {
 				// The one-pass merge relies on S3's guarantee that
 				// listings are in key order; never delete on a listing
 				// that breaks it.
-				return rep, fmt.Errorf("list s3://%s/%s: keys out of order (%q after %q): the server does not list in key order", bucket, prefix, key, prefix+lastRel)
+				return fmt.Errorf("list s3://%s/%s: keys out of order (%q after %q): the server does not list in key order", bucket, prefix, key, prefix+lastRel)
 			}
 			lastRel = rel
 			if dims, err = schema.ParseRel(rel, dims[:0]); err != nil {
@@ -145,28 +206,13 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 			})
 		}
 		if len(batch) >= db.batchSize {
-			if err := flush(false); err != nil {
-				return rep, err
+			if err := send(false); err != nil {
+				return err
 			}
 		}
-		if progress != nil {
-			progress(BuildProgress{Listed: rep.Listed, Skipped: rep.Skipped, Elapsed: db.clock.Now().Sub(start)})
-		}
+		pageDone()
 	}
-	if err := flush(true); err != nil {
-		return rep, err
-	}
-	rep.Indexed = rep.Listed - rep.Skipped
-	rep.Duration = db.clock.Now().Sub(start)
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(metaBucket).Put(metaBuilt, []byte(db.clock.Now().UTC().Format(time.RFC3339Nano)))
-	}); err != nil {
-		return rep, fmt.Errorf("build index: %w", err)
-	}
-	db.log.Info("index built", "bucket", bucket, "prefix", prefix, "listed", rep.Listed, "indexed", rep.Indexed,
-		"added", rep.Added, "updated", rep.Updated, "removed", rep.Removed, "unchanged", rep.Unchanged,
-		"skipped", rep.Skipped, "duration", rep.Duration)
-	return rep, nil
+	return send(true)
 }
 
 // claimSource records the bucket, prefix and schema on the first build and
