@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/af-project/af/internal/taskdef"
@@ -265,18 +266,14 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 	if err := ctx.Err(); err != nil {
 		return exception(res, taskdef.ReasonWorkerShutdown, "the worker is shutting down", err)
 	}
-	// Open the FIFO before creating anything: a missing FIFO is the
+	// Check the FIFO before creating anything: a missing FIFO is the
 	// worker's bug and needs no container to clean up.
-	var fifo *os.File
+	fifo := ""
 	if spec.Input == InputFIFO {
-		// O_RDWR never blocks on a FIFO, unlike O_WRONLY, which waits for
-		// a reader that a container that dies at start never becomes.
-		// Go polls FIFOs, so closing the file unblocks a pending write.
-		fifo, err = os.OpenFile(filepath.Join(spec.ScratchDir, InputFIFOName), os.O_RDWR, 0)
-		if err != nil {
-			return exception(res, taskdef.ReasonInternalError, "opening the input fifo (call PrepareScratch first)", err)
+		fifo = filepath.Join(spec.ScratchDir, InputFIFOName)
+		if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
+			return exception(res, taskdef.ReasonInternalError, "no input fifo in the scratch dir (call PrepareScratch first)", err)
 		}
-		defer fifo.Close()
 	}
 
 	log := r.log.With("task", spec.TaskID, "run", spec.RunID, "image", spec.Image)
@@ -341,9 +338,20 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 		feed = &feeder{src: streams.Stdin, done: make(chan struct{})}
 		switch spec.Input {
 		case InputStdin:
-			go feed.run(hj.Conn, hj.CloseWrite)
+			go feed.run(func() (io.Writer, func() error, error) { return hj.Conn, hj.CloseWrite, nil })
 		case InputFIFO:
-			go feed.run(fifo, fifo.Close)
+			go feed.run(func() (io.Writer, func() error, error) {
+				// Opening for writing waits for the container to open
+				// its end. Only then may the end of input be signalled
+				// by closing: closing a FIFO nobody has open yet would
+				// discard what was written, and leave the container's
+				// later open waiting for a writer forever.
+				f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+				if err != nil {
+					return nil, nil, err
+				}
+				return f, f.Close, nil
+			})
 		}
 	}
 
@@ -433,7 +441,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 // finishLogs waits for the attached output to drain, bounded by the call
 // timeout in case the daemon never closes the stream, then flushes the
 // kept tail and records the input and log counters.
-func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, hj types.HijackedResponse, fifo *os.File, feed *feeder) {
+func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, hj types.HijackedResponse, fifo string, feed *feeder) {
 	select {
 	case <-logDone:
 	case <-time.After(r.opts.CallTimeout):
@@ -445,10 +453,18 @@ func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, h
 	res.LogBytes, res.LogElided, res.LogErr = logs.stats()
 	if feed != nil {
 		// The feeder may still be blocked on a write nobody will take:
-		// closing the connection and the FIFO frees it.
+		// closing the connection frees it; a FIFO write fails by itself
+		// once the container's end is closed. A feeder still waiting for
+		// the container to open the FIFO is released by opening it here.
 		hj.Close()
-		if fifo != nil {
-			fifo.Close()
+		if fifo != "" {
+			select {
+			case <-feed.done:
+			default:
+				if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+			}
 		}
 		// It may also be blocked reading Streams.Stdin, which only the
 		// caller can unblock: give it a moment, then leave it behind
@@ -500,8 +516,17 @@ type feeder struct {
 	complete bool
 }
 
-func (f *feeder) run(dst io.Writer, closeWrite func() error) {
+func (f *feeder) run(open func() (dst io.Writer, closeWrite func() error, err error)) {
 	defer close(f.done)
+	dst, closeWrite, err := open()
+	if err != nil {
+		return
+	}
+	if f, ok := dst.(*os.File); ok {
+		// After closeWrite this is a no-op; on the other paths it frees
+		// the descriptor.
+		defer f.Close()
+	}
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := f.src.Read(buf)

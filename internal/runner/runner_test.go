@@ -148,44 +148,47 @@ func (p *pattern) Read(b []byte) (int, error) {
 
 func TestInputPaths(t *testing.T) {
 	t.Parallel()
-	const size = 8<<20 + 12345
-	want := sha256.New()
-	if _, err := io.Copy(want, &pattern{size: size}); err != nil {
-		t.Fatal(err)
-	}
-	for _, mode := range []InputMode{InputStdin, InputFIFO} {
-		t.Run(mode.String(), func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, Options{})
-			spec := e.spec("cat")
-			spec.Input = mode
-			stdout := newSyncBuffer()
-			res, err := e.r.Run(context.Background(), spec, Streams{Stdin: &pattern{size: size}, Stdout: stdout, Stderr: stdout})
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-			if res.Outcome != OutcomeSucceeded {
-				t.Fatalf("result %+v\nlog: %s", res, stdout.String())
-			}
-			if res.InputBytes != size || !res.InputComplete {
-				t.Errorf("input bytes %d complete %v, want %d true", res.InputBytes, res.InputComplete, size)
-			}
-			if want := fmt.Sprintf("bytes %d\n", size); stdout.String() != want {
-				t.Errorf("log %q, want %q", stdout.String(), want)
-			}
-			f, err := os.Open(e.output)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			got := sha256.New()
-			if _, err := io.Copy(got, f); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
-				t.Error("the output file differs from the input")
-			}
-		})
+	// Small inputs fit in the pipe before the container opens its end:
+	// they must still arrive, and their end be seen.
+	for _, size := range []int64{0, 10, 8<<20 + 12345} {
+		want := sha256.New()
+		if _, err := io.Copy(want, &pattern{size: size}); err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []InputMode{InputStdin, InputFIFO} {
+			t.Run(fmt.Sprintf("%s/%d", mode, size), func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, Options{})
+				spec := e.spec("cat")
+				spec.Input = mode
+				stdout := newSyncBuffer()
+				res, err := e.r.Run(context.Background(), spec, Streams{Stdin: &pattern{size: size}, Stdout: stdout, Stderr: stdout})
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if res.Outcome != OutcomeSucceeded {
+					t.Fatalf("result %+v\nlog: %s", res, stdout.String())
+				}
+				if res.InputBytes != size || !res.InputComplete {
+					t.Errorf("input bytes %d complete %v, want %d true", res.InputBytes, res.InputComplete, size)
+				}
+				if want := fmt.Sprintf("bytes %d\n", size); stdout.String() != want {
+					t.Errorf("log %q, want %q", stdout.String(), want)
+				}
+				f, err := os.Open(e.output)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				got := sha256.New()
+				if _, err := io.Copy(got, f); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+					t.Error("the output file differs from the input")
+				}
+			})
+		}
 	}
 }
 
