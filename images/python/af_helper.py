@@ -365,21 +365,6 @@ class ReduceContext:
         self._f.write(self.field_separator.join(str(x) for x in fields) + self.record_separator)
 
 
-def _groups(f):
-    """Yields (key JSON bytes, [value JSON bytes]) runs of equal keys."""
-    cur = None
-    vals = []
-    for line in f:
-        k, _, v = line.partition(b"\t")
-        if k != cur:
-            if cur is not None:
-                yield cur, vals
-            cur, vals = k, []
-        vals.append(v)
-    if cur is not None:
-        yield cur, vals
-
-
 def run_reduce(mod, combine_mode, original):
     outf = open_output()
     ctx = ReduceContext(outf)
@@ -405,19 +390,26 @@ def run_reduce(mod, combine_mode, original):
     keys = 0
     key = None
     try:
-        for kj, vjs in _groups(open_input()):
-            key = _loads(kj)
-            if combine:
-                # telemetry-server's reducer: combine every COMBINE_SIZE values.
-                acc = []
-                sink = _ListSink(acc)
-                for vj in vjs:
-                    acc.append(_loads(vj))
-                    if len(acc) >= COMBINE_SIZE:
-                        combine(key, acc, sink)
-                values = acc
-            else:
-                values = [_loads(v) for v in vjs]
+        # Lines arrive sorted: a key's values are consecutive. With combine
+        # they are folded as they stream in (every COMBINE_SIZE values, as
+        # telemetry-server's reducer did), so memory stays bounded.
+        cur = None
+        values = []
+        sink = _ListSink(values)
+        for line in open_input():
+            kj, _, vj = line.partition(b"\t")
+            if kj != cur:
+                if cur is not None:
+                    fn(key, values, ctx)
+                    keys += 1
+                cur = kj
+                key = _loads(kj)
+                values = []
+                sink = _ListSink(values)
+            values.append(_loads(vj))
+            if combine and len(values) >= COMBINE_SIZE:
+                combine(key, values, sink)
+        if cur is not None:
             fn(key, values, ctx)
             keys += 1
         outf.close()
