@@ -1,0 +1,181 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/af-project/af/internal/miniotest"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// TestServeFirstStartAndCLI runs `af serve` with no config (it writes one
+// with fresh tokens and creates the artifact bucket in MinIO), then drives
+// it with `af status`, `af cancel` and `af rerun`, and checks SIGTERM stops
+// it cleanly.
+func TestServeFirstStartAndCLI(t *testing.T) {
+	t.Parallel()
+	m := miniotest.Start(t)
+	dir := t.TempDir()
+	bin := buildAF(t, dir)
+	addr := freePort(t)
+	url := "http://" + addr
+	data := filepath.Join(dir, "data")
+
+	out := &syncBuf{}
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--data", data)
+	cmd.Env = append(os.Environ(), m.Env()...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitFor(t, func() bool { return strings.Contains(out.String(), "listening on") })
+
+	text := out.String()
+	cfgPath := filepath.Join(data, ConfigFileName)
+	if !strings.Contains(text, "created "+cfgPath) || !strings.Contains(text, "export AF_QUEUE_URL="+url) {
+		t.Fatalf("first start output lacks the config path or the export line:\n%s", text)
+	}
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := map[Role]string{}
+	for _, tk := range cfg.Tokens {
+		toks[tk.Role] = tk.Token
+	}
+	if !strings.Contains(text, "export AF_TOKEN="+toks[RoleSubmit]) {
+		t.Fatalf("first start does not show how to export the submit token:\n%s", text)
+	}
+	// The JSON log lines never carry a token.
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "{") {
+			for _, tok := range toks {
+				if strings.Contains(line, tok) {
+					t.Fatalf("log line carries a token: %s", line)
+				}
+			}
+		}
+	}
+	if _, err := m.S3.HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String(DefaultArtifactBucket)}); err != nil {
+		t.Fatalf("artifact bucket not created: %v", err)
+	}
+
+	ctx := ctxT(t)
+	g := testGraph(2, time.Now())
+	if _, err := queueclient.New(url, toks[RoleSubmit]).CreateGraph(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	work := queueclient.New(url, toks[RoleWork])
+	claims, err := work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w1", Tasks: 1}, 0)
+	if err != nil || len(claims) != 1 {
+		t.Fatalf("claim %v %v", claims, err)
+	}
+	if _, err := work.ReportFailed(ctx, claims[0].TaskID, 0, taskdef.ReportRequest{Message: "exit status 3", Stats: taskdef.Stats{Files: 1, Bytes: 1234}}); err != nil {
+		t.Fatal(err)
+	}
+
+	af := func(env []string, args ...string) (string, int) {
+		c := exec.Command(bin, args...)
+		c.Env = append(os.Environ(), env...)
+		var b bytes.Buffer
+		c.Stdout, c.Stderr = &b, &b
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return b.String(), code
+	}
+	env := []string{"AF_QUEUE_URL=" + url, "AF_TOKEN=" + toks[RoleSubmit]}
+
+	st, code := af(env, "status", g.GraphID)
+	if code != 0 {
+		t.Fatalf("af status: %d %s", code, st)
+	}
+	for _, want := range []string{"mapper-0000", "mapper-0001", "reducer", "failed", "g/w1", "exit status 3", "3 tasks:", "1 failed", "1 pending", "1 exception", "dependency-failed"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("af status lacks %q:\n%s", want, st)
+		}
+	}
+	js, code := af(env, "status", "--json", g.GraphID)
+	var gs taskdef.GraphStatus
+	if code != 0 || json.Unmarshal([]byte(js), &gs) != nil || gs.GraphID != g.GraphID || len(gs.Tasks) != 3 {
+		t.Fatalf("af status --json: %d %s", code, js)
+	}
+
+	// rerun needs the submit role: with the work token it is refused
+	// with a hint.
+	msg, code := af([]string{"AF_QUEUE_URL=" + url, "AF_TOKEN=" + toks[RoleWork]}, "rerun", claims[0].TaskID)
+	if code != 1 || !strings.Contains(msg, "403") || !strings.Contains(msg, "AF_TOKEN") {
+		t.Fatalf("rerun with the work token: %d %s", code, msg)
+	}
+	msg, code = af(env, "rerun", claims[0].TaskID)
+	if code != 0 || !regexp.MustCompile(`is pending as run 1`).MatchString(msg) {
+		t.Fatalf("af rerun: %d %s", code, msg)
+	}
+	msg, code = af(env, "cancel", g.GraphID)
+	if code != 0 || !strings.Contains(msg, "2 of 3 tasks canceled") || !strings.Contains(msg, "failed") {
+		t.Fatalf("af cancel: %d %s", code, msg)
+	}
+	msg, code = af(env, "status", "nosuchgraph")
+	if code != 1 || !strings.Contains(msg, "nosuchgraph does not exist") {
+		t.Fatalf("status of an unknown graph: %d %s", code, msg)
+	}
+	msg, code = af(env, "status")
+	if code != 2 {
+		t.Fatalf("status without a graph: %d %s", code, msg)
+	}
+
+	// SIGTERM: a clean stop.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("af serve after SIGTERM: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("af serve did not stop on SIGTERM")
+	}
+	// Now nothing listens: the CLI says what to do.
+	msg, code = af([]string{"AF_QUEUE_URL=" + url}, "status", g.GraphID)
+	if code != 1 || !strings.Contains(msg, "cannot reach the queue at "+url) || !strings.Contains(msg, "is `af serve` running?") {
+		t.Fatalf("unreachable queue: %d %s", code, msg)
+	}
+
+	// A second start keeps the config and its tokens.
+	out2 := &syncBuf{}
+	cmd2 := exec.Command(bin, "serve", "--listen", addr, "--data", data)
+	cmd2.Env = append(os.Environ(), m.Env()...)
+	cmd2.Stdout, cmd2.Stderr = out2, out2
+	if err := cmd2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd2.Process.Kill(); _ = cmd2.Wait() })
+	waitFor(t, func() bool { return strings.Contains(out2.String(), "listening on") })
+	if strings.Contains(out2.String(), toks[RoleAdmin]) || !strings.Contains(out2.String(), "config "+cfgPath) {
+		t.Fatalf("second start:\n%s", out2.String())
+	}
+	if _, err := queueclient.New(url, toks[RoleSubmit]).CancelGraph(ctx, g.GraphID); err != nil {
+		t.Fatalf("old token after restart: %v", err)
+	}
+}
