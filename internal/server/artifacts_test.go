@@ -57,8 +57,9 @@ func TestArtifactsRoundTripThroughPresignedURLs(t *testing.T) {
 	if aws.ToString(head.ContentType) != "text/plain" {
 		t.Errorf("content type %q", aws.ToString(head.ContentType))
 	}
-	if head.Expires == nil || !head.Expires.Equal(c.Task.Expires) {
-		t.Errorf("object Expires %v, want the task's %v", head.Expires, c.Task.Expires)
+	exp, err := http.ParseTime(aws.ToString(head.ExpiresString))
+	if err != nil || !exp.Equal(c.Task.Expires.Truncate(time.Second)) {
+		t.Errorf("object Expires %q (%v), want the task's %v", aws.ToString(head.ExpiresString), err, c.Task.Expires)
 	}
 
 	// Read it back through the queue's redirect, by run and as latest.
