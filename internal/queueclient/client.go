@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -599,18 +600,18 @@ type IndexBuildRequest struct {
 	Schema json.RawMessage `json:"schema,omitempty"`
 }
 
-// IndexBuild asks the server to refresh its file index from S3 and returns
-// the server's build report as JSON (the index package's BuildReport).
-func (c *Client) IndexBuild(ctx context.Context, req IndexBuildRequest) (json.RawMessage, error) {
-	var out json.RawMessage
+// IndexBuild asks the server to refresh its file index from S3 (the
+// server holds the index file, so this is how `af index build` reaches it
+// while `af serve` runs) and returns the build report.
+func (c *Client) IndexBuild(ctx context.Context, req IndexBuildRequest) (index.BuildReport, error) {
+	var out index.BuildReport
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/index/build", body: req}, &out)
 	return out, err
 }
 
-// IndexStats returns the server's index statistics as JSON (the index
-// package's Stats).
-func (c *Client) IndexStats(ctx context.Context) (json.RawMessage, error) {
-	var out json.RawMessage
+// IndexStats returns the server's file index statistics.
+func (c *Client) IndexStats(ctx context.Context) (index.Stats, error) {
+	var out index.Stats
 	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/index/stats"}, &out)
 	return out, err
 }

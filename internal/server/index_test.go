@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -88,16 +87,13 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	if _, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{}); !errors.Is(err, queueclient.ErrInvalid) {
 		t.Fatalf("first build without a bucket: %v", err)
 	}
-	raw, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: "data"})
+	rep, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: "data"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep struct{ Listed, Indexed, Skipped, Added int }
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if rep.Listed != 701 || rep.Indexed != 700 || rep.Skipped != 1 || rep.Added != 700 {
-		t.Fatalf("build report %s", raw)
+	if rep.Listed != 701 || rep.Indexed != 700 || rep.Skipped != 1 || rep.Added != 700 || rep.Bucket != "telemetry" ||
+		len(rep.SkippedKeys) != 1 || rep.SkippedKeys[0] != "data/not-in-the-layout.txt" {
+		t.Fatalf("build report %+v", rep)
 	}
 
 	res, err := e.anon.IndexQuery(ctx, filterDoc("nightly"))
@@ -118,12 +114,9 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	if _, err := m.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("telemetry"), Key: aws.String(want[0])}); err != nil {
 		t.Fatal(err)
 	}
-	raw, err = e.admin.IndexBuild(ctx, queueclient.IndexBuildRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &rep); err != nil || rep.Listed != 700 {
-		t.Fatalf("refresh %s %v", raw, err)
+	rep, err = e.admin.IndexBuild(ctx, queueclient.IndexBuildRequest{})
+	if err != nil || rep.Listed != 700 || rep.Removed != 1 {
+		t.Fatalf("refresh %+v %v", rep, err)
 	}
 	res, err = e.anon.IndexQuery(ctx, filterDoc("nightly"))
 	if err != nil || res.Files != int64(len(want)-1) {
@@ -138,12 +131,8 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	}
 
 	stats, err := e.anon.IndexStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct{ Objects int }
-	if err := json.Unmarshal(stats, &st); err != nil || st.Objects != 699 {
-		t.Fatalf("stats %s %v", stats, err)
+	if err != nil || stats.Objects != 699 || len(stats.Dims) != 6 {
+		t.Fatalf("stats %+v %v", stats, err)
 	}
 
 	// The server holds the index file: another open of it is refused as
