@@ -1,0 +1,288 @@
+// Package clustertest starts a whole af installation for integration
+// tests, all of it real: MinIO for S3 and STS, the queue server on a
+// loopback listener over a bbolt file, an SMTP server, the worker pool's
+// key pair, and workers on the machine's Docker engine. Nothing here
+// skips: a missing MinIO, Docker engine or job image fails the test with
+// the command that fixes it.
+package clustertest
+
+import (
+	"context"
+	"io"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/miniotest"
+	"github.com/af-project/af/internal/notify"
+	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/runner"
+	"github.com/af-project/af/internal/server"
+	"github.com/af-project/af/internal/smtptest"
+	"github.com/af-project/af/internal/worker"
+)
+
+// Buckets of every cluster.
+const (
+	InputBucket    = "telemetry"
+	ArtifactBucket = "af-artifacts"
+)
+
+// Options tune a cluster.
+type Options struct {
+	// Lease is the queue's claim lease; short leases make a killed
+	// worker's task come back quickly.
+	Lease time.Duration
+}
+
+// Cluster is a running af installation.
+type Cluster struct {
+	MinIO *miniotest.Server
+	Queue *queue.Queue
+	// URL is the queue server's base URL.
+	URL  string
+	SMTP *smtptest.Server
+	// Tokens by role.
+	SubmitToken, WorkToken, AdminToken string
+	Submit, Work                       *queueclient.Client
+	Pub                                *creds.PublicKey
+	Key                                *creds.PrivateKey
+	KeyPath, PubPath                   string
+	// Dir is the cluster's private directory.
+	Dir string
+	// Logs collects every component's log lines.
+	Logs *SyncBuffer
+	Log  *slog.Logger
+}
+
+// SyncBuffer is a goroutine-safe log sink.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// String returns everything written.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// Start brings up MinIO, SMTP and the queue server.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	dir := t.TempDir()
+	c := &Cluster{Dir: dir, Logs: &SyncBuffer{}}
+	c.Log = slog.New(slog.NewTextHandler(c.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c.MinIO = miniotest.Start(t, InputBucket, ArtifactBucket)
+	c.SMTP = smtptest.Start(t)
+
+	var err error
+	c.PubPath, c.KeyPath, err = creds.GenerateKeyPair(filepath.Join(dir, "keys"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pub, err = creds.LoadPublicKey(c.PubPath); err != nil {
+		t.Fatal(err)
+	}
+	if c.Key, err = creds.LoadPrivateKey(c.KeyPath); err != nil {
+		t.Fatal(err)
+	}
+
+	lease := opts.Lease
+	if lease == 0 {
+		lease = time.Minute
+	}
+	c.Queue, err = queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Logger: c.Log, LeaseDuration: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.URL = "http://" + ln.Addr().String()
+	c.SubmitToken, c.WorkToken, c.AdminToken = "s-"+server.NewToken(), "w-"+server.NewToken(), "a-"+server.NewToken()
+	cfg := server.Config{
+		Listen: ln.Addr().String(), Data: dir,
+		Tokens: []server.Token{
+			{Name: "submitter", Role: server.RoleSubmit, Token: c.SubmitToken},
+			{Name: "workers", Role: server.RoleWork, Token: c.WorkToken},
+			{Name: "admin", Role: server.RoleAdmin, Token: c.AdminToken},
+		},
+		S3:         server.S3Config{Endpoint: c.MinIO.Endpoint, Bucket: ArtifactBucket},
+		PoolKey:    c.PubPath,
+		MonitorURL: c.URL,
+	}
+	if err := cfg.Normalize("clustertest"); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Deps{
+		Queue: c.Queue, S3: c.MinIO.S3, Logger: c.Log.With("component", "server"),
+		TickEvery: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Logf("server: %v", err)
+		}
+		c.Queue.Close()
+		if t.Failed() {
+			t.Logf("cluster logs:\n%s", tail(c.Logs.String(), 20000))
+		}
+	})
+	fast := queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond)
+	c.Submit = queueclient.New(c.URL, c.SubmitToken, fast)
+	c.Work = queueclient.New(c.URL, c.WorkToken, fast)
+	return c
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// RequireImages fails the test unless the job images are on the engine.
+func RequireImages(t testing.TB, images ...string) {
+	t.Helper()
+	d, err := runner.NewDockerClient()
+	if err != nil {
+		t.Fatalf("docker: %v", err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := d.Ping(ctx); err != nil {
+		t.Fatalf("the Docker engine does not answer (%v): integration tests need it", err)
+	}
+	for _, img := range images {
+		if _, err := d.ImageInspect(ctx, img); err != nil {
+			t.Fatalf("image %s is missing (%v): run `make images`", img, err)
+		}
+	}
+}
+
+// WorkerOptions tune an in-process worker.
+type WorkerOptions struct {
+	Capacity int
+	Input    runner.InputMode
+	Grace    time.Duration
+}
+
+// Worker is an in-process worker.
+type Worker struct {
+	ID     string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Stop begins a graceful shutdown (as SIGTERM does) and waits for it.
+func (w *Worker) Stop() error {
+	w.cancel()
+	return <-w.done
+}
+
+// StartWorker runs a worker in this process until the test ends.
+func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker {
+	t.Helper()
+	d, err := runner.NewDockerClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := c.Log.With("component", "worker", "worker", id)
+	rn, err := runner.New(d, runner.Options{Logger: log, WorkerID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtpCfg, err := notify.ParseFlag("smtp://"+c.SMTP.Addr()+"?from=af@localhost&starttls=never", os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailer, err := notify.New(smtpCfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Config{
+		Queue: queueclient.New(c.URL, c.WorkToken, queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond)),
+		Key:   c.Key, Docker: d, Runner: rn, Mailer: mailer, MonitorURL: c.URL,
+		WorkerGroup: "test", WorkerID: id, Capacity: o.Capacity, ScratchRoot: filepath.Join(c.Dir, "scratch-"+id),
+		Input: o.Input, Grace: o.Grace, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wk := &Worker{ID: id, cancel: cancel, done: make(chan error, 1)}
+	go func() { wk.done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-wk.done
+		d.Close()
+	})
+	return wk
+}
+
+// WaitGraph polls the graph until it resolves or the deadline passes.
+func (c *Cluster) WaitGraph(t testing.TB, graphID string, limit time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for {
+		gs, err := c.Submit.Graph(ctx, graphID)
+		if err == nil && gs.State != "running" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			c.LogTaskLogs(t, graphID)
+			t.Fatalf("graph %s did not resolve within %s (last: %v, %+v)", graphID, limit, err, gs.State)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// LogTaskLogs writes every task's live log into the test's log, for
+// diagnosing a failed graph.
+func (c *Cluster) LogTaskLogs(t testing.TB, graphID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gs, err := c.Submit.Graph(ctx, graphID)
+	if err != nil {
+		t.Logf("graph %s: %v", graphID, err)
+		return
+	}
+	for _, ts := range gs.Tasks {
+		rc, err := c.Submit.GetArtifact(ctx, ts.TaskID, -1, "public/logs/live.log")
+		if err != nil {
+			t.Logf("task %s (%s, %s): no log: %v", ts.TaskID, ts.Name, ts.State, err)
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+		rc.Close()
+		t.Logf("task %s (%s, %s) log:\n%s", ts.TaskID, ts.Name, ts.State, b)
+	}
+}

@@ -1,0 +1,152 @@
+// Package submit turns a filter and a job image into a task graph on the
+// queue: it finds the input files through the index, mints and seals
+// scoped S3 credentials, balances the files into mapper loads, posts the
+// graph in one request, and follows it to its result.
+package submit
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/af-project/af/internal/partition"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Defaults of a job's graph.
+const (
+	DefaultMaxLoadBytes    int64 = 256 << 20 // compressed input bytes per mapper
+	DefaultMaxFilesPerTask       = 500
+	DefaultMaxRunTime            = 2 * time.Hour
+	DefaultDeadline              = 10 * time.Hour
+	DefaultRetries               = 5
+)
+
+// GraphOptions describe the graph of one job.
+type GraphOptions struct {
+	GraphID string // empty: a fresh id
+	Name    string
+	Owner   string
+	Image   string
+
+	Bucket string
+	Prefix string
+	Schema []string
+	Files  []taskdef.InputFile
+
+	MaxLoadBytes    int64
+	MaxFilesPerTask int
+	// Env reaches every task's container (OWNER and INPUT_TASK_IDS are
+	// set by BuildGraph; CREDENTIALS is refused here).
+	Env map[string]string
+	// SealedCredentials is the base64 sealed box for the mappers; only
+	// mappers get it (the reducer reads through the queue).
+	SealedCredentials string
+	MaxRunTime        time.Duration
+	Deadline          time.Duration // from Now
+	Retries           int
+	Limits            taskdef.Limits
+	Now               time.Time
+}
+
+// BuildGraph makes the mapper tasks (one per balanced load) and the reducer
+// that depends on them all.
+func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
+	if len(o.Files) == 0 {
+		return taskdef.Graph{}, errors.New("no input files: the filter selects nothing")
+	}
+	if o.Image == "" {
+		return taskdef.Graph{}, errors.New("no image")
+	}
+	for k := range o.Env {
+		switch strings.ToUpper(k) {
+		case taskdef.EnvCredentials, taskdef.EnvOwner, taskdef.EnvInputTaskIDs:
+			return taskdef.Graph{}, fmt.Errorf("--env %s: af sets %s itself", k, k)
+		}
+	}
+	if o.MaxLoadBytes <= 0 {
+		o.MaxLoadBytes = DefaultMaxLoadBytes
+	}
+	if o.MaxFilesPerTask <= 0 {
+		o.MaxFilesPerTask = DefaultMaxFilesPerTask
+	}
+	if o.MaxRunTime <= 0 {
+		o.MaxRunTime = DefaultMaxRunTime
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultDeadline
+	}
+	if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if o.GraphID == "" {
+		o.GraphID = taskdef.NewID()
+	}
+	if o.Name == "" {
+		o.Name = o.Image
+	}
+	now := o.Now.UTC().Truncate(time.Millisecond)
+	deadline := now.Add(o.Deadline)
+	// Artifacts outlive the deadline by a week so results can be fetched
+	// after a job that ran to its deadline.
+	expires := deadline.Add(7 * 24 * time.Hour)
+
+	loads := partition.Balance(o.Files, o.MaxLoadBytes, o.MaxFilesPerTask)
+	g := taskdef.Graph{GraphID: o.GraphID, Name: o.Name, Owner: o.Owner}
+	base := func(kind taskdef.Kind, name string) taskdef.Task {
+		env := make(map[string]string, len(o.Env)+2)
+		for k, v := range o.Env {
+			env[k] = v
+		}
+		if o.Owner != "" {
+			env[taskdef.EnvOwner] = o.Owner
+		}
+		return taskdef.Task{
+			GraphID: o.GraphID, Retries: o.Retries, Created: now, Deadline: deadline, Expires: expires,
+			Metadata: taskdef.Metadata{Name: name, Owner: o.Owner, Description: fmt.Sprintf("%s of job %q", kind, o.Name), Source: "af submit"},
+			Payload: taskdef.Payload{
+				Kind: kind, Image: o.Image, Env: env, MaxRunTime: int(o.MaxRunTime / time.Second), Limits: o.Limits,
+			},
+		}
+	}
+	ids := make([]string, len(loads))
+	width := len(fmt.Sprint(len(loads)))
+	for i, load := range loads {
+		t := base(taskdef.KindMapper, fmt.Sprintf("mapper %0*d/%d", width, i+1, len(loads)))
+		// Largest first: a mapper starts on its biggest file while the
+		// others download.
+		sort.SliceStable(load, func(a, b int) bool { return load[a].Size > load[b].Size })
+		t.Payload.Inputs = load
+		t.Payload.Bucket, t.Payload.Prefix, t.Payload.Schema = o.Bucket, o.Prefix, o.Schema
+		if o.SealedCredentials != "" {
+			t.Payload.Env[taskdef.EnvCredentials] = o.SealedCredentials
+		}
+		ids[i] = taskdef.NewID()
+		g.Tasks = append(g.Tasks, taskdef.GraphTask{TaskID: ids[i], Task: t})
+	}
+	r := base(taskdef.KindReducer, "reducer")
+	r.Dependencies = ids
+	r.Requires = taskdef.RequiresAllCompleted
+	r.Payload.Env[taskdef.EnvInputTaskIDs] = strings.Join(ids, " ")
+	g.Tasks = append(g.Tasks, taskdef.GraphTask{TaskID: taskdef.NewID(), Task: r})
+	return g, nil
+}
+
+// Summary counts what a graph reads.
+func Summary(g taskdef.Graph) (mappers int, files int, bytes int64) {
+	for _, t := range g.Tasks {
+		if t.Task.Payload.Kind == taskdef.KindMapper {
+			mappers++
+			files += len(t.Task.Payload.Inputs)
+			for _, in := range t.Task.Payload.Inputs {
+				bytes += in.Size
+			}
+		}
+	}
+	return mappers, files, bytes
+}
