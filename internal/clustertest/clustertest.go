@@ -8,8 +8,8 @@ package clustertest
 
 import (
 	"context"
-	"io"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"

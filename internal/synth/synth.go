@@ -58,7 +58,7 @@ var OSes = []string{"WINNT", "WINNT", "WINNT", "WINNT", "Darwin", "Darwin", "Lin
 // File is one generated object.
 type File struct {
 	Key      string
-	Body     []byte // compressed
+	Body     []byte   // compressed
 	Dims     []string // as stored in the key (sanitised)
 	Docs     int
 	BadLines int
