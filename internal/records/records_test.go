@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -139,6 +140,27 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("decoded\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestWriterReset(t *testing.T) {
+	t.Parallel()
+	var a, b bytes.Buffer
+	w := NewWriter(&a)
+	for i, dst := range []*bytes.Buffer{&a, &b} {
+		w.Reset(dst)
+		if err := w.BeginFile(fmt.Sprint("k", i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := w.CopyLines(strings.NewReader(fmt.Sprintf("d%d\t{}\n", i)), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.String() != "\x1e{\"key\":\"k0\",\"dims\":[]}\nd0\t{}\n" || b.String() != "\x1e{\"key\":\"k1\",\"dims\":[]}\nd1\t{}\n" {
+		t.Errorf("after Reset: a=%q b=%q", a.String(), b.String())
 	}
 }
 
