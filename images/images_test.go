@@ -417,3 +417,21 @@ func errorsAs(err error, target **exec.ExitError) bool {
 	}
 	return ok
 }
+
+// TestImageDefaults checks what the images promise without the worker's
+// flags: a non-root default user, and the helper importable offline.
+func TestImageDefaults(t *testing.T) {
+	t.Parallel()
+	for _, img := range []string{"af/python", "af/os-count", "af/os-count-go"} {
+		requireImage(t, img)
+		user, _, err := docker(t, nil, "image", "inspect", "-f", "{{.Config.User}}", img)
+		if err != nil || strings.TrimSpace(user) != jobspec.UserID {
+			t.Errorf("%s: default user %q (%v), want %s", img, strings.TrimSpace(user), err, jobspec.UserID)
+		}
+	}
+	out, stderr, err := docker(t, nil, "run", "--rm", "--network", "none", "--read-only", "af/os-count",
+		"python3", "-c", "import af_helper, os; print(os.getuid(), af_helper.field('{\"info\":{\"OS\":\"x\"}}', 'info', 'OS'))")
+	if err != nil || strings.TrimSpace(out) != "10001 x" {
+		t.Errorf("af/os-count: %q, %v: %s", out, err, stderr)
+	}
+}
