@@ -10,7 +10,7 @@ export GOFLAGS=-buildvcs=false
 c1=(go test -run '^$' -bench '^BenchmarkDecompress$/^gz-klauspost$' -benchtime 3x -count 3 -cpu 1 ./internal/decompress/)
 c2=(go test -run '^$' -bench '^BenchmarkCopyLines$' -benchtime 20x -count 3 -cpu 1 ./internal/records/)
 c3=(go test -run '^$' -bench '^Benchmark(Sort|Merge)$' -benchtime 3x -count 3 -cpu 1 ./internal/extsort/)
-c4=(go test -run '^$' -bench '^BenchmarkField$' -count 3 -cpu 1 ./sdk/afjob/)
+c4=(go test -run '^$' -bench '^Benchmark(Field|Map)$' -count 3 -cpu 1 ./sdk/afjob/)
 out=""
 for c in c1 c2 c3 c4; do
 	declare -n cmd=$c
@@ -33,6 +33,7 @@ mg=$(rate BenchmarkMerge)
 fd=$(rate BenchmarkField/Field)
 fl=$(rate BenchmarkField/FieldLastKey)
 js=$(rate BenchmarkField/encoding-json-map)
+mp=$(rate BenchmarkMap)
 
 echo "## Data path stages (records, extsort, afjob.Field)"
 echo
@@ -55,4 +56,5 @@ echo "| extsort.Sort, spilling (1 MiB memory bound) | $s2 | ≥ gunzip ($gz) | $
 echo "| extsort merge of 8 sorted inputs | $mg | ≥ gunzip ($gz) | $(meets "$mg" "$gz") |"
 echo "| afjob.Field(doc, \"info\", \"OS\") on a 40 KB ping (info first) | $fd | ≥ gunzip ($gz) | $(meets "$fd" "$gz") |"
 echo "| afjob.Field, key at the end (scans the whole document) | $fl | ≥ gunzip ($gz); ≥ 5x encoding/json | $(meets "$fl" "$gz"), $(ratio "$fl" "$js")x json |"
+echo "| afjob map path: framing, Field, combine (os-count-go's mapper) | $mp | ≥ gunzip ($gz) | $(meets "$mp" "$gz") |"
 echo "| encoding/json decode into maps (baseline) | $js | — (issue 5 reference: about 21 MB/s) | — |"
