@@ -1,0 +1,171 @@
+// Package monitor serves the monitor pages of `af serve`: /graphs lists
+// recent graphs and /graphs/{id} shows one graph live (header, counts,
+// progress, a virtualised task table, a Gantt chart of every run, links to
+// logs and results, and the job's result when it completed).
+//
+// The pages are plain HTML, CSS and JavaScript embedded in the binary and
+// inlined into each response, so they need no asset route and no external
+// resource (a Content-Security-Policy enforces that). They read the queue's
+// JSON API from the browser (GET /api/v1/graphs/{id}, GET /api/v1/graphs)
+// and poll it while the graph runs; the page itself holds no data, so it
+// shows exactly what the API returns and nothing more (no payload, no
+// environment, no credentials).
+package monitor
+
+import (
+	"bytes"
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/af-project/af/internal/taskdef"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Options configure the pages.
+type Options struct {
+	// APIBase is prepended to API paths the pages fetch ("" means the
+	// same origin as the page, which is how `af serve` mounts them).
+	APIBase string
+	// PollInterval is how often a running graph's page refreshes; default
+	// 1.5 s. The list page refreshes at four times this interval.
+	PollInterval time.Duration
+	// ListLimit is how many recent graphs /graphs shows; default 100.
+	ListLimit int
+	// ResultPreviewBytes is how much of the job result the page shows
+	// inline; default 64 KiB.
+	ResultPreviewBytes int
+	// Logger reports template failures; default discard.
+	Logger *slog.Logger
+}
+
+type handler struct {
+	opts  Options
+	graph *template.Template
+	list  *template.Template
+	errT  *template.Template
+	css   template.CSS
+	gjs   template.JS
+	ljs   template.JS
+}
+
+// Handler serves GET /graphs and GET /graphs/{id}.
+func Handler(opts Options) http.Handler {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 1500 * time.Millisecond
+	}
+	if opts.ListLimit <= 0 {
+		opts.ListLimit = 100
+	}
+	if opts.ResultPreviewBytes <= 0 {
+		opts.ResultPreviewBytes = 64 << 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.APIBase = strings.TrimSuffix(opts.APIBase, "/")
+	h := &handler{
+		opts:  opts,
+		graph: template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/graph.html")),
+		list:  template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/list.html")),
+		errT:  template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/error.html")),
+		css:   template.CSS(mustRead("assets/style.css")),
+		gjs:   template.JS(mustRead("assets/common.js") + mustRead("assets/graph.js")),
+		ljs:   template.JS(mustRead("assets/common.js") + mustRead("assets/list.js")),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /graphs", h.serveList)
+	mux.HandleFunc("GET /graphs/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/graphs", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("GET /graphs/{id}", h.serveGraph)
+	return mux
+}
+
+func mustRead(name string) string {
+	b, err := assets.ReadFile(name)
+	if err != nil {
+		panic(fmt.Sprintf("monitor: embedded asset %s: %v", name, err))
+	}
+	return string(b)
+}
+
+// page is what the templates see.
+type page struct {
+	Title   string
+	Nonce   string
+	CSS     template.CSS
+	JS      template.JS
+	APIBase string
+	PollMS  int64
+	GraphID string
+	Limit   int
+	Preview int
+	Message string
+}
+
+func (h *handler) base(title string) page {
+	return page{
+		Title:   title,
+		Nonce:   nonce(),
+		CSS:     h.css,
+		APIBase: h.opts.APIBase,
+		PollMS:  h.opts.PollInterval.Milliseconds(),
+		Limit:   h.opts.ListLimit,
+		Preview: h.opts.ResultPreviewBytes,
+	}
+}
+
+func (h *handler) serveList(w http.ResponseWriter, r *http.Request) {
+	p := h.base("Graphs · af")
+	p.JS = h.ljs
+	h.render(w, http.StatusOK, h.list, p)
+}
+
+func (h *handler) serveGraph(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := taskdef.ValidID(id); err != nil {
+		p := h.base("Not found · af")
+		p.Message = fmt.Sprintf("There is no graph %q: graph ids are 8 to 64 characters of letters, digits, '_' and '-'. Pick one from the list of recent graphs.", id)
+		h.render(w, http.StatusNotFound, h.errT, p)
+		return
+	}
+	p := h.base("Graph "+id+" · af")
+	p.GraphID = id
+	p.JS = h.gjs
+	h.render(w, http.StatusOK, h.graph, p)
+}
+
+func (h *handler) render(w http.ResponseWriter, status int, t *template.Template, p page) {
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, "page", p); err != nil {
+		h.opts.Logger.Error("monitor: render page", "err", err)
+		http.Error(w, "monitor page failed to render", http.StatusInternalServerError)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	// Everything the page needs is inline: no script but ours runs, and
+	// nothing is loaded from elsewhere. connect-src allows http(s) because
+	// artifact links redirect to presigned S3 URLs on another origin.
+	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+p.Nonce+"'; style-src 'unsafe-inline'; img-src data:; connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
+
+func nonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawStdEncoding.EncodeToString(b[:])
+}
