@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
@@ -91,7 +93,7 @@ func BenchmarkCreateGraph10kInProcess(b *testing.B) {
 // HTTP with 16 concurrent workers, each claiming one task at a time; it
 // reports cycles per second and claimWork's p50/p99 latency.
 func BenchmarkClaimComplete16(b *testing.B) {
-	const workers = 16
+	workers := benchWorkers()
 	e := newBenchEnv(b)
 	ctx := context.Background()
 	sub := queueclient.New(e.http.URL, submitTok)
@@ -185,4 +187,12 @@ func BenchmarkGetGraph3000(b *testing.B) {
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/read")
+}
+
+// benchWorkers is 16 (the target's), or AF_BENCH_WORKERS to explore.
+func benchWorkers() int {
+	if n, err := strconv.Atoi(os.Getenv("AF_BENCH_WORKERS")); err == nil && n > 0 {
+		return n
+	}
+	return 16
 }
