@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/awsconf"
+	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/server"
 )
@@ -32,6 +33,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", server.DefaultListen, "HTTP address to listen on")
 	data := fs.String("data", "af-data", "data directory (queue.db, index.db, and config.yaml when --config is not given)")
 	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created with fresh tokens on first start")
+	poolKey := fs.String("pool-key", "", "the worker pool's public key (af.pub from `af keygen`), served to submitters; overrides pool_key in the config")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseErr(fs.Parse(args)); err != nil {
 		return err
@@ -76,6 +78,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.Listen = *listen
 	}
+	if *poolKey != "" {
+		cfg.PoolKey = *poolKey
+	}
 	// A relative data dir in a config file is relative to the file.
 	if *cfgPath != "" && !set["data"] && !filepath.IsAbs(cfg.Data) {
 		cfg.Data = filepath.Join(filepath.Dir(path), cfg.Data)
@@ -85,6 +90,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.PoolKey != "" {
+		// Refuse a wrong key file now rather than on every submit.
+		if _, err := creds.LoadPublicKey(cfg.PoolKey); err != nil {
+			return fmt.Errorf("pool key: %w", err)
+		}
+	} else {
+		fmt.Fprintf(stdout, "af serve: no pool key configured: submitters cannot seal credentials until you run `af keygen` and restart with --pool-key af.pub (or pool_key in %s)\n", path)
+	}
 	if created {
 		printFirstStart(stdout, path, cfg)
 	} else {
