@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
@@ -162,9 +163,14 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 		t.Fatalf("unreachable queue: %d %s", code, msg)
 	}
 
-	// A second start keeps the config and its tokens.
+	// A second start keeps the config and its tokens, and serves the
+	// pool key given with --pool-key.
+	pubPath, _, err := creds.GenerateKeyPair(filepath.Join(dir, "keys"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out2 := &syncBuf{}
-	cmd2 := exec.Command(bin, "serve", "--listen", addr, "--data", data)
+	cmd2 := exec.Command(bin, "serve", "--listen", addr, "--data", data, "--pool-key", pubPath)
 	cmd2.Env = append(os.Environ(), m.Env()...)
 	cmd2.Stdout, cmd2.Stderr = out2, out2
 	if err := cmd2.Start(); err != nil {
@@ -177,5 +183,10 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	}
 	if _, err := queueclient.New(url, toks[RoleSubmit]).CancelGraph(ctx, g.GraphID); err != nil {
 		t.Fatalf("old token after restart: %v", err)
+	}
+	served, err := queueclient.New(url, "").PoolKey(ctx)
+	want, _ := os.ReadFile(pubPath)
+	if err != nil || strings.TrimSpace(string(served)) != strings.TrimSpace(string(want)) {
+		t.Fatalf("pool key %q %v, want %q", served, err, want)
 	}
 }
