@@ -394,3 +394,25 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestMonitorPagesMounted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	g := testGraph(1, e.clock.Now())
+	if _, err := e.submit.CreateGraph(ctxT(t), g); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/graphs", "/graphs/" + g.GraphID} {
+		status, body := do(t, e, routeCase{method: "GET", path: p}, "")
+		if status != http.StatusOK || !strings.Contains(body, "<html") {
+			t.Fatalf("GET %s: %d %.200s", p, status, body)
+		}
+		if p != "/graphs" && !strings.Contains(body, g.GraphID) {
+			t.Fatalf("graph page does not name its graph")
+		}
+	}
+	status, _ := do(t, e, routeCase{method: "GET", path: "/"}, "")
+	if status != http.StatusFound {
+		t.Fatalf("GET / = %d, want a redirect to /graphs", status)
+	}
+}

@@ -73,6 +73,7 @@ import (
 
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/index"
+	"github.com/af-project/af/internal/monitor"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -95,8 +96,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Clock defaults to the system clock.
 	Clock queue.Clock
-	// Pages serves /graphs and /graphs/{id}; default a placeholder until
-	// the monitor page is wired in.
+	// Pages serves /graphs and /graphs/{id}; default the monitor pages
+	// (internal/monitor).
 	Pages http.Handler
 	// TickEvery is how often Serve expires leases and deadlines (default
 	// 1 s).
@@ -166,7 +167,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.indexPath = filepath.Join(cfg.Data, "index.db")
 	}
 	if s.pages == nil {
-		s.pages = placeholderPages(s)
+		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor")})
 	}
 	s.metrics = newMetrics(s.q)
 	s.handler = s.routes()
