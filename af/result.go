@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/submit"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+func init() {
+	register(command{
+		name:    "result",
+		summary: "print or save a finished job's result",
+		run:     runResult,
+	})
+	register(command{
+		name:    "logs",
+		summary: "print a task's log (--follow while it runs)",
+		run:     runLogs,
+	})
+}
+
+func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("result", "result GRAPH [-o FILE] [--wait]", stderr)
+	out := fs.String("o", "", "write the result to FILE instead of standard output")
+	wait := fs.Bool("wait", false, "wait for the graph to finish first")
+	qf := addQueueFlags(fs)
+	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one graph id", errUsage)
+	}
+	q := qf.client()
+	if *wait {
+		if _, err := submit.Follow(ctx, q, fs.Arg(0), stderr, isTerminal(stderr), time.Second); err != nil {
+			return explainQueueErr(err, *qf.url)
+		}
+	}
+	gs, err := q.Graph(ctx, fs.Arg(0))
+	if err != nil {
+		return explainQueueErr(err, *qf.url)
+	}
+	switch gs.State {
+	case taskdef.GraphRunning:
+		p := submit.ProgressOf(gs, time.Now())
+		return fmt.Errorf("graph %s is still running (%s); wait with `af result --wait %s`", gs.GraphID, p.Line(false), gs.GraphID)
+	case taskdef.GraphFailed:
+		fmt.Fprintf(stderr, "graph %s failed:\n", gs.GraphID)
+		for _, l := range submit.FailedTasks(gs) {
+			fmt.Fprintf(stderr, "  %s\n", l)
+		}
+		return errJobFailed
+	}
+	return printResult(ctx, q, gs, stdout, stderr, *out)
+}
+
+// printResult writes the reducer's result to path, or to stdout.
+func printResult(ctx context.Context, q *queueclient.Client, gs taskdef.GraphStatus, stdout, stderr io.Writer, path string) error {
+	if gs.ResultTaskID == "" {
+		return fmt.Errorf("graph %s has no reducer task to take a result from", gs.GraphID)
+	}
+	body, err := q.GetArtifact(ctx, gs.ResultTaskID, -1, taskdef.ResultArtifact)
+	if err != nil {
+		return fmt.Errorf("fetch the result of graph %s: %w", gs.GraphID, err)
+	}
+	defer body.Close()
+	var w io.Writer = stdout
+	if path != "" && path != "-" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	n, err := io.Copy(w, body)
+	if err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	if path != "" && path != "-" {
+		fmt.Fprintf(stderr, "wrote %s (%s)\n", path, submit.HumanBytes(n))
+	}
+	return nil
+}
+
+func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("logs", "logs TASK [--run N] [--follow]", stderr)
+	run := fs.Int("run", -1, "run id (default: the latest run)")
+	follow := fs.Bool("follow", false, "keep printing the log as the task runs, until it ends")
+	qf := addQueueFlags(fs)
+	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one task id", errUsage)
+	}
+	q := qf.client()
+	taskID := fs.Arg(0)
+	var printed int64
+	for {
+		st, err := q.Task(ctx, taskID)
+		if err != nil {
+			return explainQueueErr(err, *qf.url)
+		}
+		runID := *run
+		if runID < 0 {
+			runID = len(st.Runs) - 1
+		}
+		if runID < 0 {
+			if !*follow {
+				return fmt.Errorf("task %s has not run yet (%s)", taskID, st.State)
+			}
+		} else {
+			n, err := printLogFrom(ctx, q, taskID, runID, printed, stdout)
+			switch {
+			case err == nil:
+				printed = n
+			case errors.Is(err, queueclient.ErrNotFound):
+				if !*follow {
+					return fmt.Errorf("task %s run %d has no log yet", taskID, runID)
+				}
+			default:
+				return err
+			}
+		}
+		done := runID >= 0 && runID < len(st.Runs) && st.Runs[runID].State.Resolved()
+		if !*follow || done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// printLogFrom prints the log past offset and returns the new offset. The
+// worker replaces the live log artifact as it grows, so following means
+// fetching it again and printing only what is new.
+func printLogFrom(ctx context.Context, q *queueclient.Client, taskID string, runID int, offset int64, w io.Writer) (int64, error) {
+	body, err := q.GetArtifact(ctx, taskID, runID, taskdef.LiveLogArtifact)
+	if err != nil {
+		return offset, err
+	}
+	defer body.Close()
+	if _, err := io.CopyN(io.Discard, body, offset); err != nil {
+		return offset, nil
+	}
+	n, err := io.Copy(w, body)
+	return offset + n, err
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/af-project/af/internal/awsconf"
+	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/runner"
+	"github.com/af-project/af/internal/submit"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+func init() {
+	register(command{
+		name:    "submit",
+		summary: "run a job: FILTER selects the input files, IMAGE holds the mapper and reducer",
+		run:     runSubmit,
+	})
+}
+
+// envFlag collects repeated --env K=V.
+type envFlag map[string]string
+
+func (e envFlag) String() string { return "" }
+func (e envFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want K=V, got %q", v)
+	}
+	e[k] = val
+	return nil
+}
+
+func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("submit", "submit FILTER.json IMAGE [flags]", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: af submit FILTER.json IMAGE [flags]
+
+Runs the job in IMAGE (a job image on the workers, e.g. af/os-count) over the
+input files FILTER.json selects. af queries the file index, mints temporary
+S3 credentials that can only read the inputs, seals them to the worker pool's
+key, balances the files into mapper tasks feeding one reducer, and posts the
+graph. It prints the graph id and the monitor page's URL; with --wait it
+follows the graph and prints the result.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	owner := fs.String("owner", envOr("AF_OWNER", ""), "email address told when the job ends (env AF_OWNER)")
+	name := fs.String("name", "", "job name (default: the image and filter)")
+	env := envFlag{}
+	fs.Var(env, "env", "K=V environment variable for the job's containers (repeatable)")
+	maxLoad := fs.Int64("max-load-bytes", submit.DefaultMaxLoadBytes, "compressed input bytes per mapper task at most")
+	maxFiles := fs.Int("max-files-per-task", submit.DefaultMaxFilesPerTask, "input files per mapper task at most")
+	maxRunTime := fs.Duration("max-run-time", submit.DefaultMaxRunTime, "a task's container is killed after this long")
+	deadline := fs.Duration("deadline", submit.DefaultDeadline, "the whole graph must finish within this")
+	pubKey := fs.String("public-key", envOr("AF_PUBLIC_KEY", ""), "the worker pool's public key file af.pub (env AF_PUBLIC_KEY; default: the key the queue publishes)")
+	indexDB := fs.String("index-db", "", "query this local index file instead of the queue's index")
+	ttl := fs.Duration("credentials-ttl", creds.DefaultTTL, "lifetime of the job's S3 credentials (must outlive the deadline)")
+	mode := fs.String("credentials-mode", "assume-role", "how credentials are minted: assume-role or federation-token")
+	roleARN := fs.String("role-arn", envOr("AF_ROLE_ARN", ""), "role to assume on AWS (env AF_ROLE_ARN)")
+	wait := fs.Bool("wait", false, "follow the graph to its end and print the result")
+	dryRun := fs.Bool("dry-run", false, "print the graph as JSON and post nothing")
+	noImageCheck := fs.Bool("no-image-check", false, "do not check that IMAGE is on this host's Docker engine")
+	qf := addQueueFlags(fs)
+	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("%w: want FILTER.json and IMAGE", errUsage)
+	}
+	filterPath, image := fs.Arg(0), fs.Arg(1)
+	filterJSON, err := os.ReadFile(filterPath)
+	if err != nil {
+		return fmt.Errorf("read filter: %w", err)
+	}
+	cmode, err := creds.ParseMode(*mode)
+	if err != nil {
+		return fmt.Errorf("%w: --credentials-mode: %v", errUsage, err)
+	}
+	req := submit.Request{
+		FilterName: filterPath, FilterJSON: filterJSON, Image: image, Name: *name, Owner: *owner, Env: env,
+		MaxLoadBytes: *maxLoad, MaxFilesPerTask: *maxFiles, MaxRunTime: *maxRunTime, Deadline: *deadline,
+		IndexDB: *indexDB, CredentialsTTL: *ttl, CredentialsMode: cmode, RoleARN: *roleARN,
+	}
+	if req.Name == "" {
+		req.Name = image + " over " + strings.TrimSuffix(baseName(filterPath), ".json")
+	}
+	if *pubKey != "" {
+		if req.PublicKey, err = creds.LoadPublicKey(*pubKey); err != nil {
+			return err
+		}
+	}
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
+	if err != nil {
+		return err
+	}
+	q := qf.client()
+	s := &submit.Submitter{Queue: q, AWS: awsCfg}
+	if !*noImageCheck {
+		d, err := runner.NewDockerClient()
+		if err != nil {
+			return fmt.Errorf("connect to Docker to check the image: %w (pass --no-image-check when this host has no Docker)", err)
+		}
+		defer d.Close()
+		s.Docker = d
+	}
+	start := time.Now()
+	plan, err := s.Plan(ctx, req)
+	if err != nil {
+		return explainQueueErr(err, *qf.url)
+	}
+	if *dryRun {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan.Graph)
+	}
+	if _, err := s.Post(ctx, plan.Graph); err != nil {
+		return explainQueueErr(err, *qf.url)
+	}
+	monitor := submit.MonitorURL(q.BaseURL(), plan.Graph.GraphID)
+	fmt.Fprintf(stdout, "graph %s posted: %d mapper tasks + 1 reducer over %d files, %s from s3://%s/%s (in %s)\n",
+		plan.Graph.GraphID, plan.Mappers, plan.Files, submit.HumanBytes(plan.Bytes), plan.Bucket, plan.Prefix, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "monitor: %s\n", monitor)
+	if !*wait {
+		fmt.Fprintf(stdout, "follow it with: af status %s   result: af result %s\n", plan.Graph.GraphID, plan.Graph.GraphID)
+		return nil
+	}
+	return waitAndPrint(ctx, q, plan.Graph.GraphID, stdout, stderr)
+}
+
+func baseName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// isTerminal reports whether w is a terminal, for progress bars.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// errJobFailed makes af exit non-zero after it printed why.
+var errJobFailed = errors.New("the job did not complete")
+
+func waitAndPrint(ctx context.Context, q *queueclient.Client, graphID string, stdout, stderr io.Writer) error {
+	gs, err := submit.Follow(ctx, q, graphID, stderr, isTerminal(stderr), time.Second)
+	if err != nil {
+		return err
+	}
+	if gs.State != taskdef.GraphCompleted {
+		fmt.Fprintf(stderr, "graph %s %s:\n", graphID, gs.State)
+		for _, l := range submit.FailedTasks(gs) {
+			fmt.Fprintf(stderr, "  %s\n", l)
+		}
+		fmt.Fprintf(stderr, "logs: af logs TASK\n")
+		return errJobFailed
+	}
+	return printResult(ctx, q, gs, stdout, stderr, "")
+}

@@ -1,0 +1,179 @@
+package submit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Progress is a graph's progress at one moment.
+type Progress struct {
+	Done, Total         int
+	Running, Failed     int
+	BytesDone, BytesAll int64
+	Elapsed             time.Duration
+}
+
+// ProgressOf sums a graph's tasks: input bytes processed come from each
+// mapper's latest run (progress while running, final when resolved).
+func ProgressOf(gs taskdef.GraphStatus, now time.Time) Progress {
+	var p Progress
+	p.Total = len(gs.Tasks)
+	for _, t := range gs.Tasks {
+		if t.State.Resolved() {
+			p.Done++
+		}
+		switch t.State {
+		case taskdef.StateRunning:
+			p.Running++
+		case taskdef.StateFailed, taskdef.StateException:
+			p.Failed++
+		}
+		if t.Kind == taskdef.KindMapper {
+			p.BytesAll += t.InputBytes
+			if n := len(t.Runs); n > 0 {
+				b := t.Runs[n-1].Stats.Bytes
+				if t.State == taskdef.StateCompleted || b > t.InputBytes {
+					b = t.InputBytes
+				}
+				p.BytesDone += b
+			}
+		}
+	}
+	end := now
+	if gs.Resolved != nil {
+		end = *gs.Resolved
+	}
+	p.Elapsed = end.Sub(gs.Created)
+	return p
+}
+
+// Line renders the progress: a bar on a terminal, plain text otherwise.
+func (p Progress) Line(bar bool) string {
+	var b strings.Builder
+	if bar {
+		const width = 24
+		frac := 0.0
+		if p.BytesAll > 0 {
+			frac = float64(p.BytesDone) / float64(p.BytesAll)
+		} else if p.Total > 0 {
+			frac = float64(p.Done) / float64(p.Total)
+		}
+		n := int(frac * width)
+		b.WriteString("[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "] ")
+	}
+	fmt.Fprintf(&b, "tasks %d/%d", p.Done, p.Total)
+	if p.Running > 0 {
+		fmt.Fprintf(&b, " (%d running)", p.Running)
+	}
+	if p.Failed > 0 {
+		fmt.Fprintf(&b, " (%d failed)", p.Failed)
+	}
+	fmt.Fprintf(&b, ", input %s of %s", HumanBytes(p.BytesDone), HumanBytes(p.BytesAll))
+	secs := p.Elapsed.Seconds()
+	if secs > 0 && p.BytesDone > 0 {
+		rate := float64(p.BytesDone) / secs
+		fmt.Fprintf(&b, ", %s/s", HumanBytes(int64(rate)))
+		if left := p.BytesAll - p.BytesDone; left > 0 && rate > 0 {
+			fmt.Fprintf(&b, ", ETA %s", (time.Duration(float64(left)/rate) * time.Second / time.Second).Round(time.Second))
+		}
+	}
+	fmt.Fprintf(&b, ", %s elapsed", p.Elapsed.Round(time.Second))
+	return b.String()
+}
+
+// HumanBytes prints a byte count with a binary unit.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Follow polls the graph until it resolves, writing progress to w: a
+// redrawn bar when tty, otherwise a line whenever the progress changes (at
+// most every plainEvery).
+func Follow(ctx context.Context, q *queueclient.Client, graphID string, w io.Writer, tty bool, every time.Duration) (taskdef.GraphStatus, error) {
+	if every <= 0 {
+		every = time.Second
+	}
+	plainEvery := 10 * every
+	var lastLine string
+	var lastPlain time.Time
+	failures := 0
+	for {
+		gs, err := q.Graph(ctx, graphID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return gs, ctx.Err()
+			}
+			failures++
+			if failures > 30 {
+				return gs, fmt.Errorf("follow graph %s: %w", graphID, err)
+			}
+		} else {
+			failures = 0
+			p := ProgressOf(gs, time.Now())
+			line := p.Line(tty)
+			resolved := gs.State != taskdef.GraphRunning
+			switch {
+			case tty:
+				fmt.Fprintf(w, "\r\033[K%s", line)
+				if resolved {
+					fmt.Fprintln(w)
+				}
+			case line != lastLine && (resolved || time.Since(lastPlain) >= plainEvery || lastLine == ""):
+				fmt.Fprintln(w, line)
+				lastPlain = time.Now()
+				lastLine = line
+			}
+			if resolved {
+				return gs, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(w)
+			}
+			return gs, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// FailedTasks lists the tasks that did not complete, with their reasons.
+func FailedTasks(gs taskdef.GraphStatus) []string {
+	var out []string
+	for _, t := range gs.Tasks {
+		if t.State != taskdef.StateFailed && t.State != taskdef.StateException {
+			continue
+		}
+		reason, msg := string(t.State), ""
+		if n := len(t.Runs); n > 0 {
+			r := t.Runs[n-1]
+			if r.ReasonResolved != "" {
+				reason += "/" + r.ReasonResolved
+			}
+			msg = r.Message
+		}
+		line := fmt.Sprintf("%s (%s): %s", t.Name, t.TaskID, reason)
+		if msg != "" {
+			first, _, _ := strings.Cut(strings.TrimSpace(msg), "\n")
+			line += ": " + first
+		}
+		out = append(out, line)
+	}
+	return out
+}

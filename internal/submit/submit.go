@@ -1,0 +1,221 @@
+package submit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/filter"
+	"github.com/af-project/af/internal/index"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// Request is one `af submit`.
+type Request struct {
+	// FilterName names the filter in messages (its path).
+	FilterName string
+	FilterJSON []byte
+	Image      string
+	Name       string
+	Owner      string
+	Env        map[string]string
+
+	MaxLoadBytes    int64
+	MaxFilesPerTask int
+	MaxRunTime      time.Duration
+	Deadline        time.Duration
+	Retries         int
+	Limits          taskdef.Limits
+
+	// PublicKey seals the credentials; nil asks the queue for the pool
+	// key.
+	PublicKey *creds.PublicKey
+	// IndexDB, when set, is a local index file to query instead of the
+	// queue's index.
+	IndexDB string
+
+	CredentialsTTL  time.Duration
+	CredentialsMode creds.Mode
+	RoleARN         string
+}
+
+// Submitter plans and posts jobs.
+type Submitter struct {
+	Queue *queueclient.Client
+	// AWS is the submitter's own AWS configuration, used only to mint the
+	// job's scoped credentials.
+	AWS aws.Config
+	// Docker, when set, checks that the image exists on this host's
+	// engine before anything is posted (workers never pull).
+	Docker *client.Client
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Plan is a graph ready to post, and what it reads.
+type Plan struct {
+	Graph   taskdef.Graph
+	Bucket  string
+	Prefix  string
+	Mappers int
+	Files   int
+	Bytes   int64
+	// Timings of the stages, for --verbose and the benchmark.
+	QueryTime, MintTime, BuildTime time.Duration
+}
+
+// ErrNoFiles is a filter that selects nothing.
+var ErrNoFiles = errors.New("the filter selects no files")
+
+func (s *Submitter) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Plan queries the index, mints and seals credentials and builds the
+// graph. Nothing is posted.
+func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
+	if r.Image == "" {
+		return Plan{}, errors.New("no image: say which job image to run (e.g. af/os-count)")
+	}
+	if err := s.checkImage(ctx, r.Image); err != nil {
+		return Plan{}, err
+	}
+	t0 := s.now()
+	res, schema, err := s.query(ctx, r)
+	if err != nil {
+		return Plan{}, err
+	}
+	if len(res.Objects) == 0 {
+		return Plan{}, fmt.Errorf("%w in s3://%s/%s: check its dimensions with `af index stats`, or refresh the index with `af index build`", ErrNoFiles, res.Bucket, res.Prefix)
+	}
+	t1 := s.now()
+	pub := r.PublicKey
+	if pub == nil {
+		text, err := s.Queue.PoolKey(ctx)
+		if err != nil {
+			return Plan{}, fmt.Errorf("get the worker pool's public key from the queue (or pass --public-key af.pub): %w", err)
+		}
+		if pub, err = creds.ParsePublicKey(string(text)); err != nil {
+			return Plan{}, fmt.Errorf("the queue's pool key: %w", err)
+		}
+	}
+	deadline := r.Deadline
+	if deadline <= 0 {
+		deadline = DefaultDeadline
+	}
+	ttl := r.CredentialsTTL
+	if ttl <= 0 {
+		ttl = creds.DefaultTTL
+	}
+	if ttl < deadline {
+		// Credentials must outlive every task; shorten the deadline rather
+		// than mint credentials that die first.
+		deadline = ttl - time.Minute
+	}
+	now := s.now()
+	cr, err := creds.Mint(ctx, s.AWS, creds.MintRequest{
+		Bucket: res.Bucket, Prefix: res.Prefix, TTL: ttl, Mode: r.CredentialsMode, RoleARN: r.RoleARN,
+		SessionName: "af-submit", Deadline: now.Add(deadline),
+	})
+	if err != nil {
+		return Plan{}, fmt.Errorf("mint the job's S3 credentials: %w", err)
+	}
+	sealed, err := creds.Seal(cr, pub)
+	if err != nil {
+		return Plan{}, err
+	}
+	t2 := s.now()
+	g, err := BuildGraph(GraphOptions{
+		Name: r.Name, Owner: r.Owner, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema,
+		Files: res.Objects, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
+		SealedCredentials: sealed, MaxRunTime: r.MaxRunTime, Deadline: deadline, Retries: r.Retries,
+		Limits: r.Limits, Now: now,
+	})
+	if err != nil {
+		return Plan{}, err
+	}
+	m, files, bytes := Summary(g)
+	return Plan{
+		Graph: g, Bucket: res.Bucket, Prefix: res.Prefix, Mappers: m, Files: files, Bytes: bytes,
+		QueryTime: t1.Sub(t0), MintTime: t2.Sub(t1), BuildTime: s.now().Sub(t2),
+	}, nil
+}
+
+// query selects the input files through the queue's index or a local one.
+func (s *Submitter) query(ctx context.Context, r Request) (taskdef.IndexResult, []string, error) {
+	if r.IndexDB == "" {
+		res, err := s.Queue.IndexQuery(ctx, r.FilterJSON)
+		if err != nil {
+			return taskdef.IndexResult{}, nil, fmt.Errorf("query the file index with %s: %w", r.FilterName, err)
+		}
+		// The queue's index follows the telemetry schema unless it says
+		// otherwise; the worker only needs the field names.
+		return res, nil, nil
+	}
+	db, err := index.Open(r.IndexDB, index.Options{ReadOnly: true, Logger: s.Logger})
+	if err != nil {
+		return taskdef.IndexResult{}, nil, err
+	}
+	defer db.Close()
+	bucket, prefix, schema, err := db.Source()
+	if err != nil {
+		return taskdef.IndexResult{}, nil, fmt.Errorf("index %s: %w", r.IndexDB, err)
+	}
+	f, err := filter.Parse(r.FilterName, r.FilterJSON, schema)
+	if err != nil {
+		return taskdef.IndexResult{}, nil, err
+	}
+	res := taskdef.IndexResult{Bucket: bucket, Prefix: prefix}
+	if _, err := db.Query(ctx, f, func(o index.Object) error {
+		res.Objects = append(res.Objects, taskdef.InputFile{Key: o.Key, Size: o.Size})
+		res.Files++
+		res.Bytes += o.Size
+		return nil
+	}); err != nil {
+		return taskdef.IndexResult{}, nil, fmt.Errorf("query %s: %w", r.IndexDB, err)
+	}
+	return res, schema.Fields, nil
+}
+
+// checkImage refuses an image that is not on this host's engine: with no
+// registry, a worker can only run images that were built or loaded on it.
+func (s *Submitter) checkImage(ctx context.Context, image string) error {
+	if s.Docker == nil {
+		return nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := s.Docker.ImageInspect(ictx, image); err != nil {
+		if errdefs.IsNotFound(err) {
+			return fmt.Errorf("image %s is not on this host's Docker engine, so the workers cannot have it either (af never pulls): build it (`make images` for the examples) or `docker load` it on every worker host; pass --no-image-check when this host is not a worker", image)
+		}
+		return fmt.Errorf("check image %s: %w (pass --no-image-check to skip)", image, err)
+	}
+	return nil
+}
+
+// Post creates the graph on the queue in one request.
+func (s *Submitter) Post(ctx context.Context, g taskdef.Graph) (taskdef.GraphStatus, error) {
+	st, err := s.Queue.CreateGraph(ctx, g)
+	if err != nil {
+		return taskdef.GraphStatus{}, fmt.Errorf("post the graph: %w", err)
+	}
+	return st, nil
+}
+
+// MonitorURL is the graph's monitor page under the queue's base URL.
+func MonitorURL(base, graphID string) string {
+	return strings.TrimRight(base, "/") + "/graphs/" + graphID
+}
