@@ -138,7 +138,7 @@ func (h *handler) serveGraph(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusNotFound, h.errT, p)
 		return
 	}
-	p := h.base("Graph "+id+" · af")
+	p := h.base("Graph " + id + " · af")
 	p.GraphID = id
 	p.JS = h.gjs
 	h.render(w, http.StatusOK, h.graph, p)

@@ -285,7 +285,7 @@
     const retry = v.runCount > 1 ? '<span class="retries" title="' + v.runCount + ' runs">↻' + (v.runCount - 1) + '</span>' : '';
     const why = [v.reason && v.reason !== v.state ? v.reason : '', v.message].filter(Boolean).join(': ');
     let links = '';
-    if (v.runCount) links += '<a href="' + af.esc(artifactURL(v.id, 'public/logs/live.log')) + '" class="log-link" target="_blank" rel="noopener">log</a>';
+    if (v.started != null) links += '<a href="' + af.esc(artifactURL(v.id, 'public/logs/live.log')) + '" class="log-link" target="_blank" rel="noopener">log</a>';
     if (v.state === 'completed') links += '<a href="' + af.esc(artifactURL(v.id, 'public/result.txt')) + '" class="result-link">result</a>';
     return '<div class="trow' + (v.id === selected ? ' flash' : '') + '" role="row" data-task-id="' + af.esc(v.id) + '" data-state="' + af.esc(v.state) +
       '" style="top:' + i * ROW_H + 'px">' +
@@ -340,8 +340,8 @@
     scroll.scrollTop = Math.max(0, i * ROW_H - scroll.clientHeight / 2 + ROW_H / 2);
     renderRows();
     scroll.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
-    for (const r of $('gantt').querySelectorAll('rect.bar.sel')) r.classList.remove('sel');
-    for (const r of $('gantt').querySelectorAll('rect.bar')) if (r.dataset.taskId === id) r.classList.add('sel');
+    for (const r of $('gantt').querySelectorAll('rect.gbar.sel')) r.classList.remove('sel');
+    for (const r of $('gantt').querySelectorAll('rect.gbar')) if (r.dataset.taskId === id) r.classList.add('sel');
   }
 
   // ---- Gantt chart ---------------------------------------------------
@@ -382,7 +382,8 @@
     for (let k = 0; k * step <= span; k++) {
       const xx = x(t0 + k * step).toFixed(1);
       p.push('<line x1="' + xx + '" x2="' + xx + '" y1="' + (AX - 4) + '" y2="' + H + '"/>');
-      p.push('<text x="' + xx + '" y="' + (AX - 8) + '" text-anchor="' + (k === 0 ? 'start' : 'middle') + '">+' + af.dur(k * step) + '</text>');
+      const anchor = k === 0 ? 'start' : +xx > W - 40 ? 'end' : 'middle';
+      p.push('<text x="' + xx + '" y="' + (AX - 8) + '" text-anchor="' + anchor + '">+' + af.dur(k * step) + '</text>');
     }
     p.push('</g>');
 
@@ -394,7 +395,7 @@
         const label = v.name.length > 28 ? v.name.slice(0, 27) + '…' : v.name;
         p.push('<text class="label" x="6" y="' + (y + rowH / 2 + 4) + '">' + af.esc(label) + '</text>');
       }
-      const bh = rowH > 6 ? rowH - 6 : Math.max(1, rowH - 1);
+      const bh = rowH > 6 ? rowH - 6 : rowH > 3 ? rowH - 1 : rowH;
       const by = y + (rowH - bh) / 2;
       for (const r of v.task.runs || []) {
         if (!r.started) continue;
@@ -403,7 +404,7 @@
         const live = !r.resolved;
         const bx = x(s);
         const bw = Math.max(2, x(e) - bx);
-        p.push('<rect class="bar' + (live ? ' live' : '') + (v.id === selected ? ' sel' : '') + '" x="' + bx.toFixed(1) + '" y="' + by.toFixed(1) + '" width="' + bw.toFixed(1) +
+        p.push('<rect class="gbar' + (live ? ' live' : '') + (v.id === selected ? ' sel' : '') + '" x="' + bx.toFixed(1) + '" y="' + by.toFixed(1) + '" width="' + bw.toFixed(1) +
           '" height="' + bh + '" rx="' + (bh > 6 ? 3 : 0) + '" data-task-id="' + af.esc(v.id) + '" data-run-id="' + r.runId + '" data-state="' + af.esc(r.state) + '"/>');
       }
     }
@@ -411,6 +412,7 @@
       const xn = x(nowT).toFixed(1);
       p.push('<line class="now" x1="' + xn + '" x2="' + xn + '" y1="' + (AX - 4) + '" y2="' + H + '"/>');
     }
+    svg.classList.toggle('compact', rowH < 8);
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     svg.setAttribute('width', W);
     svg.setAttribute('height', H);
@@ -419,7 +421,7 @@
 
   const tip = $('tooltip');
   $('gantt').addEventListener('mousemove', (e) => {
-    const bar = e.target.closest('rect.bar');
+    const bar = e.target.closest('rect.gbar');
     if (!bar) { tip.hidden = true; return; }
     const v = byId.get(bar.dataset.taskId);
     const r = v && (v.task.runs || []).find((x) => String(x.runId) === bar.dataset.runId);
@@ -445,7 +447,7 @@
   });
   $('gantt').addEventListener('mouseleave', () => { tip.hidden = true; });
   $('gantt').addEventListener('click', (e) => {
-    const bar = e.target.closest('rect.bar');
+    const bar = e.target.closest('rect.gbar');
     if (bar) focusTask(bar.dataset.taskId);
   });
 
