@@ -307,6 +307,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", s.readGuard(s.metrics.handler()))
 	mux.Handle("GET /graphs", s.readGuard(s.pages))
+	mux.Handle("GET /graphs/{$}", s.readGuard(s.pages))
 	mux.Handle("GET /graphs/{id}", s.readGuard(s.pages))
 	mux.Handle("GET /{$}", http.RedirectHandler("/graphs", http.StatusFound))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
