@@ -293,18 +293,30 @@ func FuzzBalance(f *testing.F) {
 }
 
 // BenchmarkBalance150k is the submit-time cost for 150,000 files into loads
-// of at most 2 GiB and 300 files.
+// of at most 2 GiB and 300 files. It also reports the load count against
+// the lower bound and the heaviest load against the average, so the
+// benchmark records quality along with speed.
 func BenchmarkBalance150k(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	files := make([]taskdef.InputFile, 150_000)
+	var total int64
 	for i := range files {
 		files[i] = taskdef.InputFile{Key: fmt.Sprintf("saved_session/Firefox/release/%d/20140%03d.v2.log.%08x.lzma", i%40, i%1000, r.Uint32()), Size: r.Int64N(40<<20) + 1}
+		total += files[i].Size
 	}
+	const maxBytes, maxFiles = 2 << 30, 300
 	b.ReportAllocs()
 	b.ResetTimer()
-	var loads int
+	var loads [][]taskdef.InputFile
 	for b.Loop() {
-		loads = len(Balance(files, 2<<30, 300))
+		loads = Balance(files, maxBytes, maxFiles)
 	}
-	b.ReportMetric(float64(loads), "loads")
+	b.StopTimer()
+	var heaviest int64
+	for _, l := range loads {
+		heaviest = max(heaviest, loadBytes(l))
+	}
+	b.ReportMetric(float64(len(loads)), "loads")
+	b.ReportMetric(float64(MinLoads(len(files), total, maxBytes, maxFiles)), "lowerbound")
+	b.ReportMetric(float64(heaviest)/(float64(total)/float64(len(loads))), "max/avg")
 }
