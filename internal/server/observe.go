@@ -1,30 +1,24 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
 )
 
-// reqInfo collects what handlers learn about a request for its log line:
-// the token's name (never its value) and why it failed.
-type reqInfo struct {
-	token string
-	note  string
-}
-
-type reqInfoKey struct{}
-
-func setTokenName(r *http.Request, name string) {
-	if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
-		ri.token = name
+// setTokenName and setErrorNote tell the request's log line which token
+// (by name, never its value) was used and why the request failed. They
+// reach the recorder observe wrapped the writer in, which avoids a context
+// (and a request copy) per request.
+func setTokenName(w http.ResponseWriter, name string) {
+	if rec, ok := w.(*recorder); ok {
+		rec.token = name
 	}
 }
 
-func setErrorNote(r *http.Request, note string) {
-	if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
-		ri.note = note
+func setErrorNote(w http.ResponseWriter, note string) {
+	if rec, ok := w.(*recorder); ok {
+		rec.note = note
 	}
 }
 
@@ -33,6 +27,8 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	token  string
+	note   string
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -78,8 +74,6 @@ func wroteHeader(w http.ResponseWriter) bool {
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{}
-		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
 		rec := &recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
@@ -109,11 +103,11 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			slog.Duration("dur", d),
 			slog.Int64("bytes", rec.bytes),
 		}
-		if ri.token != "" {
-			attrs = append(attrs, slog.String("token", ri.token))
+		if rec.token != "" {
+			attrs = append(attrs, slog.String("token", rec.token))
 		}
-		if ri.note != "" && rec.status >= 400 {
-			attrs = append(attrs, slog.String("err", ri.note))
+		if rec.note != "" && rec.status >= 400 {
+			attrs = append(attrs, slog.String("err", rec.note))
 		}
 		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 	})

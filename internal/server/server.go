@@ -265,7 +265,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, need Role) bo
 		s.writeError(w, r, &httpError{status: http.StatusUnauthorized, code: "Unauthorized", msg: msg})
 		return false
 	}
-	setTokenName(r, name)
+	setTokenName(w, name)
 	if !allows(role, need) {
 		s.writeError(w, r, &httpError{status: http.StatusForbidden, code: "Forbidden",
 			msg: fmt.Sprintf("token %q has role %s; this route needs role %s (or admin)", name, role, need)})
@@ -661,7 +661,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	setErrorNote(r, err.Error())
+	setErrorNote(w, err.Error())
 	_ = writeJSON(w, status, map[string]string{"error": err.Error(), "code": code})
 }
 
