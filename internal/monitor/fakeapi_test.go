@@ -23,6 +23,9 @@ type fakeAPI struct {
 	graphs    map[string]*taskdef.GraphStatus
 	order     []string
 	artifacts map[string]string // "<taskId>/<name>" → body
+	// redirect, when set, answers artifact requests with a 303 to the URL
+	// it returns, as `af serve` does with presigned S3 URLs.
+	redirect  func(taskID, name string) (string, error)
 	graphGets int
 	notMod    int
 }
@@ -48,6 +51,12 @@ func (f *fakeAPI) artifact(taskID, name, body string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.artifacts[taskID+"/"+name] = body
+}
+
+func (f *fakeAPI) setRedirect(fn func(taskID, name string) (string, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.redirect = fn
 }
 
 func (f *fakeAPI) gets() (int, int) {
@@ -109,7 +118,17 @@ func (f *fakeAPI) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/tasks/{id}/artifacts/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		body, ok := f.artifacts[r.PathValue("id")+"/"+r.PathValue("name")]
+		redirect := f.redirect
 		f.mu.Unlock()
+		if redirect != nil {
+			u, err := redirect(r.PathValue("id"), r.PathValue("name"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			http.Redirect(w, r, u, http.StatusSeeOther)
+			return
+		}
 		if !ok {
 			http.Error(w, `{"message":"no such artifact"}`, http.StatusNotFound)
 			return

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/af-project/af/internal/browsertest"
+	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -116,6 +121,7 @@ func TestPagesInBrowser(t *testing.T) {
 	t.Run("2000 tasks", func(t *testing.T) { testBigGraph(t, browser) })
 	t.Run("graph list", func(t *testing.T) { testList(t, browser) })
 	t.Run("unknown graph", func(t *testing.T) { testUnknownGraph(t, browser) })
+	t.Run("result through a presigned S3 redirect", func(t *testing.T) { testResultViaS3(t, browser) })
 }
 
 const wait = 20 * time.Second
@@ -394,5 +400,51 @@ func testUnknownGraph(t *testing.T, browser *browsertest.Browser) {
 	must(t, tab.Eval(`document.getElementById('banner').textContent`, &banner))
 	if !strings.Contains(banner, "graph NoSuchGraph01 not found") {
 		t.Errorf("banner %q does not pass on the API's message", banner)
+	}
+}
+
+// testResultViaS3 checks the path `af serve` really takes: the result link
+// answers 303 to a presigned URL on S3 (a real MinIO, another origin), and
+// the page still shows the result inline, which needs S3's CORS answer and
+// the page's connect-src to allow it.
+func testResultViaS3(t *testing.T, browser *browsertest.Browser) {
+	s3srv := miniotest.Start(t, "af-artifacts")
+	b := graphBuilder{base: time.Now().Add(-10 * time.Minute).Truncate(time.Second)}
+	g := liveGraph(b)
+	g.GraphID, g.State, g.Resolved, g.ResultTaskID = "S3Graph000001", taskdef.GraphCompleted, b.at(500), taskID("R", 1)
+	for i := range g.Tasks {
+		g.Tasks[i].State = taskdef.StateCompleted
+		g.Tasks[i].Runs = []taskdef.Run{b.run(0, taskdef.StateCompleted, 10, 400, "w-alpha", taskdef.Stats{Files: 1})}
+	}
+	result := strings.Repeat("release,WINNT,91234\n", 5000) // 100 KB: more than the preview
+	s3srv.Put(t, "af-artifacts", g.ResultTaskID+"/0/"+taskdef.ResultArtifact, []byte(result))
+
+	api, srv := startSite(t, Options{PollInterval: 300 * time.Millisecond, ResultPreviewBytes: 4096})
+	presign := s3.NewPresignClient(s3srv.S3)
+	api.setRedirect(func(taskID, name string) (string, error) {
+		p, err := presign.PresignGetObject(context.Background(), &s3.GetObjectInput{
+			Bucket: aws.String("af-artifacts"), Key: aws.String(taskID + "/0/" + name)}, s3.WithPresignExpires(time.Minute))
+		if err != nil {
+			return "", err
+		}
+		return p.URL, nil
+	})
+	api.set(g)
+
+	tab := browser.NewTab(t)
+	must(t, tab.Navigate(srv.URL+"/graphs/"+g.GraphID, wait))
+	must(t, tab.WaitFor(`['true', 'error'].includes(document.getElementById('result-text').dataset.loaded)`, wait))
+	var shown struct{ Loaded, Text, Note string }
+	must(t, tab.Eval(`({loaded: document.getElementById('result-text').dataset.loaded,
+		text: document.getElementById('result-text').textContent,
+		note: document.getElementById('result-note').textContent})`, &shown))
+	if shown.Loaded != "true" {
+		t.Fatalf("result not shown through the S3 redirect: %s", shown.Text)
+	}
+	if len(shown.Text) != 4096 || !strings.HasPrefix(shown.Text, "release,WINNT,91234\n") {
+		t.Errorf("preview is %d bytes starting %q, want the first 4096", len(shown.Text), shown.Text[:min(40, len(shown.Text))])
+	}
+	if !strings.Contains(shown.Note, "first 4.00 KiB") {
+		t.Errorf("note %q does not say the preview is cut", shown.Note)
 	}
 }
