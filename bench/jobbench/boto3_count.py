@@ -1,0 +1,70 @@
+"""The boto3 baseline of bench/50-job.sh: one Python process counts the
+documents of every object under a prefix by info.OS, the way an analyst
+would without af: list, get each object, gunzip it, json.loads each line.
+
+    /usr/bin/python3 boto3_count.py BUCKET PREFIX
+
+S3 comes from the standard AWS environment (AWS_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, ...). Prints one JSON line: the counts, the seconds the
+count took (listing included, interpreter start excluded), and the
+uncompressed bytes read.
+"""
+
+import collections
+import json
+import os
+import sys
+import time
+import zlib
+
+import boto3
+from botocore.config import Config
+
+
+def client():
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def keys(s3, bucket, prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"]
+
+
+def count_object(s3, bucket, key, counts):
+    """Adds the object's documents to counts; returns its uncompressed size."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    raw = zlib.decompress(body, 31)  # gzip framing
+    loads = json.loads
+    for line in raw.splitlines():
+        _, tab, doc = line.partition(b"\t")
+        if not tab:
+            continue  # a bad line, as the worker skips it
+        try:
+            os_name = loads(doc)["info"]["OS"]
+        except (ValueError, KeyError, TypeError):
+            os_name = "UNKNOWN"
+        if not isinstance(os_name, str):
+            os_name = "UNKNOWN"
+        counts[os_name] += 1
+    return len(raw)
+
+
+def main(bucket, prefix):
+    start = time.monotonic()
+    s3 = client()
+    counts = collections.Counter()
+    raw = 0
+    for key in keys(s3, bucket, prefix):
+        raw += count_object(s3, bucket, key, counts)
+    seconds = time.monotonic() - start
+    print(json.dumps({"counts": dict(counts), "seconds": seconds, "raw_bytes": raw}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

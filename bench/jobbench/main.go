@@ -1,0 +1,378 @@
+// Command jobbench is issue 5's end-to-end benchmark (bench/50-job.sh): on
+// one generated data set of telemetry-like gzip JSON lines in one MinIO, it
+// times the os-count job through af (the Python helper image and the Go SDK
+// image, on in-process workers over the real Docker engine), the same count
+// by a single-process boto3 script and by Dask on a local cluster, and the
+// ceiling of Go gunzip over the same objects; then the fixed cost of a task
+// with no input. Every system's counts are checked against the counts the
+// generator recorded. It prints one markdown section for BENCHMARKS.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/af-project/af/internal/synth"
+)
+
+// config is the command line.
+type config struct {
+	rawBytes     int64
+	files        int
+	hist         int
+	filesPerTask int
+	workers      int
+	capacity     int
+	fixedTasks   int
+	runs         int
+	python       string
+	scripts      string
+	only         string
+	command      string
+	verbose      bool
+}
+
+func main() {
+	var c config
+	flag.Int64Var(&c.rawBytes, "raw-bytes", 1<<30, "uncompressed size of the data set")
+	flag.IntVar(&c.files, "files", 128, "number of objects (a multiple of 16)")
+	flag.IntVar(&c.hist, "hist", 16, "histograms per document (sets the document size)")
+	flag.IntVar(&c.filesPerTask, "files-per-task", 16, "input files per mapper task")
+	flag.IntVar(&c.workers, "workers", 1, "in-process af workers")
+	flag.IntVar(&c.capacity, "capacity", 2, "tasks each worker runs at once")
+	flag.IntVar(&c.fixedTasks, "fixed-tasks", 20, "mapper tasks with no input for the fixed cost")
+	flag.IntVar(&c.runs, "runs", 1, "runs of each system; the fastest is reported (the machine is shared)")
+	flag.StringVar(&c.python, "python", "/usr/bin/python3", "Python with boto3, dask and distributed (Debian's)")
+	flag.StringVar(&c.scripts, "scripts", "", "directory of boto3_count.py and dask_count.py (default: next to this source)")
+	flag.StringVar(&c.only, "only", "", "comma-separated systems to run (gunzip,boto3,dask,af-python,af-go,fixed); default all")
+	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
+	flag.BoolVar(&c.verbose, "v", false, "log af's components to stderr")
+	flag.Parse()
+	if c.scripts == "" {
+		c.scripts = "bench/jobbench"
+	}
+	if err := run(c, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "jobbench:", err)
+		os.Exit(1)
+	}
+}
+
+func (c config) want(system string) bool {
+	if c.only == "" {
+		return true
+	}
+	for _, s := range strings.Split(c.only, ",") {
+		if strings.TrimSpace(s) == system {
+			return true
+		}
+	}
+	return false
+}
+
+// progress notes each step on stderr, so a slow run shows where it is.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "jobbench %s: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// measure is one system's best run.
+type measure struct {
+	name    string
+	seconds float64
+	raw     int64
+	note    string
+	ok      bool // ran and was checked
+}
+
+func (m measure) mbs() float64 {
+	if m.seconds <= 0 {
+		return 0
+	}
+	return float64(m.raw) / m.seconds / 1e6
+}
+
+// best keeps the faster of two runs of a system.
+func best(a, b measure) measure {
+	if !a.ok || (b.ok && b.seconds < a.seconds) {
+		return b
+	}
+	return a
+}
+
+func run(c config, out io.Writer) error {
+	ctx := context.Background()
+	var logOut io.Writer = io.Discard
+	if c.verbose {
+		logOut = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	dir, err := os.MkdirTemp("", "af-jobbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	e, err := startEnv(dir, log)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if c.want("af-python") || c.want("af-go") || c.want("fixed") {
+		if err := e.requireImages("af/os-count", "af/os-count-go"); err != nil {
+			return err
+		}
+	}
+
+	progress("generating %.2f GiB in %d files", float64(c.rawBytes)/(1<<30), c.files)
+	t0 := time.Now()
+	set, docSize, err := generate(dataSpec{RawBytes: c.rawBytes, Files: c.files, HistogramSize: c.hist, Seed: 5})
+	if err != nil {
+		return err
+	}
+	genTime := time.Since(t0)
+	if err := upload(ctx, e, set); err != nil {
+		return err
+	}
+	docs, compressed, raw := set.Totals()
+	want := set.CountByOS(nil)
+	wantText := synth.FormatOSCounts(want)
+	progress("data: %d docs of %.0f bytes, %d raw bytes, %d gzip bytes (made in %s)", docs, docSize, raw, compressed, genTime.Round(time.Millisecond))
+
+	ms := map[string]measure{}
+	record := func(m measure) { ms[m.name] = best(ms[m.name], m) }
+	check := func(system string, got map[string]int) error {
+		if g := synth.FormatOSCounts(got); g != wantText {
+			return fmt.Errorf("%s counted\n%swant\n%s", system, g, wantText)
+		}
+		return nil
+	}
+
+	var sealed string
+	if c.want("af-python") || c.want("af-go") {
+		if err := e.startWorkers(c.workers, c.capacity); err != nil {
+			return err
+		}
+		if sealed, err = e.sealedCredentials(ctx); err != nil {
+			return err
+		}
+	}
+	jobs := map[string]jobRun{}
+	for r := 0; r < c.runs; r++ {
+		if c.want("gunzip") {
+			for _, kind := range []readerKind{readOnly, gunzipStdlib, gunzipKlauspt} {
+				progress("run %d: %s, 2 goroutines", r+1, kind)
+				n, d, err := ceiling(ctx, e.minio.S3, set, kind, 2)
+				if err != nil {
+					return err
+				}
+				want := raw
+				if kind == readOnly {
+					want = compressed
+				}
+				if n != want {
+					return fmt.Errorf("%s read %d bytes, want %d", kind, n, want)
+				}
+				record(measure{name: string(kind), seconds: d.Seconds(), raw: raw, ok: true})
+			}
+		}
+		if c.want("boto3") {
+			progress("run %d: boto3 script", r+1)
+			res, err := e.runPython(ctx, c.python, c.scripts, "boto3_count.py")
+			if err != nil {
+				return err
+			}
+			if err := check("the boto3 script", res.Counts); err != nil {
+				return err
+			}
+			record(measure{name: "boto3", seconds: res.Seconds, raw: res.RawBytes, ok: true})
+		}
+		if c.want("dask") {
+			progress("run %d: dask", r+1)
+			res, err := e.runPython(ctx, c.python, c.scripts, "dask_count.py", "2")
+			if err != nil {
+				return err
+			}
+			if err := check("dask", res.Counts); err != nil {
+				return err
+			}
+			record(measure{name: "dask", seconds: res.Seconds, raw: res.RawBytes, ok: true,
+				note: fmt.Sprintf("cluster start-up %.1f s, not counted", res.StartupSeconds)})
+		}
+		for _, j := range []struct{ system, image string }{{"af-python", "af/os-count"}, {"af-go", "af/os-count-go"}} {
+			if !c.want(j.system) {
+				continue
+			}
+			progress("run %d: af job %s", r+1, j.image)
+			jr, err := e.runJob(ctx, set, j.image, c.filesPerTask, sealed)
+			if err != nil {
+				return err
+			}
+			if jr.result != wantText {
+				return fmt.Errorf("af job %s result\n%swant\n%s", j.image, jr.result, wantText)
+			}
+			if jr.raw != raw {
+				return fmt.Errorf("af job %s mappers read %d raw bytes, want %d", j.image, jr.raw, raw)
+			}
+			m := measure{name: j.system, seconds: jr.elapsed.Seconds(), raw: jr.raw, ok: true}
+			if prev, ok := ms[j.system]; !ok || m.seconds < prev.seconds {
+				jobs[j.system] = jr
+			}
+			record(m)
+		}
+	}
+
+	var fixedPy, fixedGo []time.Duration
+	var redPy, redGo time.Duration
+	if c.want("fixed") {
+		if c.fixedTasks > 0 && !(c.want("af-python") || c.want("af-go")) {
+			if err := e.startWorkers(c.workers, c.capacity); err != nil {
+				return err
+			}
+		}
+		progress("fixed cost: %d empty mappers of af/os-count", c.fixedTasks)
+		if fixedPy, redPy, err = e.fixedCost(ctx, "af/os-count", c.fixedTasks); err != nil {
+			return err
+		}
+		progress("fixed cost: %d empty mappers of af/os-count-go", c.fixedTasks)
+		if fixedGo, redGo, err = e.fixedCost(ctx, "af/os-count-go", c.fixedTasks); err != nil {
+			return err
+		}
+	}
+
+	report(out, c, reportData{
+		ms: ms, jobs: jobs, docs: docs, docSize: docSize, raw: raw, compressed: compressed, files: len(set.Files),
+		fixedPy: fixedPy, fixedGo: fixedGo, redPy: redPy, redGo: redGo,
+	})
+	return nil
+}
+
+type reportData struct {
+	ms               map[string]measure
+	jobs             map[string]jobRun
+	docs             int
+	docSize          float64
+	raw, compressed  int64
+	files            int
+	fixedPy, fixedGo []time.Duration
+	redPy, redGo     time.Duration
+}
+
+func report(w io.Writer, c config, d reportData) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	ms := d.ms
+	rate := func(name string) float64 { return ms[name].mbs() }
+	afPy, afGo := rate("af-python"), rate("af-go")
+	dask, boto := rate("dask"), rate("boto3")
+	gzCeil := max(rate(string(gunzipStdlib)), rate(string(gunzipKlauspt)))
+	ratio := func(a, b float64) string {
+		if a <= 0 || b <= 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "**no**"
+	}
+	both := func(a, b bool, parts ...string) string {
+		return fmt.Sprintf("%s (%s), %s (%s)", yes(a), parts[0], yes(b), parts[1])
+	}
+
+	p("## The job end to end: af vs boto3 vs Dask, and the gunzip ceiling (issue 5)")
+	p("")
+	p("One run, one data set in one MinIO on loopback: %d gzip objects of telemetry-like `<id>\\t<json>` lines, %d documents of about %.1f KB, %.2f GiB uncompressed (%.0f MB gzip, %.1fx). "+
+		"Every system counts documents by `info.OS` and its counts are checked against the generator's. MB/s are of uncompressed bytes; %d cores (GOMAXPROCS %d), shared with other work%s.",
+		d.files, d.docs, d.docSize/1000, float64(d.raw)/(1<<30), float64(d.compressed)/1e6, float64(d.raw)/float64(d.compressed),
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), bestOf(c.runs))
+	p("")
+	p("- **af**: `submit.BuildGraph` graph (%d mappers of %d files, one reducer) posted to an in-process `af serve` queue; %d in-process worker(s) × capacity %d on the Docker engine (FIFO input, 1 CPU per container), worker defaults otherwise; time from graph creation to the graph's resolution (reducer result uploaded), as the queue records them. Images `af/os-count` (Python helper, `json.loads` per document) and `af/os-count-go` (Go SDK, `afjob.Field`).",
+		(d.files+c.filesPerTask-1)/c.filesPerTask, c.filesPerTask, c.workers, c.capacity)
+	p("- **boto3**: `bench/jobbench/boto3_count.py`, one process (Debian's python3-boto3): list, get, `zlib` gunzip, `json.loads` per line.")
+	p("- **Dask**: `bench/jobbench/dask_count.py`, Debian's python3-dask/python3-distributed, `LocalCluster(n_workers=2, threads_per_worker=1)`, a `dask.bag` of object keys, each task reading with boto3 as above; timed from the key listing to the folded counts (%s).", orDash(ms["dask"].note))
+	p("- **gunzip ceiling**: Go, 2 goroutines reading the same objects from MinIO and gunzipping into `io.Discard`.")
+	p("")
+	p("```")
+	cmd := c.command
+	if cmd == "" {
+		cmd = "go run ./bench/jobbench " + strings.Join(os.Args[1:], " ")
+	}
+	p("%s", cmd)
+	p("```")
+	p("")
+	p("| system | MB/s | seconds | ratio to af-python | ratio to af-go | target | meets |")
+	p("|---|---|---|---|---|---|---|")
+	row := func(label, name, target, meets string) {
+		m, ok := ms[name]
+		if !ok {
+			p("| %s | not run | — | — | — | %s | — |", label, target)
+			return
+		}
+		p("| %s | %.1f | %.2f | %s | %s | %s | %s |", label, m.mbs(), m.seconds, ratio(m.mbs(), afPy), ratio(m.mbs(), afGo), target, meets)
+	}
+	row("af job, Python helper (af/os-count)", "af-python", "≥ 1.3x Dask; ≥ 2x boto3",
+		both(afPy >= 1.3*dask && dask > 0, afPy >= 2*boto && boto > 0, ratio(afPy, dask)+"x Dask", ratio(afPy, boto)+"x boto3"))
+	row("af job, Go SDK (af/os-count-go)", "af-go", "≥ 5x Dask; ≥ 80% of the gunzip ceiling",
+		both(afGo >= 5*dask && dask > 0, afGo >= 0.8*gzCeil && gzCeil > 0, ratio(afGo, dask)+"x Dask", pct(afGo, gzCeil)+" of ceiling"))
+	row("boto3 script, one process", "boto3", "— (reference here: about 44 MB/s)", "—")
+	row("Dask LocalCluster, 2 workers × 1 thread", "dask", "— (reference here: about 64 MB/s)", "—")
+	row("gunzip ceiling, compress/gzip, 2 goroutines", string(gunzipStdlib), "— (reference: 220-260 MB/s a core)", "—")
+	row("gunzip ceiling, klauspost/compress/gzip, 2 goroutines", string(gunzipKlauspt), "— (reference: 220-260 MB/s a core)", "—")
+	if m, ok := ms[string(readOnly)]; ok {
+		p("| S3 GET only (no gunzip), 2 goroutines | %.1f (%.1f MB/s gzip) | %.2f | — | — | — | — |", m.mbs(), float64(d.compressed)/m.seconds/1e6, m.seconds)
+	}
+	p("")
+	if len(d.fixedPy) > 0 {
+		p("Fixed cost of a task with no input (claimed → resolved, from the queue's run times; %d empty mappers and their reducer per image, %d worker(s) × capacity %d): "+
+			"**Python helper p50 %s, p90 %s** (reducer %s); **Go SDK p50 %s, p90 %s** (reducer %s). Target: p50 under 1 s — %s (Python), %s (Go).",
+			len(d.fixedPy), c.workers, c.capacity, ms3(quantile(d.fixedPy, .5)), ms3(quantile(d.fixedPy, .9)), ms3(d.redPy),
+			ms3(quantile(d.fixedGo, .5)), ms3(quantile(d.fixedGo, .9)), ms3(d.redGo),
+			yes(quantile(d.fixedPy, .5) < time.Second), yes(quantile(d.fixedGo, .5) < time.Second))
+		p("")
+	}
+	for _, name := range []string{"af-python", "af-go"} {
+		j, ok := d.jobs[name]
+		if !ok {
+			continue
+		}
+		p("Where %s's %.2f s went: first mapper claimed %s after the graph was created; mappers took p50 %s, max %s each (claimed → resolved, %d of them on %d slots); the last mapper resolved at %s; the reducer took %s.",
+			j.image, j.elapsed.Seconds(), ms3(j.firstClaim), ms3(quantile(j.mapperTimes, .5)), ms3(quantile(j.mapperTimes, 1)),
+			j.mappers, c.workers*c.capacity, ms3(j.lastMapper), ms3(j.reducer))
+		p("")
+	}
+}
+
+func bestOf(runs int) string {
+	if runs <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("; each system ran %d times, the fastest is shown", runs)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func pct(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f%%", 100*a/b)
+}
+
+func ms3(d time.Duration) string {
+	if d >= 10*time.Second {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
