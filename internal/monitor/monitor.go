@@ -167,5 +167,5 @@ func (h *handler) render(w http.ResponseWriter, status int, t *template.Template
 func nonce() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return base64.RawStdEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:]) // no "+" or "/" to escape in HTML
 }
