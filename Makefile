@@ -38,26 +38,30 @@ lint: $(TOOLS)/staticcheck
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck ./...
 
-# test runs every test, race detector on, against real MinIO and Docker.
+# test runs every test, race detector on, against real MinIO, Docker, SMTP
+# and headless Chromium. Screenshots and other test output go to out/test.
 test: deps images
-	$(GO) test -race -count=1 -timeout 40m ./...
+	@mkdir -p out/test
+	AF_TEST_OUTPUT=$(CURDIR)/out/test $(GO) test -race -count=1 -timeout 45m ./...
 
 test-short: deps
 	$(GO) test -race -count=1 -short ./...
 
 # images builds the base and example job images (no registry needed).
 images:
-	@echo "images: not built yet"
+	bash images/build.sh
 
 # bench runs every benchmark and writes BENCHMARKS.md.
 bench: deps images
 	bash bench/run.sh
 
-demo:
-	@echo "demo: not built yet"; exit 1
+# demo runs the whole system on this machine: MinIO, af serve, two
+# workers, an SMTP sink, sample data, and two jobs (Python and Go).
+demo: deps build images
+	bash demo/run.sh
 
 demo-down:
-	@true
+	bash demo/down.sh
 
 clean:
 	rm -rf $(BIN)
