@@ -72,20 +72,6 @@ func (l *taskLog) snapshot() ([]byte, bool) {
 	return bytes.Clone(l.buf.Bytes()), d
 }
 
-// tail returns the last n bytes of the log, from a line start.
-func (l *taskLog) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buf.Bytes()
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
-}
-
 // errNotCurrent is the cause of a run's cancellation when the queue says
 // it is no longer the current run (canceled, expired, superseded).
 var errNotCurrent = errors.New("the queue says this run is no longer current")
@@ -286,7 +272,11 @@ func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, scratch strin
 // runContainer runs the container fed by input and maps the runner's
 // result to an outcome. It returns ok when the job succeeded.
 func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Reader, tlog *taskLog) (outcome, bool) {
-	res, err := w.cfg.Runner.Run(ctx, rs, runner.Streams{Stdin: input, Stdout: tlog, Stderr: tlog})
+	// The job's own output is kept apart from the worker's lines so a
+	// failure quotes the job, not the feeder's bad-line notes.
+	jobOut := &outputTail{max: 4096}
+	both := io.MultiWriter(tlog, jobOut)
+	res, err := w.cfg.Runner.Run(ctx, rs, runner.Streams{Stdin: input, Stdout: both, Stderr: both})
 	if err != nil {
 		var fail *inputFailure
 		if errors.As(err, &fail) {
@@ -303,16 +293,59 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 		return exception(taskdef.ReasonInternalError, "run container: %v", err), false
 	}
 	if res.Outcome != runner.OutcomeSucceeded {
-		msg := res.Message
-		if t := strings.TrimSpace(lastLines(tlog.tail(4096), 12)); t != "" {
-			msg += "\n" + t
-		}
-		return failed("%s", msg), false
+		return failed("%s", failureMessage(res.Message, jobOut.String())), false
 	}
 	if rs.Input != runner.InputNone && !res.InputComplete {
 		return failed("the job exited 0 before it read all of its input (%d bytes delivered); a mapper or reducer must read its input to the end", res.InputBytes), false
 	}
 	return outcome{}, true
+}
+
+// failureMessage leads with the job's last output line (a Python
+// traceback's exception, say) so that readers that keep only a message's
+// head, like the owner's email, still say why; the output's last lines
+// follow for context.
+func failureMessage(runnerMsg, jobOutput string) string {
+	out := strings.TrimSpace(lastLines(jobOutput, 12))
+	if out == "" {
+		return runnerMsg
+	}
+	head := out
+	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+		head = strings.TrimSpace(out[i+1:])
+	}
+	return runnerMsg + ": " + head + "\n" + out
+}
+
+// outputTail keeps about the last max bytes written to it.
+type outputTail struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (o *outputTail) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf = append(o.buf, p...)
+	if len(o.buf) > 2*o.max {
+		o.buf = append(o.buf[:0], o.buf[len(o.buf)-o.max:]...)
+	}
+	return len(p), nil
+}
+
+// String returns the last max bytes, from a line start when cut.
+func (o *outputTail) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.buf
+	if len(b) > o.max {
+		b = b[len(b)-o.max:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
 }
 
 func lastLines(s string, n int) string {
