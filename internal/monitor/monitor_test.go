@@ -368,7 +368,15 @@ func testList(t *testing.T, browser *browsertest.Browser) {
 	api.set(done)
 	failed := liveGraph(b)
 	failed.GraphID, failed.Name, failed.State, failed.Resolved = "FailGraph0001", "addon census", taskdef.GraphFailed, b.at(600)
+	failed.Tasks[0].State = taskdef.StateCompleted
+	failed.Tasks[0].Runs[0] = b.run(0, taskdef.StateCompleted, 2, 300, "w-alpha", taskdef.Stats{Files: 12, Bytes: 900 << 20, RecordsIn: 310000, RecordsOut: 64})
+	failed.Tasks[1].State = taskdef.StateCompleted
+	failed.Tasks[1].Runs[1] = b.run(1, taskdef.StateCompleted, 42, 380, "w-gamma", taskdef.Stats{Files: 10, Bytes: 850 << 20, RecordsIn: 260000, RecordsOut: 51})
 	failed.Tasks[2].State = taskdef.StateFailed
+	failed.Tasks[2].Runs[0] = b.run(0, taskdef.StateFailed, 3, 250, "w-beta", taskdef.Stats{Files: 4, Bytes: 310 << 20, RecordsIn: 90000})
+	failed.Tasks[2].Runs[0].Message = "job exited with status 1:\nTraceback (most recent call last):\n  File \"/job/mapper.py\", line 14, in map\n    os_name = dims[\"os\"]\nKeyError: 'os'"
+	failed.Tasks[3].State = taskdef.StateException
+	failed.Tasks[3].Runs = []taskdef.Run{{RunID: 0, State: taskdef.StateException, ReasonCreated: taskdef.ReasonScheduled, ReasonResolved: taskdef.ReasonDependencyFailed, Resolved: b.at(250)}}
 	api.set(failed)
 	b2 := graphBuilder{base: time.Now().Add(-95 * time.Second)}
 	api.set(liveGraph(b2))
@@ -386,6 +394,17 @@ func testList(t *testing.T, browser *browsertest.Browser) {
 	}
 	must(t, tab.Click(`#graphs .grow[data-graph-id="FailGraph0001"] a`, wait))
 	must(t, tab.WaitFor(`location.pathname === '/graphs/FailGraph0001' && document.getElementById('graph-name').textContent === 'addon census'`, wait))
+	// A failed graph lists what did not complete and why.
+	must(t, tab.WaitFor(`!document.getElementById('failures').hidden`, wait))
+	var failures []string
+	must(t, tab.Eval(`[...document.querySelectorAll('#failures-list li[data-task-id]')].map(li => li.dataset.state + ':' + li.textContent)`, &failures))
+	if len(failures) != 2 || !strings.HasPrefix(failures[0], "failed:") || !strings.Contains(failures[0], "KeyError: 'os'") ||
+		!strings.HasPrefix(failures[1], "exception:") || !strings.Contains(failures[1], "dependency-failed") {
+		t.Errorf("failures listed: %q", failures)
+	}
+	if _, err := tab.Screenshot("monitor-failed"); err != nil {
+		t.Error(err)
+	}
 	if errs := tab.Errors(); len(errs) > 0 {
 		t.Errorf("JavaScript errors: %v", errs)
 	}

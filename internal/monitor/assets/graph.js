@@ -171,6 +171,7 @@
     byId = new Map(views.map((v) => [v.id, v]));
     renderHeader();
     renderCounts();
+    renderFailures();
     refilter();
     renderTable();
     renderGantt();
@@ -231,6 +232,28 @@
         '"><i></i>' + s + ' <b>' + af.num(counts[s]) + '</b></button>';
     }
     $('counts').innerHTML = html;
+  }
+
+  const MAX_FAILURES = 20;
+  function renderFailures() {
+    const bad = views.filter((v) => v.state === 'failed' || v.state === 'exception');
+    $('failures').hidden = bad.length === 0;
+    if (!bad.length) return;
+    $('failures-count').textContent = af.num(bad.length);
+    let html = '';
+    for (const v of bad.slice(0, MAX_FAILURES)) {
+      const reason = v.reason && v.reason !== v.state ? v.reason : '';
+      const msg = v.message.length > 400 ? v.message.slice(0, 400) + '…' : v.message;
+      html += '<li data-task-id="' + af.esc(v.id) + '" data-state="' + af.esc(v.state) + '">' +
+        '<div class="fhead"><span class="badge" data-state="' + af.esc(v.state) + '">' + af.esc(v.state) + '</span>' +
+        '<b>' + af.esc(v.name) + '</b>' + (reason ? '<span class="muted">' + af.esc(reason) + '</span>' : '') +
+        (v.started != null ? '<a href="' + af.esc(artifactURL(v.id, 'public/logs/live.log')) + '" target="_blank" rel="noopener">log</a>' : '') + '</div>' +
+        (msg ? '<pre>' + af.esc(msg) + '</pre>' : '') + '</li>';
+    }
+    if (bad.length > MAX_FAILURES) {
+      html += '<li class="muted more">…and ' + af.num(bad.length - MAX_FAILURES) + ' more: filter the task table by state.</li>';
+    }
+    $('failures-list').innerHTML = html;
   }
 
   $('counts').addEventListener('click', (e) => {
