@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +54,8 @@ type Config struct {
 	// Capacity is how many tasks run at once (default 1).
 	Capacity int
 	// ScratchRoot holds the tasks' scratch dirs; it is made private (0700).
+	// It belongs to this worker id alone: at start the worker removes the
+	// task dirs a killed process of the same id left there.
 	ScratchRoot string
 	// Input is how records reach the container (default FIFO, which skips
 	// the Docker daemon; see BENCHMARKS.md).
@@ -158,6 +162,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	} else if n > 0 {
 		w.log.Info("removed containers a previous worker process left behind", "count", n)
 	}
+	if n, err := sweepScratch(w.cfg.ScratchRoot); err != nil {
+		w.log.Warn("remove scratch dirs a previous worker process left", "err", err)
+	} else if n > 0 {
+		w.log.Info("removed scratch dirs a previous worker process left behind", "count", n)
+	}
 	// Tasks run under their own context so that shutdown can give them the
 	// grace period instead of killing them with the claim loop.
 	taskCtx, stopTasks := context.WithCancel(context.WithoutCancel(ctx))
@@ -231,4 +240,37 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// sweepScratch removes the task scratch dirs (<taskId>-<runId>) that a
+// previous process of this worker left in root when it was killed: their
+// runs were abandoned, and their inputs and outputs would otherwise fill
+// the disk. root belongs to one worker id, as its containers' label does,
+// so at start every task dir in it is stale.
+func sweepScratch(root string) (int, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return 0, fmt.Errorf("sweep scratch root: %w", err)
+	}
+	removed := 0
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		i := strings.LastIndexByte(name, '-')
+		if !e.IsDir() || i <= 0 || taskdef.ValidID(name[:i]) != nil {
+			continue
+		}
+		if _, err := strconv.Atoi(name[i+1:]); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(root, name)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	if len(errs) > 0 {
+		return removed, fmt.Errorf("sweep scratch root: %w", errors.Join(errs...))
+	}
+	return removed, nil
 }
