@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/mail"
 	"net/smtp"
+	"os"
 	"strings"
 	"time"
 	"unicode"
@@ -128,26 +129,38 @@ func (m *Mailer) deliver(ctx context.Context, from, to string, raw []byte) error
 	defer stop()
 	defer conn.Close()
 
+	// fail prefers the context's error: a connection closed by
+	// cancellation or cut by the deadline reports "use of closed network
+	// connection" or "i/o timeout", which say less.
+	fail := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("%w: no answer within %s (%w)", context.DeadlineExceeded, timeout, err)
+		}
+		return err
+	}
 	tlsCfg := m.tlsConfig()
 	if m.cfg.ImplicitTLS {
 		tc := tls.Client(conn, tlsCfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("tls handshake: %w", err)
+			return fail(fmt.Errorf("tls handshake: %w", err))
 		}
 		conn = tc
 	}
 	c, err := smtp.NewClient(conn, m.cfg.Host)
 	if err != nil {
-		return ctxErr(ctx, fmt.Errorf("greeting: %w", err))
+		return fail(fmt.Errorf("greeting: %w", err))
 	}
 	defer c.Close()
 	if err := c.Hello(localName()); err != nil {
-		return ctxErr(ctx, fmt.Errorf("ehlo: %w", err))
+		return fail(fmt.Errorf("ehlo: %w", err))
 	}
 	if !m.cfg.ImplicitTLS && m.cfg.startTLS() != StartTLSNever {
 		if ok, _ := c.Extension("STARTTLS"); ok {
 			if err := c.StartTLS(tlsCfg); err != nil {
-				return ctxErr(ctx, fmt.Errorf("starttls: %w", err))
+				return fail(fmt.Errorf("starttls: %w", err))
 			}
 		} else if m.cfg.startTLS() == StartTLSAlways {
 			return errors.New("server does not offer STARTTLS and starttls=always: fix the relay or use starttls=auto")
@@ -160,37 +173,28 @@ func (m *Mailer) deliver(ctx context.Context, from, to string, raw []byte) error
 		// PlainAuth itself refuses to send the password over a connection
 		// that is neither TLS nor to localhost.
 		if err := c.Auth(smtp.PlainAuth("", m.cfg.Username, m.cfg.Password, m.cfg.Host)); err != nil {
-			return ctxErr(ctx, fmt.Errorf("auth as %s: %w", m.cfg.Username, err))
+			return fail(fmt.Errorf("auth as %s: %w", m.cfg.Username, err))
 		}
 	}
 	if err := c.Mail(from); err != nil {
-		return ctxErr(ctx, fmt.Errorf("mail from %s: %w", from, err))
+		return fail(fmt.Errorf("mail from %s: %w", from, err))
 	}
 	if err := c.Rcpt(to); err != nil {
-		return ctxErr(ctx, fmt.Errorf("rcpt to %s: %w", to, err))
+		return fail(fmt.Errorf("rcpt to %s: %w", to, err))
 	}
 	w, err := c.Data()
 	if err != nil {
-		return ctxErr(ctx, fmt.Errorf("data: %w", err))
+		return fail(fmt.Errorf("data: %w", err))
 	}
 	if _, err := w.Write(raw); err != nil {
-		return ctxErr(ctx, fmt.Errorf("data: %w", err))
+		return fail(fmt.Errorf("data: %w", err))
 	}
 	if err := w.Close(); err != nil {
-		return ctxErr(ctx, fmt.Errorf("data: %w", err))
+		return fail(fmt.Errorf("data: %w", err))
 	}
 	// The message is accepted once DATA ends; a failed QUIT loses nothing.
 	_ = c.Quit()
 	return nil
-}
-
-// ctxErr prefers the context's error: a connection closed by cancellation
-// reports "use of closed network connection", which says nothing useful.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", ctx.Err(), err)
-	}
-	return err
 }
 
 func (m *Mailer) tlsConfig() *tls.Config {

@@ -391,6 +391,7 @@ func TestSendHonoursContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan struct{}, 1)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -398,6 +399,7 @@ func TestSendHonoursContext(t *testing.T) {
 				return
 			}
 			t.Cleanup(func() { c.Close() })
+			accepted <- struct{}{}
 		}
 	}()
 	addr := ln.Addr().(*net.TCPAddr)
@@ -408,6 +410,12 @@ func TestSendHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- m.Send(ctx, Compose(completedSummary())) }()
+	select {
+	case <-accepted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Send never connected")
+	}
+	// Send is connecting or waiting for the greeting; cancelling ends it.
 	cancel()
 	select {
 	case err := <-errc:
@@ -416,6 +424,16 @@ func TestSendHonoursContext(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Send did not return after its context was canceled")
+	}
+
+	// The configured timeout bounds a relay that never answers.
+	m, err = New(SMTPConfig{Host: "127.0.0.1", Port: addr.Port, Timeout: 300 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Send(context.Background(), Compose(completedSummary()))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "greeting") {
+		t.Fatalf("error %v, want the deadline while waiting for the greeting", err)
 	}
 }
 
