@@ -107,7 +107,7 @@ Flags (each also read from the environment variable shown):
 	}
 	smtpCfg, err := notify.ParseFlag(*smtpFlag, os.Getenv)
 	if err != nil {
-		return fmt.Errorf("--smtp: %w", err)
+		return err
 	}
 	mailer, err := notify.New(smtpCfg, logger)
 	if err != nil {
