@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export GOFLAGS=-buildvcs=false
 
 create_cmd="go test -run '^\$' -bench 'BenchmarkCreateGraph10k|BenchmarkGetGraph3000' -benchtime 5x -count 1 ./internal/server"
-cycle_cmd="go test -run '^\$' -bench 'BenchmarkClaimComplete16' -benchtime 20000x -count 3 ./internal/server"
+cycle_cmd="go test -run '^\$' -bench 'BenchmarkClaimComplete16' -benchtime 20000x -count 3 ./internal/server"  # HTTP and in-process, alternating
 
 out1=$(eval "$create_cmd" 2>&1) || { echo "$out1" >&2; exit 1; }
 out2=$(eval "$cycle_cmd" 2>&1) || { echo "$out2" >&2; exit 1; }
@@ -27,6 +27,8 @@ http=$(metric BenchmarkCreateGraph10kHTTP s/graph "$out1")
 inproc=$(metric BenchmarkCreateGraph10kInProcess s/graph "$out1")
 graphread=$(metric BenchmarkGetGraph3000 ms/read "$out1")
 cycles=$(metric BenchmarkClaimComplete16 cycles/s "$out2")
+inproc_cycles=$(metric BenchmarkClaimComplete16InProcess cycles/s "$out2")
+ratio=$(awk -v a="$cycles" -v b="$inproc_cycles" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NaN" }')
 p50=$(metric BenchmarkClaimComplete16 claim-p50-ms "$out2")
 p99=$(metric BenchmarkClaimComplete16 claim-p99-ms "$out2")
 
@@ -45,13 +47,16 @@ Commands (load average when run: $load, on a machine shared with other work):
 Each cycle is a claimWork (long-poll, one task) and a reportCompleted over
 loopback HTTP against \`internal/server\` on a real bbolt file (two durable
 state changes, group-committed), with request logs formatted at info level.
-The cycle numbers are the median of three runs.
+The cycle numbers are the median of three runs; the in-process baseline
+runs the same 16 workers against the queue directly in the same command.
 
 | measurement | value | target | meets |
 |---|---|---|---|
 | create a 10,000-task graph over HTTP | $http s | < 1 s | $(verdict "$http" 1 "<") |
 | create a 10,000-task graph in process (queue core only) | $inproc s | < 1 s | $(verdict "$inproc" 1 "<") |
 | claim+complete cycles/s, 16 workers, loopback HTTP | $cycles | ≥ 3,000 | $(verdict "$cycles" 3000 ">=") |
+| same cycles in process (queue core only, baseline) | $inproc_cycles | — | — |
+| HTTP throughput as a share of the in-process baseline | $ratio | (report) | — |
 | claimWork p50 latency | $p50 ms | (report) | — |
 | claimWork p99 latency | $p99 ms | (report) | — |
 | GET a 3,000-task graph's status over HTTP | $graphread ms | < 100 ms | $(verdict "$graphread" 100 "<") |

@@ -196,3 +196,43 @@ func benchWorkers() int {
 	}
 	return 16
 }
+
+// BenchmarkClaimComplete16InProcess is the same cycle against the queue
+// directly, without HTTP: the baseline that shows what HTTP costs.
+func BenchmarkClaimComplete16InProcess(b *testing.B) {
+	workers := benchWorkers()
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	for left := b.N; left > 0; left -= 10000 {
+		if _, err := e.q.CreateGraph(ctx, flatGraph(min(left, 10000))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	next := make(chan struct{}, b.N)
+	for range b.N {
+		next <- struct{}{}
+	}
+	close(next)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := taskdef.ClaimRequest{WorkerGroup: "bench", WorkerID: fmt.Sprintf("w%d", w), Tasks: 1}
+			for range next {
+				claims, err := e.q.ClaimWait(ctx, req, time.Second)
+				if err != nil || len(claims) != 1 {
+					b.Errorf("claim: %d %v", len(claims), err)
+					return
+				}
+				if _, err := e.q.ReportCompleted(ctx, claims[0].TaskID, claims[0].RunID, taskdef.ReportRequest{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
+}
