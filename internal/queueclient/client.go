@@ -31,14 +31,24 @@ import (
 
 // Sentinel errors; an *APIError matches the one of its status.
 var (
-	ErrInvalid      = errors.New("invalid request")       // 400
-	ErrUnauthorized = errors.New("missing or bad token")  // 401
-	ErrForbidden    = errors.New("token lacks the role")  // 403
-	ErrNotFound     = errors.New("not found")             // 404
-	ErrConflict     = errors.New("conflict")              // 409
-	ErrTooLarge     = errors.New("request too large")     // 413
-	ErrServer       = errors.New("queue server error")    // 5xx
-	ErrUnavailable  = errors.New("feature not available") // 503
+	// ErrInvalid is a 400: the request is malformed; the message says how.
+	ErrInvalid = errors.New("invalid request")
+	// ErrUnauthorized is a 401: no token, or not one of the server's.
+	ErrUnauthorized = errors.New("missing or bad token")
+	// ErrForbidden is a 403: the token's role may not call the route.
+	ErrForbidden = errors.New("token lacks the role")
+	// ErrNotFound is a 404: no such graph, task, run or artifact.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is a 409: a different definition under an existing id,
+	// or a report or reclaim from a run that is no longer current.
+	ErrConflict = errors.New("conflict")
+	// ErrTooLarge is a 413: the request body is over the server's limit.
+	ErrTooLarge = errors.New("request too large")
+	// ErrServer is any 5xx, after the retries.
+	ErrServer = errors.New("queue server error")
+	// ErrUnavailable is a 503: the server is shutting down or lacks a
+	// feature (artifacts, index) it was not configured for.
+	ErrUnavailable = errors.New("feature not available")
 	// ErrUnreachable wraps connection failures that outlived the retries.
 	ErrUnreachable = errors.New("queue unreachable")
 )
@@ -53,6 +63,7 @@ type APIError struct {
 	Method, Path string
 }
 
+// Error says which call failed and the server's message.
 func (e *APIError) Error() string {
 	msg := e.Message
 	if msg == "" {
@@ -122,11 +133,15 @@ func WithBackoff(first, max time.Duration) Option {
 // WithUserAgent names the caller in the server's logs.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.agent = ua } }
 
-// Defaults of New.
+// Defaults of New: six attempts with full-jitter waits growing from 100 ms
+// ride out a server restart of a few seconds.
 const (
+	// DefaultAttempts is how many times a call is tried in all.
 	DefaultAttempts = 6
-	DefaultMinWait  = 100 * time.Millisecond
-	DefaultMaxWait  = 5 * time.Second
+	// DefaultMinWait is the first backoff window.
+	DefaultMinWait = 100 * time.Millisecond
+	// DefaultMaxWait caps the backoff window.
+	DefaultMaxWait = 5 * time.Second
 )
 
 // New returns a client of the queue at baseURL (e.g.

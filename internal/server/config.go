@@ -115,11 +115,16 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration as text.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
-// Defaults applied by Normalize.
+// Defaults applied by Normalize and EnsureConfig.
 const (
-	DefaultListen        = "127.0.0.1:8080"
-	DefaultLease         = 20 * time.Minute
+	// DefaultListen is loopback only: exposing the queue is a choice.
+	DefaultListen = "127.0.0.1:8080"
+	// DefaultLease is TaskCluster's claim lease.
+	DefaultLease = 20 * time.Minute
+	// DefaultArtifactGrace lets a worker upload its final log after its
+	// report.
 	DefaultArtifactGrace = 10 * time.Minute
+	// DefaultMaxGraphBytes fits a 10,000-task graph with long input lists.
 	DefaultMaxGraphBytes = 256 << 20
 	// DefaultArtifactBucket is the bucket a generated config names.
 	DefaultArtifactBucket = "af-artifacts"
