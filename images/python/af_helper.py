@@ -136,15 +136,29 @@ def load_module(path, name="telemetry_job"):
     return mod
 
 
+# Prebuilt encoders: json.dumps with keyword arguments builds a new encoder
+# on every call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_sorted = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def encode_key(k):
     """JSON for a key: deterministic, so equal keys group in the reducer."""
-    if type(k) is str:
+    t = type(k)
+    if t is str:
         return _dumps(k)
-    return _dumps(k, sort_keys=True, separators=(",", ":"))
+    if t is int:
+        return str(k)
+    return _sorted(k)
 
 
 def encode_value(v):
-    return _dumps(v, separators=(",", ":"))
+    t = type(v)
+    if t is int:
+        return str(v)
+    if t is str:
+        return _dumps(v)
+    return _compact(v)
 
 
 class Output:
