@@ -116,7 +116,7 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 			t.Errorf("af status lacks %q:\n%s", want, st)
 		}
 	}
-	js, code := af(env, "status", "--json", g.GraphID)
+	js, code := af(env, "status", g.GraphID, "--json") // flags may follow the graph id
 	var gs taskdef.GraphStatus
 	if code != 0 || json.Unmarshal([]byte(js), &gs) != nil || gs.GraphID != g.GraphID || len(gs.Tasks) != 3 {
 		t.Fatalf("af status --json: %d %s", code, js)
