@@ -581,4 +581,3 @@ func humanSize(n int) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
-
