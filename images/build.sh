@@ -7,8 +7,9 @@
 #   af/os-count-go      the same job in Go, a static binary FROM scratch
 #
 # Usage: images/build.sh [-f|--force] [image ...]   (image: debian python os-count os-count-go)
-# Idempotent: an image that already exists is skipped unless --force is given
-# (af/debian is only rebuilt with --force, since debootstrap takes minutes).
+# Idempotent: an image whose inputs (build context and base image) are
+# unchanged since it was built is skipped unless --force is given; af/debian
+# is only rebuilt with --force, since debootstrap takes minutes.
 # The Debian mirror is read from this machine's apt sources, never hard-coded.
 set -euo pipefail
 
@@ -96,16 +97,29 @@ build_debian() {
 	say "$img built"
 }
 
-build_dockerfile() { # image dir
-	local img="$1" dir="$2"
-	if have_image "$img" && [ "$force" = 0 ]; then
-		say "$img exists, skipping (use --force to rebuild)"
+# context_hash fingerprints a build context and the base image it builds on,
+# so an image is rebuilt exactly when its inputs changed.
+context_hash() { # dir base-image
+	local base_id=scratch
+	[ "$2" = scratch ] || base_id=$(docker image inspect -f '{{.Id}}' "$2")
+	{
+		echo "$base_id"
+		(cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+	} | sha256sum | cut -d' ' -f1
+}
+
+build_dockerfile() { # image dir base-image
+	local img="$1" dir="$2" hash have
+	hash=$(context_hash "$dir" "$3")
+	have=$(docker image inspect -f '{{index .Config.Labels "af.context"}}' "$img" 2>/dev/null || true)
+	if [ "$have" = "$hash" ] && [ "$force" = 0 ]; then
+		say "$img is up to date, skipping (use --force to rebuild)"
 		return
 	fi
 	say "building $img"
 	# The legacy builder's deprecation notice is noise: show output on failure only.
 	local out
-	if ! out=$(docker build -q -t "$img" "$dir" 2>&1); then
+	if ! out=$(docker build -q --label "af.context=$hash" -t "$img" "$dir" 2>&1); then
 		echo "$out" >&2
 		echo "build.sh: docker build of $img failed" >&2
 		return 1
@@ -113,40 +127,35 @@ build_dockerfile() { # image dir
 	say "$img built"
 }
 
+declare -A done_images
 build_python() {
+	[ -z "${done_images[python]:-}" ] || return 0
+	done_images[python]=1
 	have_image af/debian:bookworm || build_debian
-	build_dockerfile af/python "$here/python"
+	build_dockerfile af/python "$here/python" af/debian:bookworm
 }
 
 build_os_count() {
 	local img=af/os-count
-	if have_image "$img" && [ "$force" = 0 ]; then
-		say "$img exists, skipping (use --force to rebuild)"
-		return
-	fi
-	have_image af/python || build_python
+	build_python
 	# The example's spec is the repo root's analysis-tools.yml: one copy only.
 	local ctx
 	ctx="$(mktemp -d /tmp/af-os-count.XXXXXX)"
 	tmpdirs+=("$ctx")
 	cp "$here/os-count/Dockerfile" "$here/os-count/job.py" "$ctx/"
 	cp "$repo/analysis-tools.yml" "$ctx/analysis-tools.yml"
-	build_dockerfile "$img" "$ctx"
+	build_dockerfile "$img" "$ctx" af/python
 }
 
 build_os_count_go() {
 	local img=af/os-count-go
-	if have_image "$img" && [ "$force" = 0 ]; then
-		say "$img exists, skipping (use --force to rebuild)"
-		return
-	fi
 	local ctx
 	ctx="$(mktemp -d /tmp/af-os-count-go.XXXXXX)"
 	tmpdirs+=("$ctx")
 	say "compiling the Go job (static, CGO_ENABLED=0)"
 	(cd "$repo" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags='-s -w' -o "$ctx/job" ./images/os-count-go)
 	cp "$here/os-count-go/Dockerfile" "$here/os-count-go/analysis-tools.yml" "$ctx/"
-	build_dockerfile "$img" "$ctx"
+	build_dockerfile "$img" "$ctx" scratch
 }
 
 for t in "${targets[@]}"; do
