@@ -224,6 +224,10 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", r.method, r.path, err)
 	}
+	// Read to EOF (the encoder's trailing newline, a chunked answer's
+	// last chunk) so the connection goes back to the pool instead of
+	// being closed: keep-alive is most of a worker's per-call cost.
+	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
 }
 

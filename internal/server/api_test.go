@@ -6,9 +6,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -414,5 +416,50 @@ func TestMonitorPagesMounted(t *testing.T) {
 	status, _ := do(t, e, routeCase{method: "GET", path: "/"}, "")
 	if status != http.StatusFound {
 		t.Fatalf("GET / = %d, want a redirect to /graphs", status)
+	}
+}
+
+// TestClientReusesConnections: a worker's calls ride one kept-alive
+// connection rather than dialling per call (a connection per request
+// would cost more CPU than the queue itself).
+func TestClientReusesConnections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	var conns atomic.Int64
+	hs := httptest.NewUnstartedServer(e.srv.Handler())
+	hs.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	hs.Start()
+	defer hs.Close()
+	ctx := ctxT(t)
+	sub := queueclient.New(hs.URL, submitTok)
+	work := queueclient.New(hs.URL, workTok)
+	g := testGraph(150, e.clock.Now())
+	if _, err := sub.CreateGraph(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	for range 150 {
+		cl, err := work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w", Tasks: 1}, 0)
+		if err != nil || len(cl) != 1 {
+			t.Fatalf("claim %v %v", cl, err)
+		}
+		if _, err := work.Reclaim(ctx, cl[0].TaskID, cl[0].RunID, taskdef.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := work.ReportCompleted(ctx, cl[0].TaskID, cl[0].RunID, taskdef.ReportRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		// A large (chunked) answer too.
+		if _, err := sub.Graph(ctx, g.GraphID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n > 2 {
+		t.Fatalf("%d connections for 456 sequential calls from two clients, want 2", n)
 	}
 }
