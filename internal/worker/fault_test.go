@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -654,6 +655,9 @@ func TestSIGTERMDrains(t *testing.T) {
 		if r0.State != taskdef.StateException || r0.ReasonResolved != taskdef.ReasonWorkerShutdown || r0.WorkerID != id {
 			t.Errorf("stopped run: %s/%s by %s, want exception/%s by %s", r0.State, r0.ReasonResolved, r0.WorkerID, taskdef.ReasonWorkerShutdown, id)
 		}
+		if !strings.Contains(r0.Message, "shut down") {
+			t.Errorf("stopped run's message %q does not say the worker shut down", r0.Message)
+		}
 		if r1.ReasonCreated != taskdef.ReasonRetry || r1.WorkerID != "" {
 			t.Errorf("retry run: created %s, worker %q; want created %s, unclaimed", r1.ReasonCreated, r1.WorkerID, taskdef.ReasonRetry)
 		}
@@ -675,6 +679,54 @@ func TestSIGTERMDrains(t *testing.T) {
 			t.Fatalf("result\n%s\nwant\n%s", got, want)
 		}
 	})
+}
+
+// metrics reads the queue server's /metrics.
+func metrics(t *testing.T, c *clustertest.Cluster) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, c.URL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s %v", resp.Status, err)
+	}
+	return string(b)
+}
+
+// TestSIGTERMIdleWorkerExitsAtOnce: a worker waiting in its claim
+// long-poll (20 s) does not wait it out on SIGTERM.
+func TestSIGTERMIdleWorkerExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	workerBinary(t)
+	clustertest.RequireImages(t)
+	c := clustertest.Start(t, clustertest.Options{})
+	id := uniqueID("idle")
+	p := startProcWorker(t, c, id)
+	waitUntil(t, 30*time.Second, "the worker waits in a claim long-poll", func() (bool, string) {
+		m := metrics(t, c)
+		return strings.Contains(m, "\naf_inflight_claims 1\n"), "af_inflight_claims is not 1"
+	})
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("worker exit after SIGTERM: %v", err)
+	}
+	if d := time.Since(sent); d > 5*time.Second {
+		t.Errorf("an idle worker took %s to stop", d)
+	}
+	if !strings.Contains(p.stderr.String(), "worker stopped") {
+		t.Errorf("the worker's log does not say it stopped:\n%s", p.stderr.String())
+	}
 }
 
 // TestStdinInputEndToEnd runs the example jobs with records on the
