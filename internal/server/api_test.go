@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -461,5 +462,47 @@ func TestClientReusesConnections(t *testing.T) {
 	}
 	if n := conns.Load(); n > 2 {
 		t.Fatalf("%d connections for 456 sequential calls from two clients, want 2", n)
+	}
+}
+
+func TestRequestLogLevels(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	logs := &syncBuf{}
+	srv, err := New(e.cfg, Deps{Queue: e.q, Clock: e.clock,
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	ctx := ctxT(t)
+	work := queueclient.New(hs.URL, workTok)
+	// An idle worker's empty long-poll: debug only.
+	if c, err := work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w"}, 0); err != nil || len(c) != 0 {
+		t.Fatal(c, err)
+	}
+	if strings.Contains(logs.String(), "claim-work") {
+		t.Fatalf("empty claim logged at info: %s", logs)
+	}
+	if _, err := queueclient.New(hs.URL, submitTok).CreateGraph(ctx, testGraph(1, e.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	c, err := work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w"}, 0)
+	if err != nil || len(c) != 1 {
+		t.Fatal(c, err)
+	}
+	if _, err := work.Reclaim(ctx, c[0].TaskID, 0, taskdef.Stats{}); err != nil {
+		t.Fatal(err)
+	}
+	work.Reclaim(ctx, c[0].TaskID, 9, taskdef.Stats{}) // 409
+	text := logs.String()
+	for _, want := range []string{`"route":"POST /api/v1/graphs"`, `"route":"POST /api/v1/claim-work","status":200`, `"level":"WARN","msg":"request","method":"POST","path":"/api/v1/tasks/` + c[0].TaskID + `/runs/9/reclaim"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log lacks %s:\n%s", want, text)
+		}
+	}
+	if strings.Count(text, `/reclaim","route"`) != 1 {
+		t.Errorf("a successful reclaim was logged at info:\n%s", text)
 	}
 }

@@ -16,6 +16,15 @@ func setTokenName(w http.ResponseWriter, name string) {
 	}
 }
 
+// setQuiet logs a successful request at debug level: the periodic worker
+// calls (an idle worker's empty long-poll every 20 s, lease renewals) would
+// otherwise drown the log lines that say something.
+func setQuiet(w http.ResponseWriter) {
+	if rec, ok := w.(*recorder); ok {
+		rec.quiet = true
+	}
+}
+
 func setErrorNote(w http.ResponseWriter, note string) {
 	if rec, ok := w.(*recorder); ok {
 		rec.note = note
@@ -29,6 +38,7 @@ type recorder struct {
 	bytes  int64
 	token  string
 	note   string
+	quiet  bool
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -87,6 +97,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		s.metrics.observe(route, rec.status, d)
 		level := slog.LevelInfo
 		switch {
+		case rec.quiet && rec.status < 400:
+			level = slog.LevelDebug
 		case rec.status >= 500:
 			level = slog.LevelError
 		case rec.status >= 400:

@@ -522,8 +522,9 @@ func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if claims == nil {
+	if len(claims) == 0 {
 		claims = []taskdef.Claim{}
+		setQuiet(w)
 	}
 	s.metrics.claims.Add(float64(len(claims)))
 	return writeJSON(w, http.StatusOK, taskdef.ClaimResponse{Tasks: claims})
@@ -552,6 +553,7 @@ func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setQuiet(w)
 	return writeJSON(w, http.StatusOK, resp)
 }
 
