@@ -160,6 +160,7 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 	}
 
 	url, token, stopServe, err := startServe(ctx, af, dir, dataDir, pubPath, m.Endpoint, baseEnv)
+	serveLog := filepath.Join(dir, "serve.log")
 	if err != nil {
 		return err
 	}
@@ -220,7 +221,11 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 		return fmt.Errorf("GET graph %s listed %d tasks, want %d", last.graphID, g.tasks, last.mappers+1)
 	}
 
-	printTable(out, o, args, wall, last, st, g)
+	served, err := serverTimes(serveLog)
+	if err != nil {
+		return err
+	}
+	printTable(out, o, args, wall, last, st, g, served)
 	return nil
 }
 
@@ -366,7 +371,7 @@ func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint strin
 	}
 	// Not CommandContext: stop sends an interrupt and waits, so af serve
 	// closes its bbolt files cleanly.
-	cmd := exec.Command(af, "serve", "--config", cfgPath, "--pool-key", pubPath, "--log-level", "warn")
+	cmd := exec.Command(af, "serve", "--config", cfgPath, "--pool-key", pubPath, "--log-level", "info")
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -513,6 +518,29 @@ func timeGets(ctx context.Context, url string, n int) (gets, error) {
 	return g, nil
 }
 
+// serverTimes reads af serve's request log: every request's route and
+// how long the server took over it, from the first byte of the request to
+// the last of the answer.
+func serverTimes(path string) (map[string][]time.Duration, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]time.Duration{}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var rec struct {
+			Msg   string `json:"msg"`
+			Route string `json:"route"`
+			Dur   int64  `json:"dur"`
+		}
+		if json.Unmarshal(line, &rec) != nil || rec.Msg != "request" {
+			continue
+		}
+		out[rec.Route] = append(out[rec.Route], time.Duration(rec.Dur))
+	}
+	return out, nil
+}
+
 // percentile is the nearest-rank percentile of ds.
 func percentile(ds []time.Duration, p float64) time.Duration {
 	s := slices.Clone(ds)
@@ -522,7 +550,11 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 func ms(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64) + " ms"
+	prec := 0
+	if d < 10*time.Millisecond {
+		prec = 1
+	}
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', prec, 64) + " ms"
 }
 
 func meets(ok bool) string {
@@ -533,7 +565,7 @@ func meets(ok bool) string {
 }
 
 // printTable writes the measured part of the markdown section.
-func printTable(w io.Writer, o options, args []string, wall []time.Duration, last posted, st []stages, g gets) {
+func printTable(w io.Writer, o options, args []string, wall []time.Duration, last posted, st []stages, g gets, served map[string][]time.Duration) {
 	med, worst := percentile(wall, 50), slices.Max(wall)
 	runs := make([]string, len(wall))
 	for i, d := range wall {
@@ -559,17 +591,26 @@ func printTable(w io.Writer, o options, args []string, wall []time.Duration, las
 		}
 		return percentile(ds, 50)
 	}
+	srv := func(route string) string {
+		ds := served[route]
+		if len(ds) == 0 {
+			return "–"
+		}
+		return ms(percentile(ds, 50))
+	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Where the time goes: the same submit in one process with the packages `af submit` uses\n")
-	fmt.Fprintf(w, "(`submit.Submitter.Plan` records the first three stages, then `Post`), median of %d:\n\n", len(st))
-	fmt.Fprintln(w, "| stage | time |")
-	fmt.Fprintln(w, "|---|---|")
-	fmt.Fprintf(w, "| index query through `af serve` (`POST /api/v1/index/query`, %d files) | %s |\n", last.files, ms(pick(func(s stages) time.Duration { return s.query })))
-	fmt.Fprintf(w, "| pool key, STS AssumeRole on MinIO, seal | %s |\n", ms(pick(func(s stages) time.Duration { return s.mint })))
-	fmt.Fprintf(w, "| balance into loads and build the graph | %s |\n", ms(pick(func(s stages) time.Duration { return s.build })))
-	fmt.Fprintf(w, "| post the graph (`POST /api/v1/graphs`, %s of JSON; encoding it alone: %s) | %s |\n",
-		humanSize(st[len(st)-1].body), ms(pick(func(s stages) time.Duration { return s.encode })), ms(pick(func(s stages) time.Duration { return s.post })))
-	fmt.Fprintf(w, "| total in process | %s |\n", ms(pick(func(s stages) time.Duration { return s.total })))
+	fmt.Fprintf(w, "Where the time goes: the same submit run %d more times in one process with the packages\n", len(st))
+	fmt.Fprintf(w, "`af submit` uses (`submit.Submitter.Plan` records the first three stages, then `Post`), median;\n")
+	fmt.Fprintf(w, "and the server's own time for each request from `af serve`'s request log, median over all %d submits:\n\n", len(wall)+len(st))
+	fmt.Fprintln(w, "| stage | submitter | in `af serve` |")
+	fmt.Fprintln(w, "|---|---|---|")
+	fmt.Fprintf(w, "| index query (`POST /api/v1/index/query`, %d files) | %s | %s |\n", last.files, ms(pick(func(s stages) time.Duration { return s.query })), srv("POST /api/v1/index/query"))
+	fmt.Fprintf(w, "| pool key (`GET /api/v1/pool-key`), STS AssumeRole on MinIO, seal | %s | %s |\n", ms(pick(func(s stages) time.Duration { return s.mint })), srv("GET /api/v1/pool-key"))
+	fmt.Fprintf(w, "| balance into loads and build the graph | %s | – |\n", ms(pick(func(s stages) time.Duration { return s.build })))
+	fmt.Fprintf(w, "| post the graph (`POST /api/v1/graphs`, %s of JSON; encoding it alone: %s) | %s | %s |\n",
+		humanSize(st[len(st)-1].body), ms(pick(func(s stages) time.Duration { return s.encode })), ms(pick(func(s stages) time.Duration { return s.post })), srv("POST /api/v1/graphs"))
+	fmt.Fprintf(w, "| total | %s | |\n", ms(pick(func(s stages) time.Duration { return s.total })))
+	fmt.Fprintf(w, "| `GET /api/v1/graphs/{id}` (the timed requests above) | %s | %s |\n", ms(percentile(g.times, 50)), srv("GET /api/v1/graphs/{id}"))
 }
 
 func humanSize(n int) string {
