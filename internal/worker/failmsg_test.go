@@ -8,6 +8,8 @@ import (
 func TestFailureMessage(t *testing.T) {
 	t.Parallel()
 	tb := "af_helper: map failed on record 1 of k.gz (document d):\nTraceback (most recent call last):\n  File \"/job/job.py\", line 3, in map\nValueError: bad\n"
+	goPanic := "afjob: map failed: panic: runtime error: index out of range [3] with length 3\ngoroutine 1 [running]:\n" +
+		strings.Repeat("main.f()\n\t/src/main.go:10 +0x1d\n", 10)
 	for _, tc := range []struct {
 		name, runner, out, want string
 	}{
@@ -15,6 +17,8 @@ func TestFailureMessage(t *testing.T) {
 		{"blank output", "the job exited with code 1", "\n \n", "the job exited with code 1"},
 		{"traceback: exception first", "the job exited with code 1", tb,
 			"the job exited with code 1: ValueError: bad\n" + strings.TrimSpace(tb)},
+		{"go panic: the panic, not its stack", "the job exited with code 1", goPanic,
+			"the job exited with code 1: afjob: map failed: panic: runtime error: index out of range [3] with length 3\n" + lastLines(strings.TrimSpace(goPanic), 12)},
 		{"one line", "the job exited with code 2", "af_helper: no map()\n",
 			"the job exited with code 2: af_helper: no map()\naf_helper: no map()"},
 	} {

@@ -301,18 +301,27 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 	return outcome{}, true
 }
 
-// failureMessage leads with the job's last output line (a Python
-// traceback's exception, say) so that readers that keep only a message's
-// head, like the owner's email, still say why; the output's last lines
-// follow for context.
+// failureMessage leads with the line of the job's output that says why
+// it failed, so that readers that keep only a message's head, like the
+// owner's email, still say why; the output's last lines follow for
+// context. That line is a Go panic's (its stack follows it), else the
+// last one (a Python traceback's exception).
 func failureMessage(runnerMsg, jobOutput string) string {
 	out := strings.TrimSpace(lastLines(jobOutput, 12))
 	if out == "" {
 		return runnerMsg
 	}
-	head := out
-	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
-		head = strings.TrimSpace(out[i+1:])
+	head := ""
+	for _, line := range strings.Split(strings.TrimSpace(jobOutput), "\n") {
+		if strings.Contains(line, "panic: ") {
+			head = strings.TrimSpace(line)
+		}
+	}
+	if head == "" {
+		head = out
+		if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+			head = strings.TrimSpace(out[i+1:])
+		}
 	}
 	return runnerMsg + ": " + head + "\n" + out
 }
