@@ -3,8 +3,9 @@ package worker_test
 // Fault tests of issue 5, all against real components: MinIO, the queue
 // server, SMTP, the Docker engine, and the worker both in-process and as a
 // real subprocess (built from ./worker) that is killed or sent SIGTERM.
-// The job is testdata/faultjob, os-count made slow or made to raise
-// through the task's env, built FROM af/python as af-test/faultjob:<hash>.
+// The jobs are testdata/faultjob (Python, FROM af/python) and
+// testdata/faultjob-go (static, FROM scratch): os-count made slow or made
+// to raise through the task's env, built as af-test/faultjob-<lang>:<hash>.
 
 import (
 	"bytes"
@@ -39,10 +40,15 @@ const (
 	envRaiseOn = "AF_TEST_RAISE_ON"
 )
 
+// builtImage is a fault-job image built at most once per test binary.
+type builtImage struct {
+	once sync.Once
+	tag  string
+	err  error
+}
+
 var (
-	faultImageOnce sync.Once
-	faultImageTag  string
-	faultImageErr  error
+	faultImages = map[string]*builtImage{"python": {}, "go": {}}
 
 	workerBinOnce sync.Once
 	workerBinDir  string
@@ -58,48 +64,79 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// faultImage builds testdata/faultjob once per test binary. The tag is a
-// hash of the build context and of af/python's image id, so an edited job
-// or a rebuilt base makes a new image and an unchanged one is reused.
-func faultImage(t *testing.T) string {
+// faultImage builds the fault job in lang ("python": testdata/faultjob
+// FROM af/python; "go": testdata/faultjob-go, static, FROM scratch) once
+// per test binary.
+func faultImage(t *testing.T, lang string) string {
 	t.Helper()
-	clustertest.RequireImages(t, "af/python")
-	faultImageOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
+	if lang == "python" {
+		clustertest.RequireImages(t, "af/python")
+	}
+	b := faultImages[lang]
+	b.once.Do(func() { b.tag, b.err = buildFaultImage(lang) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.tag
+}
+
+// buildFaultImage tags the image with a hash of its build context (and of
+// af/python's image id), so an edited job or a rebuilt base makes a new
+// image and an unchanged one is reused across runs.
+func buildFaultImage(lang string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h := sha256.New()
+	dir := filepath.Join("testdata", "faultjob")
+	if lang == "python" {
 		base, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", "af/python").Output()
 		if err != nil {
-			faultImageErr = fmt.Errorf("inspect af/python: %w", err)
-			return
+			return "", fmt.Errorf("inspect af/python: %w", err)
 		}
-		h := sha256.New()
 		h.Write(base)
-		dir := filepath.Join("testdata", "faultjob")
-		for _, name := range []string{"Dockerfile", "job.py", "analysis-tools.yml"} {
-			b, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				faultImageErr = err
-				return
-			}
-			fmt.Fprintf(h, "%s %d\n", name, len(b))
-			h.Write(b)
-		}
-		tag := "af-test/faultjob:" + hex.EncodeToString(h.Sum(nil))[:12]
-		if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
-			faultImageTag = tag
-			return
-		}
-		out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput()
+	} else {
+		tmp, err := os.MkdirTemp("", "af-faultjob-go-")
 		if err != nil {
-			faultImageErr = fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
-			return
+			return "", err
 		}
-		faultImageTag = tag
-	})
-	if faultImageErr != nil {
-		t.Fatal(faultImageErr)
+		defer os.RemoveAll(tmp)
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "job"),
+			"github.com/af-project/af/internal/worker/testdata/faultjob-go")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		if out, err := build.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build the Go fault job: %w\n%s", err, out)
+		}
+		for _, name := range []string{"Dockerfile", "analysis-tools.yml"} {
+			b, err := os.ReadFile(filepath.Join("testdata", "faultjob-go", name))
+			if err != nil {
+				return "", err
+			}
+			if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+				return "", err
+			}
+		}
+		dir = tmp
 	}
-	return faultImageTag
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", e.Name(), len(b))
+		h.Write(b)
+	}
+	tag := "af-test/faultjob-" + lang + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+	if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
+		return tag, nil
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
+	}
+	return tag, nil
 }
 
 // workerBinary builds the worker command once per test binary.
@@ -375,11 +412,11 @@ func uniqueID(prefix string) string {
 	return prefix + "-" + strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(taskdef.NewID()))[:8]
 }
 
-// jobLine finds the line of job.py that contains needle, so the test
-// expects the traceback to point at it without hard-coding a number.
-func jobLine(t *testing.T, needle string) int {
+// jobLine finds the line of a job's source that contains needle, so the
+// test expects the traceback to point at it without hard-coding a number.
+func jobLine(t *testing.T, path, needle string) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "faultjob", "job.py"))
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,72 +431,98 @@ func jobLine(t *testing.T, needle string) int {
 
 func TestMapperRaiseFailsTaskWithTraceback(t *testing.T) {
 	t.Parallel()
-	image := faultImage(t)
-	c := clustertest.Start(t, clustertest.Options{})
-	set := smallData(t, 6, 30, 21)
-	files := upload(t, c, set)
-	poison := firstDocID(t, set.Files[4])
-	g := withEnv(graphFor(t, c, image, files), map[string]string{envRaiseOn: poison})
-	bad := mapperOf(t, g, set.Files[4].Key)
-	createGraph(t, c, g)
-	c.StartWorker(t, uniqueID("raise"), clustertest.WorkerOptions{Capacity: 2})
-	c.WaitGraph(t, g.GraphID, 90*time.Second)
+	for _, tc := range []struct {
+		lang string
+		// headline is the traceback's last line (Python) or the panic's
+		// line (Go) for the poisoned document.
+		headline func(doc string) string
+		// inLog is what the task's live log must show of the traceback.
+		inLog func(t *testing.T) []string
+	}{
+		{
+			lang:     "python",
+			headline: func(doc string) string { return "ValueError: poisoned document " + doc },
+			inLog: func(t *testing.T) []string {
+				line := jobLine(t, filepath.Join("testdata", "faultjob", "job.py"), "raise ValueError")
+				return []string{"Traceback (most recent call last)", fmt.Sprintf("File \"/job/job.py\", line %d, in map", line)}
+			},
+		},
+		{
+			lang:     "go",
+			headline: func(doc string) string { return "afjob: map failed: panic: poisoned document " + doc },
+			inLog: func(t *testing.T) []string {
+				line := jobLine(t, filepath.Join("testdata", "faultjob-go", "main.go"), "panic(")
+				return []string{"goroutine ", fmt.Sprintf("faultjob-go/main.go:%d", line)}
+			},
+		},
+	} {
+		t.Run(tc.lang, func(t *testing.T) {
+			t.Parallel()
+			image := faultImage(t, tc.lang)
+			c := clustertest.Start(t, clustertest.Options{})
+			set := smallData(t, 6, 30, 21)
+			files := upload(t, c, set)
+			poison := firstDocID(t, set.Files[4])
+			g := withEnv(graphFor(t, c, image, files), map[string]string{envRaiseOn: poison})
+			bad := mapperOf(t, g, set.Files[4].Key)
+			createGraph(t, c, g)
+			c.StartWorker(t, uniqueID("raise"), clustertest.WorkerOptions{Capacity: 2})
+			c.WaitGraph(t, g.GraphID, 90*time.Second)
 
-	gs := graphStatus(t, c, g.GraphID)
-	if gs.State != taskdef.GraphFailed {
-		t.Fatalf("graph %s, want failed", gs.State)
-	}
-	lastLine := "ValueError: poisoned document " + poison
-	for _, ts := range gs.Tasks {
-		r := lastRun(ts)
-		switch {
-		case ts.TaskID == bad:
-			// The job's own error: failed, not exception, and not retried.
-			if ts.State != taskdef.StateFailed || r.State != taskdef.StateFailed || len(ts.Runs) != 1 {
-				t.Errorf("poisoned mapper: state %s, runs %+v; want one failed run", ts.State, ts.Runs)
+			gs := graphStatus(t, c, g.GraphID)
+			if gs.State != taskdef.GraphFailed {
+				t.Fatalf("graph %s, want failed", gs.State)
 			}
-			if !strings.Contains(r.Message, lastLine) {
-				t.Errorf("poisoned mapper's message lacks the traceback's last line %q:\n%s", lastLine, r.Message)
+			headline := tc.headline(poison)
+			var badName string
+			for _, ts := range gs.Tasks {
+				r := lastRun(ts)
+				switch {
+				case ts.TaskID == bad:
+					badName = ts.Name
+					// The job's own error: failed, not exception, and not
+					// retried.
+					if ts.State != taskdef.StateFailed || r.State != taskdef.StateFailed || len(ts.Runs) != 1 {
+						t.Errorf("poisoned mapper: state %s, runs %+v; want one failed run", ts.State, ts.Runs)
+					}
+					// The reason comes first, before any context.
+					if first, _, _ := strings.Cut(r.Message, "\n"); !strings.Contains(first, headline) {
+						t.Errorf("poisoned mapper's message does not start with %q:\n%s", headline, r.Message)
+					}
+				case ts.Kind == taskdef.KindMapper:
+					if ts.State != taskdef.StateCompleted {
+						t.Errorf("mapper %s: %s, want completed", ts.Name, ts.State)
+					}
+				default:
+					if ts.State != taskdef.StateException || r.ReasonResolved != taskdef.ReasonDependencyFailed {
+						t.Errorf("reducer: %s/%s, want exception/%s", ts.State, r.ReasonResolved, taskdef.ReasonDependencyFailed)
+					}
+				}
 			}
-		case ts.Kind == taskdef.KindMapper:
-			if ts.State != taskdef.StateCompleted {
-				t.Errorf("mapper %s: %s, want completed", ts.Name, ts.State)
-			}
-		default:
-			if ts.State != taskdef.StateException || r.ReasonResolved != taskdef.ReasonDependencyFailed {
-				t.Errorf("reducer: %s/%s, want exception/%s", ts.State, r.ReasonResolved, taskdef.ReasonDependencyFailed)
-			}
-		}
-	}
 
-	log := liveLog(t, c, bad)
-	wantFrame := fmt.Sprintf("File \"/job/job.py\", line %d, in map", jobLine(t, "raise ValueError"))
-	for _, want := range []string{"Traceback (most recent call last)", wantFrame, lastLine} {
-		if !strings.Contains(log, want) {
-			t.Errorf("the failed task's live log lacks %q:\n%s", want, log)
-		}
-	}
+			log := liveLog(t, c, bad)
+			for _, want := range append(tc.inLog(t), headline) {
+				if !strings.Contains(log, want) {
+					t.Errorf("the failed task's live log lacks %q:\n%s", want, log)
+				}
+			}
 
-	m := c.SMTP.WaitFor(t, 1, time.Minute)[0]
-	if !strings.Contains(m.Subject, "failed") {
-		t.Errorf("email subject %q, want it to say failed", m.Subject)
-	}
-	var badName string
-	for _, ts := range gs.Tasks {
-		if ts.TaskID == bad {
-			badName = ts.Name
-		}
-	}
-	for _, want := range []string{badName, bad, lastLine, taskdef.ReasonDependencyFailed} {
-		if !strings.Contains(m.Text, want) {
-			t.Errorf("the owner's email lacks %q:\n%s", want, m.Text)
-		}
+			m := c.SMTP.WaitFor(t, 1, time.Minute)[0]
+			if !strings.Contains(m.Subject, "failed") {
+				t.Errorf("email subject %q, want it to say failed", m.Subject)
+			}
+			for _, want := range []string{badName, bad, headline, taskdef.ReasonDependencyFailed} {
+				if !strings.Contains(m.Text, want) {
+					t.Errorf("the owner's email lacks %q:\n%s", want, m.Text)
+				}
+			}
+		})
 	}
 }
 
 func TestCorruptFileFailsTaskNamingIt(t *testing.T) {
 	t.Parallel()
-	image := faultImage(t)
+	image := faultImage(t, "python")
 	c := clustertest.Start(t, clustertest.Options{})
 	set := smallData(t, 6, 30, 22)
 	// Flip bytes in the middle of one file's deflate stream.
@@ -510,7 +573,7 @@ func TestCorruptFileFailsTaskNamingIt(t *testing.T) {
 
 func TestKilledWorkerTaskRunsAgain(t *testing.T) {
 	t.Parallel()
-	image := faultImage(t)
+	image := faultImage(t, "python")
 	workerBinary(t)
 	c := clustertest.Start(t, clustertest.Options{Lease: 3 * time.Second})
 	set := smallData(t, 6, 40, 23)
@@ -572,7 +635,7 @@ func TestKilledWorkerTaskRunsAgain(t *testing.T) {
 
 func TestSIGTERMDrains(t *testing.T) {
 	t.Parallel()
-	image := faultImage(t)
+	image := faultImage(t, "python")
 	workerBinary(t)
 
 	t.Run("running task finishes within grace", func(t *testing.T) {
