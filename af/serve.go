@@ -33,7 +33,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", server.DefaultListen, "HTTP address to listen on")
 	data := fs.String("data", "af-data", "data directory (queue.db, index.db, and config.yaml when --config is not given)")
 	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created with fresh tokens on first start")
-	poolKey := fs.String("pool-key", "", "the worker pool's public key (af.pub from `af keygen`), served to submitters; overrides pool_key in the config")
+	poolKey := fs.String("pool-key", "", "the worker pool's public key `FILE` (af.pub from af keygen), served to submitters; overrides pool_key in the config")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseErr(fs.Parse(args)); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,13 +38,18 @@ type queueFlags struct {
 
 func addQueueFlags(fs *flag.FlagSet) queueFlags {
 	return queueFlags{
-		url:   fs.String("queue", envOr("AF_QUEUE_URL", defaultQueueURL), "queue URL (env AF_QUEUE_URL)"),
-		token: fs.String("token", envOr("AF_TOKEN", ""), "bearer token (env AF_TOKEN)"),
+		url: fs.String("queue", envOr("AF_QUEUE_URL", defaultQueueURL), "queue URL (env AF_QUEUE_URL)"),
+		// The default stays empty so --help never prints AF_TOKEN.
+		token: fs.String("token", "", "bearer token (default: env AF_TOKEN)"),
 	}
 }
 
 func (f queueFlags) client() *queueclient.Client {
-	return queueclient.New(*f.url, *f.token, queueclient.WithUserAgent("af-cli"))
+	token := *f.token
+	if token == "" {
+		token = os.Getenv("AF_TOKEN")
+	}
+	return queueclient.New(*f.url, token, queueclient.WithUserAgent("af-cli"))
 }
 
 // explainQueueErr turns the client's errors into what the user should do.

@@ -140,6 +140,11 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(msg, "nosuchgraph does not exist") {
 		t.Fatalf("status of an unknown graph: %d %s", code, msg)
 	}
+	for _, c := range []string{"status", "cancel", "rerun"} {
+		if msg, _ := af(env, c, "--help"); strings.Contains(msg, toks[RoleSubmit]) || !strings.Contains(msg, "AF_TOKEN") {
+			t.Fatalf("af %s --help shows the token or does not name AF_TOKEN:\n%s", c, msg)
+		}
+	}
 	msg, code = af(env, "status")
 	if code != 2 {
 		t.Fatalf("status without a graph: %d %s", code, msg)
