@@ -11,9 +11,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/jobspec"
@@ -55,7 +55,7 @@ func (c *specCache) get(ctx context.Context, image string) (jobspec.Spec, error)
 	defer cancel()
 	insp, err := c.docker.ImageInspect(ictx, image)
 	if err != nil {
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return jobspec.Spec{}, &imageMissingError{image: image, worker: c.workerID}
 		}
 		return jobspec.Spec{}, fmt.Errorf("inspect image %s: %w", image, err)
@@ -104,7 +104,7 @@ func (c *specCache) readFile(ctx context.Context, image, path string) ([]byte, e
 	}()
 	rc, _, err := c.docker.CopyFromContainer(cctx, created.ID, path)
 	if err != nil {
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return nil, &badSpecError{err: fmt.Errorf("image %s has no %s: a job image must say how to run the job there (see analysis-tools.yml in the af repository)", image, path)}
 		}
 		return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
