@@ -159,7 +159,7 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 		return fmt.Errorf("index holds %d files, want %d (skipped %d: %v)", rep.Indexed, o.files, rep.Skipped, rep.SkippedKeys)
 	}
 
-	url, token, stopServe, err := startServe(ctx, af, dir, dataDir, pubPath, m.Endpoint, baseEnv)
+	url, token, servePID, stopServe, err := startServe(ctx, af, dir, dataDir, pubPath, m.Endpoint, baseEnv)
 	serveLog := filepath.Join(dir, "serve.log")
 	if err != nil {
 		return err
@@ -169,15 +169,24 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 	// The headline: the af binary from process start to exit.
 	subEnv := append(slices.Clone(baseEnv), "AF_QUEUE_URL="+url, "AF_TOKEN="+token)
 	args := []string{"submit", o.filter, o.image, "--owner", owner, "--no-image-check", "--max-files-per-task", strconv.Itoa(o.maxFiles)}
-	var wall []time.Duration
+	var wall, cpuSubmit, cpuServe []time.Duration
+	loadStart := loadAverage()
 	var last posted
 	for i := range o.runs {
 		cmd := command(ctx, subEnv, af, args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		serveBefore, cerr := processCPU(servePID)
+		if cerr != nil {
+			return cerr
+		}
 		start := time.Now()
 		err := cmd.Run()
 		d := time.Since(start)
+		serveAfter, cerr := processCPU(servePID)
+		if cerr != nil {
+			return cerr
+		}
 		if err != nil {
 			return fmt.Errorf("af %s: %w: %s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 		}
@@ -187,6 +196,8 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 		}
 		log.Info("af submit", "run", i+1, "took", d.Round(time.Millisecond), "graph", p.graphID, "mappers", p.mappers, "files", p.files)
 		wall = append(wall, d)
+		cpuSubmit = append(cpuSubmit, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+		cpuServe = append(cpuServe, serveAfter-serveBefore)
 		last = p
 	}
 	if last.files != o.files {
@@ -225,7 +236,7 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 	if err != nil {
 		return err
 	}
-	printTable(out, o, args, wall, last, st, g, served)
+	printTable(out, o, args, results{wall: wall, cpuSubmit: cpuSubmit, cpuServe: cpuServe, load: [2]string{loadStart, loadAverage()}}, last, st, g, served)
 	return nil
 }
 
@@ -344,10 +355,10 @@ func (l *listing) ListObjectsV2(_ context.Context, in *s3.ListObjectsV2Input, _ 
 }
 
 // startServe writes a config and runs `af serve` until the returned stop.
-func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint string, env []string) (url, token string, stop func(), err error) {
+func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint string, env []string) (url, token string, pid int, stop func(), err error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return "", "", nil, err
+		return "", "", 0, nil, err
 	}
 	token = server.NewToken()
 	cfg := server.Config{
@@ -358,16 +369,16 @@ func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint strin
 	}
 	body, err := yaml.Marshal(&cfg)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", 0, nil, err
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, body, 0o600); err != nil {
-		return "", "", nil, err
+		return "", "", 0, nil, err
 	}
 	logPath := filepath.Join(dir, "serve.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", 0, nil, err
 	}
 	// Not CommandContext: stop sends an interrupt and waits, so af serve
 	// closes its bbolt files cleanly.
@@ -376,7 +387,7 @@ func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint strin
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return "", "", nil, fmt.Errorf("start af serve: %w", err)
+		return "", "", 0, nil, fmt.Errorf("start af serve: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
@@ -397,7 +408,7 @@ func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint strin
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url, token, stop, nil
+				return url, token, cmd.Process.Pid, stop, nil
 			}
 		}
 		var exited bool
@@ -406,13 +417,13 @@ func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint strin
 			exited = true
 		case <-ctx.Done():
 			stop()
-			return "", "", nil, ctx.Err()
+			return "", "", 0, nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if exited || time.Now().After(deadline) {
 			stop()
 			logs, _ := os.ReadFile(logPath)
-			return "", "", nil, fmt.Errorf("af serve did not answer at %s: %s", url, logs)
+			return "", "", 0, nil, fmt.Errorf("af serve did not answer at %s: %s", url, logs)
 		}
 	}
 }
@@ -565,7 +576,49 @@ func meets(ok bool) string {
 }
 
 // printTable writes the measured part of the markdown section.
-func printTable(w io.Writer, o options, args []string, wall []time.Duration, last posted, st []stages, g gets, served map[string][]time.Duration) {
+// results are the timed af submit processes.
+type results struct {
+	wall []time.Duration
+	// cpuSubmit is each af submit process's user+system CPU time,
+	// cpuServe af serve's during it.
+	cpuSubmit, cpuServe []time.Duration
+	load                [2]string // load average before and after
+}
+
+// processCPU is the user+system CPU time a process used so far, from
+// /proc/PID/stat (in clock ticks of 1/100 s, Linux's USER_HZ).
+func processCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read af serve's CPU time: %w", err)
+	}
+	// The command name (field 2) may hold spaces; fields after it are
+	// space-separated, utime and stime being the 14th and 15th.
+	i := bytes.LastIndexByte(data, ')')
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime %q %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// loadAverage is the one-minute load average, for context: the machine is
+// shared.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(data))[0]
+}
+
+func printTable(w io.Writer, o options, args []string, r results, last posted, st []stages, g gets, served map[string][]time.Duration) {
+	wall := r.wall
 	med, worst := percentile(wall, 50), slices.Max(wall)
 	runs := make([]string, len(wall))
 	for i, d := range wall {
@@ -573,11 +626,14 @@ func printTable(w io.Writer, o options, args []string, wall []time.Duration, las
 	}
 	fmt.Fprintf(w, "The timed command (run %d times, each a new process, from start to exit):\n\n", o.runs)
 	fmt.Fprintf(w, "```\nAF_QUEUE_URL=http://127.0.0.1:PORT AF_TOKEN=… AWS_ENDPOINT_URL=<minio> af %s\n```\n\n", strings.Join(args, " "))
-	fmt.Fprintf(w, "It posted %d mapper tasks + 1 reducer over %d files; the runs took %s ms.\n\n", last.mappers, last.files, strings.Join(runs, ", "))
+	fmt.Fprintf(w, "It posted %d mapper tasks + 1 reducer over %d files; the runs took %s ms\n", last.mappers, last.files, strings.Join(runs, ", "))
+	fmt.Fprintf(w, "(one-minute load average %s when they started, %s after: other work shares the 2 cores).\n\n", r.load[0], r.load[1])
 	fmt.Fprintln(w, "| measure | value | target | meets |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	fmt.Fprintf(w, "| `af submit`, process start to graph posted (median of %d) | %s | < 3000 ms | %s |\n", len(wall), ms(med), meets(med < submitTarget))
 	fmt.Fprintf(w, "| `af submit`, slowest run | %s | < 3000 ms | %s |\n", ms(worst), meets(worst < submitTarget))
+	cs, cv := percentile(r.cpuSubmit, 50), percentile(r.cpuServe, 50)
+	fmt.Fprintf(w, "| CPU time per submit, median: `af submit` + `af serve` (unlike wall time, not stretched by other load) | %s + %s = %s | (context) | – |\n", ms(cs), ms(cv), ms(cs+cv))
 	p50, p99 := percentile(g.times, 50), percentile(g.times, 99)
 	fmt.Fprintf(w, "| `GET /api/v1/graphs/{id}` (%d tasks, %s), p50 of %d | %s | < 100 ms | %s |\n", g.tasks, humanSize(g.size), len(g.times), ms(p50), meets(p50 < monitorTarget))
 	fmt.Fprintf(w, "| `GET /api/v1/graphs/{id}`, p99 of %d | %s | < 100 ms | %s |\n", len(g.times), ms(p99), meets(p99 < monitorTarget))
