@@ -27,6 +27,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts the graceful drain; restoring the default
+	// handlers lets a second one end the process at once.
+	go func() { <-ctx.Done(); stop() }()
 	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -45,6 +48,13 @@ func env(key, def string) string {
 
 func envInt(key string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(key)); err == nil {
 		return v
 	}
 	return def
@@ -79,7 +89,7 @@ Flags (each also read from the environment variable shown):
 	scratch := fs.String("scratch", os.Getenv("AF_SCRATCH"), "directory for task scratch dirs (default: a private dir under $TMPDIR) (AF_SCRATCH)")
 	input := fs.String("input", env("AF_INPUT_MODE", "fifo"), "how records reach the container: fifo (scratch-dir FIFO, bypasses the Docker daemon) or stdin (AF_INPUT_MODE)")
 	parallel := fs.Int("download-parallel", envInt("AF_DOWNLOAD_PARALLEL", 4), "input files a task downloads and decompresses at once (AF_DOWNLOAD_PARALLEL)")
-	grace := fs.Duration("grace", 30*time.Second, "how long running tasks may finish after SIGTERM")
+	grace := fs.Duration("grace", envDuration("AF_GRACE", 30*time.Second), "how long running tasks may finish after SIGTERM; a second signal stops at once (AF_GRACE)")
 	logLevel := fs.String("log-level", env("AF_LOG_LEVEL", "info"), "debug, info, warn or error (AF_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
