@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/af-project/af/internal/index"
@@ -221,15 +222,31 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", r.method, r.path, err)
-	}
 	// Read to EOF (the encoder's trailing newline, a chunked answer's
 	// last chunk) so the connection goes back to the pool instead of
-	// being closed: keep-alive is most of a worker's per-call cost.
-	_, _ = io.Copy(io.Discard, resp.Body)
+	// being closed: keep-alive is most of a worker's per-call cost. The
+	// buffer is pooled: a worker makes these calls all day.
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuf {
+			bufPool.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", r.method, r.path, err)
+	}
+	if err := json.Unmarshal(buf.Bytes(), out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", r.method, r.path, err)
+	}
 	return nil
 }
+
+// bufPool holds answer buffers; ones grown past maxPooledBuf (a large
+// graph's status) are left to the collector.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuf = 256 << 10
 
 // send runs a call with retries and returns the 2xx response, whose body
 // the caller closes.
