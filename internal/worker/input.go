@@ -54,7 +54,10 @@ type feeder struct {
 	prefix   string
 	parallel int
 	policy   inputPolicy
-	log      *slog.Logger
+	// noDecompress passes files through as stored (decompress: none in
+	// analysis-tools.yml), for jobs that read compressed data themselves.
+	noDecompress bool
+	log          *slog.Logger
 	// logLine writes a line to the task's log.
 	logLine func(format string, args ...any)
 
@@ -232,7 +235,11 @@ func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, res *file
 		return
 	}
 	defer out.Body.Close()
-	dec, err := decompress.Open(in.Key, countingReader{r: out.Body, n: &f.bytes})
+	format := decompress.FormatOf(in.Key)
+	if f.noDecompress {
+		format = decompress.Plain
+	}
+	dec, err := decompress.OpenFormat(in.Key, format, countingReader{r: out.Body, n: &f.bytes})
 	if err != nil {
 		res.err = err
 		return
