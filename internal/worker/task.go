@@ -373,8 +373,9 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 	}
 	f := &feeder{
 		bucket: p.Bucket, prefix: p.Prefix, schema: layout.Schema{Fields: p.Schema}, parallel: w.cfg.DownloadParallel,
-		policy: inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
-		log:    w.log, logLine: tlog.logf,
+		policy:       inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
+		noDecompress: spec.Decompress == jobspec.DecompressNone,
+		log:          w.log, logLine: tlog.logf,
 	}
 	if len(p.Schema) == 0 {
 		f.schema = layout.Telemetry()
