@@ -264,8 +264,16 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 	if err != nil {
 		return Config{}, path, false, fmt.Errorf("encode config: %w", err)
 	}
-	header := "# af serve configuration, generated on first start. Keep it private:\n" +
-		"# it holds the bearer tokens. See internal/server/doc.go for every key.\n"
+	header := `# af serve configuration, generated on first start. Keep it private: it
+# holds the bearer tokens (clients send one as AF_TOKEN; roles admin,
+# submit, work). Other keys (go doc github.com/af-project/af/internal/server):
+#   public_reads: false            # reads need a token too
+#   pool_key: /etc/af/af.pub       # af keygen's public key, served to submitters
+#   s3: {endpoint: "", public_endpoint: "", region: "", prefix: ""}
+#   monitor_url: https://af.example.org
+#   lease_duration: 20m
+#   artifact_grace: 10m
+`
 	// O_EXCL: two servers starting at once must not overwrite each
 	// other's tokens.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
