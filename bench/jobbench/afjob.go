@@ -31,6 +31,9 @@ type jobRun struct {
 	firstClaim time.Duration
 	// lastMapper is graph creation → the last mapper's resolution.
 	lastMapper time.Duration
+	// CPU time of this process (queue server, worker: download, gunzip,
+	// framing, sorting, uploads) and of the job containers.
+	workerCPU, containerCPU time.Duration
 }
 
 // sealedCredentials mints read-only credentials for the input prefix with
@@ -128,7 +131,8 @@ func (e *env) runGraph(ctx context.Context, g taskdef.Graph) (taskdef.GraphStatu
 		if time.Now().After(deadline) {
 			return gs, fmt.Errorf("graph %s did not resolve in 20 minutes", g.GraphID)
 		}
-		time.Sleep(20 * time.Millisecond)
+		// The queue records the resolution time; polling only notices it.
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

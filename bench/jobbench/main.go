@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ type config struct {
 	only         string
 	command      string
 	verbose      bool
+	cpuProfile   string
 }
 
 func main() {
@@ -54,6 +56,7 @@ func main() {
 	flag.StringVar(&c.only, "only", "", "comma-separated systems to run (gunzip,boto3,dask,af-python,af-go,fixed); default all")
 	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
 	flag.BoolVar(&c.verbose, "v", false, "log af's components to stderr")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (queue server and workers) during the af jobs to this file")
 	flag.Parse()
 	if c.scripts == "" {
 		c.scripts = "bench/jobbench"
@@ -87,7 +90,9 @@ type measure struct {
 	seconds float64
 	raw     int64
 	note    string
-	ok      bool // ran and was checked
+	// cpu is the CPU time the system spent (0: not measured).
+	cpu time.Duration
+	ok  bool // ran and was checked
 }
 
 func (m measure) mbs() float64 {
@@ -163,11 +168,15 @@ func run(c config, out io.Writer) error {
 		}
 	}
 	jobs := map[string]jobRun{}
+	cc := startContainerCPU(e.docker, "bench-")
+	defer cc.close()
 	for r := 0; r < c.runs; r++ {
 		if c.want("gunzip") {
 			for _, kind := range []readerKind{readOnly, gunzipStdlib, gunzipKlauspt} {
 				progress("run %d: %s, 2 goroutines", r+1, kind)
+				cpu0 := selfCPU()
 				n, d, err := ceiling(ctx, e.minio.S3, set, kind, 2)
+				cpu := selfCPU() - cpu0
 				if err != nil {
 					return err
 				}
@@ -178,7 +187,7 @@ func run(c config, out io.Writer) error {
 				if n != want {
 					return fmt.Errorf("%s read %d bytes, want %d", kind, n, want)
 				}
-				record(measure{name: string(kind), seconds: d.Seconds(), raw: raw, ok: true})
+				record(measure{name: string(kind), seconds: d.Seconds(), raw: raw, cpu: cpu, ok: true})
 			}
 		}
 		if c.want("boto3") {
@@ -190,7 +199,7 @@ func run(c config, out io.Writer) error {
 			if err := check("the boto3 script", res.Counts); err != nil {
 				return err
 			}
-			record(measure{name: "boto3", seconds: res.Seconds, raw: res.RawBytes, ok: true})
+			record(measure{name: "boto3", seconds: res.Seconds, raw: res.RawBytes, cpu: res.cpu, ok: true})
 		}
 		if c.want("dask") {
 			progress("run %d: dask", r+1)
@@ -201,7 +210,7 @@ func run(c config, out io.Writer) error {
 			if err := check("dask", res.Counts); err != nil {
 				return err
 			}
-			record(measure{name: "dask", seconds: res.Seconds, raw: res.RawBytes, ok: true,
+			record(measure{name: "dask", seconds: res.Seconds, raw: res.RawBytes, cpu: res.cpu, ok: true,
 				note: fmt.Sprintf("cluster start-up %.1f s, not counted", res.StartupSeconds)})
 		}
 		for _, j := range []struct{ system, image string }{{"af-python", "af/os-count"}, {"af-go", "af/os-count-go"}} {
@@ -209,17 +218,24 @@ func run(c config, out io.Writer) error {
 				continue
 			}
 			progress("run %d: af job %s", r+1, j.image)
-			jr, err := e.runJob(ctx, set, j.image, c.filesPerTask, sealed)
+			cpu0, ccpu0 := selfCPU(), cc.total()
+			stopProfile, err := startProfile(c.cpuProfile, j.system, r)
 			if err != nil {
 				return err
 			}
+			jr, err := e.runJob(ctx, set, j.image, c.filesPerTask, sealed)
+			stopProfile()
+			if err != nil {
+				return err
+			}
+			jr.workerCPU, jr.containerCPU = selfCPU()-cpu0, cc.total()-ccpu0
 			if jr.result != wantText {
 				return fmt.Errorf("af job %s result\n%swant\n%s", j.image, jr.result, wantText)
 			}
 			if jr.raw != raw {
 				return fmt.Errorf("af job %s mappers read %d raw bytes, want %d", j.image, jr.raw, raw)
 			}
-			m := measure{name: j.system, seconds: jr.elapsed.Seconds(), raw: jr.raw, ok: true}
+			m := measure{name: j.system, seconds: jr.elapsed.Seconds(), raw: jr.raw, cpu: jr.workerCPU + jr.containerCPU, ok: true}
 			if prev, ok := ms[j.system]; !ok || m.seconds < prev.seconds {
 				jobs[j.system] = jr
 			}
@@ -250,6 +266,23 @@ func run(c config, out io.Writer) error {
 		fixedPy: fixedPy, fixedGo: fixedGo, redPy: redPy, redGo: redGo,
 	})
 	return nil
+}
+
+// startProfile starts a CPU profile named after base, the system and the
+// run, when base is set.
+func startProfile(base, system string, run int) (func(), error) {
+	if base == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", base, system, run+1))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 type reportData struct {
@@ -307,15 +340,20 @@ func report(w io.Writer, c config, d reportData) {
 	p("%s", cmd)
 	p("```")
 	p("")
-	p("| system | MB/s | seconds | ratio to af-python | ratio to af-go | target | meets |")
-	p("|---|---|---|---|---|---|---|")
+	p("| system | MB/s | seconds | ratio to af-python | ratio to af-go | CPU s | MB per CPU s | target | meets |")
+	p("|---|---|---|---|---|---|---|---|---|")
 	row := func(label, name, target, meets string) {
 		m, ok := ms[name]
 		if !ok {
-			p("| %s | not run | — | — | — | %s | — |", label, target)
+			p("| %s | not run | — | — | — | — | — | %s | — |", label, target)
 			return
 		}
-		p("| %s | %.1f | %.2f | %s | %s | %s | %s |", label, m.mbs(), m.seconds, ratio(m.mbs(), afPy), ratio(m.mbs(), afGo), target, meets)
+		cpu, eff := "—", "—"
+		if m.cpu > 0 {
+			cpu = fmt.Sprintf("%.1f", m.cpu.Seconds())
+			eff = fmt.Sprintf("%.0f", float64(m.raw)/m.cpu.Seconds()/1e6)
+		}
+		p("| %s | %.1f | %.2f | %s | %s | %s | %s | %s | %s |", label, m.mbs(), m.seconds, ratio(m.mbs(), afPy), ratio(m.mbs(), afGo), cpu, eff, target, meets)
 	}
 	row("af job, Python helper (af/os-count)", "af-python", "≥ 1.3x Dask; ≥ 2x boto3",
 		both(afPy >= 1.3*dask && dask > 0, afPy >= 2*boto && boto > 0, ratio(afPy, dask)+"x Dask", ratio(afPy, boto)+"x boto3"))
@@ -326,7 +364,7 @@ func report(w io.Writer, c config, d reportData) {
 	row("gunzip ceiling, compress/gzip, 2 goroutines", string(gunzipStdlib), "— (reference: 220-260 MB/s a core)", "—")
 	row("gunzip ceiling, klauspost/compress/gzip, 2 goroutines", string(gunzipKlauspt), "— (reference: 220-260 MB/s a core)", "—")
 	if m, ok := ms[string(readOnly)]; ok {
-		p("| S3 GET only (no gunzip), 2 goroutines | %.1f (%.1f MB/s gzip) | %.2f | — | — | — | — |", m.mbs(), float64(d.compressed)/m.seconds/1e6, m.seconds)
+		p("| S3 GET only (no gunzip), 2 goroutines | %.1f (%.1f MB/s gzip) | %.2f | — | — | %.1f | — | — | — |", m.mbs(), float64(d.compressed)/m.seconds/1e6, m.seconds, m.cpu.Seconds())
 	}
 	p("")
 	if len(d.fixedPy) > 0 {
@@ -342,9 +380,9 @@ func report(w io.Writer, c config, d reportData) {
 		if !ok {
 			continue
 		}
-		p("Where %s's %.2f s went: first mapper claimed %s after the graph was created; mappers took p50 %s, max %s each (claimed → resolved, %d of them on %d slots); the last mapper resolved at %s; the reducer took %s.",
+		p("Where %s's %.2f s went: first mapper claimed %s after the graph was created; mappers took p50 %s, max %s each (claimed → resolved, %d of them on %d slots); the last mapper resolved at %s; the reducer took %s. CPU: %.1f s in the worker process (queue server, S3 reads, gunzip, framing, sort, uploads), %.1f s in the job containers.",
 			j.image, j.elapsed.Seconds(), ms3(j.firstClaim), ms3(quantile(j.mapperTimes, .5)), ms3(quantile(j.mapperTimes, 1)),
-			j.mappers, c.workers*c.capacity, ms3(j.lastMapper), ms3(j.reducer))
+			j.mappers, c.workers*c.capacity, ms3(j.lastMapper), ms3(j.reducer), j.workerCPU.Seconds(), j.containerCPU.Seconds())
 		p("")
 	}
 }
