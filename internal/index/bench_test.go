@@ -215,11 +215,15 @@ func shared(b *testing.B) *DB {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedDB != nil {
-		sharedDB.Close()
+	for _, db := range []*DB{sharedDB, fuzzDB} {
+		if db != nil {
+			db.Close()
+		}
 	}
-	if sharedDir != "" {
-		os.RemoveAll(sharedDir)
+	for _, d := range []string{sharedDir, fuzzDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }

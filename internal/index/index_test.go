@@ -108,6 +108,13 @@ func TestQueryMatchesBruteForce(t *testing.T) {
 		{`["zzz"]`},
 		{"", "", "", "", "", `{"min": "20140310"}`},
 		{`{"min": "saved"}`, "", "", `"22.0"`},
+		// Values no stored key can hold, and bounds with bytes below the
+		// separators.
+		{`["saved_session/Firefox", "idle_daily"]`},
+		{"", "", "", "", `"2014022.20140307"`},
+		{"", "", `{"min": "0", "max": "nightly "}`},
+		{"", "", "", `{"max": "22-"}`},
+		{"", "", "", "", "", `{"min": "2014030 ", "max": "20140308-"}`},
 	}
 	// And random ones over the values that exist and some that do not.
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/af-project/af/internal/filter"
+	"github.com/af-project/af/internal/layout"
 )
 
 // Object is one indexed input file.
@@ -93,7 +94,11 @@ func newScanner(ctx context.Context, c *bolt.Cursor, f *filter.Filter, src sourc
 	for i, d := range f.Dims {
 		if d.Kind == filter.Set {
 			sep := s.sep(i)
-			vals := slices.Clone(d.Values)
+			// Only values a stored key can hold can match; the others
+			// (with a separator inside, say) would mislead the seeks.
+			vals := slices.DeleteFunc(slices.Clone(d.Values), func(v string) bool {
+				return !storable(v, i < s.dirs)
+			})
 			// The index is in key order, where v is followed by its
 			// separator: "22/" sorts after "22.0/" although "22" < "22.0".
 			slices.SortFunc(vals, func(a, b string) int { return strings.Compare(a+string(sep), b+string(sep)) })
@@ -101,6 +106,12 @@ func newScanner(ctx context.Context, c *bolt.Cursor, f *filter.Filter, src sourc
 		}
 	}
 	return s
+}
+
+// storable reports whether v can be a stored dimension value: sanitised,
+// without "/", and without "." in the file name.
+func storable(v string, dir bool) bool {
+	return v != "" && layout.IsSanitized(v) && !strings.Contains(v, "/") && (dir || !strings.Contains(v, "."))
 }
 
 func (s *scanner) sep(level int) byte {
@@ -149,11 +160,16 @@ func (s *scanner) level(i, plen int) error {
 	var stop []byte
 	if d.Kind == filter.Range && d.HasMax {
 		// Every value <= Max sorts, followed by its separator, at or
-		// before this key: a value that is a prefix of Max ending where
-		// Max has a "." sorts after Max itself ("22/" > "22.0/").
+		// before this key. The exceptions to Max+sep are values that are
+		// a prefix of Max ending where Max has a byte below sep: "22/"
+		// sorts after "22.0/" though "22" < "22.0". The shortest such
+		// prefix, followed by sep, is the bound.
 		m := d.Max
-		if j := strings.IndexByte(m, '.'); j >= 0 {
-			m = m[:j]
+		for j := 0; j < len(m); j++ {
+			if m[j] < sep {
+				m = m[:j]
+				break
+			}
 		}
 		stop = append(append(append([]byte(nil), s.buf[:plen]...), m...), sep)
 	}
@@ -203,7 +219,9 @@ func (s *scanner) set(i, plen int, sep byte) error {
 			return fmt.Errorf("index: damaged key %q", k)
 		}
 		found := string(k[plen : plen+len(v)+1])
-		j += countBefore(vals[j:], found, sep)
+		// found sorts after vals[j]+sep, so at least vals[j] is passed;
+		// the max guards the loop's progress all the same.
+		j += max(1, countBefore(vals[j:], found, sep))
 	}
 	return nil
 }
