@@ -9,8 +9,9 @@ it to this directory). Each task reads its object from S3 with boto3 (one client
 process), gunzips it and counts json.loads(doc)["info"]["OS"]; the per-object
 counts are folded into one. Prints one JSON line: the counts, the seconds of
 the computation (listing included; the cluster is started before the clock
-starts, as a running af installation is), the cluster's start-up seconds and
-the uncompressed bytes read.
+starts, as a running af installation is), the CPU seconds of the computation
+(every process of the cluster), the cluster's start-up seconds and the
+uncompressed bytes read.
 """
 
 import collections
@@ -47,6 +48,12 @@ def merge(a, b):
     return counts, a[1] + b[1]
 
 
+def _cpu():
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main(bucket, prefix, workers):
     import dask.bag as db
     from dask.distributed import Client, LocalCluster
@@ -57,16 +64,22 @@ def main(bucket, prefix, workers):
     client = Client(cluster)
     startup = time.monotonic() - t0
 
-    start = time.monotonic()
+    # CPU of the computation: the worker processes' and this one's (the
+    # client and the scheduler run here).
+    workers_cpu = client.run(_cpu)
+    start, cpu = time.monotonic(), _cpu()
     s3 = boto3_count.client()
     keys = [(bucket, k) for k in boto3_count.keys(s3, bucket, prefix)]
     bag = db.from_sequence(keys, npartitions=len(keys))
     counts, raw = bag.map(count_key).fold(merge, initial=(collections.Counter(), 0)).compute()
-    seconds = time.monotonic() - start
+    seconds, cpu = time.monotonic() - start, _cpu() - cpu
+    for w, after in client.run(_cpu).items():
+        cpu += after - workers_cpu.get(w, 0)
 
     client.close()
     cluster.close()
-    print(json.dumps({"counts": dict(counts), "seconds": seconds, "startup_seconds": startup, "raw_bytes": raw}))
+    print(json.dumps({"counts": dict(counts), "seconds": seconds, "cpu_seconds": cpu,
+                      "startup_seconds": startup, "raw_bytes": raw}))
 
 
 if __name__ == "__main__":

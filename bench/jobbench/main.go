@@ -199,7 +199,7 @@ func run(c config, out io.Writer) error {
 			if err := check("the boto3 script", res.Counts); err != nil {
 				return err
 			}
-			record(measure{name: "boto3", seconds: res.Seconds, raw: res.RawBytes, cpu: res.cpu, ok: true})
+			record(measure{name: "boto3", seconds: res.Seconds, raw: res.RawBytes, cpu: seconds(res.CPUSeconds), ok: true})
 		}
 		if c.want("dask") {
 			progress("run %d: dask", r+1)
@@ -210,7 +210,7 @@ func run(c config, out io.Writer) error {
 			if err := check("dask", res.Counts); err != nil {
 				return err
 			}
-			record(measure{name: "dask", seconds: res.Seconds, raw: res.RawBytes, cpu: res.cpu, ok: true,
+			record(measure{name: "dask", seconds: res.Seconds, raw: res.RawBytes, cpu: seconds(res.CPUSeconds), ok: true,
 				note: fmt.Sprintf("cluster start-up %.1f s, not counted", res.StartupSeconds)})
 		}
 		for _, j := range []struct{ system, image string }{{"af-python", "af/os-count"}, {"af-go", "af/os-count-go"}} {
@@ -386,6 +386,8 @@ func report(w io.Writer, c config, d reportData) {
 		p("")
 	}
 }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func bestOf(runs int) string {
 	if runs <= 1 {
