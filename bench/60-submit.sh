@@ -24,8 +24,8 @@ echo
 echo "An index of 150,000 files in the storage layout (15,000 partitions, sizes"
 echo "64 KiB–6 MiB) in \`af serve\`'s data dir; MinIO for STS; a fresh \`af\` process"
 echo "per submit. \`filters/all.json\` selects every file; \`--max-files-per-task 50\`"
-echo "makes 3,000 mappers. $(nproc) cores shared with whatever else runs (load average"
-echo "$(cut -d' ' -f1 /proc/loadavg) at the end). Commands:"
+echo "makes 3,000 mappers. Every request goes over loopback to \`af serve\` (queue.db"
+echo "and index.db on local disk). Commands:"
 echo
 echo '```'
 echo "go build -o af ./af && go build -o submitbench ./bench/submitbench"
