@@ -80,7 +80,7 @@ func (p Progress) Line(bar bool) string {
 		rate := float64(p.BytesDone) / secs
 		fmt.Fprintf(&b, ", %s/s", HumanBytes(int64(rate)))
 		if left := p.BytesAll - p.BytesDone; left > 0 && rate > 0 {
-			fmt.Fprintf(&b, ", ETA %s", (time.Duration(float64(left)/rate) * time.Second / time.Second).Round(time.Second))
+			fmt.Fprintf(&b, ", ETA %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
 		}
 	}
 	fmt.Fprintf(&b, ", %s elapsed", p.Elapsed.Round(time.Second))
@@ -163,7 +163,7 @@ func FailedTasks(gs taskdef.GraphStatus) []string {
 		reason, msg := string(t.State), ""
 		if n := len(t.Runs); n > 0 {
 			r := t.Runs[n-1]
-			if r.ReasonResolved != "" {
+			if r.ReasonResolved != "" && r.ReasonResolved != string(t.State) {
 				reason += "/" + r.ReasonResolved
 			}
 			msg = r.Message

@@ -61,9 +61,9 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 		return taskdef.Graph{}, errors.New("no image")
 	}
 	for k := range o.Env {
-		switch strings.ToUpper(k) {
+		switch up := strings.ToUpper(k); up {
 		case taskdef.EnvCredentials, taskdef.EnvOwner, taskdef.EnvInputTaskIDs:
-			return taskdef.Graph{}, fmt.Errorf("--env %s: af sets %s itself", k, k)
+			return taskdef.Graph{}, fmt.Errorf("--env %s: af sets %s itself", k, up)
 		}
 	}
 	if o.MaxLoadBytes <= 0 {
