@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -191,5 +192,25 @@ func TestIndexCommand(t *testing.T) {
 	}
 	if _, errOut, code := af("index", "query", "--db", filepath.Join(dir, "missing.db"), bad); code != 1 || !strings.Contains(errOut, "af index build") {
 		t.Errorf("missing index: exit %d: %s", code, errOut)
+	}
+}
+
+func TestBuildProgressLine(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	if p := newBuildProgressLine(&b); p.on {
+		t.Fatal("a buffer is not a terminal")
+	}
+	p := &buildProgressLine{w: &b, on: true}
+	p.update(index.BuildProgress{Listed: 1000, Elapsed: 100 * time.Millisecond}) // too soon
+	p.update(index.BuildProgress{Listed: 250000, Skipped: 3, Elapsed: 500 * time.Millisecond})
+	p.update(index.BuildProgress{Listed: 251000, Elapsed: 600 * time.Millisecond}) // too soon after
+	p.update(index.BuildProgress{Listed: 1200000, Skipped: 3, Elapsed: 2 * time.Second})
+	p.done()
+	want := "\rlisted 250,000 objects (500,000/s), 3 outside the layout" +
+		"\rlisted 1,200,000 objects (600,000/s), 3 outside the layout" +
+		"\r" + strings.Repeat(" ", 58) + "\r"
+	if b.String() != want {
+		t.Errorf("progress output\n got %q\nwant %q", b.String(), want)
 	}
 }

@@ -211,20 +211,27 @@ func readSource(tx *bolt.Tx) (source, bool, error) {
 	return s, true, nil
 }
 
+// builtSource reads what the index was built from, or says that it has
+// not been built.
+func (db *DB) builtSource(tx *bolt.Tx) (source, error) {
+	s, ok, err := readSource(tx)
+	if err != nil {
+		return source{}, err
+	}
+	if !ok {
+		return source{}, fmt.Errorf("%w: the index at %s is empty: run `af index build --bucket BUCKET --db %s`", ErrNotBuilt, db.path, db.path)
+	}
+	return s, nil
+}
+
 // Source returns what the index was built from: the bucket, the prefix
 // (normalised to end in "/" when not empty) and the schema. It returns
 // ErrNotBuilt before the first build.
 func (db *DB) Source() (bucket, prefix string, schema layout.Schema, err error) {
 	err = db.bolt.View(func(tx *bolt.Tx) error {
-		s, ok, err := readSource(tx)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: the index at %s is empty: run `af index build --bucket BUCKET --db %s`", ErrNotBuilt, db.path, db.path)
-		}
+		s, err := db.builtSource(tx)
 		bucket, prefix, schema = s.bucket, s.prefix, s.schema
-		return nil
+		return err
 	})
 	return bucket, prefix, schema, err
 }

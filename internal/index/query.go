@@ -16,7 +16,9 @@ import (
 	"github.com/af-project/af/internal/layout"
 )
 
-// Object is one indexed input file.
+// Object is one indexed input file. A query cuts the strings and Dims of
+// many Objects from shared blocks of memory, so keeping one Object keeps
+// its neighbours' bytes too; copy what you keep if that matters.
 type Object struct {
 	Key          string
 	Size         int64
@@ -38,17 +40,15 @@ type QueryStats struct {
 
 // Query calls fn for every object the filter selects, in key order, and
 // stops at fn's first error (which it returns). The filter must be over
-// the index's schema.
+// the index's schema. fn runs inside a read transaction, so it sees one
+// consistent index even while a build commits batches.
 func (db *DB) Query(ctx context.Context, f *filter.Filter, fn func(Object) error) (QueryStats, error) {
 	start := db.clock.Now()
 	var st QueryStats
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		src, ok, err := readSource(tx)
+		src, err := db.builtSource(tx)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: the index at %s is empty: run `af index build --bucket BUCKET --db %s`", ErrNotBuilt, db.path, db.path)
 		}
 		if len(f.Dims) != len(src.schema.Fields) {
 			return fmt.Errorf("filter %s has %d dimensions; the index at %s has %d (%s)", f.Name, len(f.Dims), db.path, len(src.schema.Fields), src.schema)

@@ -44,12 +44,9 @@ type ValueCount struct {
 func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		src, ok, err := readSource(tx)
+		src, err := db.builtSource(tx)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: the index at %s is empty: run `af index build --bucket BUCKET --db %s`", ErrNotBuilt, db.path, db.path)
 		}
 		st.Bucket, st.Prefix, st.Schema, st.Built = src.bucket, src.prefix, src.schema, src.built
 		n := len(src.schema.Fields)
