@@ -237,7 +237,7 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 	}
 
 	// The same endpoint late in the job, when every mapper has a run with
-	// its stats: the largest answer the page polls for.
+	// its stats, as the page sees it late in a job (retries would add more).
 	t1 := time.Now()
 	if err := runMappers(ctx, url, token, workToken, last, slices.DeleteFunc(graphs, func(id string) bool { return id == last.graphID })); err != nil {
 		return err
