@@ -84,7 +84,7 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 	if len(schema.Fields) < 2 {
 		return rep, fmt.Errorf("build index: the schema has %d dimension(s); the layout needs at least 2", len(schema.Fields))
 	}
-	if err := db.claimSource(bucket, prefix, schema); err != nil {
+	if err := db.checkSource(bucket, prefix, schema); err != nil {
 		return rep, err
 	}
 
@@ -123,9 +123,7 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 	}
 	rep.Indexed = rep.Listed - rep.Skipped
 	rep.Duration = db.clock.Now().Sub(start)
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(metaBucket).Put(metaBuilt, []byte(db.clock.Now().UTC().Format(time.RFC3339Nano)))
-	}); err != nil {
+	if err := db.recordSource(bucket, prefix, schema); err != nil {
 		return rep, fmt.Errorf("build index: %w", err)
 	}
 	db.log.Info("index built", "bucket", bucket, "prefix", prefix, "listed", rep.Listed, "indexed", rep.Indexed,
@@ -215,32 +213,39 @@ func (db *DB) list(ctx context.Context, lister Lister, bucket, prefix string, sc
 	return send(true)
 }
 
-// claimSource records the bucket, prefix and schema on the first build and
-// refuses a different one later: an index covers one source, and a schema
-// change changes what the stored keys mean.
-func (db *DB) claimSource(bucket, prefix string, schema layout.Schema) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+// checkSource refuses to build a different bucket, prefix or schema into
+// an index that has one: an index covers one source, and a schema change
+// changes what the stored keys mean. The source is recorded only when a
+// build completes, so a first build that fails (a mistyped bucket, say)
+// commits the file to nothing.
+func (db *DB) checkSource(bucket, prefix string, schema layout.Schema) error {
+	return db.bolt.View(func(tx *bolt.Tx) error {
 		s, ok, err := readSource(tx)
-		if err != nil {
+		if err != nil || !ok {
 			return err
 		}
-		if ok {
-			if s.bucket != bucket || s.prefix != prefix {
-				return fmt.Errorf("the index at %s covers s3://%s/%s; it cannot also cover s3://%s/%s: use another --db", db.path, s.bucket, s.prefix, bucket, prefix)
-			}
-			if !s.schema.Equal(schema) {
-				return fmt.Errorf("the index at %s was built with the dimensions %s, not %s: use the same schema or another --db", db.path, s.schema, schema)
-			}
-			return nil
+		if s.bucket != bucket || s.prefix != prefix {
+			return fmt.Errorf("the index at %s covers s3://%s/%s; it cannot also cover s3://%s/%s: use another --db", db.path, s.bucket, s.prefix, bucket, prefix)
 		}
+		if !s.schema.Equal(schema) {
+			return fmt.Errorf("the index at %s was built with the dimensions %s, not %s: use the same schema or another --db", db.path, s.schema, schema)
+		}
+		return nil
+	})
+}
+
+// recordSource notes what a completed build listed, and when.
+func (db *DB) recordSource(bucket, prefix string, schema layout.Schema) error {
+	fields, err := json.Marshal(schema.Fields)
+	if err != nil {
+		return err
+	}
+	built := []byte(db.clock.Now().UTC().Format(time.RFC3339Nano))
+	return db.bolt.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
-		fields, err := json.Marshal(schema.Fields)
-		if err != nil {
-			return err
-		}
-		for k, v := range map[string][]byte{string(metaBucketName): []byte(bucket), string(metaPrefix): []byte(prefix), string(metaSchema): fields} {
-			if err := meta.Put([]byte(k), v); err != nil {
-				return fmt.Errorf("build index: %w", err)
+		for _, kv := range [][2][]byte{{metaBucketName, []byte(bucket)}, {metaPrefix, []byte(prefix)}, {metaSchema, fields}, {metaBuilt, built}} {
+			if err := meta.Put(kv[0], kv[1]); err != nil {
+				return err
 			}
 		}
 		return nil

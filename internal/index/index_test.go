@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/af-project/af/internal/layout"
@@ -501,5 +502,28 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := Open(junk, Options{}); err == nil || !strings.Contains(err.Error(), "not an af index or it is damaged") {
 		t.Errorf("junk file: %v", err)
+	}
+}
+
+// failingLister fails its first call, as S3 does for a bucket that does
+// not exist.
+type failingLister struct{}
+
+func (failingLister) ListObjectsV2(context.Context, *s3.ListObjectsV2Input, ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	return nil, errors.New("NoSuchBucket: The specified bucket does not exist")
+}
+
+func TestFailedFirstBuildClaimsNothing(t *testing.T) {
+	t.Parallel()
+	db := openTemp(t, Options{})
+	ctx := context.Background()
+	if _, err := db.Build(ctx, failingLister{}, "mistyped", "", layout.Telemetry(), nil); err == nil || !strings.Contains(err.Error(), "list s3://mistyped/: ") {
+		t.Fatalf("failed listing: %v", err)
+	}
+	if _, _, _, err := db.Source(); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("source after a failed first build: %v", err)
+	}
+	if rep, err := db.Build(ctx, tricky(), "right", "", layout.Telemetry(), nil); err != nil || rep.Indexed == 0 {
+		t.Errorf("build of the right bucket after a failed one: %+v %v", rep, err)
 	}
 }
