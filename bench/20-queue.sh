@@ -26,6 +26,9 @@ metric() {
 http=$(metric BenchmarkCreateGraph10kHTTP s/graph "$out1")
 inproc=$(metric BenchmarkCreateGraph10kInProcess s/graph "$out1")
 graphread=$(metric BenchmarkGetGraph3000 ms/read "$out1")
+http_cpu=$(metric BenchmarkCreateGraph10kHTTP cpu-s/graph "$out1")
+inproc_cpu=$(metric BenchmarkCreateGraph10kInProcess cpu-s/graph "$out1")
+graphread_cpu=$(metric BenchmarkGetGraph3000 cpu-ms/read "$out1")
 cycles=$(metric BenchmarkClaimComplete16 cycles/s "$out2")
 inproc_cycles=$(metric BenchmarkClaimComplete16InProcess cycles/s "$out2")
 cpu_http=$(metric BenchmarkClaimComplete16 cpu-us/cycle "$out2")
@@ -61,6 +64,8 @@ much of the shared machine the run got; the cycles/s numbers do.
 |---|---|---|---|
 | create a 10,000-task graph over HTTP | $http s | < 1 s | $(verdict "$http" 1 "<") |
 | create a 10,000-task graph in process (queue core only) | $inproc s | < 1 s | $(verdict "$inproc" 1 "<") |
+| CPU to create it over HTTP (client, server and queue; one process) | $http_cpu s | — | — |
+| CPU to create it in process | $inproc_cpu s | — | — |
 | claim+complete cycles/s, 16 workers, loopback HTTP | $cycles | ≥ 3,000 | $(verdict "$cycles" 3000 ">=") |
 | same cycles in process (queue core only, baseline) | $inproc_cycles | — | — |
 | HTTP throughput as a share of the in-process baseline | $ratio | (report) | — |
@@ -70,4 +75,5 @@ much of the shared machine the run got; the cycles/s numbers do.
 | claimWork p50 latency | $p50 ms | (report) | — |
 | claimWork p99 latency | $p99 ms | (report) | — |
 | GET a 3,000-task graph's status over HTTP | $graphread ms | < 100 ms | $(verdict "$graphread" 100 "<") |
+| CPU per read (server encode and client decode; one process) | $graphread_cpu ms | — | — |
 MD

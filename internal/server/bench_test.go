@@ -66,12 +66,15 @@ func BenchmarkCreateGraph10kHTTP(b *testing.B) {
 		graphs[i] = testGraph(9999, time.Now())
 	}
 	b.ResetTimer()
+	cpu := startCPU()
 	for i := range b.N {
 		if _, err := c.CreateGraph(context.Background(), graphs[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/graph")
+	b.ReportMetric(cpu.perOp(b.N)/1e6, "cpu-s/graph")
 }
 
 // BenchmarkCreateGraph10kInProcess is the same without HTTP.
@@ -82,12 +85,15 @@ func BenchmarkCreateGraph10kInProcess(b *testing.B) {
 		graphs[i] = testGraph(9999, time.Now())
 	}
 	b.ResetTimer()
+	cpu := startCPU()
 	for i := range b.N {
 		if _, err := e.q.CreateGraph(context.Background(), graphs[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/graph")
+	b.ReportMetric(cpu.perOp(b.N)/1e6, "cpu-s/graph")
 }
 
 // BenchmarkClaimComplete16 runs b.N claim+complete cycles over loopback
@@ -184,13 +190,16 @@ func BenchmarkGetGraph3000(b *testing.B) {
 		}
 	}
 	b.ResetTimer()
+	cpu := startCPU()
 	for range b.N {
 		st, err := c.Graph(ctx, g.GraphID)
 		if err != nil || len(st.Tasks) != 3000 {
 			b.Fatal(len(st.Tasks), err)
 		}
 	}
+	cpu.stop()
 	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/read")
+	b.ReportMetric(cpu.perOp(b.N)/1000, "cpu-ms/read")
 }
 
 // benchWorkers is 16 (the target's), or AF_BENCH_WORKERS to explore.
