@@ -82,6 +82,7 @@ func runIndexBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	prefix := fs.String("prefix", "", "key prefix the layout lives under")
 	schemaPath := fs.String("schema", layout.DefaultSchemaPath, "telemetry_schema.json naming the dimensions (the built-in telemetry schema when the default file is absent)")
 	listSkipped := fs.Bool("list-skipped", false, "print every key outside the layout, not just the first few")
+	qf := addQueueFlags(fs)
 	pos, err := parseIndexFlags(fs, args)
 	if err != nil {
 		return err
@@ -91,6 +92,9 @@ func runIndexBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if q, ok := remoteIndex(fs, qf); ok {
+		return remoteIndexBuild(ctx, q, *qf.url, *bucket, *prefix, *schemaPath, set["schema"], *listSkipped, stdout, stderr)
+	}
 
 	idx, err := index.Open(*db, index.Options{})
 	if err != nil {
@@ -176,14 +180,18 @@ func writeBuildReport(w io.Writer, path string, rep index.BuildReport, listSkipp
 }
 
 func runIndexQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("index query", "index query [--db PATH] FILTER.json", stderr)
+	fs := newFlags("index query", "index query [--db PATH | --queue URL] FILTER.json", stderr)
 	db := indexDBFlag(fs)
+	qf := addQueueFlags(fs)
 	pos, err := parseIndexFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: want one filter file, e.g. filters/Filter.json", errUsage)
+	}
+	if q, ok := remoteIndex(fs, qf); ok {
+		return remoteIndexQuery(ctx, q, *qf.url, pos[0], stdout, stderr)
 	}
 	idx, err := index.Open(*db, index.Options{ReadOnly: true})
 	if err != nil {
@@ -224,14 +232,18 @@ func indexQuery(ctx context.Context, idx *index.DB, f *filter.Filter, stdout, st
 }
 
 func runIndexStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("index stats", "index stats [--db PATH]", stderr)
+	fs := newFlags("index stats", "index stats [--db PATH | --queue URL]", stderr)
 	db := indexDBFlag(fs)
+	qf := addQueueFlags(fs)
 	pos, err := parseIndexFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, pos)
+	}
+	if q, ok := remoteIndex(fs, qf); ok {
+		return remoteIndexStats(ctx, q, *qf.url, stdout)
 	}
 	idx, err := index.Open(*db, index.Options{ReadOnly: true})
 	if err != nil {
@@ -247,7 +259,14 @@ func indexStats(ctx context.Context, idx *index.DB, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "index %s: s3://%s/%s", idx.Path(), st.Bucket, st.Prefix)
+	printIndexStats(stdout, idx.Path(), st)
+	return nil
+}
+
+// printIndexStats prints an index's totals and each dimension's values;
+// where names the index (its file, or the server holding it).
+func printIndexStats(stdout io.Writer, where string, st index.Stats) {
+	fmt.Fprintf(stdout, "index %s: s3://%s/%s", where, st.Bucket, st.Prefix)
 	if !st.Built.IsZero() {
 		fmt.Fprintf(stdout, ", built %s", st.Built.UTC().Format(time.RFC3339))
 	}
@@ -262,7 +281,6 @@ func indexStats(ctx context.Context, idx *index.DB, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  %-*s  %*s objects  %s\n", vw, v.Value, nw, thousands(v.Objects), humanBytes(v.Bytes))
 		}
 	}
-	return nil
 }
 
 // buildProgressLine rewrites one status line on a terminal while a build lists;
