@@ -12,7 +12,7 @@ TOOLS := $(BIN)/tools
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-short bench deps lint images demo demo-down clean
+.PHONY: all build test test-short bench deps host-deps lint images demo demo-down clean
 
 all: build
 
@@ -21,8 +21,12 @@ build:
 	$(GO) build -o $(BIN)/af ./af
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/worker ./worker
 
-# deps installs the tools the tests need into bin/tools, once.
-deps: $(TOOLS)/minio
+# deps installs the tools the tests need: MinIO into bin/tools (once), and
+# the Debian packages (debootstrap, chromium, compressors) when missing.
+deps: $(TOOLS)/minio host-deps
+
+host-deps:
+	bash scripts/host-deps.sh test
 
 $(TOOLS)/minio:
 	@mkdir -p $(TOOLS)
@@ -53,6 +57,7 @@ images:
 
 # bench runs every benchmark and writes BENCHMARKS.md.
 bench: deps images
+	bash scripts/host-deps.sh bench
 	bash bench/run.sh
 
 # demo runs the whole system on this machine: MinIO, af serve, two
