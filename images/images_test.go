@@ -184,7 +184,7 @@ func realFiles(t *testing.T) []inputFile {
 	}
 	var out []inputFile
 	for name, key := range keys {
-		f, err := os.Open(filepath.Join("/work/shared/testdata/telemetry-pings", name))
+		f, err := os.Open(filepath.Join("../testdata/telemetry-pings", name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -180,7 +180,7 @@ func TestRealTelemetryFiles(t *testing.T) {
 	t.Parallel()
 	want := map[string]int{"ss-ff-n-22.lzma": 1, "ss-ff-n-28.lzma": 4}
 	for name, docs := range want {
-		f, err := os.Open(filepath.Join("/work/shared/testdata/telemetry-pings", name))
+		f, err := os.Open(filepath.Join("../../testdata/telemetry-pings", name))
 		if err != nil {
 			t.Fatal(err)
 		}
