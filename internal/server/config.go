@@ -56,8 +56,9 @@ type S3Config struct {
 	Prefix string `yaml:"prefix,omitempty"`
 }
 
-// SMTPConfig is where owners' notifications go. The server does not send
-// mail yet; it keeps the settings so one file configures a deployment.
+// SMTPConfig is where the server emails owners about graphs it ends
+// itself (deadline passed, retries exhausted, canceled); workers email
+// about the graphs their reports end. With no addr the message is logged.
 type SMTPConfig struct {
 	Addr string `yaml:"addr,omitempty"`
 	From string `yaml:"from,omitempty"`

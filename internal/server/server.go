@@ -74,6 +74,7 @@ import (
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/monitor"
+	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -123,6 +124,11 @@ type Server struct {
 	index     indexDB
 	lister    index.Lister
 	buildMu   sync.Mutex
+
+	// mailer tells owners about graphs the server ends itself (ticks,
+	// cancel); notifyWG waits for those emails on shutdown.
+	mailer   *notify.Mailer
+	notifyWG sync.WaitGroup
 }
 
 // New builds the server. cfg must have been normalized (LoadConfig,
@@ -169,6 +175,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.pages == nil {
 		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor")})
 	}
+	mailer, err := mailerFor(cfg.SMTP, s)
+	if err != nil {
+		return nil, err
+	}
+	s.mailer = mailer
 	s.metrics = newMetrics(s.q)
 	s.handler = s.routes()
 	return s, nil
@@ -208,7 +219,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	tickDone := make(chan struct{})
 	go func() {
 		defer close(tickDone)
-		s.q.Run(tickCtx, s.tick)
+		s.tickLoop(tickCtx)
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -229,6 +240,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopTick()
 	<-tickDone
+	s.notifyWG.Wait()
 	s.closeIndex()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -452,9 +464,14 @@ func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.q.CancelGraph(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	wasRunning := s.graphRunning(r.Context(), id)
+	st, err := s.q.CancelGraph(r.Context(), id)
 	if err != nil {
 		return err
+	}
+	if wasRunning && st.State != taskdef.GraphRunning {
+		s.notifyOwner(r.Context(), id, "cancel")
 	}
 	return writeJSON(w, http.StatusOK, st)
 }

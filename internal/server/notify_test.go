@@ -1,0 +1,79 @@
+package server
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/smtptest"
+)
+
+// TestServerEmailsOwnersOfGraphsItEnds: graphs no worker report ends (a
+// passed deadline, a cancel) still reach their owner, through the server.
+func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		end      func(t *testing.T, c *queueclient.Client, clock *fakeClock, graphID string)
+		wantBody string
+	}{
+		{name: "deadline", end: func(t *testing.T, _ *queueclient.Client, clock *fakeClock, _ string) {
+			clock.Advance(25 * time.Hour)
+		}, wantBody: "deadline-exceeded"},
+		{name: "cancel", end: func(t *testing.T, c *queueclient.Client, _ *fakeClock, graphID string) {
+			if _, err := c.CancelGraph(ctxT(t), graphID); err != nil {
+				t.Fatal(err)
+			}
+		}, wantBody: "canceled"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mail := smtptest.Start(t)
+			clock := newFakeClock()
+			dir := t.TempDir()
+			q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Clock: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { q.Close() })
+			cfg := Config{Data: dir, Tokens: []Token{{Name: "s", Role: RoleSubmit, Token: submitTok}},
+				SMTP: SMTPConfig{Addr: mail.Addr(), From: "af@example.org"}, MonitorURL: "http://af.example.org"}
+			if err := cfg.Normalize("test"); err != nil {
+				t.Fatal(err)
+			}
+			srv, err := New(cfg, Deps{Queue: q, Clock: clock, TickEvery: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, ln) }()
+			t.Cleanup(func() { cancel(); <-done })
+			c := queueclient.New("http://"+ln.Addr().String(), submitTok)
+
+			g := testGraph(2, clock.Now())
+			if _, err := c.CreateGraph(ctxT(t), g); err != nil {
+				t.Fatal(err)
+			}
+			tc.end(t, c, clock, g.GraphID)
+			msgs := mail.WaitFor(t, 1, 30*time.Second)
+			m := msgs[0]
+			if m.To[0] != "owner@example.org" || !strings.Contains(m.Subject, "failed") {
+				t.Fatalf("email to %v subject %q", m.To, m.Subject)
+			}
+			if !strings.Contains(m.Text, "http://af.example.org/graphs/"+g.GraphID) || !strings.Contains(m.Text, tc.wantBody) {
+				t.Fatalf("email body lacks the monitor link or %q:\n%s", tc.wantBody, m.Text)
+			}
+		})
+	}
+}
