@@ -79,7 +79,8 @@ Flags (each also read from the environment variable shown):
 		fs.PrintDefaults()
 	}
 	queueURL := fs.String("queue", env("AF_QUEUE_URL", "http://127.0.0.1:8080"), "queue URL (AF_QUEUE_URL)")
-	token := fs.String("token", os.Getenv("AF_TOKEN"), "token with the work role (AF_TOKEN)")
+	// The default is read after parsing so --help never prints the token.
+	token := fs.String("token", "", "token with the work role (default $AF_TOKEN)")
 	keyPath := fs.String("key", env("AF_WORKER_KEY", "af.key"), "the pool's private key made by `af keygen` (AF_WORKER_KEY)")
 	capacity := fs.Int("capacity", envInt("AF_CAPACITY", 1), "tasks run at once (AF_CAPACITY)")
 	group := fs.String("worker-group", env("AF_WORKER_GROUP", "default"), "worker group (AF_WORKER_GROUP)")
@@ -99,6 +100,9 @@ Flags (each also read from the environment variable shown):
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *token == "" {
+		*token = os.Getenv("AF_TOKEN")
+	}
 	if *token == "" {
 		return errors.New("no token: pass --token or set AF_TOKEN to a token with the work role (af serve prints where its config with the tokens is)")
 	}

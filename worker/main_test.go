@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+)
+
+func TestHelpNeverPrintsTheToken(t *testing.T) {
+	t.Setenv("AF_TOKEN", "secret-work-token-value")
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(out.String(), "secret-work-token-value") {
+		t.Fatalf("--help printed the token:\n%s", out.String())
+	}
+	for _, want := range []string{"--queue URL --token T --key af.key", "AF_QUEUE_URL", "-capacity"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Setenv("AF_TOKEN", "")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--queue", "http://127.0.0.1:1"}, "no token"},
+		{[]string{"--token", "t", "--input", "pipe"}, `--input "pipe": want fifo or stdin`},
+		{[]string{"--token", "t", "--key", "/nonexistent/af.key"}, "/nonexistent/af.key"},
+		{[]string{"--token", "t", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, tc := range tests {
+		var out bytes.Buffer
+		err := run(context.Background(), tc.args, &out)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("worker %v: err = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
