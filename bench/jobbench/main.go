@@ -46,7 +46,7 @@ func main() {
 	flag.Int64Var(&c.rawBytes, "raw-bytes", 1<<30, "uncompressed size of the data set")
 	flag.IntVar(&c.files, "files", 128, "number of objects (a multiple of 16)")
 	flag.IntVar(&c.hist, "hist", 16, "histograms per document (sets the document size)")
-	flag.IntVar(&c.filesPerTask, "files-per-task", 16, "input files per mapper task")
+	flag.IntVar(&c.filesPerTask, "files-per-task", 64, "input files per mapper task")
 	flag.IntVar(&c.workers, "workers", 1, "in-process af workers")
 	flag.IntVar(&c.capacity, "capacity", 2, "tasks each worker runs at once")
 	flag.IntVar(&c.fixedTasks, "fixed-tasks", 20, "mapper tasks with no input for the fixed cost")
@@ -112,6 +112,7 @@ func best(a, b measure) measure {
 
 func run(c config, out io.Writer) error {
 	ctx := context.Background()
+	loadStart := loadAvg()
 	var logOut io.Writer = io.Discard
 	if c.verbose {
 		logOut = os.Stderr
@@ -262,6 +263,7 @@ func run(c config, out io.Writer) error {
 	}
 
 	report(out, c, reportData{
+		loadStart: loadStart, loadEnd: loadAvg(),
 		ms: ms, jobs: jobs, docs: docs, docSize: docSize, raw: raw, compressed: compressed, files: len(set.Files),
 		fixedPy: fixedPy, fixedGo: fixedGo, redPy: redPy, redGo: redGo,
 	})
@@ -286,14 +288,15 @@ func startProfile(base, system string, run int) (func(), error) {
 }
 
 type reportData struct {
-	ms               map[string]measure
-	jobs             map[string]jobRun
-	docs             int
-	docSize          float64
-	raw, compressed  int64
-	files            int
-	fixedPy, fixedGo []time.Duration
-	redPy, redGo     time.Duration
+	ms                 map[string]measure
+	jobs               map[string]jobRun
+	docs               int
+	docSize            float64
+	raw, compressed    int64
+	files              int
+	fixedPy, fixedGo   []time.Duration
+	redPy, redGo       time.Duration
+	loadStart, loadEnd string
 }
 
 func report(w io.Writer, c config, d reportData) {
@@ -331,6 +334,9 @@ func report(w io.Writer, c config, d reportData) {
 	p("- **boto3**: `bench/jobbench/boto3_count.py`, one process (Debian's python3-boto3): list, get, `zlib` gunzip, `json.loads` per line.")
 	p("- **Dask**: `bench/jobbench/dask_count.py`, Debian's python3-dask/python3-distributed, `LocalCluster(n_workers=2, threads_per_worker=1)`, a `dask.bag` of object keys, each task reading with boto3 as above; timed from the key listing to the folded counts (%s).", orDash(ms["dask"].note))
 	p("- **gunzip ceiling**: Go, 2 goroutines reading the same objects from MinIO and gunzipping into `io.Discard`.")
+	p("- **CPU s** is the CPU time of the timed span: the scripts' processes (every Dask worker included) or this process (queue server, workers, gunzip goroutines) plus the job containers' cgroups; MinIO's own CPU is not counted for anyone. Unlike MB/s it does not depend on what else the machine runs.")
+	p("")
+	p("Load average (1 min) at the start %s, at the end %s.%s", d.loadStart, d.loadEnd, dockerShareNote(d.loadStart, d.loadEnd))
 	p("")
 	p("```")
 	cmd := c.command
@@ -367,6 +373,15 @@ func report(w io.Writer, c config, d reportData) {
 		p("| S3 GET only (no gunzip), 2 goroutines | %.1f (%.1f MB/s gzip) | %.2f | — | — | %.1f | — | — | — |", m.mbs(), float64(d.compressed)/m.seconds/1e6, m.seconds, m.cpu.Seconds())
 	}
 	p("")
+	if eff := func(n string) float64 { m := ms[n]; return float64(m.raw) / m.cpu.Seconds() / 1e6 }; ms["af-go"].cpu > 0 && ms[string(gunzipKlauspt)].cpu > 0 {
+		p("CPU bound: af-go spends %.2fx the CPU per byte that klauspost gunzip alone does (%.0f vs %.0f MB per CPU s), so where both are CPU-bound on the same cores af-go reaches at most %.0f%% of the ceiling before any fixed cost.",
+			eff(string(gunzipKlauspt))/eff("af-go"), eff("af-go"), eff(string(gunzipKlauspt)), 100*eff("af-go")/eff(string(gunzipKlauspt)))
+		if ms["af-python"].cpu > 0 && ms["boto3"].cpu > 0 {
+			p("Likewise af-python spends %.2fx the boto3 script's CPU per byte (%.0f vs %.0f MB per CPU s): on %d cores it can be at most %.2fx the one-process script where both are CPU-bound.",
+				eff("boto3")/eff("af-python"), eff("af-python"), eff("boto3"), c.workers*c.capacity, float64(c.workers*c.capacity)*eff("af-python")/eff("boto3"))
+		}
+		p("")
+	}
 	if len(d.fixedPy) > 0 {
 		p("Fixed cost of a task with no input (claimed → resolved, from the queue's run times; %d empty mappers and their reducer per image, %d worker(s) × capacity %d): "+
 			"**Python helper p50 %s, p90 %s** (reducer %s); **Go SDK p50 %s, p90 %s** (reducer %s). Target: p50 under 1 s — %s (Python), %s (Go).",
@@ -385,6 +400,37 @@ func report(w io.Writer, c config, d reportData) {
 			j.mappers, c.workers*c.capacity, ms3(j.lastMapper), ms3(j.reducer), j.workerCPU.Seconds(), j.containerCPU.Seconds())
 		p("")
 	}
+}
+
+// loadAvg is the 1-minute load average.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
+}
+
+// dockerShareNote explains, when the machine was busy and Docker uses
+// cgroup v1 with its default parent, why the af jobs' containers got less
+// CPU than the host processes they are compared with.
+func dockerShareNote(loads ...string) string {
+	busy := false
+	for _, l := range loads {
+		var v float64
+		if _, err := fmt.Sscan(l, &v); err == nil && v > float64(runtime.NumCPU()) {
+			busy = true
+		}
+	}
+	b, err := os.ReadFile("/sys/fs/cgroup/cpu/docker/cpu.shares")
+	if !busy || err != nil {
+		return ""
+	}
+	return fmt.Sprintf(" The machine was busier than its %d cores, and Docker's containers share one cgroup v1 parent (/docker, cpu.shares %s): under contention all job containers together get the CPU weight of one host process, while the baselines and the worker run as host processes, so the wall-clock figures of the af jobs suffer most. The CPU columns are not affected.",
+		runtime.NumCPU(), strings.TrimSpace(string(b)))
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
