@@ -20,5 +20,5 @@ fi
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/jobbench" ./bench/jobbench
-args=(-raw-bytes "${AF_BENCH_RAW_BYTES:-1073741824}" -files 128 -files-per-task 64 -workers 1 -capacity 2 -fixed-tasks 20 -runs "${AF_BENCH_RUNS:-1}" -python "$python" -scripts bench/jobbench)
+args=(-raw-bytes "${AF_BENCH_RAW_BYTES:-1073741824}" -files 128 -files-per-task 64 -workers 1 -capacity 2 -fixed-tasks 20 -runs "${AF_BENCH_RUNS:-2}" -python "$python" -scripts bench/jobbench)
 "$bin/jobbench" "${args[@]}" -command "go build -o jobbench ./bench/jobbench && ./jobbench ${args[*]}"
