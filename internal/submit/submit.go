@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/filter"
@@ -198,7 +198,7 @@ func (s *Submitter) checkImage(ctx context.Context, image string) error {
 	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := s.Docker.ImageInspect(ictx, image); err != nil {
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("image %s is not on this host's Docker engine, so the workers cannot have it either (af never pulls): build it (`make images` for the examples) or `docker load` it on every worker host; pass --no-image-check when this host is not a worker", image)
 		}
 		return fmt.Errorf("check image %s: %w (pass --no-image-check to skip)", image, err)
