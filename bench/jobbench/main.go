@@ -53,7 +53,7 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 1, "runs of each system; the fastest is reported (the machine is shared)")
 	flag.StringVar(&c.python, "python", "/usr/bin/python3", "Python with boto3, dask and distributed (Debian's)")
 	flag.StringVar(&c.scripts, "scripts", "", "directory of boto3_count.py and dask_count.py (default: next to this source)")
-	flag.StringVar(&c.only, "only", "", "comma-separated systems to run (gunzip,boto3,dask,af-python,af-go,fixed); default all")
+	flag.StringVar(&c.only, "only", "", "comma-separated systems to run (gunzip,loads,boto3,dask,af-python,af-go,fixed); default all")
 	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
 	flag.BoolVar(&c.verbose, "v", false, "log af's components to stderr")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (queue server and workers) during the af jobs to this file")
@@ -169,6 +169,7 @@ func run(c config, out io.Writer) error {
 		}
 	}
 	jobs := map[string]jobRun{}
+	var loadsRate float64 // json.loads alone, MB per CPU second
 	cc := startContainerCPU(e.docker, "bench-")
 	defer cc.close()
 	for r := 0; r < c.runs; r++ {
@@ -190,6 +191,17 @@ func run(c config, out io.Writer) error {
 				}
 				record(measure{name: string(kind), seconds: d.Seconds(), raw: raw, cpu: cpu, ok: true})
 			}
+		}
+		if c.want("loads") && r == 0 {
+			progress("json.loads floor")
+			res, err := e.runPython(ctx, c.python, c.scripts, "loads_floor.py", "8")
+			if err != nil {
+				return err
+			}
+			if res.CPUSeconds <= 0 || res.RawBytes <= 0 {
+				return fmt.Errorf("loads_floor.py measured nothing: %+v", res)
+			}
+			loadsRate = float64(res.RawBytes) / res.CPUSeconds / 1e6
 		}
 		if c.want("boto3") {
 			progress("run %d: boto3 script", r+1)
@@ -263,7 +275,7 @@ func run(c config, out io.Writer) error {
 	}
 
 	report(out, c, reportData{
-		loadStart: loadStart, loadEnd: loadAvg(),
+		loadStart: loadStart, loadEnd: loadAvg(), loadsRate: loadsRate,
 		ms: ms, jobs: jobs, docs: docs, docSize: docSize, raw: raw, compressed: compressed, files: len(set.Files),
 		fixedPy: fixedPy, fixedGo: fixedGo, redPy: redPy, redGo: redGo,
 	})
@@ -297,6 +309,7 @@ type reportData struct {
 	fixedPy, fixedGo   []time.Duration
 	redPy, redGo       time.Duration
 	loadStart, loadEnd string
+	loadsRate          float64
 }
 
 func report(w io.Writer, c config, d reportData) {
@@ -329,14 +342,14 @@ func report(w io.Writer, c config, d reportData) {
 		d.files, d.docs, d.docSize/1000, float64(d.raw)/(1<<30), float64(d.compressed)/1e6, float64(d.raw)/float64(d.compressed),
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), bestOf(c.runs))
 	p("")
-	p("- **af**: `submit.BuildGraph` graph (%d mappers of %d files, one reducer) posted to an in-process `af serve` queue; %d in-process worker(s) × capacity %d on the Docker engine (FIFO input, 1 CPU per container), worker defaults otherwise; time from graph creation to the graph's resolution (reducer result uploaded), as the queue records them. Images `af/os-count` (Python helper, `json.loads` per document) and `af/os-count-go` (Go SDK, `afjob.Field`).",
+	p("- **af**: `submit.BuildGraph` graph (%d mappers of %d files, one reducer) posted to an in-process `af serve` queue; %d in-process worker(s) × capacity %d on the Docker engine (FIFO input, 1 CPU per container), worker defaults otherwise (one mapper per slot: `af submit`'s default of 256 MiB of compressed input per mapper would make a single mapper of this data set and leave a slot idle); time from graph creation to the graph's resolution (reducer result uploaded), as the queue records them. Images `af/os-count` (Python helper, `json.loads` per document) and `af/os-count-go` (Go SDK, `afjob.Field`).",
 		(d.files+c.filesPerTask-1)/c.filesPerTask, c.filesPerTask, c.workers, c.capacity)
 	p("- **boto3**: `bench/jobbench/boto3_count.py`, one process (Debian's python3-boto3): list, get, `zlib` gunzip, `json.loads` per line.")
 	p("- **Dask**: `bench/jobbench/dask_count.py`, Debian's python3-dask/python3-distributed, `LocalCluster(n_workers=2, threads_per_worker=1)`, a `dask.bag` of object keys, each task reading with boto3 as above; timed from the key listing to the folded counts (%s).", orDash(ms["dask"].note))
 	p("- **gunzip ceiling**: Go, 2 goroutines reading the same objects from MinIO and gunzipping into `io.Discard`.")
 	p("- **CPU s** is the CPU time of the timed span: the scripts' processes (every Dask worker included) or this process (queue server, workers, gunzip goroutines) plus the job containers' cgroups; MinIO's own CPU is not counted for anyone. Unlike MB/s it does not depend on what else the machine runs.")
 	p("")
-	p("Load average (1 min) at the start %s, at the end %s.%s", d.loadStart, d.loadEnd, dockerShareNote(d.loadStart, d.loadEnd))
+	p("Load average (1 min) at the start %s, at the end %s.%s", d.loadStart, d.loadEnd, dockerShareNote(d.loadStart))
 	p("")
 	p("```")
 	cmd := c.command
@@ -382,6 +395,18 @@ func report(w io.Writer, c config, d reportData) {
 		}
 		p("")
 	}
+	if gz := ms[string(gunzipKlauspt)]; d.loadsRate > 0 && gz.cpu > 0 {
+		gzRate := float64(gz.raw) / gz.cpu.Seconds() / 1e6
+		cores := float64(runtime.NumCPU())
+		bound := cores / (1/d.loadsRate + 1/gzRate)
+		p("Floor of every Python system here: `json.loads` alone decodes these documents at %.0f MB per CPU s (`bench/jobbench/loads_floor.py`, 8 objects, best of 3) and gunzip costs at least 1/%.0f CPU s per MB, so no system that runs `json.loads` on every document can count faster than %.0f MB/s on %.0f cores, with nothing else running and no fixed cost.",
+			d.loadsRate, gzRate, bound, cores)
+		if dask > 0 && boto > 0 {
+			p("The Python targets against this run's baselines need %.0f MB/s (1.3x Dask) and %.0f MB/s (2x boto3): %.0f%% and %.0f%% of that bound; af-python reached %.0f MB/s (%.0f%%).",
+				1.3*dask, 2*boto, 100*1.3*dask/bound, 100*2*boto/bound, afPy, 100*afPy/bound)
+		}
+		p("")
+	}
 	if len(d.fixedPy) > 0 {
 		p("Fixed cost of a task with no input (claimed → resolved, from the queue's run times; %d empty mappers and their reducer per image, %d worker(s) × capacity %d): "+
 			"**Python helper p50 %s, p90 %s** (reducer %s); **Go SDK p50 %s, p90 %s** (reducer %s). Target: p50 under 1 s — %s (Python), %s (Go).",
@@ -414,23 +439,21 @@ func loadAvg() string {
 	return "unknown"
 }
 
-// dockerShareNote explains, when the machine was busy and Docker uses
-// cgroup v1 with its default parent, why the af jobs' containers got less
-// CPU than the host processes they are compared with.
-func dockerShareNote(loads ...string) string {
-	busy := false
-	for _, l := range loads {
-		var v float64
-		if _, err := fmt.Sscan(l, &v); err == nil && v > float64(runtime.NumCPU()) {
-			busy = true
-		}
-	}
-	b, err := os.ReadFile("/sys/fs/cgroup/cpu/docker/cpu.shares")
-	if !busy || err != nil {
+// dockerShareNote explains, when other work was running as the benchmark
+// started and Docker uses cgroup v1 with its default parent, why the af
+// jobs' containers got less CPU than the host processes they are compared
+// with.
+func dockerShareNote(loadStart string) string {
+	var v float64
+	if _, err := fmt.Sscan(loadStart, &v); err != nil || v < float64(runtime.NumCPU())/2 {
 		return ""
 	}
-	return fmt.Sprintf(" The machine was busier than its %d cores, and Docker's containers share one cgroup v1 parent (/docker, cpu.shares %s): under contention all job containers together get the CPU weight of one host process, while the baselines and the worker run as host processes, so the wall-clock figures of the af jobs suffer most. The CPU columns are not affected.",
-		runtime.NumCPU(), strings.TrimSpace(string(b)))
+	b, err := os.ReadFile("/sys/fs/cgroup/cpu/docker/cpu.shares")
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf(" Other work was running (the load at the start is before this benchmark's own). Docker's containers share one cgroup v1 parent here (/docker, cpu.shares %s): under contention all job containers together get the CPU weight of one host process, while the baselines and the af worker run as host processes, so the af jobs' wall-clock figures suffer most from other work. The CPU columns are not affected.",
+		strings.TrimSpace(string(b)))
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
