@@ -25,6 +25,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Docker is the part of the Docker client the runner uses;
@@ -350,6 +351,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 				if err != nil {
 					return nil, nil, err
 				}
+				growPipe(f, log)
 				return f, f.Close, nil
 			})
 		}
@@ -527,7 +529,7 @@ func (f *feeder) run(open func() (dst io.Writer, closeWrite func() error, err er
 		// the descriptor.
 		defer f.Close()
 	}
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, feedBufSize)
 	for {
 		n, err := f.src.Read(buf)
 		if n > 0 {
@@ -612,4 +614,19 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// feedBufSize is the unit the feeder moves into the container: the size
+// growPipe gives the FIFO, so one write fills the pipe at most once.
+const feedBufSize = 1 << 20
+
+// growPipe raises the FIFO's kernel buffer from 64 KiB to 1 MiB (the
+// default pipe-max-size). With the small buffer the job and the feeder
+// wake each other every 64 KiB, and those writes and wakeups cost more
+// CPU than the copying; the bigger buffer cuts them sixteenfold. Failing
+// is harmless: the pipe keeps its default size.
+func growPipe(f *os.File, log *slog.Logger) {
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, feedBufSize); err != nil {
+		log.Debug("could not grow the input FIFO's buffer", "err", err)
+	}
 }
