@@ -2,14 +2,16 @@
 # Installs the Debian packages af's tests, images, demo and benchmarks use,
 # when they are missing. Usage: scripts/host-deps.sh [test|bench]
 #   test:  debootstrap (the Python base image), chromium (monitor page
-#          tests), the compression tools the tests compare against, curl
-#   bench: test's, plus the baselines' Python (boto3, dask, distributed) and bc
+#          tests), the compression tools the tests compare against, curl, and
+#          the job benchmark's baselines (python3-boto3, -dask, -distributed),
+#          whose own test runs them on a few MiB
+#   bench: test's, plus bc
 set -euo pipefail
 what=${1:-test}
-pkgs=(debootstrap chromium xz-utils zstd bzip2 gzip ca-certificates curl)
+pkgs=(debootstrap chromium xz-utils zstd bzip2 gzip ca-certificates curl python3 python3-boto3 python3-dask python3-distributed)
 case "$what" in
 test) ;;
-bench) pkgs+=(python3 python3-boto3 python3-dask python3-distributed bc) ;;
+bench) pkgs+=(bc) ;;
 *)
 	echo "host-deps: unknown set $what (want test or bench)" >&2
 	exit 2
