@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/af-project/af/internal/clustertest"
 	"github.com/af-project/af/internal/filter"
 	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/synth"
 	"github.com/af-project/af/internal/taskdef"
@@ -184,6 +186,20 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 		t.Fatalf("af result: %v\n%s", err, res)
 	}
 
+	// af logs prints a task's log: the worker's lines and the job's own.
+	gs, err := c.Submit.Graph(context.Background(), graphID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, err := afCmd(c, afBin, "logs", gs.ResultTaskID).CombinedOutput()
+	if err != nil || !strings.Contains(string(logs), "[af-worker") || !strings.Contains(string(logs), "result: completed") {
+		t.Fatalf("af logs %s: %v\n%s", gs.ResultTaskID, err, logs)
+	}
+	status, err := afCmd(c, afBin, "status", graphID).CombinedOutput()
+	if err != nil || !strings.Contains(string(status), "completed") {
+		t.Fatalf("af status: %v\n%s", err, status)
+	}
+
 	msgs := c.SMTP.WaitFor(t, 1, time.Minute)
 	if !strings.Contains(msgs[0].Text, monitorURL) {
 		t.Fatalf("email lacks the monitor link:\n%s", msgs[0].Text)
@@ -236,6 +252,18 @@ func TestSubmitRefusesBadInputAndPostsNothing(t *testing.T) {
 				t.Fatalf("af %v said\n%s\nwant it to mention %q", tc.args, out, tc.want)
 			}
 		})
+	}
+	// --dry-run prints the graph and posts nothing.
+	out, err := afCmd(c, afBin, "submit", "filters/Filter.json", "af/os-count", "--dry-run", "--owner", "a@example.com").Output()
+	if err != nil {
+		t.Fatalf("af submit --dry-run: %v", err)
+	}
+	var g taskdef.Graph
+	if err := json.Unmarshal(out, &g); err != nil || len(g.Tasks) < 2 || g.Owner != "a@example.com" {
+		t.Fatalf("--dry-run printed no graph (%v):\n%.400s", err, out)
+	}
+	if strings.Contains(string(out), miniotest.RootPassword) {
+		t.Fatal("--dry-run output carries a plaintext credential")
 	}
 	graphs, err := c.Submit.Graphs(context.Background(), 10)
 	if err != nil {
