@@ -104,6 +104,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "af serve: config %s\n", path)
 	}
 
+	server.TuneGC()
 	q, err := queue.Open(filepath.Join(cfg.Data, "queue.db"), queue.Options{
 		Logger:        logger.With("component", "queue"),
 		LeaseDuration: time.Duration(cfg.LeaseDuration),

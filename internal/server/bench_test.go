@@ -59,6 +59,7 @@ func flatGraph(n int) taskdef.Graph {
 // BenchmarkCreateGraph10k posts a 10,000-task graph (9,999 mappers and
 // their reducer) over HTTP; one op is one graph.
 func BenchmarkCreateGraph10kHTTP(b *testing.B) {
+	TuneGC()
 	e := newBenchEnv(b)
 	c := queueclient.New(e.http.URL, submitTok)
 	graphs := make([]taskdef.Graph, b.N)
@@ -79,6 +80,7 @@ func BenchmarkCreateGraph10kHTTP(b *testing.B) {
 
 // BenchmarkCreateGraph10kInProcess is the same without HTTP.
 func BenchmarkCreateGraph10kInProcess(b *testing.B) {
+	TuneGC()
 	e := newBenchEnv(b)
 	graphs := make([]taskdef.Graph, b.N)
 	for i := range graphs {
@@ -100,6 +102,7 @@ func BenchmarkCreateGraph10kInProcess(b *testing.B) {
 // HTTP with 16 concurrent workers, each claiming one task at a time; it
 // reports cycles per second and claimWork's p50/p99 latency.
 func BenchmarkClaimComplete16(b *testing.B) {
+	TuneGC()
 	workers := benchWorkers()
 	e := newBenchEnv(b)
 	ctx := context.Background()
@@ -169,6 +172,7 @@ func BenchmarkClaimComplete16(b *testing.B) {
 // BenchmarkGetGraph3000 reads a 3,000-task graph's status over HTTP, as
 // the monitor page does on every refresh.
 func BenchmarkGetGraph3000(b *testing.B) {
+	TuneGC()
 	e := newBenchEnv(b)
 	ctx := context.Background()
 	g := testGraph(2999, time.Now())
@@ -213,6 +217,7 @@ func benchWorkers() int {
 // BenchmarkClaimComplete16InProcess is the same cycle against the queue
 // directly, without HTTP: the baseline that shows what HTTP costs.
 func BenchmarkClaimComplete16InProcess(b *testing.B) {
+	TuneGC()
 	workers := benchWorkers()
 	e := newBenchEnv(b)
 	ctx := context.Background()
