@@ -63,7 +63,7 @@ func (e *env) runJob(ctx context.Context, set *synth.Set, image string, filesPer
 		Name: "os-count bench", Owner: "bench@example.com", Image: image, Bucket: inputBucket, Prefix: dataPrefix + "/",
 		Schema: layout.Telemetry().Fields, Files: files, MaxFilesPerTask: filesPerTask,
 		// Files per task alone shape the loads (one mapper per slot).
-		MaxLoadBytes: 1 << 50,
+		MaxLoadBytes:      1 << 50,
 		SealedCredentials: sealed, MaxRunTime: 30 * time.Minute, Deadline: time.Hour,
 	})
 	if err != nil {
