@@ -11,6 +11,7 @@ import (
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/submit"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/units"
 )
 
 func init() {
@@ -85,7 +86,7 @@ func printResult(ctx context.Context, q *queueclient.Client, gs taskdef.GraphSta
 		return fmt.Errorf("write result: %w", err)
 	}
 	if path != "" && path != "-" {
-		fmt.Fprintf(stderr, "wrote %s (%s)\n", path, submit.HumanBytes(n))
+		fmt.Fprintf(stderr, "wrote %s (%s)\n", path, units.Bytes(n))
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/submit"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/units"
 )
 
 func init() {
@@ -131,7 +132,7 @@ Flags:
 	}
 	monitor := submit.MonitorURL(q.BaseURL(), plan.Graph.GraphID)
 	fmt.Fprintf(stdout, "graph %s posted: %d mapper tasks + 1 reducer over %d files, %s from s3://%s/%s (in %s)\n",
-		plan.Graph.GraphID, plan.Mappers, plan.Files, submit.HumanBytes(plan.Bytes), plan.Bucket, plan.Prefix, time.Since(start).Round(time.Millisecond))
+		plan.Graph.GraphID, plan.Mappers, plan.Files, units.Bytes(plan.Bytes), plan.Bucket, plan.Prefix, time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "monitor: %s\n", monitor)
 	if !*wait {
 		fmt.Fprintf(stdout, "follow it with: af status %s   result: af result %s\n", plan.Graph.GraphID, plan.Graph.GraphID)

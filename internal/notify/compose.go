@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"fmt"
+	"github.com/af-project/af/internal/units"
 	"html/template"
 	"net/url"
 	"strings"
@@ -130,7 +131,7 @@ func Compose(s GraphSummaryForMail) Message {
 		fmt.Fprintf(&t, "Duration: %s\n", s.Duration.Round(time.Second))
 	}
 	if s.Files > 0 || s.Bytes > 0 {
-		fmt.Fprintf(&t, "Input:    %d files, %s\n", s.Files, humanBytes(s.Bytes))
+		fmt.Fprintf(&t, "Input:    %d files, %s\n", s.Files, units.Bytes(s.Bytes))
 	}
 	fmt.Fprintf(&t, "\nMonitor:  %s\n", s.MonitorURL)
 	if s.ResultURL != "" && s.State == taskdef.GraphCompleted {
@@ -188,7 +189,7 @@ func inputLine(s GraphSummaryForMail) string {
 	if s.Files == 0 && s.Bytes == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d files, %s", s.Files, humanBytes(s.Bytes))
+	return fmt.Sprintf("%d files, %s", s.Files, units.Bytes(s.Bytes))
 }
 
 func durationLine(s GraphSummaryForMail) string {
@@ -206,19 +207,6 @@ func truncate(s string) string {
 		s = string(r[:maxMessageRunes]) + "…"
 	}
 	return s
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // safeURL lets only http(s) links become hrefs; anything else renders as

@@ -3,6 +3,7 @@ package submit
 import (
 	"context"
 	"fmt"
+	"github.com/af-project/af/internal/units"
 	"io"
 	"strings"
 	"time"
@@ -74,31 +75,17 @@ func (p Progress) Line(bar bool) string {
 	if p.Failed > 0 {
 		fmt.Fprintf(&b, " (%d failed)", p.Failed)
 	}
-	fmt.Fprintf(&b, ", input %s of %s", HumanBytes(p.BytesDone), HumanBytes(p.BytesAll))
+	fmt.Fprintf(&b, ", input %s of %s", units.Bytes(p.BytesDone), units.Bytes(p.BytesAll))
 	secs := p.Elapsed.Seconds()
 	if secs > 0 && p.BytesDone > 0 {
 		rate := float64(p.BytesDone) / secs
-		fmt.Fprintf(&b, ", %s/s", HumanBytes(int64(rate)))
+		fmt.Fprintf(&b, ", %s/s", units.Bytes(int64(rate)))
 		if left := p.BytesAll - p.BytesDone; left > 0 && rate > 0 {
 			fmt.Fprintf(&b, ", ETA %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
 		}
 	}
 	fmt.Fprintf(&b, ", %s elapsed", p.Elapsed.Round(time.Second))
 	return b.String()
-}
-
-// HumanBytes prints a byte count with a binary unit.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // Follow polls the graph until it resolves, writing progress to w: a
