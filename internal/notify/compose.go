@@ -3,13 +3,13 @@ package notify
 import (
 	"bytes"
 	"fmt"
-	"github.com/af-project/af/internal/units"
 	"html/template"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/units"
 )
 
 // FailedTask is a task that did not complete, as the owner sees it.

@@ -3,13 +3,13 @@ package submit
 import (
 	"context"
 	"fmt"
-	"github.com/af-project/af/internal/units"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/units"
 )
 
 // Progress is a graph's progress at one moment.
