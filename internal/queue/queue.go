@@ -27,9 +27,12 @@ type SystemClock struct{}
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
 
-// DefaultLeaseDuration is TaskCluster's claim lease: a worker that neither
-// reclaims nor reports within it loses the run.
-const DefaultLeaseDuration = 20 * time.Minute
+// DefaultLeaseDuration is the claim lease: a worker that neither reclaims
+// nor reports within it loses the run. TaskCluster uses 20 minutes; for
+// hourly jobs a dead worker's task should come back sooner, and workers
+// renew at a third of the remaining lease, so 5 minutes costs one small
+// request per running task every 100 s or so.
+const DefaultLeaseDuration = 5 * time.Minute
 
 // DefaultRetries is how many automatic retries a task gets when its
 // submitter does not say; the queue itself never fills it in (Retries is

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/af-project/af/internal/queue"
 )
 
 // Role is what a token may do. Admin may do everything the others may.
@@ -87,7 +89,7 @@ type Config struct {
 	// in emails and in `af submit` output); defaults to http://<listen>.
 	MonitorURL string `yaml:"monitor_url,omitempty"`
 	// LeaseDuration is how long a claim lasts before the worker must
-	// reclaim (default 20m, TaskCluster's).
+	// reclaim (default 5m; see queue.DefaultLeaseDuration).
 	LeaseDuration Duration `yaml:"lease_duration,omitempty"`
 	// ArtifactGrace is how long after a run resolved its worker may still
 	// create artifacts for it (the final log after an exception report).
@@ -121,7 +123,7 @@ const (
 	// DefaultListen is loopback only: exposing the queue is a choice.
 	DefaultListen = "127.0.0.1:8080"
 	// DefaultLease is TaskCluster's claim lease.
-	DefaultLease = 20 * time.Minute
+	DefaultLease = queue.DefaultLeaseDuration
 	// DefaultArtifactGrace lets a worker upload its final log after its
 	// report.
 	DefaultArtifactGrace = 10 * time.Minute
@@ -272,7 +274,7 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 #   pool_key: /etc/af/af.pub       # af keygen's public key, served to submitters
 #   s3: {endpoint: "", public_endpoint: "", region: "", prefix: ""}
 #   monitor_url: https://af.example.org
-#   lease_duration: 20m
+#   lease_duration: 5m
 #   artifact_grace: 10m
 `
 	// O_EXCL: two servers starting at once must not overwrite each

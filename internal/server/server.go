@@ -30,7 +30,7 @@
 //	pool_key: /etc/af/af.pub        # `af keygen`'s public key, served at /api/v1/pool-key
 //	smtp: {addr: "", from: "", username: "", password_env: ""}  # kept for notifications
 //	monitor_url: http://af.example.org
-//	lease_duration: 20m             # claim lease
+//	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
 //	max_graph_bytes: 268435456      # body limit of POST /api/v1/graphs
 //
