@@ -56,7 +56,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -460,7 +463,30 @@ func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, st)
+	return writeJSONTagged(w, r, st)
+}
+
+// writeJSONTagged answers with an ETag of the body and a bodiless 304 when
+// the client already has it: the monitor page polls a graph of thousands
+// of tasks (megabytes of JSON) every second or two, and most polls of a
+// quiet or finished graph change nothing.
+func writeJSONTagged(w http.ResponseWriter, r *http.Request, v any) error {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		return fmt.Errorf("encode answer: %w", err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if match := r.Header.Get("If-None-Match"); match != "" && match == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
