@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -57,7 +56,6 @@ type feeder struct {
 	// noDecompress passes files through as stored (decompress: none in
 	// analysis-tools.yml), for jobs that read compressed data themselves.
 	noDecompress bool
-	log          *slog.Logger
 	// logLine writes a line to the task's log.
 	logLine func(format string, args ...any)
 

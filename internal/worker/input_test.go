@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -89,7 +88,7 @@ func TestFeederStreamsEveryFormatInOrder(t *testing.T) {
 			t.Parallel()
 			logs := &lineLog{}
 			f := &feeder{s3: mc.S3, bucket: "telemetry", prefix: "data", schema: layout.Telemetry(), parallel: parallel,
-				policy: inputPolicy{maxBadLineRatio: 1}, log: slog.New(slog.DiscardHandler), logLine: logs.logf}
+				policy: inputPolicy{maxBadLineRatio: 1}, logLine: logs.logf}
 			var out bytes.Buffer
 			if err := f.feed(context.Background(), inputs, &out); err != nil {
 				t.Fatal(err)
@@ -146,7 +145,7 @@ func TestFeederBadFiles(t *testing.T) {
 			t.Parallel()
 			logs := &lineLog{}
 			f := &feeder{s3: mc.S3, bucket: "telemetry", schema: layout.Telemetry(), parallel: 3,
-				policy: inputPolicy{maxBadFiles: tc.maxBadFiles, maxBadLineRatio: 1}, log: slog.New(slog.DiscardHandler), logLine: logs.logf}
+				policy: inputPolicy{maxBadFiles: tc.maxBadFiles, maxBadLineRatio: 1}, logLine: logs.logf}
 			err := f.feed(context.Background(), inputs, io.Discard)
 			if tc.wantFail == "" {
 				if err != nil {
@@ -173,7 +172,7 @@ func TestFeederBadLineRatio(t *testing.T) {
 	mc := miniotest.Start(t, "telemetry")
 	mc.Put(t, "telemetry", "x/half-bad", []byte("id1\t{}\nno tab here\nid2\t{}\nalso bad\n"))
 	f := &feeder{s3: mc.S3, bucket: "telemetry", schema: layout.Telemetry(), parallel: 1,
-		policy: inputPolicy{maxBadLineRatio: 0.25}, log: slog.New(slog.DiscardHandler), logLine: (&lineLog{}).logf}
+		policy: inputPolicy{maxBadLineRatio: 0.25}, logLine: (&lineLog{}).logf}
 	err := f.feed(context.Background(), []taskdef.InputFile{{Key: "x/half-bad"}}, io.Discard)
 	var fail *inputFailure
 	if !errors.As(err, &fail) || !strings.Contains(err.Error(), "2 of 4 input lines were bad") {
@@ -207,7 +206,7 @@ func TestFeederStopsWhenTheJobGoesAway(t *testing.T) {
 		inputs = append(inputs, taskdef.InputFile{Key: f.Key})
 	}
 	f := &feeder{s3: mc.S3, bucket: "telemetry", schema: layout.Telemetry(), parallel: 4,
-		policy: inputPolicy{maxBadLineRatio: 1}, log: slog.New(slog.DiscardHandler), logLine: (&lineLog{}).logf}
+		policy: inputPolicy{maxBadLineRatio: 1}, logLine: (&lineLog{}).logf}
 	err = f.feed(context.Background(), inputs, &failingWriter{after: 2})
 	if err == nil || !strings.Contains(err.Error(), "write records to the job") {
 		t.Fatalf("err = %v, want the write error", err)

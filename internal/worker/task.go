@@ -62,14 +62,21 @@ func (l *taskLog) logf(format string, args ...any) {
 	_, _ = l.Write([]byte(line))
 }
 
-// snapshot returns the log so far and whether it changed since the last
-// snapshot.
-func (l *taskLog) snapshot() ([]byte, bool) {
+// snapshot returns a copy of the log so far and marks it uploaded.
+func (l *taskLog) snapshot() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	d := l.dirty
 	l.dirty = false
-	return bytes.Clone(l.buf.Bytes()), d
+	return bytes.Clone(l.buf.Bytes())
+}
+
+// changed reports whether the log grew since the last snapshot, without
+// copying it: the live-log loop asks every few seconds and most answers
+// are no.
+func (l *taskLog) changed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dirty
 }
 
 // errNotCurrent is the cause of a run's cancellation when the queue says
@@ -205,14 +212,14 @@ func (w *Worker) uploadLogLoop(ctx context.Context, c taskdef.Claim, tlog *taskL
 			return
 		case <-w.clock.After(w.cfg.LogEvery):
 		}
-		if _, dirty := tlog.snapshot(); dirty {
+		if tlog.changed() {
 			w.uploadLog(ctx, c, tlog, log)
 		}
 	}
 }
 
 func (w *Worker) uploadLog(ctx context.Context, c taskdef.Claim, tlog *taskLog, log *slog.Logger) {
-	b, _ := tlog.snapshot()
+	b := tlog.snapshot()
 	if err := w.cfg.Queue.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.LiveLogArtifact, "text/plain; charset=utf-8", bytes.NewReader(b), int64(len(b))); err != nil && ctx.Err() == nil {
 		log.Warn("upload live log", "err", err)
 	}
@@ -375,7 +382,7 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		bucket: p.Bucket, prefix: p.Prefix, schema: layout.Schema{Fields: p.Schema}, parallel: w.cfg.DownloadParallel,
 		policy:       inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
 		noDecompress: spec.Decompress == jobspec.DecompressNone,
-		log:          w.log, logLine: tlog.logf,
+		logLine:      tlog.logf,
 	}
 	if len(p.Schema) == 0 {
 		f.schema = layout.Telemetry()

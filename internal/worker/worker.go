@@ -21,20 +21,12 @@ import (
 	"github.com/af-project/af/internal/taskdef"
 )
 
-// Clock is the worker's time source.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
+// Clock is the worker's time source: the runner's, so one fake clock
+// drives both in tests.
+type Clock = runner.Clock
 
 // SystemClock is the real clock.
-type SystemClock struct{}
-
-// Now is time.Now.
-func (SystemClock) Now() time.Time { return time.Now() }
-
-// After is time.After.
-func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+type SystemClock = runner.SystemClock
 
 // Config is what a worker needs. Queue, Key, Docker and Runner are
 // required.
