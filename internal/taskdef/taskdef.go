@@ -8,6 +8,7 @@ package taskdef
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
@@ -267,6 +268,15 @@ type Claim struct {
 	RunID      int       `json:"runId"`
 	TakenUntil time.Time `json:"takenUntil"`
 	Task       Task      `json:"task"`
+}
+
+// RawClaim is a Claim whose task definition is still the JSON the queue
+// stored at creation; encoded, it is the same as the Claim.
+type RawClaim struct {
+	TaskID     string          `json:"taskId"`
+	RunID      int             `json:"runId"`
+	TakenUntil time.Time       `json:"takenUntil"`
+	Task       json.RawMessage `json:"task"`
 }
 
 // ClaimResponse answers claim-work; it is empty when the long-poll timed out.
