@@ -6,7 +6,7 @@
 # fixed cost of a task with no input. Prints one markdown section.
 #
 # Needs: bin/tools/minio (make deps), the Docker engine with the images
-# af/os-count and af/os-count-go (make images), and Debian's python3-boto3,
+# af/os-count, af/os-count-loads and af/os-count-go (make images), and Debian's python3-boto3,
 # python3-dask and python3-distributed for /usr/bin/python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."

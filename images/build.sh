@@ -5,8 +5,10 @@
 #   af/python           the base for Python jobs: the af_helper module, user af (10001), /scratch
 #   af/os-count         the example Python job (documents by info.OS)
 #   af/os-count-go      the same job in Go, a static binary FROM scratch
+#   af/os-count-loads   os-count decoding each document with json.loads, as
+#                       the baselines of bench/50-job.sh do (for comparison)
 #
-# Usage: images/build.sh [-f|--force] [image ...]   (image: debian python os-count os-count-go)
+# Usage: images/build.sh [-f|--force] [image ...]   (image: debian python os-count os-count-go os-count-loads)
 # Idempotent: an image whose inputs (build context and base image) are
 # unchanged since it was built is skipped unless --force is given; af/debian
 # is only rebuilt with --force, since debootstrap takes minutes.
@@ -24,14 +26,14 @@ for a in "$@"; do
 		sed -n '2,12p' "${BASH_SOURCE[0]}"
 		exit 0
 		;;
-	debian | python | os-count | os-count-go) targets+=("$a") ;;
+	debian | python | os-count | os-count-go | os-count-loads) targets+=("$a") ;;
 	*)
-		echo "build.sh: unknown argument $a (want -f, debian, python, os-count or os-count-go)" >&2
+		echo "build.sh: unknown argument $a (want -f, debian, python, os-count, os-count-go or os-count-loads)" >&2
 		exit 2
 		;;
 	esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(debian python os-count os-count-go)
+[ ${#targets[@]} -gt 0 ] || targets=(debian python os-count os-count-go os-count-loads)
 
 say() { echo "images: $*"; }
 
@@ -135,14 +137,15 @@ build_python() {
 	build_dockerfile af/python "$here/python" af/debian:bookworm
 }
 
-build_os_count() {
-	local img=af/os-count
+build_os_count() { # image job-file
+	local img="$1"
 	build_python
 	# The example's spec is the repo root's analysis-tools.yml: one copy only.
 	local ctx
 	ctx="$(mktemp -d /tmp/af-os-count.XXXXXX)"
 	tmpdirs+=("$ctx")
-	cp "$here/os-count/Dockerfile" "$here/os-count/job.py" "$ctx/"
+	cp "$here/os-count/Dockerfile" "$ctx/"
+	cp "$here/os-count/$2" "$ctx/job.py"
 	cp "$repo/analysis-tools.yml" "$ctx/analysis-tools.yml"
 	build_dockerfile "$img" "$ctx" af/python
 }
@@ -162,7 +165,8 @@ for t in "${targets[@]}"; do
 	case "$t" in
 	debian) build_debian ;;
 	python) build_python ;;
-	os-count) build_os_count ;;
+	os-count) build_os_count af/os-count job.py ;;
+	os-count-loads) build_os_count af/os-count-loads job_loads.py ;;
 	os-count-go) build_os_count_go ;;
 	esac
 done

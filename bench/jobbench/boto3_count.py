@@ -2,7 +2,11 @@
 documents of every object under a prefix by info.OS, the way an analyst
 would without af: list, get each object, gunzip it, json.loads each line.
 
-    /usr/bin/python3 boto3_count.py BUCKET PREFIX
+    /usr/bin/python3 boto3_count.py BUCKET PREFIX [loads|field]
+
+With "field" it reads info.OS with af's af_helper.field (images/python)
+instead of json.loads: the same parser as the af/os-count image, to show how
+much of af's lead is the parser and how much the system.
 
 S3 comes from the standard AWS environment (AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, ...). Prints one JSON line: the counts, the seconds the
@@ -36,17 +40,24 @@ def keys(s3, bucket, prefix):
             yield obj["Key"]
 
 
-def count_object(s3, bucket, key, counts):
+def os_of_loads(doc):
+    return json.loads(doc)["info"]["OS"]
+
+
+def os_of_field(doc):
+    return _field(doc, "info", "OS")
+
+
+def count_object(s3, bucket, key, counts, os_of=os_of_loads):
     """Adds the object's documents to counts; returns its uncompressed size."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     raw = zlib.decompress(body, 31)  # gzip framing
-    loads = json.loads
     for line in raw.splitlines():
         _, tab, doc = line.partition(b"\t")
         if not tab:
             continue  # a bad line, as the worker skips it
         try:
-            os_name = loads(doc)["info"]["OS"]
+            os_name = os_of(doc)
         except (ValueError, KeyError, TypeError):
             os_name = "UNKNOWN"
         if not isinstance(os_name, str):
@@ -55,16 +66,24 @@ def count_object(s3, bucket, key, counts):
     return len(raw)
 
 
-def main(bucket, prefix):
+def main(bucket, prefix, parser="loads"):
+    os_of = os_of_loads
+    if parser == "field":
+        global _field
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "images", "python"))
+        from af_helper import field as _field
+        os_of = os_of_field
+    elif parser != "loads":
+        sys.exit("boto3_count.py: parser %r is neither loads nor field" % parser)
     start, cpu = time.monotonic(), time.process_time()
     s3 = client()
     counts = collections.Counter()
     raw = 0
     for key in keys(s3, bucket, prefix):
-        raw += count_object(s3, bucket, key, counts)
+        raw += count_object(s3, bucket, key, counts, os_of)
     seconds, cpu = time.monotonic() - start, time.process_time() - cpu
     print(json.dumps({"counts": dict(counts), "seconds": seconds, "cpu_seconds": cpu, "raw_bytes": raw}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -72,7 +72,7 @@ func TestBestKeepsTheFasterCheckedRun(t *testing.T) {
 }
 
 // TestRunSmall runs the whole benchmark on a few MiB: MinIO, the queue
-// server, a worker on the Docker engine with both job images, the boto3
+// server, a worker on the Docker engine with the three job images, the boto3
 // and Dask scripts under Debian's Python. Each system's counts are checked
 // inside run, so a wrong count fails here.
 func TestRunSmall(t *testing.T) {
@@ -88,7 +88,9 @@ func TestRunSmall(t *testing.T) {
 	t.Log(md)
 	for _, want := range []string{
 		"## The job end to end",
-		"| af job, Python helper (af/os-count) |",
+		"| af job, Python helper (af/os-count, `af_helper.field`) |",
+		"| af job, Python helper, `json.loads` per document (af/os-count-loads) |",
+		"| boto3 script + `af_helper.field`, one process |",
 		"| af job, Go SDK (af/os-count-go) |",
 		"| boto3 script, one process |",
 		"| Dask LocalCluster, 2 workers × 1 thread |",
@@ -105,8 +107,8 @@ func TestRunSmall(t *testing.T) {
 	// Every system row carries a positive rate.
 	row := regexp.MustCompile(`(?m)^\| (af job|boto3|Dask|gunzip)[^|]*\| ([0-9.]+) \|`)
 	rows := row.FindAllStringSubmatch(md, -1)
-	if len(rows) != 6 {
-		t.Fatalf("want 6 system rows with a rate, got %d:\n%s", len(rows), md)
+	if len(rows) != 8 {
+		t.Fatalf("want 8 system rows with a rate, got %d:\n%s", len(rows), md)
 	}
 	for _, r := range rows {
 		if r[2] == "0.0" {

@@ -71,46 +71,47 @@ def _skip_ws(doc, i):
 def field(doc, *path, default=None):
     """Returns the value at path (object keys, outside in) in the JSON text doc.
 
-    Only the members before the wanted one are decoded (to skip them) and the
-    value itself: field(value, "info", "OS") on a telemetry ping, whose "info"
-    comes first, costs a small fraction of json.loads(value). Returns default
-    when the path is absent or crosses a non-object. When an object repeats a
-    key the first occurrence wins (json.loads keeps the last). Raises
-    ValueError for malformed JSON met before the value.
+    Only the top-level members before path[0] are decoded (to skip them) and
+    path[0]'s value, in C; the rest of the document is not read. On a
+    telemetry ping, whose "info" comes first, field(value, "info", "OS")
+    costs about a ninth of json.loads(value)["info"]["OS"]. Returns default
+    when the path is absent or crosses a non-object. When the top level
+    repeats path[0] the first occurrence wins (json.loads keeps the last).
+    Raises ValueError for malformed JSON met on the way to the value.
     """
     if isinstance(doc, (bytes, bytearray)):
         doc = doc.decode("utf-8", "surrogateescape")
     i = _skip_ws(doc, 0)
-    last = len(path) - 1
-    for depth, name in enumerate(path):
-        if doc[i:i + 1] != "{":
-            return default
-        i = _skip_ws(doc, i + 1)
-        if doc[i:i + 1] == "}":
-            return default
-        while True:
-            if doc[i:i + 1] != '"':
-                raise ValueError("field: expected a key at offset %d" % i)
-            key, i = _scanstring(doc, i + 1)
-            i = _skip_ws(doc, i)
-            if doc[i:i + 1] != ":":
-                raise ValueError("field: expected ':' at offset %d" % i)
-            i = _skip_ws(doc, i + 1)
-            if key == name:
-                if depth == last:
-                    return _raw_decode(doc, i)[0]
-                break
-            i = _skip_ws(doc, _raw_decode(doc, i)[1])
-            c = doc[i:i + 1]
-            if c == ",":
-                i = _skip_ws(doc, i + 1)
-            elif c == "}":
-                return default
-            else:
-                raise ValueError("field: expected ',' or '}' at offset %d" % i)
     if not path:
         return _raw_decode(doc, i)[0]
-    return default
+    if doc[i:i + 1] != "{":
+        return default
+    i = _skip_ws(doc, i + 1)
+    if doc[i:i + 1] == "}":
+        return default
+    name = path[0]
+    while True:
+        if doc[i:i + 1] != '"':
+            raise ValueError("field: expected a key at offset %d" % i)
+        key, i = _scanstring(doc, i + 1)
+        i = _skip_ws(doc, i)
+        if doc[i:i + 1] != ":":
+            raise ValueError("field: expected ':' at offset %d" % i)
+        v, i = _raw_decode(doc, _skip_ws(doc, i + 1))
+        if key == name:
+            for p in path[1:]:
+                if not isinstance(v, dict) or p not in v:
+                    return default
+                v = v[p]
+            return v
+        i = _skip_ws(doc, i)
+        c = doc[i:i + 1]
+        if c == ",":
+            i = _skip_ws(doc, i + 1)
+        elif c == "}":
+            return default
+        else:
+            raise ValueError("field: expected ',' or '}' at offset %d" % i)
 
 
 class JobError(Exception):
