@@ -13,9 +13,10 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/af-project/af/internal/testbin"
 
 	"github.com/af-project/af/internal/browsertest"
 	"github.com/af-project/af/internal/clustertest"
@@ -27,33 +28,12 @@ import (
 	"github.com/af-project/af/internal/taskdef"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // binaries builds af and worker once per test binary.
 func binaries(t *testing.T) (af, worker string) {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "af-e2e-bin-")
-		if buildErr != nil {
-			return
-		}
-		for _, pkg := range []string{"af", "worker"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "./"+pkg)
-			cmd.Dir = repoRoot()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build ./%s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, "af"), filepath.Join(binDir, "worker")
+	return testbin.Build(t, "af"), testbin.Build(t, "worker")
 }
 
 func repoRoot() string {

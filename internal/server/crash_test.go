@@ -14,45 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/testbin"
+
 	"github.com/af-project/af/internal/queueclient"
 )
 
-// The af binary is built once per test run and shared by the tests that
-// run it as a process.
-var (
-	afOnce sync.Once
-	afBin  string
-	afDir  string
-	afErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if afDir != "" {
-		os.RemoveAll(afDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // buildAF compiles the af command (once) and returns its path.
 func buildAF(t *testing.T, _ string) string {
 	t.Helper()
-	afOnce.Do(func() {
-		afDir, afErr = os.MkdirTemp("", "af-server-test-")
-		if afErr != nil {
-			return
-		}
-		afBin = filepath.Join(afDir, "af")
-		cmd := exec.Command("go", "build", "-o", afBin, "github.com/af-project/af/af")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			afErr = fmt.Errorf("go build af: %v\n%s", err, out)
-		}
-	})
-	if afErr != nil {
-		t.Fatal(afErr)
-	}
-	return afBin
+	return testbin.Build(t, "af")
 }
 
 // serveProc is a running `af serve`.

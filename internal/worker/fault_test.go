@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/testbin"
+
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 
@@ -49,20 +51,9 @@ type builtImage struct {
 
 var (
 	faultImages = map[string]*builtImage{"python": {}, "go": {}}
-
-	workerBinOnce sync.Once
-	workerBinDir  string
-	workerBinPath string
-	workerBinErr  error
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if workerBinDir != "" {
-		os.RemoveAll(workerBinDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // faultImage builds the fault job in lang ("python": testdata/faultjob
 // FROM af/python; "go": testdata/faultjob-go, static, FROM scratch) once
@@ -142,24 +133,7 @@ func buildFaultImage(lang string) (string, error) {
 // workerBinary builds the worker command once per test binary.
 func workerBinary(t *testing.T) string {
 	t.Helper()
-	workerBinOnce.Do(func() {
-		workerBinDir, workerBinErr = os.MkdirTemp("", "af-worker-bin-")
-		if workerBinErr != nil {
-			return
-		}
-		workerBinPath = filepath.Join(workerBinDir, "worker")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", workerBinPath, "github.com/af-project/af/worker")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			workerBinErr = fmt.Errorf("go build ./worker: %w\n%s", err, out)
-		}
-	})
-	if workerBinErr != nil {
-		t.Fatal(workerBinErr)
-	}
-	return workerBinPath
+	return testbin.Build(t, "worker")
 }
 
 // procWorker is a worker running as a real process.
