@@ -7,6 +7,8 @@ import (
 	"testing"
 )
 
+func TestMain(m *testing.M) { Main(m) }
+
 // TestBuild builds the worker command twice: one compile, an executable
 // that runs and answers --help.
 func TestBuild(t *testing.T) {
