@@ -109,12 +109,21 @@ for i in $(seq 1 100); do
 done
 cat "$state/logs/smtp.log"
 
+# The submit token and S3 keys go to a file only its owner can read, not
+# to the terminal (whose scrollback and captured output outlive the demo).
+(
+	umask 077
+	cat >"$state/env" <<EOF
+export AF_QUEUE_URL=$AF_QUEUE_URL AF_TOKEN=$SUBMIT_TOKEN
+export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=afdemo AWS_SECRET_ACCESS_KEY=$MINIO_ROOT_PASSWORD AWS_REGION=us-east-1
+EOF
+)
 say "services are running"
 cat <<EOF
 monitor:   http://127.0.0.1:$AF_PORT/graphs
 S3:        $AWS_ENDPOINT_URL (user afdemo)
 logs:      $state/logs/
-use af:    export AF_QUEUE_URL=$AF_QUEUE_URL AF_TOKEN=$SUBMIT_TOKEN AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=afdemo AWS_SECRET_ACCESS_KEY=afdemo-secret-key AWS_REGION=us-east-1
+use af:    source $state/env   (queue URL, submit token, S3 keys; mode 0600)
 stop:      make demo-down
 EOF
 exit $status
