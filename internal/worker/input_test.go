@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
@@ -210,5 +214,91 @@ func TestFeederStopsWhenTheJobGoesAway(t *testing.T) {
 	err = f.feed(context.Background(), inputs, &failingWriter{after: 2})
 	if err == nil || !strings.Contains(err.Error(), "write records to the job") {
 		t.Fatalf("err = %v, want the write error", err)
+	}
+}
+
+// countingSlowWriter is a job that reads slowly: the decoders run as far
+// ahead of it as the feeder lets them.
+type countingSlowWriter struct{ n int64 }
+
+func (w *countingSlowWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	time.Sleep(200 * time.Microsecond)
+	return len(p), nil
+}
+
+// TestFeederMemoryIsBounded streams 4 gzip files of about 46 MiB each
+// (decompressed), all four decoding at once, from MinIO into a slow reader
+// and samples the heap: what the feeder holds must stay below one file's
+// size, let alone the input's, since it streams instead of buffering files.
+// Not parallel, so other tests' allocations stay out of the heap samples,
+// and with a low GOGC, so garbage between collections does not hide what
+// is live.
+func TestFeederMemoryIsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams ~290 MB; run without -short")
+	}
+	mc := miniotest.Start(t, "telemetry")
+	set, err := synth.Generate(synth.Spec{Reasons: []string{"saved-session"}, Channels: []string{"nightly"}, Versions: []string{"28.0a1"},
+		BuildIDs: []string{"20131029030201"}, Days: []string{"20131029"}, FilesPerPartition: 1, DocsPerFile: 15000, HistogramSize: 16, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := set.Files[0]
+	const files = 4
+	var inputs []taskdef.InputFile
+	var uploads []synth.File
+	for i := range files {
+		f := one
+		f.Key = layout.Key("", one.Dims, 2, fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), "gz")
+		uploads = append(uploads, f)
+		inputs = append(inputs, taskdef.InputFile{Key: f.Key})
+	}
+	if err := synth.Upload(context.Background(), mc.S3, "telemetry", uploads); err != nil {
+		t.Fatal(err)
+	}
+	set, uploads = nil, nil
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	f := &feeder{s3: mc.S3, bucket: "telemetry", schema: layout.Telemetry(), parallel: 4,
+		policy: inputPolicy{maxBadLineRatio: 1}, logLine: (&lineLog{}).logf}
+	w := &countingSlowWriter{}
+	err = f.feed(context.Background(), inputs, w)
+	close(stop)
+	<-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := files * one.RawBytes; w.n < want {
+		t.Fatalf("the job received %d bytes, want at least the %d raw bytes", w.n, want)
+	}
+	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	t.Logf("streamed %d MB (%d MB per file) with the heap %d MB above its start at the peak", w.n>>20, one.RawBytes>>20, grew>>20)
+	// The feeder's own bound is parallel × (chunksPerFile+2) × chunkSize
+	// (24 MiB); the rest is decoders, S3 bodies and garbage. Buffering
+	// even one whole file would pass the limit.
+	if limit := one.RawBytes; grew > limit {
+		t.Fatalf("heap grew by %d MB while streaming; files are %d MB each, so the feeder buffers instead of streaming (limit %d MB)", grew>>20, one.RawBytes>>20, limit>>20)
 	}
 }
