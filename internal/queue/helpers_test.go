@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/clocktest"
 	"github.com/af-project/af/internal/taskdef"
 	bolt "go.etcd.io/bbolt"
 )
@@ -16,31 +16,15 @@ import (
 // t0 is the fake clock's start; task definitions are made relative to it.
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// fakeClock is the injected clock: tests move it and call Tick.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
+// testLease is the claim lease of test queues; their clock is a
+// clocktest.Fake that tests move before calling Tick.
 const testLease = time.Minute
 
 // newQueue opens a queue on a real bbolt file in a temp dir with a fake
 // clock at t0.
-func newQueue(t testing.TB) (*Queue, *fakeClock) {
+func newQueue(t testing.TB) (*Queue, *clocktest.Fake) {
 	t.Helper()
-	clk := &fakeClock{now: t0}
+	clk := clocktest.New(t0)
 	q, err := Open(filepath.Join(t.TempDir(), "queue.db"), Options{Clock: clk, LeaseDuration: testLease})
 	if err != nil {
 		t.Fatalf("Open: %v", err)

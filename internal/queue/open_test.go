@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/clocktest"
 	"github.com/af-project/af/internal/taskdef"
 	bolt "go.etcd.io/bbolt"
 )
@@ -135,7 +136,7 @@ func TestOpenEmptyFile(t *testing.T) {
 func TestReopenKeepsEverything(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "queue.db")
-	clk := &fakeClock{now: t0}
+	clk := clocktest.New(t0)
 	q, err := Open(path, Options{Clock: clk, LeaseDuration: testLease})
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func TestMaxRunTimeKills(t *testing.T) {
 		done <- ret{res, err}
 	}()
 	stdout.waitFor(t, "ready")
-	clock.waitForTimer(t)
+	clock.WaitForTimer(t)
 	clock.Advance(89 * time.Second)
 	select {
 	case r := <-done:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/clocktest"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/smtptest"
@@ -19,13 +20,13 @@ func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name     string
-		end      func(t *testing.T, c *queueclient.Client, clock *fakeClock, graphID string)
+		end      func(t *testing.T, c *queueclient.Client, clock *clocktest.Fake, graphID string)
 		wantBody string
 	}{
-		{name: "deadline", end: func(t *testing.T, _ *queueclient.Client, clock *fakeClock, _ string) {
+		{name: "deadline", end: func(t *testing.T, _ *queueclient.Client, clock *clocktest.Fake, _ string) {
 			clock.Advance(25 * time.Hour)
 		}, wantBody: "deadline-exceeded"},
-		{name: "cancel", end: func(t *testing.T, c *queueclient.Client, _ *fakeClock, graphID string) {
+		{name: "cancel", end: func(t *testing.T, c *queueclient.Client, _ *clocktest.Fake, graphID string) {
 			if _, err := c.CancelGraph(ctxT(t), graphID); err != nil {
 				t.Fatal(err)
 			}
