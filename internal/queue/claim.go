@@ -116,9 +116,18 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 				workerGroup: req.WorkerGroup, workerID: req.WorkerID}); err != nil {
 				return err
 			}
+			def := w.defs.Get([]byte(id))
+			if len(def) == 0 {
+				// Only a damaged database lacks one. Hand out null: the
+				// worker reports the run malformed-payload, the task ends,
+				// and claims of the tasks behind it go on (refusing the
+				// claim would refuse every claim from now on).
+				q.log.Error("pending task has no definition; the database is damaged", "task", id)
+				def = []byte("null")
+			}
 			cur := t.current()
 			// bbolt's bytes live only as long as the transaction.
-			raw := append(json.RawMessage(nil), w.defs.Get([]byte(id))...)
+			raw := append(json.RawMessage(nil), def...)
 			claims = append(claims, taskdef.RawClaim{TaskID: id, RunID: cur.RunID, TakenUntil: *cur.TakenUntil, Task: raw})
 			c = w.pending.Cursor()
 		}

@@ -2,12 +2,14 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/af-project/af/internal/taskdef"
+	bolt "go.etcd.io/bbolt"
 )
 
 var bg = context.Background()
@@ -428,5 +430,44 @@ func TestGraphsNewestFirst(t *testing.T) {
 	def, err := q.TaskDefinition(bg, "graph-old1-m00000")
 	if err != nil || def.Requires != taskdef.RequiresAllCompleted || !def.Expires.Equal(def.Created.Add(365*24*time.Hour)) {
 		t.Errorf("stored definition is not normalized: %+v %v", def, err)
+	}
+}
+
+// TestClaimMissingDefinition: a damaged database that lost a pending task's
+// definition hands that task out with a null definition (the worker reports
+// it malformed-payload) instead of refusing the claim, which would block
+// every task behind it.
+func TestClaimMissingDefinition(t *testing.T) {
+	t.Parallel()
+	q, _ := newQueue(t)
+	mustCreate(t, q, mapReduce("gmissing", 2, 0))
+	first := "gmissing-m00000"
+	var saved []byte
+	if err := q.db.Update(func(tx *bolt.Tx) error {
+		saved = append(saved, tx.Bucket(bDefs).Get([]byte(first))...)
+		return tx.Bucket(bDefs).Delete([]byte(first))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	req := taskdef.ClaimRequest{WorkerGroup: "grp", WorkerID: "w1", Tasks: 2}
+	cs, err := q.ClaimRaw(bg, req)
+	if err != nil {
+		t.Fatalf("ClaimRaw refused the claim: %v", err)
+	}
+	if len(cs) != 2 {
+		t.Fatalf("claimed %d tasks, want both mappers", len(cs))
+	}
+	for _, c := range cs {
+		switch {
+		case c.TaskID == first && string(c.Task) != "null":
+			t.Errorf("task without a definition handed out as %s, want null", c.Task)
+		case c.TaskID != first && !json.Valid(c.Task):
+			t.Errorf("task %s handed out with invalid JSON %s", c.TaskID, c.Task)
+		}
+	}
+	// Put it back so the cleanup's consistency check sees a whole database.
+	if err := q.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bDefs).Put([]byte(first), saved) }); err != nil {
+		t.Fatal(err)
 	}
 }
