@@ -40,24 +40,22 @@ def keys(s3, bucket, prefix):
             yield obj["Key"]
 
 
-def os_of_loads(doc):
-    return json.loads(doc)["info"]["OS"]
-
-
-def os_of_field(doc):
-    return _field(doc, "info", "OS")
-
-
-def count_object(s3, bucket, key, counts, os_of=os_of_loads):
-    """Adds the object's documents to counts; returns its uncompressed size."""
+def count_object(s3, bucket, key, counts, field=None):
+    """Adds the object's documents to counts; returns its uncompressed size.
+    With field (af_helper.field) it reads info.OS with that instead of
+    json.loads."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     raw = zlib.decompress(body, 31)  # gzip framing
+    loads = json.loads
     for line in raw.splitlines():
         _, tab, doc = line.partition(b"\t")
         if not tab:
             continue  # a bad line, as the worker skips it
         try:
-            os_name = os_of(doc)
+            if field is None:
+                os_name = loads(doc)["info"]["OS"]
+            else:
+                os_name = field(doc, "info", "OS")
         except (ValueError, KeyError, TypeError):
             os_name = "UNKNOWN"
         if not isinstance(os_name, str):
@@ -67,12 +65,10 @@ def count_object(s3, bucket, key, counts, os_of=os_of_loads):
 
 
 def main(bucket, prefix, parser="loads"):
-    os_of = os_of_loads
+    field = None
     if parser == "field":
-        global _field
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "images", "python"))
-        from af_helper import field as _field
-        os_of = os_of_field
+        from af_helper import field
     elif parser != "loads":
         sys.exit("boto3_count.py: parser %r is neither loads nor field" % parser)
     start, cpu = time.monotonic(), time.process_time()
@@ -80,7 +76,7 @@ def main(bucket, prefix, parser="loads"):
     counts = collections.Counter()
     raw = 0
     for key in keys(s3, bucket, prefix):
-        raw += count_object(s3, bucket, key, counts, os_of)
+        raw += count_object(s3, bucket, key, counts, field)
     seconds, cpu = time.monotonic() - start, time.process_time() - cpu
     print(json.dumps({"counts": dict(counts), "seconds": seconds, "cpu_seconds": cpu, "raw_bytes": raw}))
 

@@ -22,7 +22,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,6 +47,7 @@ import (
 	"github.com/af-project/af/internal/server"
 	"github.com/af-project/af/internal/submit"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/testbin"
 )
 
 // Buckets in the benchmark's MinIO.
@@ -375,7 +375,7 @@ func (l *listing) ListObjectsV2(_ context.Context, in *s3.ListObjectsV2Input, _ 
 
 // startServe writes a config and runs `af serve` until the returned stop.
 func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint string, env []string) (url, token, workToken string, pid int, stop func(), err error) {
-	addr, err := freeAddr()
+	addr, err := testbin.FreeAddr()
 	if err != nil {
 		return "", "", "", 0, nil, err
 	}
@@ -448,15 +448,6 @@ func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint strin
 			return "", "", "", 0, nil, fmt.Errorf("af serve did not answer at %s: %s", url, logs)
 		}
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // posted is what `af submit` printed.

@@ -231,12 +231,39 @@ func TestFailures(t *testing.T) {
 	}
 }
 
+// fieldReference is the Python both field tests start with: slow(doc,
+// path) walks json.loads(doc) to the answer af_helper.field must give, with
+// missing standing for "absent".
+const fieldReference = `
+import json, af_helper
+missing = object()
+def slow(doc, path):
+    v = json.loads(doc)
+    for p in path:
+        if not isinstance(v, dict) or p not in v:
+            return missing
+        v = v[p]
+    return v
+`
+
+// runFieldScript runs fieldReference and then script with af_helper on the
+// path, and fails unless the output starts with want.
+func runFieldScript(t *testing.T, script, want string) {
+	t.Helper()
+	wd, _ := os.Getwd()
+	cmd := exec.Command("python3", "-c", fieldReference+script)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+wd, "PYTHONDONTWRITEBYTECODE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), want) {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
 // TestField checks af_helper.field against json.loads on a table of
 // documents and paths, and its speed advantage where the field comes first.
 func TestField(t *testing.T) {
 	t.Parallel()
 	script := `
-import json, af_helper
 docs = [
     '{"ver": 2, "info": {"OS": "WINNT", "x": [1, {"OS": 0}]}, "h": {"a": "}{"}}',
     ' { "s" : "a\\"}{[" , "info" : { "O\\u0053" : "Linux" } } \n',
@@ -249,14 +276,6 @@ docs = [
     '{"a": {"b": 1, "b": {"c": 2}}}',
 ]
 paths = [("info", "OS"), ("info",), ("a", "b", "c"), ("a", "b"), ("nope",), ("s",)]
-missing = object()
-def slow(doc, path):
-    v = json.loads(doc)
-    for p in path:
-        if not isinstance(v, dict) or p not in v:
-            return missing
-        v = v[p]
-    return v
 n = 0
 for d in docs:
     for p in paths:
@@ -274,13 +293,7 @@ except ValueError:
 assert af_helper.field('{"info": {"OS": "a"}, "info": {"OS": "b"}}', "info", "OS") == "a"
 print("ok", n)
 `
-	wd, _ := os.Getwd()
-	cmd := exec.Command("python3", "-c", script)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+wd, "PYTHONDONTWRITEBYTECODE=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "ok 54") {
-		t.Fatalf("%v: %s", err, out)
-	}
+	runFieldScript(t, script, "ok 54")
 }
 
 // TestFieldRandom is a differential test of af_helper.field: random
@@ -291,7 +304,7 @@ print("ok", n)
 func TestFieldRandom(t *testing.T) {
 	t.Parallel()
 	script := `
-import json, random, af_helper
+import random
 rng = random.Random(20261122)
 KEYS = ["info", "OS", "a", "b", "x\"y", "\u00e9t\u00e9", "k\\n", "", "ver"]
 def value(depth):
@@ -306,14 +319,6 @@ def dump(v):
     sep = rng.choice([(",", ":"), (", ", ": "), (" ,\n", " :\t")])
     s = json.dumps(v, separators=sep, ensure_ascii=rng.random() < 0.5)
     return rng.choice(["", " ", "\n\t"]) + s + rng.choice(["", "\n", "  "])
-missing = object()
-def slow(doc, path):
-    v = json.loads(doc)
-    for p in path:
-        if not isinstance(v, dict) or p not in v:
-            return missing
-        v = v[p]
-    return v
 n = 0
 for i in range(3000):
     top = value(0) if rng.random() < 0.1 else {k: value(1) for k in rng.sample(KEYS, rng.randint(0, 6))}
@@ -328,11 +333,5 @@ for i in range(3000):
             n += 1
 print("ok", n)
 `
-	wd, _ := os.Getwd()
-	cmd := exec.Command("python3", "-c", script)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+wd, "PYTHONDONTWRITEBYTECODE=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "ok 24000") {
-		t.Fatalf("%v: %s", err, out)
-	}
+	runFieldScript(t, script, "ok 24000")
 }

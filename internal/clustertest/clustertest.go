@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/server"
 	"github.com/af-project/af/internal/smtptest"
+	"github.com/af-project/af/internal/testbin"
 	"github.com/af-project/af/internal/worker"
 )
 
@@ -58,36 +58,15 @@ type Cluster struct {
 	// Dir is the cluster's private directory.
 	Dir string
 	// Logs collects every component's log lines.
-	Logs *SyncBuffer
+	Logs *testbin.SyncBuffer
 	Log  *slog.Logger
-}
-
-// SyncBuffer is a goroutine-safe log sink.
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-// Write appends p.
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-// String returns everything written.
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }
 
 // Start brings up MinIO, SMTP and the queue server.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &Cluster{Dir: dir, Logs: &SyncBuffer{}}
+	c := &Cluster{Dir: dir, Logs: &testbin.SyncBuffer{}}
 	c.Log = slog.New(slog.NewTextHandler(c.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c.MinIO = miniotest.Start(t, InputBucket, ArtifactBucket)
 	c.SMTP = smtptest.Start(t)

@@ -9,12 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/awsconf"
+	"github.com/af-project/af/internal/testbin"
 )
 
 // Root credentials of every test server. They exist only on loopback for
@@ -44,7 +43,7 @@ type Server struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *syncBuffer
+	logs *testbin.SyncBuffer
 }
 
 // Binary returns the MinIO executable tests use: $AF_MINIO, else
@@ -112,15 +111,15 @@ func Launch(dir string) (*Server, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("minio data dir: %w", err)
 	}
-	addr, err := freeAddr()
+	addr, err := testbin.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	consoleAddr, err := freeAddr()
+	consoleAddr, err := testbin.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	logs := &syncBuffer{}
+	logs := &testbin.SyncBuffer{Limit: 1 << 20}
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", consoleAddr, dataDir)
 	cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+RootUser,
@@ -232,33 +231,4 @@ func (s *Server) Env() []string {
 		"AWS_SECRET_ACCESS_KEY=" + RootPassword,
 		"AWS_REGION=" + awsconf.DefaultRegion,
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

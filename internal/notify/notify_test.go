@@ -1,19 +1,18 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/af-project/af/internal/smtptest"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/testbin"
 )
 
 type fixedClock struct{ t time.Time }
@@ -22,26 +21,8 @@ func (c fixedClock) Now() time.Time { return c.t }
 
 var testNow = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newLogger() (*slog.Logger, *syncBuffer) {
-	var b syncBuffer
+func newLogger() (*slog.Logger, *testbin.SyncBuffer) {
+	var b testbin.SyncBuffer
 	return slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})), &b
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/testbin"
 )
 
 func TestCreateGraphIdempotentAndConflictOverHTTP(t *testing.T) {
@@ -468,7 +469,7 @@ func TestClientReusesConnections(t *testing.T) {
 func TestRequestLogLevels(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	logs := &syncBuf{}
+	logs := &testbin.SyncBuffer{}
 	srv, err := New(e.cfg, Deps{Queue: e.q, Clock: e.clock,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/testbin"
 )
 
 // TestServeFirstStartAndCLI runs `af serve` with no config (it writes one
@@ -35,7 +36,7 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	url := "http://" + addr
 	data := filepath.Join(dir, "data")
 
-	out := &syncBuf{}
+	out := &testbin.SyncBuffer{}
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--data", data)
 	cmd.Env = append(os.Environ(), m.Env()...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -174,7 +175,7 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out2 := &syncBuf{}
+	out2 := &testbin.SyncBuffer{}
 	cmd2 := exec.Command(bin, "serve", "--listen", addr, "--data", data, "--pool-key", pubPath)
 	cmd2.Env = append(os.Environ(), m.Env()...)
 	cmd2.Stdout, cmd2.Stderr = out2, out2

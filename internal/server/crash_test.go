@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,14 +29,14 @@ func buildAF(t *testing.T, _ string) string {
 // serveProc is a running `af serve`.
 type serveProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuf
+	logs *testbin.SyncBuffer
 	done chan struct{}
 }
 
 // startServe runs `af serve --config cfg` and waits until it answers.
 func startServe(t *testing.T, bin, cfg, url string) *serveProc {
 	t.Helper()
-	p := &serveProc{logs: &syncBuf{}, done: make(chan struct{})}
+	p := &serveProc{logs: &testbin.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "serve", "--config", cfg, "--log-level", "warn")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// No S3 in this test: keep the AWS SDK away from any real account.
@@ -72,12 +71,11 @@ func startServe(t *testing.T, bin, cfg, url string) *serveProc {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testbin.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // TestCrashKill9MidRun runs the concurrency scenario against a real `af

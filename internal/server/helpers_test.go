@@ -1,13 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,28 +15,11 @@ import (
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/testbin"
 )
 
 func newFakeClock() *clocktest.Fake {
 	return clocktest.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-}
-
-// syncBuf is a goroutine-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // Test tokens, one per role.
@@ -55,7 +36,7 @@ type env struct {
 	srv    *Server
 	http   *httptest.Server
 	clock  *clocktest.Fake
-	logs   *syncBuf
+	logs   *testbin.SyncBuffer
 	cfg    Config
 	submit *queueclient.Client
 	work   *queueclient.Client
@@ -75,7 +56,7 @@ type envOpts struct {
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
-	e := &env{t: t, clock: newFakeClock(), logs: &syncBuf{}}
+	e := &env{t: t, clock: newFakeClock(), logs: &testbin.SyncBuffer{}}
 	var clock queue.Clock = e.clock
 	if o.realClock {
 		clock = queue.SystemClock{}

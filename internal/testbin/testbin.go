@@ -1,6 +1,7 @@
-// Package testbin compiles af's commands for tests that run them as real
-// processes (kill -9 of `af serve`, a worker killed mid-task, the end-to-end
-// tests of the af and worker binaries). It imports nothing of af's, so any
+// Package testbin supports tests that run af's commands and servers as real
+// processes (kill -9 of `af serve`, a worker killed mid-task, MinIO, the
+// end-to-end tests): it compiles the commands, finds free addresses and
+// collects their output. It imports nothing of af's, so any
 // package's in-package tests can use it without an import cycle.
 package testbin
 

@@ -1,6 +1,7 @@
 package testbin
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -25,4 +26,42 @@ func TestBuild(t *testing.T) {
 	if !strings.Contains(string(out), "--queue") {
 		t.Fatalf("worker --help does not mention --queue:\n%s", out)
 	}
+}
+
+func TestSyncBuffer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		limit int
+		want  string
+	}{
+		{"unlimited", 0, "abcdefgh"},
+		{"stops once past the limit", 3, "abcd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := &SyncBuffer{Limit: tc.limit}
+			for _, s := range []string{"ab", "cd", "ef", "gh"} {
+				if n, err := b.Write([]byte(s)); n != len(s) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", s, n, err)
+				}
+			}
+			if got := b.String(); got != tc.want {
+				t.Fatalf("kept %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFreeAddr(t *testing.T) {
+	t.Parallel()
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on the free address %s: %v", addr, err)
+	}
+	l.Close()
 }

@@ -140,7 +140,7 @@ func workerBinary(t *testing.T) string {
 type procWorker struct {
 	id     string
 	cmd    *exec.Cmd
-	stderr *clustertest.SyncBuffer
+	stderr *testbin.SyncBuffer
 	done   chan struct{}
 	err    error // set before done closes
 }
@@ -151,7 +151,7 @@ type procWorker struct {
 func startProcWorker(t *testing.T, c *clustertest.Cluster, id string, args ...string) *procWorker {
 	t.Helper()
 	bin := workerBinary(t)
-	p := &procWorker{id: id, stderr: &clustertest.SyncBuffer{}, done: make(chan struct{})}
+	p := &procWorker{id: id, stderr: &testbin.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{
 		"--queue", c.URL, "--token", c.WorkToken, "--key", c.KeyPath, "--worker-id", id,
 		"--worker-group", "test", "--scratch", filepath.Join(c.Dir, "scratch-"+id), "--log-level", "debug",
