@@ -183,15 +183,22 @@ func (q *Queue) ClaimWaitRaw(ctx context.Context, req taskdef.ClaimRequest, wait
 	}
 }
 
-// loadRun finds a task and checks that runID is its current running run.
-func (w *wtx) loadRunning(taskID string, runID int) (taskRec, error) {
+// loadTask reads a task's record; a missing task is ErrNotFound.
+func (w *wtx) loadTask(taskID string) (taskRec, error) {
 	var t taskRec
 	ok, err := getTask(w.tasks, taskID, &t)
+	if err == nil && !ok {
+		err = notFoundf("task %s does not exist", taskID)
+	}
+	return t, err
+}
+
+// loadRunning finds a task and checks that runID is its current running
+// run.
+func (w *wtx) loadRunning(taskID string, runID int) (taskRec, error) {
+	t, err := w.loadTask(taskID)
 	if err != nil {
 		return t, err
-	}
-	if !ok {
-		return t, notFoundf("task %s does not exist", taskID)
 	}
 	cur := t.current()
 	if cur == nil || runID != cur.RunID || cur.State != sRunning {
@@ -286,13 +293,9 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 	var hasDeps bool
 	err := q.write(ctx, func(w *wtx) error {
 		resp = taskdef.ReportResponse{}
-		var t taskRec
-		ok, err := getTask(w.tasks, taskID, &t)
+		t, err := w.loadTask(taskID)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return notFoundf("task %s does not exist", taskID)
 		}
 		hasDeps = t.NumDeps > 0
 		cur := t.current()

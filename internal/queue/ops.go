@@ -231,13 +231,9 @@ func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphS
 // its deadline (ErrDeadlineExceeded) or with too many runs.
 func (q *Queue) Rerun(ctx context.Context, taskID string) (taskdef.TaskStatus, error) {
 	err := q.write(ctx, func(w *wtx) error {
-		var t taskRec
-		ok, err := getTask(w.tasks, taskID, &t)
+		t, err := w.loadTask(taskID)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return notFoundf("task %s does not exist", taskID)
 		}
 		if !t.State.Resolved() {
 			return conflictf("task %s is %s; only a resolved task can be rerun", taskID, t.State)
