@@ -11,6 +11,10 @@ TOOLS := $(BIN)/tools
 # the Go module proxy serves (2026-02-12).
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+# The worker decodes gzip with ISA-L (Debian's libisal-dev to build,
+# libisal2 to run; see internal/decompress). `make TAGS= build` builds a
+# pure-Go worker that needs neither.
+TAGS ?= isal
 
 .PHONY: all build test test-short bench deps host-deps lint images demo demo-down clean
 
@@ -19,7 +23,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/af ./af
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/worker ./worker
+	CGO_ENABLED=$(if $(TAGS),1,0) $(GO) build -tags '$(TAGS)' -o $(BIN)/worker ./worker
 
 # deps installs the tools the tests need: MinIO into bin/tools (once), and
 # the Debian packages (debootstrap, chromium, compressors) when missing.
@@ -40,16 +44,18 @@ $(TOOLS)/staticcheck:
 lint: $(TOOLS)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags '$(TAGS)' ./...
 	$(TOOLS)/staticcheck ./...
+	$(TOOLS)/staticcheck -tags '$(TAGS)' ./...
 
 # test runs every test, race detector on, against real MinIO, Docker, SMTP
 # and headless Chromium. Screenshots and other test output go to out/test.
 test: deps images
 	@mkdir -p out/test
-	AF_TEST_OUTPUT=$(CURDIR)/out/test $(GO) test -race -count=1 -timeout 45m ./...
+	AF_TEST_OUTPUT=$(CURDIR)/out/test $(GO) test -tags '$(TAGS)' -race -count=1 -timeout 45m ./...
 
 test-short: deps
-	$(GO) test -race -count=1 -short ./...
+	$(GO) test -tags '$(TAGS)' -race -count=1 -short ./...
 
 # images builds the base and example job images (no registry needed).
 images:

@@ -19,6 +19,6 @@ if ! "$python" -c 'import boto3, dask.bag, distributed' 2>/dev/null; then
 fi
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
-go build -o "$bin/jobbench" ./bench/jobbench
+CGO_ENABLED=1 go build -tags isal -o "$bin/jobbench" ./bench/jobbench
 args=(-raw-bytes "${AF_BENCH_RAW_BYTES:-1073741824}" -files 128 -files-per-task 64 -workers 1 -capacity 2 -fixed-tasks 20 -runs "${AF_BENCH_RUNS:-2}" -python "$python" -scripts bench/jobbench)
-"$bin/jobbench" "${args[@]}" -command "go build -o jobbench ./bench/jobbench && ./jobbench ${args[*]}"
+"$bin/jobbench" "${args[@]}" -command "CGO_ENABLED=1 go build -tags isal -o jobbench ./bench/jobbench && ./jobbench ${args[*]}"

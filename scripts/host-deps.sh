@@ -8,7 +8,7 @@
 #   bench: test's, plus bc
 set -euo pipefail
 what=${1:-test}
-pkgs=(debootstrap chromium xz-utils zstd bzip2 gzip ca-certificates curl python3 python3-boto3 python3-dask python3-distributed)
+pkgs=(debootstrap libisal-dev chromium xz-utils zstd bzip2 gzip ca-certificates curl python3 python3-boto3 python3-dask python3-distributed)
 case "$what" in
 test) ;;
 bench) pkgs+=(bc) ;;

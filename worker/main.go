@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/runner"
@@ -90,6 +91,7 @@ Flags (each also read from the environment variable shown):
 	scratch := fs.String("scratch", os.Getenv("AF_SCRATCH"), "directory for task scratch dirs (default: a private dir under $TMPDIR) (AF_SCRATCH)")
 	input := fs.String("input", env("AF_INPUT_MODE", "fifo"), "how records reach the container: fifo (scratch-dir FIFO, bypasses the Docker daemon) or stdin (AF_INPUT_MODE)")
 	parallel := fs.Int("download-parallel", envInt("AF_DOWNLOAD_PARALLEL", 4), "input files a task downloads and decompresses at once (AF_DOWNLOAD_PARALLEL)")
+	gzipFlag := fs.String("gzip", env("AF_GZIP", "auto"), "gzip decoder: auto (ISA-L when this build and host have it, else Go), isal, or go (AF_GZIP)")
 	grace := fs.Duration("grace", envDuration("AF_GRACE", 30*time.Second), "how long running tasks may finish after SIGTERM; a second signal stops at once (AF_GRACE)")
 	logLevel := fs.String("log-level", env("AF_LOG_LEVEL", "info"), "debug, info, warn or error (AF_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +117,14 @@ Flags (each also read from the environment variable shown):
 	default:
 		return fmt.Errorf("--input %q: want fifo or stdin", *input)
 	}
+	gz, err := decompress.ParseGzipDecoder(*gzipFlag)
+	if err != nil {
+		return fmt.Errorf("--gzip: %w", err)
+	}
+	opener, err := decompress.NewOpener(gz)
+	if err != nil {
+		return fmt.Errorf("--gzip: %w", err)
+	}
 	key, err := creds.LoadPrivateKey(*keyPath)
 	if err != nil {
 		return err
@@ -139,7 +149,7 @@ Flags (each also read from the environment variable shown):
 	w, err := worker.New(worker.Config{
 		Queue: queueclient.New(*queueURL, *token), Key: key, Docker: docker, Runner: rn, Mailer: mailer,
 		MonitorURL: *monitorURL, WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
-		Input: mode, DownloadParallel: *parallel, Grace: *grace, Logger: logger,
+		Input: mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"strings"
 	"testing"
+
+	"github.com/af-project/af/internal/decompress"
 )
 
 func TestHelpNeverPrintsTheToken(t *testing.T) {
@@ -36,6 +38,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--token", "t", "--input", "pipe"}, `--input "pipe": want fifo or stdin`},
 		{[]string{"--token", "t", "--key", "/nonexistent/af.key"}, "/nonexistent/af.key"},
 		{[]string{"--token", "t", "--log-level", "loud"}, "--log-level"},
+		{[]string{"--token", "t", "--gzip", "zlib"}, `--gzip: gzip decoder "zlib": want auto, isal or go`},
+	}
+	if !decompress.BuiltWithISAL {
+		tests = append(tests, struct {
+			args []string
+			want string
+		}{[]string{"--token", "t", "--gzip", "isal"}, "--gzip: gzip decoder isal is not available: this binary was built without ISA-L"})
 	}
 	for _, tc := range tests {
 		var out bytes.Buffer

@@ -10,6 +10,7 @@ import (
 
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/submit"
@@ -20,8 +21,9 @@ import (
 // jobRun is one af job, end to end.
 type jobRun struct {
 	image   string
-	elapsed time.Duration // graph created → graph resolved
-	raw     int64         // uncompressed bytes the mappers read
+	gzip    decompress.GzipDecoder // the workers' resolved decoder
+	elapsed time.Duration          // graph created → graph resolved
+	raw     int64                  // uncompressed bytes the mappers read
 	result  string
 	mappers int
 	// Per-task times from the queue (claimed → resolved).

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/queueclient"
@@ -42,6 +43,12 @@ type env struct {
 
 	workToken string
 	stops     []func()
+	// pool is the running in-process workers, all with one gzip decoder.
+	pool struct {
+		gzip   decompress.GzipDecoder
+		opener *decompress.Opener
+		stop   func()
+	}
 }
 
 // startEnv starts MinIO and the queue server.
@@ -145,8 +152,27 @@ func (e *env) requireImages(images ...string) error {
 }
 
 // startWorkers runs n in-process workers of the given capacity with the
-// worker's production defaults, until close.
-func (e *env) startWorkers(n, capacity int) error {
+// worker's production defaults and the gzip decoder gz, until close or the
+// next startWorkers with another decoder (which replaces them).
+func (e *env) startWorkers(n, capacity int, gz decompress.GzipDecoder) error {
+	if e.pool.stop != nil {
+		if e.pool.gzip == gz {
+			return nil
+		}
+		e.pool.stop()
+	}
+	opener, err := decompress.NewOpener(gz)
+	if err != nil {
+		return err
+	}
+	var stops []func()
+	e.pool.stop = func() {
+		for _, s := range stops {
+			s()
+		}
+		e.pool.stop = nil
+	}
+	e.pool.gzip, e.pool.opener = gz, opener
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("bench-w%d", i)
 		log := e.log.With("component", "worker", "worker", id)
@@ -156,7 +182,7 @@ func (e *env) startWorkers(n, capacity int) error {
 		}
 		w, err := worker.New(worker.Config{
 			Queue: queueclient.New(e.url, e.workToken),
-			Key:   e.key, Docker: e.docker, Runner: rn,
+			Key:   e.key, Docker: e.docker, Runner: rn, Decompress: opener,
 			WorkerGroup: "bench", WorkerID: id, Capacity: capacity,
 			ScratchRoot: filepath.Join(e.dir, "scratch-"+id), Logger: log,
 		})
@@ -166,13 +192,16 @@ func (e *env) startWorkers(n, capacity int) error {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- w.Run(ctx) }()
-		e.stops = append(e.stops, func() { cancel(); <-done })
+		stops = append(stops, func() { cancel(); <-done })
 	}
 	return nil
 }
 
 // close stops everything started, last first.
 func (e *env) close() {
+	if e.pool.stop != nil {
+		e.pool.stop()
+	}
 	for i := len(e.stops) - 1; i >= 0; i-- {
 		e.stops[i]()
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	kgzip "github.com/klauspost/compress/gzip"
 
+	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/synth"
 )
 
@@ -24,6 +25,9 @@ const (
 	readOnly      readerKind = "s3 read only"
 	gunzipStdlib  readerKind = "compress/gzip"
 	gunzipKlauspt readerKind = "klauspost/compress/gzip"
+	// gunzipISAL is the worker's own gzip stage with ISA-L
+	// (decompress.GzipISAL), one reader per object.
+	gunzipISAL readerKind = "isa-l"
 )
 
 // ceiling reads every object of the set from MinIO with `parallel`
@@ -93,6 +97,15 @@ func readOne(ctx context.Context, client *s3.Client, key string, kind readerKind
 			err = (*zk).Reset(src)
 		}
 		r = *zk
+	case gunzipISAL:
+		var o *decompress.Opener
+		if o, err = decompress.NewOpener(decompress.GzipISAL); err == nil {
+			var rc io.ReadCloser
+			if rc, err = o.OpenFormat(key, decompress.Gzip, src); err == nil {
+				defer rc.Close()
+				r = rc
+			}
+		}
 	}
 	if err != nil {
 		return 0, err

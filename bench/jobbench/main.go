@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/synth"
 )
 
@@ -53,7 +54,7 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 1, "runs of each system; the fastest is reported (the machine is shared)")
 	flag.StringVar(&c.python, "python", "/usr/bin/python3", "Python with boto3, dask and distributed (Debian's)")
 	flag.StringVar(&c.scripts, "scripts", "", "directory of boto3_count.py and dask_count.py (default: next to this source)")
-	flag.StringVar(&c.only, "only", "", "comma-separated systems to run (gunzip,loads,boto3,boto3-field,dask,af-python,af-python-loads,af-go,fixed); default all")
+	flag.StringVar(&c.only, "only", "", "comma-separated systems to run (gunzip,loads,boto3,boto3-field,dask,af-python,af-python-loads,af-go,af-go-gogzip,fixed); default all")
 	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
 	flag.BoolVar(&c.verbose, "v", false, "log af's components to stderr")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (queue server and workers) during the af jobs to this file")
@@ -82,6 +83,19 @@ func (c config) want(system string) bool {
 // progress notes each step on stderr, so a slow run shows where it is.
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "jobbench %s: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// afSystems are the af jobs the benchmark runs, each with the worker's gzip
+// decoder: auto (ISA-L, the worker's default where it is installed) and,
+// for comparison, the Go job once more with the pure-Go decoder.
+var afSystems = []struct {
+	system, image string
+	gzip          decompress.GzipDecoder
+}{
+	{"af-python", "af/os-count", decompress.GzipAuto},
+	{"af-python-loads", "af/os-count-loads", decompress.GzipAuto},
+	{"af-go", "af/os-count-go", decompress.GzipAuto},
+	{"af-go-gogzip", "af/os-count-go", decompress.GzipGo},
 }
 
 // measure is one system's best run.
@@ -129,7 +143,7 @@ func run(c config, out io.Writer) error {
 		return err
 	}
 	defer e.close()
-	if c.want("af-python") || c.want("af-go") || c.want("fixed") {
+	if c.want("af-python") || c.want("af-go") || c.want("af-go-gogzip") || c.want("fixed") {
 		if err := e.requireImages("af/os-count", "af/os-count-go"); err != nil {
 			return err
 		}
@@ -139,7 +153,15 @@ func run(c config, out io.Writer) error {
 			return err
 		}
 	}
-	anyJob := c.want("af-python") || c.want("af-python-loads") || c.want("af-go")
+	anyJob := false
+	for _, j := range afSystems {
+		anyJob = anyJob || c.want(j.system)
+	}
+	if c.want("gunzip") || anyJob {
+		if ok, why := decompress.ISAL(); !ok {
+			return fmt.Errorf("ISA-L is not available (%s): build jobbench with CGO_ENABLED=1 -tags isal, as bench/50-job.sh does, or pass -only without gunzip and af systems", why)
+		}
+	}
 
 	progress("generating %.2f GiB in %d files", float64(c.rawBytes)/(1<<30), c.files)
 	t0 := time.Now()
@@ -167,9 +189,6 @@ func run(c config, out io.Writer) error {
 
 	var sealed string
 	if anyJob {
-		if err := e.startWorkers(c.workers, c.capacity); err != nil {
-			return err
-		}
 		if sealed, err = e.sealedCredentials(ctx); err != nil {
 			return err
 		}
@@ -180,7 +199,7 @@ func run(c config, out io.Writer) error {
 	defer cc.close()
 	for r := 0; r < c.runs; r++ {
 		if c.want("gunzip") {
-			for _, kind := range []readerKind{readOnly, gunzipStdlib, gunzipKlauspt} {
+			for _, kind := range []readerKind{readOnly, gunzipStdlib, gunzipKlauspt, gunzipISAL} {
 				progress("run %d: %s, 2 goroutines", r+1, kind)
 				cpu0 := selfCPU()
 				n, d, err := ceiling(ctx, e.minio.S3, set, kind, 2)
@@ -243,9 +262,12 @@ func run(c config, out io.Writer) error {
 			record(measure{name: "dask", seconds: res.Seconds, raw: res.RawBytes, cpu: seconds(res.CPUSeconds), ok: true,
 				note: fmt.Sprintf("cluster start-up %.1f s, not counted", res.StartupSeconds)})
 		}
-		for _, j := range []struct{ system, image string }{{"af-python", "af/os-count"}, {"af-python-loads", "af/os-count-loads"}, {"af-go", "af/os-count-go"}} {
+		for _, j := range afSystems {
 			if !c.want(j.system) {
 				continue
+			}
+			if err := e.startWorkers(c.workers, c.capacity, j.gzip); err != nil {
+				return err
 			}
 			progress("run %d: af job %s", r+1, j.image)
 			cpu0, ccpu0 := selfCPU(), cc.total()
@@ -254,6 +276,7 @@ func run(c config, out io.Writer) error {
 				return err
 			}
 			jr, err := e.runJob(ctx, set, j.image, c.filesPerTask, sealed)
+			jr.gzip = e.pool.opener.Gzip()
 			stopProfile()
 			if err != nil {
 				return err
@@ -276,10 +299,8 @@ func run(c config, out io.Writer) error {
 	var fixedPy, fixedGo []time.Duration
 	var redPy, redGo time.Duration
 	if c.want("fixed") {
-		if c.fixedTasks > 0 && !anyJob {
-			if err := e.startWorkers(c.workers, c.capacity); err != nil {
-				return err
-			}
+		if err := e.startWorkers(c.workers, c.capacity, decompress.GzipAuto); err != nil {
+			return err
 		}
 		progress("fixed cost: %d empty mappers of af/os-count", c.fixedTasks)
 		if fixedPy, redPy, err = e.fixedCost(ctx, "af/os-count", c.fixedTasks); err != nil {
@@ -335,7 +356,10 @@ func report(w io.Writer, c config, d reportData) {
 	rate := func(name string) float64 { return ms[name].mbs() }
 	afPy, afGo := rate("af-python"), rate("af-go")
 	dask, boto := rate("dask"), rate("boto3")
+	// The issue's ceiling is Go gunzip (the faster of the two Go decoders);
+	// ISA-L's own gunzip is reported beside it.
 	gzCeil := max(rate(string(gunzipStdlib)), rate(string(gunzipKlauspt)))
+	isalCeil, afGoGo := rate(string(gunzipISAL)), rate("af-go-gogzip")
 	ratio := func(a, b float64) string {
 		if a <= 0 || b <= 0 {
 			return "—"
@@ -359,11 +383,11 @@ func report(w io.Writer, c config, d reportData) {
 		d.files, d.docs, d.docSize/1000, float64(d.raw)/(1<<30), float64(d.compressed)/1e6, float64(d.raw)/float64(d.compressed),
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), bestOf(c.runs))
 	p("")
-	p("- **af**: `submit.BuildGraph` graph (%d mappers of %d files, one reducer) posted to an in-process `af serve` queue; %d in-process worker(s) × capacity %d on the Docker engine (FIFO input, 1 CPU per container), worker defaults otherwise (one mapper per slot, bounded by files per task only: `af submit`'s default of 64 MiB of compressed input per mapper would cut this data set into 4 mappers, two rounds on 2 slots, each paying a container start); time from graph creation to the graph's resolution (reducer result uploaded), as the queue records them. Images `af/os-count` (the example Python job: `af_helper.field(value, \"info\", \"OS\")`, which decodes `info` and nothing after it), `af/os-count-loads` (the same job with `json.loads` per document, as the baselines parse) and `af/os-count-go` (Go SDK, `afjob.Field`).",
+	p("- **af**: `submit.BuildGraph` graph (%d mappers of %d files, one reducer) posted to an in-process `af serve` queue; %d in-process worker(s) × capacity %d on the Docker engine (FIFO input, 1 CPU per container), worker defaults otherwise (one mapper per slot, bounded by files per task only: `af submit`'s default of 64 MiB of compressed input per mapper would cut this data set into 4 mappers, two rounds on 2 slots, each paying a container start); time from graph creation to the graph's resolution (reducer result uploaded), as the queue records them. The workers decode gzip with ISA-L (`--gzip auto`, the default, on a host with Debian's libisal2); **af-go with Go gzip** is the Go job again on workers started with `--gzip go` (klauspost/compress), which shows what the decoder contributes. Images `af/os-count` (the example Python job: `af_helper.field(value, \"info\", \"OS\")`, which decodes `info` and nothing after it), `af/os-count-loads` (the same job with `json.loads` per document, as the baselines parse) and `af/os-count-go` (Go SDK, `afjob.Field`).",
 		(d.files+c.filesPerTask-1)/c.filesPerTask, c.filesPerTask, c.workers, c.capacity)
 	p("- **boto3**: `bench/jobbench/boto3_count.py`, one process (Debian's python3-boto3): list, get, `zlib` gunzip, `json.loads` per line; **boto3 + field** is the same script reading `info.OS` with `af_helper.field`, af's parser, so the table separates what the parser gains from what af's system does.")
 	p("- **Dask**: `bench/jobbench/dask_count.py`, Debian's python3-dask/python3-distributed, `LocalCluster(n_workers=2, threads_per_worker=1)`, a `dask.bag` of object keys, each task reading with boto3 as above; timed from the key listing to the folded counts (%s).", orDash(ms["dask"].note))
-	p("- **gunzip ceiling**: Go, 2 goroutines reading the same objects from MinIO and gunzipping into `io.Discard`.")
+	p("- **gunzip ceiling**: Go, 2 goroutines reading the same objects from MinIO and gunzipping into `io.Discard`; the issue's ceiling is the faster of the standard library and klauspost/compress. The same with af's ISA-L reader (`decompress.GzipISAL`) is reported beside it.")
 	p("- **CPU s** is the CPU time of the timed span: the scripts' processes (every Dask worker included) or this process (queue server, workers, gunzip goroutines) plus the job containers' cgroups; MinIO's own CPU is not counted for anyone. Unlike MB/s it does not depend on what else the machine runs.")
 	p("")
 	p("Load average (1 min) at the start %s, at the end %s.%s", d.loadStart, d.loadEnd, dockerShareNote(d.loadStart))
@@ -397,20 +421,27 @@ func report(w io.Writer, c config, d reportData) {
 	row("af job, Python helper, `json.loads` per document (af/os-count-loads)", "af-python-loads", "— (the baselines' parser)",
 		fmt.Sprintf("%sx Dask, %sx boto3", ratio(afPyLoads, dask), ratio(afPyLoads, boto)))
 	row("af job, Go SDK (af/os-count-go)", "af-go", "≥ 5x Dask; ≥ 80% of the gunzip ceiling",
-		both(afGo >= 5*dask && dask > 0, afGo >= 0.8*gzCeil && gzCeil > 0, ratio(afGo, dask)+"x Dask", pct(afGo, gzCeil)+" of ceiling"))
+		both(afGo >= 5*dask && dask > 0, afGo >= 0.8*gzCeil && gzCeil > 0, ratio(afGo, dask)+"x Dask", pct(afGo, gzCeil)+" of the Go ceiling; "+pct(afGo, isalCeil)+" of ISA-L gunzip"))
+	row("af job, Go SDK, workers with Go gzip (`--gzip go`)", "af-go-gogzip", "— (the decoder's share)",
+		fmt.Sprintf("%sx Dask, %s of the Go ceiling", ratio(afGoGo, dask), pct(afGoGo, gzCeil)))
 	row("boto3 script, one process", "boto3", "— (reference here: about 44 MB/s)", "—")
 	row("boto3 script + `af_helper.field`, one process", "boto3-field", "— (af's parser)",
 		fmt.Sprintf("af-python is %sx this", ratio(afPy, botoField)))
 	row("Dask LocalCluster, 2 workers × 1 thread", "dask", "— (reference here: about 64 MB/s)", "—")
 	row("gunzip ceiling, compress/gzip, 2 goroutines", string(gunzipStdlib), "— (reference: 220-260 MB/s a core)", "—")
 	row("gunzip ceiling, klauspost/compress/gzip, 2 goroutines", string(gunzipKlauspt), "— (reference: 220-260 MB/s a core)", "—")
+	row("gunzip, ISA-L (af's reader), 2 goroutines", string(gunzipISAL), "— (not Go; the worker's decoder)", "—")
 	if m, ok := ms[string(readOnly)]; ok {
 		p("| S3 GET only (no gunzip), 2 goroutines | %.1f (%.1f MB/s gzip) | %.2f | — | — | %.1f | — | — | — |", m.mbs(), float64(d.compressed)/m.seconds/1e6, m.seconds, m.cpu.Seconds())
 	}
 	p("")
 	if eff := func(n string) float64 { m := ms[n]; return float64(m.raw) / m.cpu.Seconds() / 1e6 }; ms["af-go"].cpu > 0 && ms[string(gunzipKlauspt)].cpu > 0 {
-		p("CPU bound: af-go spends %.2fx the CPU per byte that klauspost gunzip alone does (%.0f vs %.0f MB per CPU s), so where both are CPU-bound on the same cores af-go reaches at most %.0f%% of the ceiling before any fixed cost.",
-			eff(string(gunzipKlauspt))/eff("af-go"), eff("af-go"), eff(string(gunzipKlauspt)), 100*eff("af-go")/eff(string(gunzipKlauspt)))
+		for _, pair := range [][2]string{{"af-go", string(gunzipISAL)}, {"af-go-gogzip", string(gunzipKlauspt)}} {
+			if ms[pair[0]].cpu > 0 && ms[pair[1]].cpu > 0 {
+				p("CPU bound: %s spends %.2fx the CPU per byte that %s gunzip alone does (%.0f vs %.0f MB per CPU s), so where both are CPU-bound on the same cores it reaches at most %.0f%% of that gunzip before any fixed cost.",
+					pair[0], eff(pair[1])/eff(pair[0]), pair[1], eff(pair[0]), eff(pair[1]), 100*eff(pair[0])/eff(pair[1]))
+			}
+		}
 		for _, pair := range [][2]string{{"af-python-loads", "boto3"}, {"af-python", "boto3-field"}} {
 			if ms[pair[0]].cpu > 0 && ms[pair[1]].cpu > 0 {
 				p("With the same parser, %s spends %.2fx the CPU per byte of the one-process %s (%.0f vs %.0f MB per CPU s): on %d cores it can be at most %.2fx that script where both are CPU-bound.",
@@ -439,13 +470,14 @@ func report(w io.Writer, c config, d reportData) {
 			yes(quantile(d.fixedPy, .5) < time.Second), yes(quantile(d.fixedGo, .5) < time.Second))
 		p("")
 	}
-	for _, name := range []string{"af-python", "af-python-loads", "af-go"} {
+	for _, sys := range afSystems {
+		name := sys.system
 		j, ok := d.jobs[name]
 		if !ok {
 			continue
 		}
-		p("Where %s's %.2f s went: first mapper claimed %s after the graph was created; mappers took p50 %s, max %s each (claimed → resolved, %d of them on %d slots); the last mapper resolved at %s; the reducer took %s. CPU: %.1f s in the worker process (queue server, S3 reads, gunzip, framing, sort, uploads), %.1f s in the job containers.",
-			j.image, j.elapsed.Seconds(), ms3(j.firstClaim), ms3(quantile(j.mapperTimes, .5)), ms3(quantile(j.mapperTimes, 1)),
+		p("Where %s's %.2f s went (gzip: %s): first mapper claimed %s after the graph was created; mappers took p50 %s, max %s each (claimed → resolved, %d of them on %d slots); the last mapper resolved at %s; the reducer took %s. CPU: %.1f s in the worker process (queue server, S3 reads, gunzip, framing, sort, uploads), %.1f s in the job containers.",
+			j.image, j.elapsed.Seconds(), j.gzip, ms3(j.firstClaim), ms3(quantile(j.mapperTimes, .5)), ms3(quantile(j.mapperTimes, 1)),
 			j.mappers, c.workers*c.capacity, ms3(j.lastMapper), ms3(j.reducer), j.workerCPU.Seconds(), j.containerCPU.Seconds())
 		p("")
 	}

@@ -95,6 +95,10 @@ func TestRunSmall(t *testing.T) {
 		"| boto3 script, one process |",
 		"| Dask LocalCluster, 2 workers × 1 thread |",
 		"| gunzip ceiling, klauspost/compress/gzip, 2 goroutines |",
+		"| af job, Go SDK, workers with Go gzip (`--gzip go`) |",
+		"| gunzip, ISA-L (af's reader), 2 goroutines |",
+		"(gzip: isal)",
+		"(gzip: go)",
 		"Fixed cost of a task with no input",
 	} {
 		if !strings.Contains(md, want) {
@@ -107,8 +111,8 @@ func TestRunSmall(t *testing.T) {
 	// Every system row carries a positive rate.
 	row := regexp.MustCompile(`(?m)^\| (af job|boto3|Dask|gunzip)[^|]*\| ([0-9.]+) \|`)
 	rows := row.FindAllStringSubmatch(md, -1)
-	if len(rows) != 8 {
-		t.Fatalf("want 8 system rows with a rate, got %d:\n%s", len(rows), md)
+	if len(rows) != 10 {
+		t.Fatalf("want 10 system rows with a rate, got %d:\n%s", len(rows), md)
 	}
 	for _, r := range rows {
 		if r[2] == "0.0" {

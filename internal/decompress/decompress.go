@@ -24,7 +24,6 @@ import (
 	"path"
 	"strings"
 
-	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
@@ -80,8 +79,8 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // command line tool refuses windows above 128 MiB without --long as well.
 const zstdMaxWindow = 128 << 20
 
-// Open returns a reader of r's decompressed content for the object key.
-// Closing it releases the decoder, not r.
+// Open returns a reader of r's decompressed content for the object key,
+// gzip decoded in pure Go. Closing it releases the decoder, not r.
 func Open(key string, r io.Reader) (io.ReadCloser, error) {
 	return OpenFormat(key, FormatOf(key), r)
 }
@@ -89,6 +88,12 @@ func Open(key string, r io.Reader) (io.ReadCloser, error) {
 // OpenFormat is Open with the format given rather than read from the key
 // (decompress: none in a job spec opens every file as Plain).
 func OpenFormat(key string, f Format, r io.Reader) (io.ReadCloser, error) {
+	var o *Opener
+	return o.OpenFormat(key, f, r)
+}
+
+// OpenFormat is the package's OpenFormat with the opener's gzip decoder.
+func (o *Opener) OpenFormat(key string, f Format, r io.Reader) (io.ReadCloser, error) {
 	src := &source{r: r}
 	d := &reader{key: key, format: f, src: src}
 	var err error
@@ -96,14 +101,7 @@ func OpenFormat(key string, f Format, r io.Reader) (io.ReadCloser, error) {
 	case Plain:
 		d.r = src
 	case Gzip:
-		// klauspost's gzip is a drop-in for the standard library's at about
-		// 1.5-2x its speed (see BenchmarkDecompress). A reader that is also
-		// a ByteReader avoids a second buffer inside flate.
-		var zr *kgzip.Reader
-		zr, err = kgzip.NewReader(bufio.NewReaderSize(src, 256<<10))
-		if err == nil {
-			d.r, d.close = zr, zr.Close
-		}
+		d.r, d.close, err = o.openGzip(src)
 	case XZ:
 		var xr *xz.Reader
 		xr, err = xz.NewReader(bufio.NewReaderSize(src, 256<<10))

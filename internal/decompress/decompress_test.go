@@ -60,6 +60,24 @@ func compress(t testing.TB, f Format, data []byte) []byte {
 
 var allFormats = []Format{Plain, Gzip, XZ, LZMA, Zstd, Bzip2}
 
+// openers are the gzip decoders this build has; every format-level test
+// runs once per opener (the other formats read the same under each).
+var openers = []*Opener{{gzip: GzipGo}}
+
+// eachOpener runs f as a parallel subtest per opener for gzip, and once for
+// the other formats.
+func eachOpener(t *testing.T, format Format, f func(t *testing.T, o *Opener)) {
+	for _, o := range openers {
+		if format != Gzip && o != openers[0] {
+			continue
+		}
+		t.Run(string(o.Gzip()), func(t *testing.T) {
+			t.Parallel()
+			f(t, o)
+		})
+	}
+}
+
 func TestFormatOf(t *testing.T) {
 	t.Parallel()
 	tests := map[string]Format{
@@ -80,18 +98,20 @@ func TestRoundTripSystemTools(t *testing.T) {
 		t.Run(string(f), func(t *testing.T) {
 			t.Parallel()
 			comp := compress(t, f, data)
-			r, err := Open("k."+string(f), iotest.OneByteReader(bytes.NewReader(comp)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			got, err := io.ReadAll(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, data) {
-				t.Fatalf("decoded %d bytes, want %d identical bytes", len(got), len(data))
-			}
+			eachOpener(t, f, func(t *testing.T, o *Opener) {
+				r, err := o.OpenFormat("k."+string(f), f, iotest.OneByteReader(bytes.NewReader(comp)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				got, err := io.ReadAll(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, data) {
+					t.Fatalf("decoded %d bytes, want %d identical bytes", len(got), len(data))
+				}
+			})
 		})
 	}
 }
@@ -100,14 +120,16 @@ func TestConcatenatedGzipMembers(t *testing.T) {
 	t.Parallel()
 	a, b := sample(10, 2), sample(10, 3)
 	comp := append(compress(t, Gzip, a), compress(t, Gzip, b)...)
-	r, err := Open("x.gz", bytes.NewReader(comp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	if err != nil || !bytes.Equal(got, append(a, b...)) {
-		t.Fatalf("got %d bytes, err %v; want both members", len(got), err)
-	}
+	eachOpener(t, Gzip, func(t *testing.T, o *Opener) {
+		r, err := o.OpenFormat("x.gz", Gzip, bytes.NewReader(comp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, append(a, b...)) {
+			t.Fatalf("got %d bytes, err %v; want both members", len(got), err)
+		}
+	})
 }
 
 func TestCorrupt(t *testing.T) {
@@ -124,23 +146,24 @@ func TestCorrupt(t *testing.T) {
 		for name, in := range cases {
 			t.Run(string(f)+"/"+name, func(t *testing.T) {
 				t.Parallel()
-				key := "s/k.log." + string(f)
-				var err error
-				r, err := Open(key, bytes.NewReader(in))
-				if err == nil {
-					_, err = io.Copy(io.Discard, r)
-					r.Close()
-				}
-				var ce *CorruptError
-				if !errors.As(err, &ce) {
-					t.Fatalf("err = %v, want a CorruptError", err)
-				}
-				if ce.Key != key || ce.Format != f || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "corrupt "+string(f)+" data") {
-					t.Errorf("error %q does not name the key and format", err)
-				}
-				if ce.Offset < 0 || ce.Offset > int64(len(in)) {
-					t.Errorf("offset %d outside the %d-byte input", ce.Offset, len(in))
-				}
+				eachOpener(t, f, func(t *testing.T, o *Opener) {
+					key := "s/k.log." + string(f)
+					r, err := o.OpenFormat(key, f, bytes.NewReader(in))
+					if err == nil {
+						_, err = io.Copy(io.Discard, r)
+						r.Close()
+					}
+					var ce *CorruptError
+					if !errors.As(err, &ce) {
+						t.Fatalf("err = %v, want a CorruptError", err)
+					}
+					if ce.Key != key || ce.Format != f || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "corrupt "+string(f)+" data") {
+						t.Errorf("error %q does not name the key and format", err)
+					}
+					if ce.Offset < 0 || ce.Offset > int64(len(in)) {
+						t.Errorf("offset %d outside the %d-byte input", ce.Offset, len(in))
+					}
+				})
 			})
 		}
 	}
@@ -163,15 +186,17 @@ func TestSourceErrorIsNotCorruption(t *testing.T) {
 		t.Run(string(f), func(t *testing.T) {
 			t.Parallel()
 			comp := compress(t, f, data)
-			src := io.MultiReader(bytes.NewReader(comp[:len(comp)/2]), iotest.ErrReader(boom))
-			r, err := Open("k."+string(f), src)
-			if err == nil {
-				_, err = io.Copy(io.Discard, r)
-			}
-			var ce *CorruptError
-			if !errors.Is(err, boom) || errors.As(err, &ce) {
-				t.Fatalf("err = %v, want the source's error and no CorruptError", err)
-			}
+			eachOpener(t, f, func(t *testing.T, o *Opener) {
+				src := io.MultiReader(bytes.NewReader(comp[:len(comp)/2]), iotest.ErrReader(boom))
+				r, err := o.OpenFormat("k."+string(f), f, src)
+				if err == nil {
+					_, err = io.Copy(io.Discard, r)
+				}
+				var ce *CorruptError
+				if !errors.Is(err, boom) || errors.As(err, &ce) {
+					t.Fatalf("err = %v, want the source's error and no CorruptError", err)
+				}
+			})
 		})
 	}
 }
@@ -235,6 +260,13 @@ func BenchmarkDecompress(b *testing.B) {
 	}{
 		{"plain", Plain, ours(Plain)},
 		{"gz-klauspost", Gzip, ours(Gzip)},
+		{"gz-isal", Gzip, func(c []byte) (io.Reader, error) {
+			o, err := NewOpener(GzipISAL)
+			if err != nil {
+				return nil, err
+			}
+			return o.OpenFormat("k", Gzip, netBody(c))
+		}},
 		{"gz-klauspost-raw", Gzip, func(c []byte) (io.Reader, error) { return kgzip.NewReader(netBody(c)) }},
 		{"gz-stdlib", Gzip, func(c []byte) (io.Reader, error) { return gzip.NewReader(netBody(c)) }},
 		{"xz", XZ, ours(XZ)},
@@ -245,6 +277,9 @@ func BenchmarkDecompress(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
+			if c.name == "gz-isal" && !BuiltWithISAL {
+				b.Skip("built without ISA-L: run with -tags isal (make bench does)")
+			}
 			data := data
 			if c.f == XZ || c.f == LZMA || c.f == Bzip2 {
 				data = small

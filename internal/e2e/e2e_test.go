@@ -20,6 +20,7 @@ import (
 
 	"github.com/af-project/af/internal/browsertest"
 	"github.com/af-project/af/internal/clustertest"
+	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/filter"
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
@@ -107,6 +108,15 @@ func startWorkerProcess(t *testing.T, c *clustertest.Cluster, bin, id string) {
 		case <-time.After(20 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
+		}
+		// A build with ISA-L must use it in the real process: a worker
+		// that quietly fell back to Go's gzip would pass every other check.
+		want := "gzip=" + string(decompress.GzipGo)
+		if decompress.BuiltWithISAL {
+			want = "gzip=" + string(decompress.GzipISAL)
+		}
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("worker %s did not log %s at start", id, want)
 		}
 		if t.Failed() {
 			t.Logf("worker %s log:\n%s", id, logs.String())

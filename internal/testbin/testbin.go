@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/af-project/af/internal/decompress"
 )
 
 // Module is af's module path; commands are named relative to it.
@@ -71,7 +73,13 @@ func compile(cmd string) (string, error) {
 	out := filepath.Join(dir, path.Base(cmd))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := exec.CommandContext(ctx, "go", "build", "-o", out, path.Join(Module, cmd))
+	args := []string{"build", "-o", out}
+	if decompress.BuiltWithISAL {
+		// The commands get the gzip decoder the tests were built with, so a
+		// `make test` run exercises ISA-L in the real worker process too.
+		args = append(args, "-tags", "isal")
+	}
+	c := exec.CommandContext(ctx, "go", append(args, path.Join(Module, cmd))...)
 	// -buildvcs=false: test runs from a checkout without .git (CI's clone
 	// of a clone, a tarball) must still build.
 	c.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")

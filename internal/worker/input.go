@@ -56,6 +56,7 @@ type feeder struct {
 	// noDecompress passes files through as stored (decompress: none in
 	// analysis-tools.yml), for jobs that read compressed data themselves.
 	noDecompress bool
+	open         *decompress.Opener
 	// logLine writes a line to the task's log.
 	logLine func(format string, args ...any)
 
@@ -237,7 +238,7 @@ func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, res *file
 	if f.noDecompress {
 		format = decompress.Plain
 	}
-	dec, err := decompress.OpenFormat(in.Key, format, countingReader{r: out.Body, n: &f.bytes})
+	dec, err := f.open.OpenFormat(in.Key, format, countingReader{r: out.Body, n: &f.bytes})
 	if err != nil {
 		res.err = err
 		return

@@ -382,6 +382,7 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		bucket: p.Bucket, prefix: p.Prefix, schema: layout.Schema{Fields: p.Schema}, parallel: w.cfg.DownloadParallel,
 		policy:       inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
 		noDecompress: spec.Decompress == jobspec.DecompressNone,
+		open:         w.cfg.Decompress,
 		logLine:      tlog.logf,
 	}
 	if len(p.Schema) == 0 {
