@@ -7,6 +7,13 @@
 // is limited to one goroutine and low memory so a worker can decode many
 // files at once within a bounded footprint.
 //
+// Gzip, the common format, has two decoders (an Opener picks one):
+// klauspost/compress in pure Go, and Intel's ISA-L, about 3x faster on
+// telemetry JSON, in builds with cgo and -tags isal on hosts with
+// libisal.so.2. Both read multi-member files and check every member's
+// CRC-32 and length; a differential fuzzer holds them to the same output
+// and the same verdict on corrupt input.
+//
 // Errors tell corrupt data apart from a failing source. Corrupt or truncated
 // compressed data is a *CorruptError naming the key, the format and about
 // where in the compressed stream it was found; an error from the source

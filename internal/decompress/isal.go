@@ -120,13 +120,20 @@ func (z *isalReader) fill(want int) error {
 		z.n = copy(z.in, z.in[z.off:z.n])
 		z.off = 0
 	}
-	for z.n < want && !z.srcEOF {
+	for empty := 0; z.n < want && !z.srcEOF; {
 		m, err := z.src.Read(z.in[z.n:])
 		z.n += m
 		if err == io.EOF {
 			z.srcEOF = true
 		} else if err != nil {
 			return err
+		}
+		// A source that keeps returning nothing would spin here forever;
+		// bufio.Reader gives up the same way.
+		if m == 0 {
+			if empty++; empty >= 100 {
+				return io.ErrNoProgress
+			}
 		}
 	}
 	return nil

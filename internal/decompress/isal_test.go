@@ -219,3 +219,21 @@ func FuzzISALMatchesGo(f *testing.F) {
 		decodeBoth(t, in, func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) }, 1<<12)
 	})
 }
+
+// stall returns some bytes, then nothing and no error forever.
+type stall struct{ b []byte }
+
+func (s *stall) Read(p []byte) (int, error) {
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
+
+func TestISALSourceWithoutProgress(t *testing.T) {
+	t.Parallel()
+	comp := compress(t, Gzip, sample(2000, 14))
+	_, corrupt := decodeBoth(t, comp[:len(comp)/2], func(b []byte) io.Reader { return &stall{b: b} }, 1<<16)
+	if !corrupt {
+		t.Fatal("a stalled source decoded without error")
+	}
+}
