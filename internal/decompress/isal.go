@@ -69,6 +69,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 	"unsafe"
 )
 
@@ -87,6 +88,11 @@ func loadISAL() (bool, string) {
 // isalInBuf is the compressed read-ahead per stream, as for klauspost's
 // bufio.Reader.
 const isalInBuf = 256 << 10
+
+// isalBufs keeps the input buffers across files: a worker opens hundreds
+// per task. (The inflate state is C memory, freed at Close, never pooled:
+// sync.Pool drops what it holds without telling anyone.)
+var isalBufs = sync.Pool{New: func() any { b := make([]byte, isalInBuf); return &b }}
 
 // isalReader decodes gzip (any number of members, as gzip(1) and the
 // standard library read them) with ISA-L. It checks each member's CRC-32
@@ -110,7 +116,7 @@ func newISALReader(src io.Reader) (*isalReader, error) {
 	if st == nil {
 		return nil, errors.New("isa-l: out of memory for the inflate state")
 	}
-	return &isalReader{src: src, st: st, in: make([]byte, isalInBuf), header: true}, nil
+	return &isalReader{src: src, st: st, in: *isalBufs.Get().(*[]byte), header: true}, nil
 }
 
 // fill moves the unread input to the front and reads from src until at
@@ -304,6 +310,9 @@ func (z *isalReader) Close() error {
 	if z.st != nil {
 		C.free(unsafe.Pointer(z.st))
 		z.st = nil
+		in := z.in
+		z.in, z.off, z.n = nil, 0, 0
+		isalBufs.Put(&in)
 	}
 	return nil
 }

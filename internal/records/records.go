@@ -93,6 +93,12 @@ func NewWriter(w io.Writer) *Writer {
 // instead of allocating 2 MiB of buffers per file.
 func (w *Writer) Reset(dst io.Writer) {
 	w.w.Reset(dst)
+	if w.br != nil {
+		w.br.Reset(nil) // let the previous file's reader go
+	}
+	if cap(w.long) > bufSize {
+		w.long = nil // one huge line should not pin its buffer forever
+	}
 }
 
 // SetMaxLine changes the maximum line length (bytes, without the newline).
