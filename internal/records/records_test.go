@@ -145,22 +145,43 @@ func TestRoundTrip(t *testing.T) {
 
 func TestWriterReset(t *testing.T) {
 	t.Parallel()
-	var a, b bytes.Buffer
+	var a, b, c bytes.Buffer
 	w := NewWriter(&a)
+	// The first file ends with a line longer than the read buffer, so the
+	// writer grows its long-line accumulator; Reset must not keep it.
+	long := "big\t{\"x\":\"" + strings.Repeat("y", bufSize+bufSize/2) + "\"}\n"
 	for i, dst := range []*bytes.Buffer{&a, &b} {
 		w.Reset(dst)
 		if err := w.BeginFile(fmt.Sprint("k", i), nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, err := w.CopyLines(strings.NewReader(fmt.Sprintf("d%d\t{}\n", i)), nil); err != nil {
+		in := fmt.Sprintf("d%d\t{}\n", i)
+		if i == 0 {
+			in += long
+		}
+		if _, _, _, err := w.CopyLines(strings.NewReader(in), nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Flush(); err != nil {
 			t.Fatal(err)
 		}
+		if i == 0 && cap(w.long) <= bufSize {
+			t.Fatalf("the long line did not use the accumulator (cap %d)", cap(w.long))
+		}
 	}
-	if a.String() != "\x1e{\"key\":\"k0\",\"dims\":[]}\nd0\t{}\n" || b.String() != "\x1e{\"key\":\"k1\",\"dims\":[]}\nd1\t{}\n" {
-		t.Errorf("after Reset: a=%q b=%q", a.String(), b.String())
+	if w.long != nil {
+		t.Errorf("Reset kept a %d-byte long-line buffer", cap(w.long))
+	}
+	if a.String() != "\x1e{\"key\":\"k0\",\"dims\":[]}\nd0\t{}\n"+long || b.String() != "\x1e{\"key\":\"k1\",\"dims\":[]}\nd1\t{}\n" {
+		t.Errorf("after Reset: a=%.80q b=%q", a.String(), b.String())
+	}
+	// Unflushed data does not survive a Reset.
+	if err := w.BeginFile("lost", nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Reset(&c)
+	if err := w.Flush(); err != nil || c.Len() != 0 || strings.Contains(b.String(), "lost") {
+		t.Errorf("unflushed data survived Reset: c=%q b=%q err=%v", c.String(), b.String(), err)
 	}
 }
 
