@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -64,4 +65,10 @@ func TestFreeAddr(t *testing.T) {
 		t.Fatalf("listen on the free address %s: %v", addr, err)
 	}
 	l.Close()
+	// Below the ephemeral range, so no outgoing connection can take it.
+	_, port, _ := net.SplitHostPort(addr)
+	lo, hi := belowEphemeral()
+	if p, err := strconv.Atoi(port); err != nil || p < lo || p >= hi {
+		t.Errorf("port %s is outside [%d, %d)", port, lo, hi)
+	}
 }
