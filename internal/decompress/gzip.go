@@ -37,7 +37,11 @@ func ParseGzipDecoder(s string) (GzipDecoder, error) {
 	case "":
 		return GzipAuto, nil
 	}
-	return "", fmt.Errorf("gzip decoder %q: want auto, isal or go", s)
+	return "", errUnknownGzip(s)
+}
+
+func errUnknownGzip(name string) error {
+	return fmt.Errorf("gzip decoder %q: want auto, isal or go", name)
 }
 
 // ISAL reports whether ISA-L can be used in this process and, when not,
@@ -76,7 +80,7 @@ func NewOpener(want GzipDecoder) (*Opener, error) {
 		}
 		return &Opener{gzip: GzipISAL}, nil
 	}
-	return nil, fmt.Errorf("gzip decoder %q: want auto, isal or go", want)
+	return nil, errUnknownGzip(string(want))
 }
 
 // Gzip is the decoder the opener uses for gzip.

@@ -177,7 +177,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Capacity)
 	var running sync.WaitGroup
 	w.log.Info("worker started", "group", w.cfg.WorkerGroup, "capacity", w.cfg.Capacity, "queue", w.cfg.Queue.BaseURL(), "gzip", w.cfg.Decompress.Gzip())
-	if ok, why := decompress.ISAL(); !ok && w.cfg.Decompress.Gzip() != decompress.GzipISAL {
+	if ok, why := decompress.ISAL(); !ok {
 		// Gzip is most of a mapper's CPU; say once how to get the faster decoder.
 		w.log.Info("gzip is decoded in Go; ISA-L would decode it about 2-3x faster", "why", why)
 	}
