@@ -227,6 +227,9 @@ func (d *Dir) describe(name, want string, openErr error) error {
 			}
 			return &UnsafeError{Path: shown, Found: kind(st.Mode), Want: want}
 		}
+		if typ == unix.S_IFLNK {
+			return &UnsafeError{Path: shown, Found: kind(st.Mode), Want: want}
+		}
 		if typ != unix.S_IFDIR {
 			return &UnsafeError{Path: shown, Found: kind(st.Mode) + ", not a directory", Want: want}
 		}
