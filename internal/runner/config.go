@@ -131,6 +131,12 @@ type Spec struct {
 	// MaxRunTime is the container's wall-clock limit; the runner kills the
 	// container when it expires. Zero means no limit.
 	MaxRunTime time.Duration
+	// ScratchLimit is the most the job may store in ScratchDir, in bytes
+	// (the worker's --max-scratch-bytes); zero means no limit. Run watches
+	// the dir's usage and stops a job over it; ContainerConfig also makes
+	// it every file's size limit (RLIMIT_FSIZE), so one file cannot
+	// overshoot it between two looks.
+	ScratchLimit int64
 	// NoInit leaves out Docker's init process (tini). Without it the job is
 	// PID 1: it gets no default signal handling and must reap its own
 	// children, so only engines without docker-init should set it.
@@ -320,6 +326,9 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 			NanoCPUs:   int64(math.Round(cpus * 1e9)),
 			PidsLimit:  &pidsLimit,
 		},
+	}
+	if spec.ScratchLimit > 0 {
+		host.Ulimits = []*container.Ulimit{{Name: "fsize", Soft: spec.ScratchLimit, Hard: spec.ScratchLimit}}
 	}
 	return cfg, host, nil
 }

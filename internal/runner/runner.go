@@ -9,14 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/af-project/af/internal/scratchdir"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/units"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
@@ -89,6 +91,9 @@ type Options struct {
 	// container asking for more CPUs than the host has. Default: this
 	// host's CPU count.
 	MaxCPUs float64
+	// ScratchEvery is how often a running job's scratch usage is measured
+	// when its Spec has a ScratchLimit, on Clock. Default 1s.
+	ScratchEvery time.Duration
 }
 
 // Streams connect a container to the worker.
@@ -154,6 +159,11 @@ type Result struct {
 	LogBytes  int64
 	LogElided int64
 	LogErr    error
+	// ScratchBytes is the scratch dir's last measured usage (with a
+	// ScratchLimit); ScratchExceeded says it went over and the job was
+	// stopped for it.
+	ScratchBytes    int64
+	ScratchExceeded bool
 }
 
 // Exception is the error Run returns when the outcome is OutcomeException.
@@ -207,6 +217,9 @@ func New(docker Docker, opts Options) (*Runner, error) {
 	}
 	if opts.MaxCPUs <= 0 {
 		opts.MaxCPUs = float64(runtime.NumCPU())
+	}
+	if opts.ScratchEvery <= 0 {
+		opts.ScratchEvery = time.Second
 	}
 	return &Runner{docker: docker, opts: opts, log: opts.Logger}, nil
 }
@@ -267,14 +280,23 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 	if err := ctx.Err(); err != nil {
 		return exception(res, taskdef.ReasonWorkerShutdown, "the worker is shutting down", err)
 	}
-	// Check the FIFO before creating anything: a missing FIFO is the
-	// worker's bug and needs no container to clean up.
-	fifo := ""
+	// From the container's start on, the job owns the scratch dir: every
+	// later look into it goes through this descriptor, opened (and the
+	// FIFO's identity recorded) while only the worker has touched the
+	// dir. A missing FIFO is the worker's bug and needs no container to
+	// clean up.
+	sd, err := scratchdir.Open(spec.ScratchDir, ScratchMount)
+	if err != nil {
+		return exception(res, taskdef.ReasonInternalError, "the worker's scratch dir", err)
+	}
+	defer sd.Close()
+	var fifo *fifoInput
 	if spec.Input == InputFIFO {
-		fifo = filepath.Join(spec.ScratchDir, InputFIFOName)
-		if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
+		id, err := sd.FIFOID(InputFIFOName)
+		if err != nil {
 			return exception(res, taskdef.ReasonInternalError, "no input fifo in the scratch dir (call PrepareScratch first)", err)
 		}
+		fifo = &fifoInput{dir: sd, id: id}
 	}
 
 	log := r.log.With("task", spec.TaskID, "run", spec.RunID, "image", spec.Image)
@@ -336,25 +358,14 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 
 	var feed *feeder
 	if spec.Input != InputNone {
-		feed = &feeder{src: streams.Stdin, done: make(chan struct{})}
+		feed = &feeder{src: streams.Stdin, done: make(chan struct{}), stop: make(chan struct{})}
 		switch spec.Input {
 		case InputStdin:
 			go feed.run(func() (io.Writer, func() error, error) { return hj.Conn, hj.CloseWrite, nil })
 		case InputFIFO:
-			go feed.run(func() (io.Writer, func() error, error) {
-				// Opening for writing waits for the container to open
-				// its end. Only then may the end of input be signalled
-				// by closing: closing a FIFO nobody has open yet would
-				// discard what was written, and leave the container's
-				// later open waiting for a writer forever.
-				f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-				if err != nil {
-					return nil, nil, err
-				}
-				growPipe(f, log)
-				return f, f.Close, nil
-			})
+			go feed.run(func() (io.Writer, func() error, error) { return fifo.open(feed.stop, log) })
 		}
+		defer feed.halt()
 	}
 
 	var deadline <-chan time.Time
@@ -365,6 +376,16 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 	if feed != nil {
 		feedDone = feed.done
 	}
+	// The scratch watcher measures in the background, one walk at a time,
+	// so a job that makes its tree slow to walk does not stall this loop.
+	var scratchTick <-chan time.Time
+	usageC := make(chan usageResult, 1)
+	var walks sync.WaitGroup
+	defer walks.Wait() // before sd.Close, which was deferred earlier
+	if spec.ScratchLimit > 0 {
+		scratchTick = r.opts.Clock.After(r.opts.ScratchEvery)
+	}
+	var jobFault error
 
 	exited := false
 	for !exited {
@@ -388,19 +409,61 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 			feedDone = nil
 			if err := feed.readErr; err != nil {
 				r.kill(ctx, id, log)
-				r.finishLogs(&res, logs, logDone, hj, fifo, feed)
+				r.finishLogs(&res, logs, logDone, hj, feed)
 				res.Finished = r.opts.Clock.Now()
 				return exception(res, taskdef.ReasonInternalError, "reading the task's input", err)
 			}
+			if err := feed.openErr; err != nil && jobFault == nil {
+				// The job replaced its input FIFO: stop it now rather
+				// than let it run on without input.
+				jobFault = err
+				r.kill(ctx, id, log)
+				log.Info("container killed: its input fifo was replaced", "err", err)
+			}
+		case <-scratchTick:
+			scratchTick = nil
+			walks.Add(1)
+			go func() {
+				defer walks.Done()
+				n, err := sd.Usage()
+				usageC <- usageResult{n, err}
+			}()
+		case u := <-usageC:
+			res.ScratchBytes = u.bytes
+			if over := r.overScratch(&res, spec, u, log); over != nil {
+				if jobFault == nil {
+					jobFault = over
+				}
+				r.kill(ctx, id, log)
+				continue
+			}
+			if !res.ScratchExceeded && jobFault == nil {
+				scratchTick = r.opts.Clock.After(r.opts.ScratchEvery)
+			}
 		case <-ctx.Done():
 			r.kill(ctx, id, log)
-			r.finishLogs(&res, logs, logDone, hj, fifo, feed)
+			r.finishLogs(&res, logs, logDone, hj, feed)
 			res.Finished = r.opts.Clock.Now()
 			return exception(res, taskdef.ReasonWorkerShutdown, "the worker is shutting down", ctx.Err())
 		}
 	}
 	res.Finished = r.opts.Clock.Now()
-	r.finishLogs(&res, logs, logDone, hj, fifo, feed)
+	r.finishLogs(&res, logs, logDone, hj, feed)
+	if feed != nil && feed.openErr != nil && jobFault == nil {
+		jobFault = feed.openErr
+	}
+	if spec.ScratchLimit > 0 && jobFault == nil {
+		// A last look: a job may fill the dir between two and exit.
+		walks.Wait()
+		select {
+		case u := <-usageC:
+			res.ScratchBytes = u.bytes
+		default:
+		}
+		n, err := sd.Usage()
+		res.ScratchBytes = max(res.ScratchBytes, n)
+		jobFault = r.overScratch(&res, spec, usageResult{res.ScratchBytes, err}, log)
+	}
 
 	cctx, cancel = r.call(ctx)
 	info, err := r.docker.ContainerInspect(cctx, id)
@@ -414,6 +477,9 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 	res.ExitCode = info.State.ExitCode
 	res.OOMKilled = info.State.OOMKilled
 	switch {
+	case jobFault != nil:
+		res.Outcome, res.Reason = OutcomeFailed, taskdef.ReasonFailed
+		res.Message = jobFault.Error()
 	case res.TimedOut:
 		res.Outcome, res.Reason = OutcomeFailed, taskdef.ReasonFailed
 		res.Message = fmt.Sprintf("max run time exceeded: the container was killed after %s; raise the task's maxRunTime or give it less input", spec.MaxRunTime)
@@ -426,6 +492,9 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 		res.Message = fmt.Sprintf("the job exited with code %d", res.ExitCode)
 		if res.ExitCode > 128 && res.ExitCode < 160 {
 			res.Message += fmt.Sprintf(" (killed by signal %d)", res.ExitCode-128)
+		}
+		if res.ExitCode == 128+int(syscall.SIGXFSZ) && spec.ScratchLimit > 0 {
+			res.Message += fmt.Sprintf(": a file grew past %s, the most a job may write (the worker's --max-scratch-bytes); write less or ask the operator", units.Bytes(spec.ScratchLimit))
 		}
 	default:
 		res.Outcome, res.Reason = OutcomeSucceeded, taskdef.ReasonCompleted
@@ -443,7 +512,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 // finishLogs waits for the attached output to drain, bounded by the call
 // timeout in case the daemon never closes the stream, then flushes the
 // kept tail and records the input and log counters.
-func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, hj types.HijackedResponse, fifo string, feed *feeder) {
+func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, hj types.HijackedResponse, feed *feeder) {
 	select {
 	case <-logDone:
 	case <-time.After(r.opts.CallTimeout):
@@ -455,19 +524,12 @@ func (r *Runner) finishLogs(res *Result, logs *logLimit, logDone <-chan error, h
 	res.LogBytes, res.LogElided, res.LogErr = logs.stats()
 	if feed != nil {
 		// The feeder may still be blocked on a write nobody will take:
-		// closing the connection frees it; a FIFO write fails by itself
-		// once the container's end is closed. A feeder still waiting for
-		// the container to open the FIFO is released by opening it here.
+		// closing the connection frees it; stopping it closes a FIFO it
+		// writes (Go's poller ends the blocked write) or ends its wait
+		// for the container to open the FIFO. Nothing here opens a path
+		// in the scratch dir again.
 		hj.Close()
-		if fifo != "" {
-			select {
-			case <-feed.done:
-			default:
-				if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-					f.Close()
-				}
-			}
-		}
+		feed.halt()
 		// It may also be blocked reading Streams.Stdin, which only the
 		// caller can unblock: give it a moment, then leave it behind
 		// rather than hold up the run's end.
@@ -513,15 +575,27 @@ type feeder struct {
 	src     io.Reader
 	done    chan struct{}
 	written atomic.Int64
-	// readErr and complete are set before done is closed.
+	// stop is closed by halt: the run is ending.
+	stop     chan struct{}
+	stopOnce sync.Once
+	// readErr, openErr and complete are set before done is closed.
+	// openErr is the job's fault: its input FIFO was replaced.
 	readErr  error
+	openErr  *scratchdir.UnsafeError
 	complete bool
 }
+
+// halt stops the feeder: a wait for the FIFO's reader ends, and a write
+// blocked in it fails.
+func (f *feeder) halt() { f.stopOnce.Do(func() { close(f.stop) }) }
 
 func (f *feeder) run(open func() (dst io.Writer, closeWrite func() error, err error)) {
 	defer close(f.done)
 	dst, closeWrite, err := open()
 	if err != nil {
+		if !errors.As(err, &f.openErr) && !errors.Is(err, errFeedStopped) {
+			f.readErr = fmt.Errorf("open the input fifo: %w", err)
+		}
 		return
 	}
 	if f, ok := dst.(*os.File); ok {
@@ -629,4 +703,86 @@ func growPipe(f *os.File, log *slog.Logger) {
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, feedBufSize); err != nil {
 		log.Debug("could not grow the input FIFO's buffer", "err", err)
 	}
+}
+
+// fifoInput is the input FIFO of a run, known by the identity it had
+// before the job started. A job that deletes it and makes a new FIFO
+// that happens to get the freed inode number passes the check; writing
+// into that FIFO is as harmless as into the worker's, and a job that then
+// never reads it waits out maxRunTime like one that never opens its input.
+type fifoInput struct {
+	dir *scratchdir.Dir
+	id  scratchdir.FileID
+}
+
+// fifoPoll bounds the wait between two tries to open the FIFO before the
+// job has opened its end: short, because every task waits it once.
+const fifoPoll = 10 * time.Millisecond
+
+// open opens the FIFO for writing once the job has opened its end, which
+// is when the end of input may be signalled by closing: closing a FIFO
+// nobody has open yet would discard what was written, and leave the job's
+// later open waiting for a writer forever. It never blocks in open(2): it
+// retries a non-blocking open until a reader appears or stop is closed,
+// and the file it returns is closed when stop is, which ends a write
+// blocked in it. It refuses anything but the FIFO the worker made.
+func (fi *fifoInput) open(stop <-chan struct{}, log *slog.Logger) (io.Writer, func() error, error) {
+	wait := time.Millisecond
+	for {
+		f, err := fi.dir.OpenFIFO(InputFIFOName, fi.id, true)
+		if err == nil {
+			growPipe(f, log)
+			go func() { <-stop; f.Close() }()
+			return f, f.Close, nil
+		}
+		if !errors.Is(err, scratchdir.ErrNoReader) {
+			return nil, nil, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-stop:
+			t.Stop()
+			return nil, nil, errFeedStopped
+		case <-t.C:
+		}
+		wait = min(2*wait, fifoPoll)
+	}
+}
+
+// errFeedStopped is the feeder's end when the run ended before the job
+// opened its input.
+var errFeedStopped = errors.New("the run ended before the job opened its input")
+
+type usageResult struct {
+	bytes int64
+	err   error
+}
+
+// overScratch judges one measurement of the scratch dir: the job's fault
+// (over the limit, or a tree made to defeat the walk) as an error to fail
+// the task with, nil otherwise. A walk that failed for the worker's own
+// reasons is logged and ignored: the next one may succeed.
+func (r *Runner) overScratch(res *Result, spec Spec, u usageResult, log *slog.Logger) error {
+	var ue *scratchdir.UnsafeError
+	if errors.As(u.err, &ue) {
+		return ue
+	}
+	if u.err != nil {
+		log.Warn("measuring the scratch dir", "err", u.err)
+	}
+	if u.bytes <= spec.ScratchLimit {
+		return nil
+	}
+	if !res.ScratchExceeded {
+		log.Info("container killed: scratch limit exceeded", "bytes", u.bytes, "limit", spec.ScratchLimit)
+	}
+	res.ScratchExceeded = true
+	return &scratchError{limit: spec.ScratchLimit}
+}
+
+// scratchError is a job that wrote more than its scratch limit.
+type scratchError struct{ limit int64 }
+
+func (e *scratchError) Error() string {
+	return fmt.Sprintf("the job wrote more than %s to %s (the worker's --max-scratch-bytes); write less or ask the operator", units.Bytes(e.limit), ScratchMount)
 }

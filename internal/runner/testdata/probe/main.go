@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -51,6 +52,8 @@ func main() {
 		pingpong(arg(args, 0, "5"))
 	case "security":
 		security(args)
+	case "hostile":
+		hostile(args)
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown subcommand", os.Args[1])
 		os.Exit(2)
@@ -294,3 +297,72 @@ func security(args []string) {
 		fail("encoding the report: %v", err)
 	}
 }
+
+// hostile does to the scratch dir what an attacking job would, says
+// "ready" and sleeps (or exits 0 after "fill ... exit"):
+//
+//	link-input TARGET   replace the input FIFO with a symlink to TARGET
+//	file-input          replace it with a regular file
+//	fifo-input          replace it with another FIFO
+//	fill N SIZE [exit]  write N files of SIZE bytes into /scratch
+//	deep N              nest N directories in /scratch
+func hostile(args []string) {
+	scratch := filepath.Dir(os.Getenv("AF_OUTPUT"))
+	in := filepath.Join(scratch, "input")
+	// replace swaps the input for what make creates in one rename, so the
+	// worker never sees it missing; the original stays linked so its
+	// inode number is not reused for a new FIFO.
+	replace := func(make func(string) error) {
+		tmp := in + ".new"
+		if err := make(tmp); err != nil {
+			fail("replace input: %v", err)
+		}
+		if err := os.Link(in, in+".orig"); err != nil {
+			fail("keep input: %v", err)
+		}
+		if err := os.Rename(tmp, in); err != nil {
+			fail("replace input: %v", err)
+		}
+	}
+	switch arg(args, 0, "") {
+	case "link-input":
+		replace(func(p string) error { return os.Symlink(arg(args, 1, "/etc/passwd"), p) })
+	case "file-input":
+		replace(func(p string) error { return os.WriteFile(p, nil, 0o600) })
+	case "fifo-input":
+		replace(mkfifo)
+	case "fill":
+		n, _ := strconv.Atoi(arg(args, 1, "1"))
+		size, _ := strconv.Atoi(arg(args, 2, "1048576"))
+		buf := make([]byte, size)
+		for i := range buf {
+			buf[i] = byte(i*131 + i>>8)
+		}
+		for i := 0; i < n; i++ {
+			if err := os.WriteFile(filepath.Join(scratch, fmt.Sprintf("fill-%d", i)), buf, 0o600); err != nil {
+				fail("fill: %v", err)
+			}
+		}
+		fmt.Println("filled")
+		if arg(args, 3, "") == "exit" {
+			os.Exit(0)
+		}
+	case "deep":
+		n, _ := strconv.Atoi(arg(args, 1, "100"))
+		p := scratch
+		for i := 0; i < n; i++ {
+			p = filepath.Join(p, "d")
+		}
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			fail("deep: %v", err)
+		}
+	default:
+		fail("hostile: unknown action %q", arg(args, 0, ""))
+	}
+	fmt.Println("ready")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func mkfifo(p string) error { return syscall.Mkfifo(p, 0o600) }
