@@ -93,6 +93,13 @@ Flags (each also read from the environment variable shown):
 	parallel := fs.Int("download-parallel", envInt("AF_DOWNLOAD_PARALLEL", 4), "input files a task downloads and decompresses at once (AF_DOWNLOAD_PARALLEL)")
 	gzipFlag := fs.String("gzip", env("AF_GZIP", "auto"), "gzip decoder: auto (ISA-L when this build and host have it, else Go), isal, or go (AF_GZIP)")
 	grace := fs.Duration("grace", envDuration("AF_GRACE", 30*time.Second), "how long running tasks may finish after SIGTERM; a second signal stops at once (AF_GRACE)")
+	maxScratch := byteSize(worker.DefaultMaxScratchBytes)
+	if v := os.Getenv("AF_WORKER_MAX_SCRATCH_BYTES"); v != "" {
+		if err := maxScratch.Set(v); err != nil {
+			return fmt.Errorf("AF_WORKER_MAX_SCRATCH_BYTES: %w", err)
+		}
+	}
+	fs.Var(&maxScratch, "max-scratch-bytes", "the most a task's job may store in its /scratch, as bytes or with a unit (512MiB, 10GiB); a job over it is stopped and its task failed, and no file it writes may be larger; 0 means no limit (AF_WORKER_MAX_SCRATCH_BYTES)")
 	logLevel := fs.String("log-level", env("AF_LOG_LEVEL", "info"), "debug, info, warn or error (AF_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -150,9 +157,54 @@ Flags (each also read from the environment variable shown):
 		Queue: queueclient.New(*queueURL, *token), Key: key, Docker: docker, Runner: rn, Mailer: mailer,
 		MonitorURL: *monitorURL, WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
 		Input: mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
+		MaxScratchBytes: scratchLimit(int64(maxScratch)),
 	})
 	if err != nil {
 		return err
 	}
 	return w.Run(ctx)
+}
+
+// scratchLimit maps the flag's "0 means no limit" to worker.Config's.
+func scratchLimit(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// byteSize is a flag holding a byte count, written as a number with an
+// optional binary unit: 1048576, 512KiB, 64MiB, 10GiB, 1TiB (K, M, G, T
+// alone mean the same).
+type byteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}, {"B", 0}}
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range byteUnits[:4] {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num, shift := strings.TrimSpace(s), uint(0)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(num, u.suffix) {
+			num, shift = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)>>shift {
+		return fmt.Errorf("%q is not a byte count: write a number with an optional unit, like 10GiB or 512MiB", s)
+	}
+	*b = byteSize(n << shift)
+	return nil
 }

@@ -169,6 +169,8 @@ type WorkerOptions struct {
 	Capacity int
 	Input    runner.InputMode
 	Grace    time.Duration
+	// MaxScratchBytes is the worker's --max-scratch-bytes (0: its default).
+	MaxScratchBytes int64
 }
 
 // Worker is an in-process worker.
@@ -208,7 +210,7 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 		Queue: queueclient.New(c.URL, c.WorkToken, queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond)),
 		Key:   c.Key, Docker: d, Runner: rn, Mailer: mailer, MonitorURL: c.URL,
 		WorkerGroup: "test", WorkerID: id, Capacity: o.Capacity, ScratchRoot: filepath.Join(c.Dir, "scratch-"+id),
-		Input: o.Input, Grace: o.Grace, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,
+		Input: o.Input, Grace: o.Grace, MaxScratchBytes: o.MaxScratchBytes, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)

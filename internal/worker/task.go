@@ -21,6 +21,7 @@ import (
 	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/runner"
+	"github.com/af-project/af/internal/scratchdir"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -243,24 +244,91 @@ func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, pr
 		}
 		return exception(taskdef.ReasonInternalError, "read the job spec of image %s: %v", p.Image, err)
 	}
-	scratch := filepath.Join(w.cfg.ScratchRoot, c.TaskID+"-"+strconv.Itoa(c.RunID))
-	_ = os.RemoveAll(scratch)
-	defer os.RemoveAll(scratch)
-	uid, gid, err := runner.ParseUser(jobspec.UserID)
-	if err != nil {
-		return exception(taskdef.ReasonInternalError, "%v", err)
+	td, err := w.prepareTaskDir(c)
+	if td != nil {
+		defer td.close()
 	}
-	_, outputPath, err := runner.PrepareScratch(scratch, uid, gid)
 	if err != nil {
 		return exception(taskdef.ReasonInternalError, "prepare scratch dir: %v", err)
 	}
 	if p.Kind == taskdef.KindMapper {
-		return w.runMapper(ctx, c, spec, scratch, outputPath, tlog, progress)
+		return w.runMapper(ctx, c, spec, td, tlog, progress)
 	}
-	return w.runReducer(ctx, c, spec, scratch, outputPath, tlog, progress)
+	return w.runReducer(ctx, c, spec, td, tlog, progress)
 }
 
-func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, scratch string) runner.Spec {
+// taskDir is a run's directory, <ScratchRoot>/<taskId>-<runId> (private
+// to the worker), with two dirs in it: job, bind-mounted as the job's
+// /scratch and written by the job, and work, the worker's own (the sorted
+// output, sort spill files, the reducer's inputs), which the job cannot
+// reach, so it cannot plant links among the files the worker writes.
+type taskDir struct {
+	root, job, work string
+	// scratch is job, opened before the container starts; the job's
+	// output is only ever opened through it.
+	scratch *scratchdir.Dir
+}
+
+func (w *Worker) prepareTaskDir(c taskdef.Claim) (*taskDir, error) {
+	root := filepath.Join(w.cfg.ScratchRoot, c.TaskID+"-"+strconv.Itoa(c.RunID))
+	// RemoveAll follows no link: it unlinks them.
+	_ = os.RemoveAll(root)
+	td := &taskDir{root: root, job: filepath.Join(root, "job"), work: filepath.Join(root, "work")}
+	for _, d := range []string{root, td.work} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return td, err
+		}
+	}
+	uid, gid, err := runner.ParseUser(jobspec.UserID)
+	if err != nil {
+		return td, err
+	}
+	if _, _, err := runner.PrepareScratch(td.job, uid, gid); err != nil {
+		return td, err
+	}
+	td.scratch, err = scratchdir.Open(td.job, runner.ScratchMount)
+	return td, err
+}
+
+func (td *taskDir) close() {
+	if td.scratch != nil {
+		td.scratch.Close()
+	}
+	_ = os.RemoveAll(td.root)
+}
+
+// openOutput opens the job's output, refusing anything but a regular
+// file within the scratch limit: the job's fault, a failure with a
+// message that says what it found.
+func (w *Worker) openOutput(td *taskDir) (*os.File, int64, *outcome) {
+	f, size, err := td.scratch.OpenRegular(runner.OutputName, max(w.cfg.MaxScratchBytes, 0))
+	if err != nil {
+		var ue *scratchdir.UnsafeError
+		if errors.As(err, &ue) {
+			o := failed("%v", ue)
+			return nil, 0, &o
+		}
+		o := exception(taskdef.ReasonInternalError, "open the job's output: %v", err)
+		return nil, 0, &o
+	}
+	return f, size, nil
+}
+
+// ctxReader stops a long read (sorting or counting a large output) once
+// the run is canceled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, td *taskDir) runner.Spec {
 	p := c.Task.Payload
 	env := make(map[string]string, len(p.Env))
 	for k, v := range p.Env {
@@ -271,8 +339,9 @@ func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, scratch strin
 	return runner.Spec{
 		TaskID: c.TaskID, RunID: c.RunID, WorkerID: w.cfg.WorkerID, Kind: p.Kind,
 		Image: p.Image, Entrypoint: []string{}, Cmd: spec.Command(p.Kind), Env: env,
-		ScratchDir: scratch, Input: w.cfg.Input, User: jobspec.UserID, Limits: p.Limits,
-		MaxRunTime: time.Duration(p.MaxRunTime) * time.Second,
+		ScratchDir: td.job, Input: w.cfg.Input, User: jobspec.UserID, Limits: p.Limits,
+		MaxRunTime:   time.Duration(p.MaxRunTime) * time.Second,
+		ScratchLimit: max(w.cfg.MaxScratchBytes, 0),
 	}
 }
 
@@ -372,7 +441,7 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, scratch, outputPath string, tlog *taskLog, progress *progressSource) outcome {
+func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, td *taskDir, tlog *taskLog, progress *progressSource) outcome {
 	p := c.Task.Payload
 	blob := p.Env[taskdef.EnvCredentials]
 	if blob == "" && len(p.Inputs) > 0 {
@@ -412,16 +481,23 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		err := f.feed(ctx, p.Inputs, pw)
 		pw.CloseWithError(err)
 	}()
-	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, scratch), pr, tlog)
+	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), pr, tlog)
 	_ = pr.CloseWithError(errors.New("container ended"))
 	st := f.stats()
 	if !ok {
 		out.stats = st
 		return out
 	}
-	// Sort the job's output by key so the reducer merges in one pass.
-	sorted := filepath.Join(scratch, "result.sorted")
-	ss, err := sortFile(outputPath, sorted, scratch, w.cfg.SortMemory)
+	output, size, bad := w.openOutput(td)
+	if bad != nil {
+		bad.stats = st
+		return *bad
+	}
+	defer output.Close()
+	// Sort the job's output by key so the reducer merges in one pass, in
+	// the worker's own dir.
+	sorted := filepath.Join(td.work, "result.sorted")
+	ss, err := sortFile(ctxReader{ctx, io.LimitReader(output, size)}, sorted, td.work, w.cfg.SortMemory)
 	if err != nil {
 		var le *extsort.LineError
 		if errors.As(err, &le) {
@@ -443,13 +519,8 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 	return outcome{state: taskdef.StateCompleted, message: "mapper completed", stats: st}
 }
 
-func sortFile(in, out, dir string, memory int) (extsort.Stats, error) {
-	r, err := os.Open(in)
-	if err != nil {
-		return extsort.Stats{}, fmt.Errorf("open job output: %w", err)
-	}
-	defer r.Close()
-	wf, err := os.Create(out)
+func sortFile(r io.Reader, out, dir string, memory int) (extsort.Stats, error) {
+	wf, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return extsort.Stats{}, err
 	}
@@ -460,6 +531,7 @@ func sortFile(in, out, dir string, memory int) (extsort.Stats, error) {
 	return st, err
 }
 
+// uploadFile uploads a file of the worker's own dir.
 func (w *Worker) uploadFile(ctx context.Context, c taskdef.Claim, name, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -496,7 +568,7 @@ func (l *lineCounter) stats() taskdef.Stats {
 	return taskdef.Stats{RecordsIn: l.lines, RawBytes: l.bytes}
 }
 
-func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, scratch, outputPath string, tlog *taskLog, progress *progressSource) outcome {
+func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, td *taskDir, tlog *taskLog, progress *progressSource) outcome {
 	p := c.Task.Payload
 	ids := strings.Fields(p.Env[taskdef.EnvInputTaskIDs])
 	if len(ids) == 0 {
@@ -504,8 +576,10 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 	}
 	tlog.logf("reducer: merging the results of %d mapper tasks; job %s %v", len(ids), spec.Language, spec.Command(p.Kind))
 	// Download every input first: a merge over thousands of open HTTP
-	// responses would hold as many connections for the whole reduce.
-	paths, bytesIn, err := w.fetchInputs(ctx, ids, filepath.Join(scratch, "inputs"))
+	// responses would hold as many connections for the whole reduce. They
+	// go to the worker's own dir: the job gets them through its input
+	// anyway, and in /scratch they would count against its limit.
+	paths, bytesIn, err := w.fetchInputs(ctx, ids, filepath.Join(td.work, "inputs"))
 	if err != nil {
 		return exception(taskdef.ReasonResourceUnavail, "fetch mapper results: %v", err)
 	}
@@ -526,7 +600,7 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 	}()
 	lc := &lineCounter{r: pr}
 	progress.set(func() taskdef.Stats { s := lc.stats(); s.Bytes = bytesIn; s.Files = int64(len(ids)); return s })
-	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, scratch), lc, tlog)
+	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), lc, tlog)
 	_ = pr.CloseWithError(errors.New("container ended"))
 	st := lc.stats()
 	st.Files, st.Bytes = int64(len(ids)), bytesIn
@@ -534,12 +608,24 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 		out.stats = st
 		return out
 	}
-	lines, err := countLines(outputPath)
+	output, size, bad := w.openOutput(td)
+	if bad != nil {
+		bad.stats = st
+		return *bad
+	}
+	defer output.Close()
+	lines, err := countLines(ctxReader{ctx, io.LimitReader(output, size)})
+	if err == nil {
+		_, err = output.Seek(0, io.SeekStart)
+	}
 	if err != nil {
-		return exception(taskdef.ReasonInternalError, "read the job result: %v", err)
+		o := exception(taskdef.ReasonInternalError, "read the job result: %v", err)
+		o.stats = st
+		return o
 	}
 	st.RecordsOut = lines
-	if err := w.uploadFile(ctx, c, taskdef.ResultArtifact, outputPath); err != nil {
+	if err := w.cfg.Queue.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.ResultArtifact, "text/plain; charset=utf-8",
+		io.LimitReader(output, size), size); err != nil {
 		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
 		o.stats = st
 		return o
@@ -548,12 +634,7 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 	return outcome{state: taskdef.StateCompleted, message: "reducer completed", stats: st}
 }
 
-func countLines(path string) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
+func countLines(f io.Reader) (int64, error) {
 	buf := make([]byte, 1<<20)
 	var n int64
 	for {

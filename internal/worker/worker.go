@@ -61,6 +61,11 @@ type Config struct {
 	Decompress *decompress.Opener
 	// SortMemory bounds the mapper output sort's memory (default 64 MiB).
 	SortMemory int
+	// MaxScratchBytes is the most a task's job may store in its /scratch
+	// (default DefaultMaxScratchBytes; negative means no limit): a job over
+	// it is stopped and its task failed, and no file it writes, its output
+	// included, may be larger.
+	MaxScratchBytes int64
 	// Grace is how long running tasks may finish after shutdown begins
 	// before they are reported worker-shutdown (default 30 s).
 	Grace time.Duration
@@ -73,6 +78,9 @@ type Config struct {
 	Logger *slog.Logger
 	Clock  Clock
 }
+
+// DefaultMaxScratchBytes is Config.MaxScratchBytes's default, 10 GiB.
+const DefaultMaxScratchBytes int64 = 10 << 30
 
 // Worker claims and runs tasks until its context ends.
 type Worker struct {
@@ -103,6 +111,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Input == runner.InputNone {
 		cfg.Input = runner.InputFIFO
+	}
+	if cfg.MaxScratchBytes == 0 {
+		cfg.MaxScratchBytes = DefaultMaxScratchBytes
 	}
 	if cfg.DownloadParallel <= 0 {
 		cfg.DownloadParallel = 4
