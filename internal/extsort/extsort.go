@@ -37,8 +37,7 @@ const bufSize = 256 << 10
 // Options configure Sort.
 type Options struct {
 	// Dir holds the spilled runs (a dir of the worker's own, never the
-	// job's scratch dir); "" means
-	// os.TempDir().
+	// job's scratch dir); "" means os.TempDir().
 	Dir string
 	// Memory bounds the bytes of lines held in memory; 0 means
 	// DefaultMemory.
