@@ -177,13 +177,16 @@ type WorkerOptions struct {
 type Worker struct {
 	ID     string
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
+	err    error // set before done closes
 }
 
 // Stop begins a graceful shutdown (as SIGTERM does) and waits for it.
+// The test's cleanup may stop it again.
 func (w *Worker) Stop() error {
 	w.cancel()
-	return <-w.done
+	<-w.done
+	return w.err
 }
 
 // StartWorker runs a worker in this process until the test ends.
@@ -216,8 +219,8 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	wk := &Worker{ID: id, cancel: cancel, done: make(chan error, 1)}
-	go func() { wk.done <- w.Run(ctx) }()
+	wk := &Worker{ID: id, cancel: cancel, done: make(chan struct{})}
+	go func() { wk.err = w.Run(ctx); close(wk.done) }()
 	t.Cleanup(func() {
 		cancel()
 		<-wk.done
