@@ -228,8 +228,8 @@ func (w *Worker) uploadLog(ctx context.Context, c taskdef.Claim, tlog *taskLog, 
 // execute runs the task's container and publishes its result.
 func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, progress *progressSource) outcome {
 	p := c.Task.Payload
-	if p.Image == "" || (p.Kind != taskdef.KindMapper && p.Kind != taskdef.KindReducer) {
-		return exception(taskdef.ReasonMalformedPayload, "payload needs an image and kind mapper or reducer (got image %q, kind %q)", p.Image, p.Kind)
+	if err := checkPayload(p, w.cfg.Ceilings); err != nil {
+		return exception(taskdef.ReasonMalformedPayload, "%v", err)
 	}
 	spec, err := w.specs.get(ctx, p.Image)
 	if err != nil {
@@ -271,7 +271,8 @@ func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, scratch strin
 	return runner.Spec{
 		TaskID: c.TaskID, RunID: c.RunID, WorkerID: w.cfg.WorkerID, Kind: p.Kind,
 		Image: p.Image, Entrypoint: []string{}, Cmd: spec.Command(p.Kind), Env: env,
-		ScratchDir: scratch, Input: w.cfg.Input, User: jobspec.UserID, Limits: p.Limits,
+		ScratchDir: scratch, Input: w.cfg.Input, User: jobspec.UserID, Limits: w.cfg.Ceilings.limits(p.Limits),
+		// checkPayload bounded it by the run time ceiling: no overflow.
 		MaxRunTime: time.Duration(p.MaxRunTime) * time.Second,
 	}
 }
@@ -295,17 +296,29 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 		}
 		var ex *runner.Exception
 		if errors.As(err, &ex) {
-			return exception(ex.Reason, "%s", ex.Message), false
+			// With its cause: Docker's own reason when it refused the
+			// container.
+			return exception(ex.Reason, "%s", ex.Error()), false
 		}
 		return exception(taskdef.ReasonInternalError, "run container: %v", err), false
 	}
 	if res.Outcome != runner.OutcomeSucceeded {
-		return failed("%s", failureMessage(res.Message, jobOut.String())), false
+		return failed("%s", failureMessage(res.Message+pidsHint(rs.Limits.Pids, w.cfg.Ceilings.Pids, jobOut.String()), jobOut.String())), false
 	}
 	if rs.Input != runner.InputNone && !res.InputComplete {
 		return failed("the job exited 0 before it read all of its input (%d bytes delivered); a mapper or reducer must read its input to the end", res.InputBytes), false
 	}
 	return outcome{}, true
+}
+
+// pidsHint explains a failure whose output shows a process or thread
+// could not be created: EAGAIN from fork, clone or pthread_create is what
+// a job meets at its pids limit (a fork bomb, or a pool too large).
+func pidsHint(pids, ceiling int64, jobOutput string) string {
+	if !strings.Contains(strings.ToLower(jobOutput), "resource temporarily unavailable") {
+		return ""
+	}
+	return fmt.Sprintf(" (the job may run at most %d processes and threads, payload.limits.pids; this worker allows up to %d, --max-task-pids)", pids, ceiling)
 }
 
 // failureMessage leads with the line of the job's output that says why
