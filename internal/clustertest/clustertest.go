@@ -169,6 +169,9 @@ type WorkerOptions struct {
 	Capacity int
 	Input    runner.InputMode
 	Grace    time.Duration
+	// ReapEvery and ReapGrace tune the expired-container reaper
+	// (worker.Config); zero takes the defaults.
+	ReapEvery, ReapGrace time.Duration
 }
 
 // Worker is an in-process worker.
@@ -209,6 +212,7 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 		Key:   c.Key, Docker: d, Runner: rn, Mailer: mailer, MonitorURL: c.URL,
 		WorkerGroup: "test", WorkerID: id, Capacity: o.Capacity, ScratchRoot: filepath.Join(c.Dir, "scratch-"+id),
 		Input: o.Input, Grace: o.Grace, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,
+		ReapEvery: o.ReapEvery, ReapGrace: o.ReapGrace,
 	})
 	if err != nil {
 		t.Fatal(err)
