@@ -4,8 +4,9 @@
 // streams its stdout and stderr into the task's live log with a size bound,
 // enforces maxRunTime, and tells the job's own failure (exit code, OOM,
 // timeout) apart from an infrastructure exception (image missing, daemon
-// error). It always removes the container it made, and reaps containers an
-// earlier worker process left behind.
+// error). It always removes the container it made, reaps containers an
+// earlier worker process left behind, and removes any worker's containers
+// that outlived their deadline (see ReapExpired).
 package runner
 
 import (

@@ -518,7 +518,7 @@ func (r *Runner) remove(ctx context.Context, id string, log *slog.Logger) {
 	defer cancel()
 	err := r.docker.ContainerRemove(cctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
-		log.Error("removing the container; ReapOrphans will retry at the next worker start", "error", err)
+		log.Error("removing the container; ReapExpired will remove it once past its deadline, or ReapOrphans at the next worker start", "error", err)
 	}
 }
 
@@ -573,7 +573,9 @@ func (f *feeder) run(open func() (dst io.Writer, closeWrite func() error, err er
 // claiming; worker ids must therefore be stable across restarts on a host
 // (the hostname, say) and unique among the workers sharing an engine, or
 // one worker would remove another's running containers. It returns how
-// many it removed.
+// many it removed. Containers with a deadline label are also removed by
+// any worker's ReapExpired once expired; ReapOrphans is what removes the
+// rest (older workers' containers, and the spec reader's).
 func (r *Runner) ReapOrphans(ctx context.Context, workerID string) (int, error) {
 	if workerID == "" {
 		return 0, errors.New("reap orphans: empty worker id would match every worker's containers")

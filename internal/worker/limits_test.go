@@ -132,6 +132,7 @@ func TestTaskBeyondCeilingsRefused(t *testing.T) {
 		}
 		tc := cases[i]
 		r := lastRun(ts)
+		t.Logf("%s: %s/%s: %s", tc.name, ts.State, r.ReasonResolved, r.Message)
 		if ts.State != taskdef.StateException || r.ReasonResolved != taskdef.ReasonMalformedPayload || len(ts.Runs) != 1 {
 			t.Errorf("%s: %s/%s in %d runs, want one run exception/%s", tc.name, ts.State, r.ReasonResolved, len(ts.Runs), taskdef.ReasonMalformedPayload)
 		}
@@ -170,8 +171,9 @@ func TestForkBombHeldByPidsLimit(t *testing.T) {
 		c.LogTaskLogs(t, g.GraphID)
 		t.Fatalf("fork bomb mapper: %s/%s in %d runs, want one failed run", ts.State, r.ReasonResolved, len(ts.Runs))
 	}
+	t.Logf("fork bomb's message:\n%s", r.Message)
 	first, _, _ := strings.Cut(r.Message, "\n")
-	for _, w := range []string{"the job exited with code", "the job may run at most 64 processes and threads, payload.limits.pids", "--max-task-pids", "Resource temporarily unavailable"} {
+	for _, w := range []string{"the job exited with code", "a process or thread could not be created: the job may run at most 64 processes and threads", "raise payload.limits.pids, up to this worker's 4096 (--max-task-pids)", "Resource temporarily unavailable"} {
 		if !strings.Contains(first, w) {
 			t.Errorf("message's first line lacks %q:\n%s", w, r.Message)
 		}
@@ -255,4 +257,6 @@ func TestKilledWorkersContainerReapedByAnotherWorker(t *testing.T) {
 	if !found {
 		t.Errorf("no worker logged the removal of %s's container", killedID)
 	}
+	ts := taskStatus(t, c, task)
+	t.Logf("removed %s after the deadline; the task: %s, runs %+v", gone.Sub(deadline).Round(time.Millisecond), ts.State, ts.Runs)
 }

@@ -318,7 +318,7 @@ func pidsHint(pids, ceiling int64, jobOutput string) string {
 	if !strings.Contains(strings.ToLower(jobOutput), "resource temporarily unavailable") {
 		return ""
 	}
-	return fmt.Sprintf(" (the job may run at most %d processes and threads, payload.limits.pids; this worker allows up to %d, --max-task-pids)", pids, ceiling)
+	return fmt.Sprintf(" (a process or thread could not be created: the job may run at most %d processes and threads; raise payload.limits.pids, up to this worker's %d (--max-task-pids), or create fewer)", pids, ceiling)
 }
 
 // failureMessage leads with the line of the job's output that says why
