@@ -167,7 +167,10 @@ func TestReaperRemovesExpiredContainersOfADeadWorker(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	loopDone := make(chan struct{})
-	go func() { defer close(loopDone); reaper.ReapLoop(ctx, ReapOptions{Every: 30 * time.Second, Grace: time.Minute}) }()
+	go func() {
+		defer close(loopDone)
+		reaper.ReapLoop(ctx, ReapOptions{Every: 30 * time.Second, Grace: time.Minute})
+	}()
 	defer func() { cancel(); <-loopDone }()
 	// The first pass ran; the loop waits for its period.
 	clock.WaitForTimer(t)
