@@ -104,7 +104,7 @@ func TestTaskBeyondCeilingsRefused(t *testing.T) {
 		{"10^9 pids", func(p *taskdef.Payload) { p.Limits.Pids = 1e9 },
 			[]string{"the task asks for 1000000000 processes; this worker allows at most 4096 (--max-task-pids)"}},
 		{"1<<62 s of run time", func(p *taskdef.Payload) { p.MaxRunTime = 1 << 62 },
-			[]string{"the task asks for a run time of 4611686018427387904s; this worker allows at most 24h0m0s (--max-run-time)"}},
+			[]string{"the task asks for a run time of 4611686018427387904s (over 290 years); this worker allows at most 24h0m0s (--max-run-time)"}},
 		{"too many CPUs", func(p *taskdef.Payload) { p.Limits.CPUs = 4096 },
 			[]string{"the task asks for 4096 CPUs; this worker allows at most", "(--max-task-cpus)"}},
 	}

@@ -229,7 +229,7 @@ func secondsString(s int64) string {
 	if s <= int64(math.MaxInt64/time.Second) {
 		return (time.Duration(s) * time.Second).String()
 	}
-	return strconv.FormatInt(s, 10) + "s"
+	return strconv.FormatInt(s, 10) + "s (over 290 years)"
 }
 
 // FormatBytes writes n in the largest binary unit that keeps it whole

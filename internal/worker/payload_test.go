@@ -63,8 +63,8 @@ func TestCheckPayload(t *testing.T) {
 		{"negative run time", func(p *taskdef.Payload) { p.MaxRunTime = -5 }, []string{"maxRunTime -5"}},
 		{"run time over the ceiling", func(p *taskdef.Payload) { p.MaxRunTime = 86401 }, []string{"run time of 24h0m1s", "at most 24h0m0s (--max-run-time)"}},
 		// 1<<62 seconds overflows time.Duration: it used to mean no limit.
-		{"overflowing run time", func(p *taskdef.Payload) { p.MaxRunTime = 1 << 62 }, []string{"run time of 4611686018427387904s", "--max-run-time"}},
-		{"max int run time", func(p *taskdef.Payload) { p.MaxRunTime = math.MaxInt }, []string{"--max-run-time"}},
+		{"overflowing run time", func(p *taskdef.Payload) { p.MaxRunTime = 1 << 62 }, []string{"run time of 4611686018427387904s (over 290 years); this worker", "--max-run-time"}},
+		{"max int run time", func(p *taskdef.Payload) { p.MaxRunTime = math.MaxInt }, []string{"over 290 years", "--max-run-time"}},
 		{"negative input size", func(p *taskdef.Payload) { p.Inputs[1].Size = -1 }, []string{"inputs[1].size -1 is negative"}},
 		{"input sizes overflow", func(p *taskdef.Payload) { p.Inputs[0].Size, p.Inputs[1].Size = math.MaxInt64, 1 }, []string{"more than 2^63"}},
 		{"empty key", func(p *taskdef.Payload) { p.Inputs[0].Key = "" }, []string{"inputs[0].key"}},

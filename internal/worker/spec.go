@@ -92,6 +92,9 @@ func (c *specCache) readFile(ctx context.Context, image, path string) ([]byte, e
 		NetworkDisabled: true,
 		Labels: map[string]string{
 			runner.LabelManaged: "true", runner.LabelWorkerID: c.workerID, runner.LabelTaskID: "spec-reader",
+			// Should this worker die before removing it, any worker's
+			// reaper does.
+			runner.LabelDeadline: runner.FormatDeadline(time.Now().Add(c.timeout)),
 		},
 	}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {
