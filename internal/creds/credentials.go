@@ -44,9 +44,15 @@ type Credentials struct {
 	Endpoint string
 	// Expiration is when STS stops honouring them.
 	Expiration time.Time
-	// Bucket and Prefix are the scope the session policy grants.
+	// Bucket and Prefix are the index's, as the task payloads name them.
 	Bucket string
 	Prefix string
+	// Prefixes are the key prefixes the session policy grants (GetObject
+	// on keys starting with one of them): Scope.Prefixes.
+	Prefixes []string
+	// GraphID is the graph they were minted for; Permits refuses them in
+	// any other.
+	GraphID string
 }
 
 // redactedView is what every printing path shows: the access key id is
@@ -61,12 +67,14 @@ type redactedView struct {
 	Expiration      time.Time `json:"expiration"`
 	Bucket          string    `json:"bucket,omitempty"`
 	Prefix          string    `json:"prefix,omitempty"`
+	Prefixes        []string  `json:"prefixes,omitempty"`
+	GraphID         string    `json:"graph_id,omitempty"`
 }
 
 func (c Credentials) view() redactedView {
 	v := redactedView{
 		AccessKeyID: c.AccessKeyID, Region: c.Region, Endpoint: c.Endpoint,
-		Expiration: c.Expiration, Bucket: c.Bucket, Prefix: c.Prefix,
+		Expiration: c.Expiration, Bucket: c.Bucket, Prefix: c.Prefix, Prefixes: c.Prefixes, GraphID: c.GraphID,
 	}
 	if c.SecretAccessKey != "" {
 		v.SecretAccessKey = redacted
@@ -79,15 +87,15 @@ func (c Credentials) view() redactedView {
 
 // String shows the scope and expiry, never the secret or token.
 func (c Credentials) String() string {
-	return fmt.Sprintf("credentials %s for s3://%s/%s (region %s, expires %s, secret and token redacted)",
-		c.AccessKeyID, c.Bucket, c.Prefix, c.Region, c.Expiration.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("credentials %s for graph %s, %d prefix(es) of s3://%s/%s (region %s, expires %s, secret and token redacted)",
+		c.AccessKeyID, c.GraphID, len(c.Prefixes), c.Bucket, c.Prefix, c.Region, c.Expiration.UTC().Format(time.RFC3339))
 }
 
 // GoString keeps %#v from dumping the fields.
 func (c Credentials) GoString() string {
-	return fmt.Sprintf("creds.Credentials{AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, Region:%q, Endpoint:%q, Expiration:%q, Bucket:%q, Prefix:%q}",
+	return fmt.Sprintf("creds.Credentials{AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, Region:%q, Endpoint:%q, Expiration:%q, Bucket:%q, Prefix:%q, Prefixes:%q, GraphID:%q}",
 		c.AccessKeyID, c.view().SecretAccessKey, c.view().SessionToken, c.Region, c.Endpoint,
-		c.Expiration.UTC().Format(time.RFC3339), c.Bucket, c.Prefix)
+		c.Expiration.UTC().Format(time.RFC3339), c.Bucket, c.Prefix, c.Prefixes, c.GraphID)
 }
 
 // Format routes every verb through String or GoString: without it %x, %d
@@ -113,6 +121,8 @@ func (c Credentials) LogValue() slog.Value {
 		slog.Time("expiration", v.Expiration),
 		slog.String("bucket", v.Bucket),
 		slog.String("prefix", v.Prefix),
+		slog.Any("prefixes", v.Prefixes),
+		slog.String("graph_id", v.GraphID),
 	)
 }
 
