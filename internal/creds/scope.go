@@ -236,11 +236,26 @@ func (c Credentials) Permits(graphID, bucket, prefix string, keys []string) erro
 		return fmt.Errorf("%w: they grant no key prefixes; resubmit the job with a current af", ErrOutOfScope)
 	}
 	for _, k := range keys {
+		if hasDotSegment(k) {
+			// S3 keys are literal, but a server or proxy that cleans
+			// paths would read another key than the one checked here.
+			return fmt.Errorf("%w: input %q of graph %s has a \".\" or \"..\" segment; af submit never selects such keys", ErrOutOfScope, k, graphID)
+		}
 		if !c.covers(k) {
 			return fmt.Errorf("%w: input %q of graph %s is under none of the %d key prefixes they were minted for (the files the filter selected); resubmit the job with af submit", ErrOutOfScope, k, graphID, len(c.Prefixes))
 		}
 	}
 	return nil
+}
+
+// hasDotSegment reports whether key has a "." or ".." path segment.
+func hasDotSegment(key string) bool {
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // covers reports whether key starts with one of c's prefixes. A policy
