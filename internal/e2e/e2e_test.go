@@ -93,7 +93,9 @@ func startWorkerProcess(t *testing.T, c *clustertest.Cluster, bin, id string) {
 	cmd := exec.Command(bin, "--queue", c.URL, "--key", c.KeyPath, "--worker-id", id, "--worker-group", "e2e",
 		"--scratch", filepath.Join(c.Dir, "scratch-"+id), "--smtp", "smtp://"+c.SMTP.Addr()+"?starttls=never&from=af@localhost",
 		"--grace", "5s")
-	cmd.Env = append(os.Environ(), "AF_TOKEN="+c.WorkToken)
+	// The worker finds MinIO through the standard AWS_ENDPOINT_URL (the
+	// flag's default): it reads S3 only at its own endpoint.
+	cmd.Env = append(os.Environ(), "AF_TOKEN="+c.WorkToken, "AWS_ENDPOINT_URL="+c.MinIO.Endpoint)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
