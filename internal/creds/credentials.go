@@ -1,6 +1,8 @@
 // Package creds makes the S3 credentials a job carries: temporary, scoped
-// to reading the job's input bucket and prefix, and sealed so that only the
-// worker pool can open them.
+// to reading (GetObject) the smallest set of key prefixes covering the
+// files the job selected (ScopeFor), and sealed, bound to the job's graph
+// and those prefixes, so that only the worker pool can open them and only
+// for that graph's inputs (Permits).
 //
 // af submit calls Mint (STS AssumeRole with a session policy, or
 // GetFederationToken) and Seal (an anonymous NaCl box to the pool's public
@@ -138,9 +140,10 @@ func (c Credentials) MarshalYAML() (any, error) {
 }
 
 // AWSConfig returns a config that uses exactly these credentials, region
-// and endpoint, for the worker's S3 downloads. The worker's own AWS
-// environment supplies only transport settings: an AWS_ENDPOINT_URL or
-// profile credentials on the worker host must not redirect a job's reads.
+// and endpoint. The worker first replaces Endpoint (and Region, when it
+// has one) with its own, after refusing an envelope that names another
+// endpoint: a submitter must not choose where the worker connects. The
+// host's AWS environment supplies only transport settings.
 func (c Credentials) AWSConfig(ctx context.Context) (aws.Config, error) {
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
 		return aws.Config{}, fmt.Errorf("%w: credentials have no access key id or secret", ErrMalformed)

@@ -161,6 +161,10 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("over %d files", selected)) {
 		t.Errorf("output does not say it selected %d files:\n%s", selected, out)
 	}
+	// It says what the credentials can read and until when.
+	if !regexp.MustCompile(`credentials can read \d+ prefix\(es\) at the \w+ level under s3://telemetry/\S*, until 20\d\d-`).MatchString(out) {
+		t.Errorf("output does not say what the credentials read:\n%s", out)
+	}
 	monitorURL := c.URL + "/graphs/" + graphID
 	if !strings.Contains(out, "monitor: "+monitorURL) {
 		t.Errorf("output lacks the monitor URL %s:\n%s", monitorURL, out)

@@ -405,7 +405,8 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 			return exception(taskdef.ReasonMalformedPayload, "refused the task's sealed credentials: %v", err)
 		}
 		f.s3 = s3c
-		tlog.logf("credentials opened: key %s…, expire %s", redactKeyID(cr.AccessKeyID), cr.Expiration.UTC().Format(time.RFC3339))
+		tlog.logf("credentials opened: key %s…, graph %s, %d key prefix(es) of s3://%s/%s, expire %s",
+			redactKeyID(cr.AccessKeyID), cr.GraphID, len(cr.Prefixes), cr.Bucket, cr.Prefix, cr.Expiration.UTC().Format(time.RFC3339))
 	}
 	progress.set(f.stats)
 	var total int64
