@@ -78,11 +78,16 @@ func ScopeFor(bucket, prefix string, schema layout.Schema, keys []string) (Scope
 	}
 	base := layout.NormalizePrefix(prefix)
 	n := len(schema.Fields)
+	// A key's prefix at level L is the key itself up to the separator
+	// after its L-th dimension value ('/' for directory levels, '.' in the
+	// file name), so ends[L-1] is all a level needs: no string is built.
 	type parsed struct {
 		key  string
-		dims []string // nil: the key does not fit the layout
+		ends []int // nil: the key does not fit the layout
 	}
 	ps := make([]parsed, len(keys))
+	backing := make([]int, len(keys)*n)
+	var dims []string
 	for i, k := range keys {
 		if !strings.HasPrefix(k, base) {
 			return Scope{}, fmt.Errorf("input %q is not under the index's prefix %q", k, base)
@@ -90,28 +95,58 @@ func ScopeFor(bucket, prefix string, schema layout.Schema, keys []string) (Scope
 		if err := validatePrefix(k); err != nil {
 			return Scope{}, fmt.Errorf("input key: %w", err)
 		}
-		dims, err := schema.Parse(prefix, k)
-		if err != nil {
-			dims = nil
+		ps[i].key = k
+		var err error
+		if dims, err = schema.ParseRel(k[len(base):], dims[:0]); err != nil {
+			continue
 		}
-		ps[i] = parsed{key: k, dims: dims}
+		ends := backing[i*n : (i+1)*n : (i+1)*n]
+		at := len(base)
+		for j, d := range dims {
+			at += len(d) + 1 // the value and its separator
+			ends[j] = at
+		}
+		ps[i].ends = ends
 	}
-	var narrowest int
+	// Each granted prefix costs at least its resource's ARN in the policy,
+	// so a level with more distinct prefixes than maxFit cannot fit and is
+	// abandoned as soon as it has them (a submit selects up to hundreds of
+	// thousands of files).
+	entry := len(`"arn:aws:s3:::`) + len(bucket) + len(`/`) + len(base) + len(`*",`)
+	maxFit := MaxSessionPolicy / entry
+	narrowest := -1
 	for level := n; level >= 0; level-- {
-		set := make([]string, 0, 16)
+		seen := make(map[string]struct{}, 16)
 		for _, p := range ps {
+			var pre string
 			switch {
 			case level == 0:
-				set = append(set, base)
-			case p.dims == nil:
-				set = append(set, p.key)
+				pre = base
+			case p.ends == nil:
+				pre = p.key
 			default:
-				set = append(set, prefixAt(base, schema, p.dims, level))
+				pre = p.key[:p.ends[level-1]]
 			}
+			seen[pre] = struct{}{}
+			if len(seen) > maxFit && level != n {
+				break
+			}
+		}
+		if len(seen) > maxFit && level != n {
+			continue
+		}
+		set := make([]string, 0, len(seen))
+		for p := range seen {
+			set = append(set, p)
 		}
 		set = minimalPrefixes(set)
 		if level == n {
+			// The tightest level is counted in full, for the "widened
+			// from" message.
 			narrowest = len(set)
+			if len(seen) > maxFit {
+				continue
+			}
 		}
 		policy, err := SessionPolicyFor(bucket, set)
 		if err != nil {
@@ -126,25 +161,6 @@ func ScopeFor(bucket, prefix string, schema layout.Schema, keys []string) (Scope
 		}
 	}
 	return Scope{}, fmt.Errorf("the session policy for s3://%s/%s does not fit STS's %d-character limit even for the whole prefix", bucket, prefix, MaxSessionPolicy)
-}
-
-// prefixAt is the key prefix naming the first level dimensions of dims.
-// Directory values end in "/", file-name values in ".", so a value never
-// matches a longer one it begins ("20150101." does not cover
-// "201501011.").
-func prefixAt(base string, schema layout.Schema, dims []string, level int) string {
-	dirs := schema.DirLevels()
-	var b strings.Builder
-	b.WriteString(base)
-	for i := 0; i < level && i < len(dims); i++ {
-		b.WriteString(dims[i])
-		if i < dirs {
-			b.WriteByte('/')
-		} else {
-			b.WriteByte('.')
-		}
-	}
-	return b.String()
 }
 
 // minimalPrefixes sorts and deduplicates set and drops every prefix that

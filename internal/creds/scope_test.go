@@ -243,3 +243,20 @@ func TestPermits(t *testing.T) {
 		t.Fatalf("unbound credentials permitted: %v", err)
 	}
 }
+
+// BenchmarkScopeFor150k is af submit's benchmark selection: 150,000 files.
+func BenchmarkScopeFor150k(b *testing.B) {
+	var keys []string
+	for i := range 150000 {
+		keys = append(keys, key("v2", "saved_session", "Firefox", []string{"release", "beta", "nightly"}[i%3], fmt.Sprintf("%d.0", i%40),
+			fmt.Sprintf("2015%04d000000", i%300), fmt.Sprintf("2015%04d", i%90), fmt.Sprint(i)))
+	}
+	b.ResetTimer()
+	for range b.N {
+		s, err := ScopeFor("telemetry", "v2", layout.Telemetry(), keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(s.Prefixes)), "prefixes")
+	}
+}
