@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/notify"
@@ -107,6 +108,7 @@ Flags (each also read from the environment variable shown):
 	parallel := fs.Int("download-parallel", envInt("AF_DOWNLOAD_PARALLEL", 4), "input files a task downloads and decompresses at once (AF_DOWNLOAD_PARALLEL)")
 	gzipFlag := fs.String("gzip", env("AF_GZIP", "auto"), "gzip decoder: auto (ISA-L when this build and host have it, else Go), isal, or go (AF_GZIP)")
 	grace := fs.Duration("grace", envDuration("AF_GRACE", 30*time.Second), "how long running tasks may finish after SIGTERM; a second signal stops at once (AF_GRACE)")
+	s3Endpoint := fs.String("s3-endpoint", os.Getenv("AF_WORKER_S3_ENDPOINT"), "the S3 endpoint job inputs are read from, e.g. http://127.0.0.1:9000 for MinIO; tasks whose sealed credentials name another are refused (default: this host's AWS configuration: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the profile's endpoint_url, else AWS S3 in AWS_REGION) (AF_WORKER_S3_ENDPOINT)")
 	logLevel := fs.String("log-level", env("AF_LOG_LEVEL", "info"), "debug, info, warn or error (AF_LOG_LEVEL)")
 	ceil := worker.DefaultCeilings()
 	mem := bytesFlag(ceil.MemoryBytes)
@@ -177,6 +179,10 @@ Flags (each also read from the environment variable shown):
 	if err != nil {
 		return err
 	}
+	s3At, err := awsconf.ResolveWorkerS3(ctx, *s3Endpoint)
+	if err != nil {
+		return fmt.Errorf("--s3-endpoint: %w", err)
+	}
 	smtpCfg, err := notify.ParseFlag(*smtpFlag, os.Getenv)
 	if err != nil {
 		return err
@@ -194,8 +200,9 @@ Flags (each also read from the environment variable shown):
 	if err != nil {
 		return err
 	}
+	logger.Info("reading job inputs from S3", "endpoint", endpointOrAWS(s3At.Endpoint), "region", s3At.Region)
 	w, err := worker.New(worker.Config{
-		Queue: queueclient.New(*queueURL, *token), Key: key, Docker: docker, Runner: rn, Mailer: mailer,
+		Queue: queueclient.New(*queueURL, *token), Key: key, S3: s3At, Docker: docker, Runner: rn, Mailer: mailer,
 		MonitorURL: *monitorURL, WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
 		Input: mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
 		Ceilings: ceilings, ReapEvery: reapEvery,
@@ -204,4 +211,11 @@ Flags (each also read from the environment variable shown):
 		return err
 	}
 	return w.Run(ctx)
+}
+
+func endpointOrAWS(ep string) string {
+	if ep == "" {
+		return "AWS"
+	}
+	return ep
 }

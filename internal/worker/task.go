@@ -406,12 +406,20 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		if err != nil {
 			return exception(taskdef.ReasonMalformedPayload, "open the task's sealed credentials: %v", err)
 		}
-		cfg, err := cr.AWSConfig(ctx)
-		if err != nil {
-			return exception(taskdef.ReasonMalformedPayload, "credentials: %v", err)
+		keys := make([]string, len(p.Inputs))
+		for i, in := range p.Inputs {
+			keys[i] = in.Key
 		}
-		f.s3 = s3Client(cfg)
-		tlog.logf("credentials opened: key %s…, expire %s", redactKeyID(cr.AccessKeyID), cr.Expiration.UTC().Format(time.RFC3339))
+		if err := cr.Permits(c.Task.GraphID, p.Bucket, p.Prefix, keys); err != nil {
+			return exception(taskdef.ReasonMalformedPayload, "refused the task's sealed credentials: %v", err)
+		}
+		s3c, err := w.jobS3(ctx, cr)
+		if err != nil {
+			return exception(taskdef.ReasonMalformedPayload, "refused the task's sealed credentials: %v", err)
+		}
+		f.s3 = s3c
+		tlog.logf("credentials opened: key %s…, graph %s, %d key prefix(es) of s3://%s/%s, expire %s",
+			redactKeyID(cr.AccessKeyID), cr.GraphID, len(cr.Prefixes), cr.Bucket, cr.Prefix, cr.Expiration.UTC().Format(time.RFC3339))
 	}
 	progress.set(f.stats)
 	var total int64

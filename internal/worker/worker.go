@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/notify"
@@ -36,6 +37,11 @@ type Config struct {
 	Key    *creds.PrivateKey
 	Docker *client.Client
 	Runner *runner.Runner
+	// S3 is where this worker reads job inputs (its own --s3-endpoint or
+	// AWS configuration, see awsconf.ResolveWorkerS3). A task whose sealed
+	// credentials name another endpoint is refused; the zero value is
+	// AWS's regional S3.
+	S3 awsconf.WorkerS3
 	// Mailer sends the owner's email; nil or unconfigured logs it instead.
 	Mailer *notify.Mailer
 	// MonitorURL is where people reach `af serve` (links in emails);
@@ -102,6 +108,13 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: no Docker client")
 	case cfg.WorkerID == "":
 		return nil, errors.New("worker: no worker id")
+	}
+	if cfg.S3.Endpoint != "" {
+		ep, err := awsconf.NormalizeEndpoint(cfg.S3.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		cfg.S3.Endpoint = ep
 	}
 	if cfg.WorkerGroup == "" {
 		cfg.WorkerGroup = "default"
