@@ -39,55 +39,55 @@ const (
 	envFillBytes  = "AF_TEST_FILL_BYTES"
 )
 
-var hostileImg struct {
+var hostileScratchImg struct {
 	once sync.Once
 	tag  string
 	err  error
 }
 
-// hostileImage builds testdata/hostile-scratch FROM af/python once per
+// hostileScratchImage builds testdata/hostile-scratch FROM af/python once per
 // test binary, tagged with a hash of its context and of af/python.
-func hostileImage(t *testing.T) string {
+func hostileScratchImage(t *testing.T) string {
 	t.Helper()
 	clustertest.RequireImages(t, "af/python")
-	hostileImg.once.Do(func() {
+	hostileScratchImg.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		h := sha256.New()
 		base, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", "af/python").Output()
 		if err != nil {
-			hostileImg.err = fmt.Errorf("inspect af/python: %w", err)
+			hostileScratchImg.err = fmt.Errorf("inspect af/python: %w", err)
 			return
 		}
 		h.Write(base)
 		dir := filepath.Join("testdata", "hostile-scratch")
 		entries, err := os.ReadDir(dir)
 		if err != nil {
-			hostileImg.err = err
+			hostileScratchImg.err = err
 			return
 		}
 		for _, e := range entries {
 			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 			if err != nil {
-				hostileImg.err = err
+				hostileScratchImg.err = err
 				return
 			}
 			fmt.Fprintf(h, "%s %d\n", e.Name(), len(b))
 			h.Write(b)
 		}
 		tag := "af-test/hostile-scratch-python:" + hex.EncodeToString(h.Sum(nil))[:12]
-		hostileImg.tag = tag
+		hostileScratchImg.tag = tag
 		if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
 			return
 		}
 		if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
-			hostileImg.err = fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
+			hostileScratchImg.err = fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
 		}
 	})
-	if hostileImg.err != nil {
-		t.Fatal(hostileImg.err)
+	if hostileScratchImg.err != nil {
+		t.Fatal(hostileScratchImg.err)
 	}
-	return hostileImg.tag
+	return hostileScratchImg.tag
 }
 
 // canaryFile writes a random secret to a host file outside every scratch
@@ -208,7 +208,7 @@ func attackedTasks(t *testing.T, gs taskdef.GraphStatus, kind taskdef.Kind, want
 // symlinks at the names the worker's own files once had in /scratch.
 func TestHostileSymlinkOutputIsRefused(t *testing.T) {
 	t.Parallel()
-	image := hostileImage(t)
+	image := hostileScratchImage(t)
 	clustertest.RequireImages(t, "af/os-count")
 	for _, kind := range []taskdef.Kind{taskdef.KindMapper, taskdef.KindReducer} {
 		t.Run(string(kind), func(t *testing.T) {
@@ -257,7 +257,7 @@ func TestHostileSymlinkOutputIsRefused(t *testing.T) {
 // /scratch/output fails at once, and its worker slot serves the next task.
 func TestHostileFIFOOutputFailsAtOnce(t *testing.T) {
 	t.Parallel()
-	image := hostileImage(t)
+	image := hostileScratchImage(t)
 	clustertest.RequireImages(t, "af/os-count")
 	for _, kind := range []taskdef.Kind{taskdef.KindMapper, taskdef.KindReducer} {
 		t.Run(string(kind), func(t *testing.T) {
@@ -292,7 +292,7 @@ func TestHostileFIFOOutputFailsAtOnce(t *testing.T) {
 // worker's shutdown.
 func TestHostileJobNeverOpeningItsInputIsFreed(t *testing.T) {
 	t.Parallel()
-	image := hostileImage(t)
+	image := hostileScratchImage(t)
 	clustertest.RequireImages(t, "af/os-count")
 	start := func(t *testing.T, c *clustertest.Cluster, maxRunTime int) (taskdef.Graph, []string) {
 		set := smallData(t, 3, 20, 35)
@@ -364,7 +364,7 @@ func TestHostileJobNeverOpeningItsInputIsFreed(t *testing.T) {
 // worker serves the next task.
 func TestHostileScratchFillIsStopped(t *testing.T) {
 	t.Parallel()
-	image := hostileImage(t)
+	image := hostileScratchImage(t)
 	clustertest.RequireImages(t, "af/os-count")
 	c := clustertest.Start(t, clustertest.Options{})
 	set := smallData(t, 3, 20, 38)
