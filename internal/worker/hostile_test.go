@@ -1,10 +1,11 @@
 package worker_test
 
 // Hostile jobs against the worker's scratch handling (issue 11, attacks 1,
-// 2 and the scratch part of 8), all on real components: the job image
+// 2 and the scratch part of 8), all on real components: the job images
 // testdata/hostile-scratch (FROM af/python, built as
-// af-test/hostile-scratch-python:<hash>) attacks through /scratch as the
-// task's env says, and each test then checks the attack was refused with
+// af-test/hostile-scratch-python:<hash>) and testdata/hostile-scratch-go
+// (static, FROM scratch: af-test/hostile-scratch-go:<hash>) attack through
+// /scratch as the task's env says, and each test then checks the attack was refused with
 // a message, leaked nothing, and left the worker serving the next task.
 
 import (
@@ -20,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,55 +39,81 @@ const (
 	envFillBytes  = "AF_TEST_FILL_BYTES"
 )
 
-var hostileScratchImg struct {
-	once sync.Once
-	tag  string
-	err  error
+// hostileScratchImgs are the hostile-scratch images by language, built at
+// most once per test binary.
+var hostileScratchImgs = map[string]*builtImage{"python": {}, "go": {}}
+
+// hostileScratchImage builds the hostile-scratch job in lang ("python":
+// testdata/hostile-scratch FROM af/python; "go":
+// testdata/hostile-scratch-go, static, FROM scratch), tagged with a hash
+// of its build context (and of af/python).
+func hostileScratchImage(t *testing.T, lang string) string {
+	t.Helper()
+	if lang == "python" {
+		clustertest.RequireImages(t, "af/python")
+	}
+	b := hostileScratchImgs[lang]
+	b.once.Do(func() { b.tag, b.err = buildHostileScratchImage(lang) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.tag
 }
 
-// hostileScratchImage builds testdata/hostile-scratch FROM af/python once per
-// test binary, tagged with a hash of its context and of af/python.
-func hostileScratchImage(t *testing.T) string {
-	t.Helper()
-	clustertest.RequireImages(t, "af/python")
-	hostileScratchImg.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		h := sha256.New()
+func buildHostileScratchImage(lang string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h := sha256.New()
+	dir := filepath.Join("testdata", "hostile-scratch")
+	if lang == "python" {
 		base, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", "af/python").Output()
 		if err != nil {
-			hostileScratchImg.err = fmt.Errorf("inspect af/python: %w", err)
-			return
+			return "", fmt.Errorf("inspect af/python: %w", err)
 		}
 		h.Write(base)
-		dir := filepath.Join("testdata", "hostile-scratch")
-		entries, err := os.ReadDir(dir)
+	} else {
+		tmp, err := os.MkdirTemp("", "af-hostile-scratch-go-")
 		if err != nil {
-			hostileScratchImg.err = err
-			return
+			return "", err
 		}
-		for _, e := range entries {
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		defer os.RemoveAll(tmp)
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "job"),
+			"github.com/af-project/af/internal/worker/testdata/hostile-scratch-go")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		if out, err := build.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build the Go hostile-scratch job: %w\n%s", err, out)
+		}
+		for _, name := range []string{"Dockerfile", "analysis-tools.yml"} {
+			b, err := os.ReadFile(filepath.Join("testdata", "hostile-scratch-go", name))
 			if err != nil {
-				hostileScratchImg.err = err
-				return
+				return "", err
 			}
-			fmt.Fprintf(h, "%s %d\n", e.Name(), len(b))
-			h.Write(b)
+			if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+				return "", err
+			}
 		}
-		tag := "af-test/hostile-scratch-python:" + hex.EncodeToString(h.Sum(nil))[:12]
-		hostileScratchImg.tag = tag
-		if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
-			return
-		}
-		if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
-			hostileScratchImg.err = fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
-		}
-	})
-	if hostileScratchImg.err != nil {
-		t.Fatal(hostileScratchImg.err)
+		dir = tmp
 	}
-	return hostileScratchImg.tag
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", e.Name(), len(b))
+		h.Write(b)
+	}
+	tag := "af-test/hostile-scratch-" + lang + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+	if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
+		return tag, nil
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
+	}
+	return tag, nil
 }
 
 // canaryFile writes a random secret to a host file outside every scratch
@@ -203,16 +229,34 @@ func attackedTasks(t *testing.T, gs taskdef.GraphStatus, kind taskdef.Kind, want
 	return hit
 }
 
+type hostileCase struct {
+	lang string
+	kind taskdef.Kind
+}
+
+// hostileCases are the jobs that attack through their output: Python and
+// Go, mapper and reducer.
+func hostileCases() []hostileCase {
+	var cs []hostileCase
+	for _, lang := range []string{"python", "go"} {
+		for _, kind := range []taskdef.Kind{taskdef.KindMapper, taskdef.KindReducer} {
+			cs = append(cs, hostileCase{lang, kind})
+		}
+	}
+	return cs
+}
+
 // TestHostileSymlinkOutputIsRefused: attack 1. A mapper or a reducer
 // replaces /scratch/output with a symlink to a host file and plants
 // symlinks at the names the worker's own files once had in /scratch.
 func TestHostileSymlinkOutputIsRefused(t *testing.T) {
 	t.Parallel()
-	image := hostileScratchImage(t)
 	clustertest.RequireImages(t, "af/os-count")
-	for _, kind := range []taskdef.Kind{taskdef.KindMapper, taskdef.KindReducer} {
-		t.Run(string(kind), func(t *testing.T) {
+	for _, tc := range hostileCases() {
+		kind := tc.kind
+		t.Run(tc.lang+"/"+string(kind), func(t *testing.T) {
 			t.Parallel()
+			image := hostileScratchImage(t, tc.lang)
 			c := clustertest.Start(t, clustertest.Options{})
 			canary, secret := canaryFile(t)
 			plant := filepath.Join(t.TempDir(), "planted")
@@ -257,11 +301,12 @@ func TestHostileSymlinkOutputIsRefused(t *testing.T) {
 // /scratch/output fails at once, and its worker slot serves the next task.
 func TestHostileFIFOOutputFailsAtOnce(t *testing.T) {
 	t.Parallel()
-	image := hostileScratchImage(t)
 	clustertest.RequireImages(t, "af/os-count")
-	for _, kind := range []taskdef.Kind{taskdef.KindMapper, taskdef.KindReducer} {
-		t.Run(string(kind), func(t *testing.T) {
+	for _, tc := range hostileCases() {
+		kind := tc.kind
+		t.Run(tc.lang+"/"+string(kind), func(t *testing.T) {
 			t.Parallel()
+			image := hostileScratchImage(t, tc.lang)
 			c := clustertest.Start(t, clustertest.Options{})
 			task := "map"
 			if kind == taskdef.KindReducer {
@@ -292,7 +337,7 @@ func TestHostileFIFOOutputFailsAtOnce(t *testing.T) {
 // worker's shutdown.
 func TestHostileJobNeverOpeningItsInputIsFreed(t *testing.T) {
 	t.Parallel()
-	image := hostileScratchImage(t)
+	image := hostileScratchImage(t, "python")
 	clustertest.RequireImages(t, "af/os-count")
 	start := func(t *testing.T, c *clustertest.Cluster, maxRunTime int) (taskdef.Graph, []string) {
 		set := smallData(t, 3, 20, 35)
@@ -364,7 +409,7 @@ func TestHostileJobNeverOpeningItsInputIsFreed(t *testing.T) {
 // worker serves the next task.
 func TestHostileScratchFillIsStopped(t *testing.T) {
 	t.Parallel()
-	image := hostileScratchImage(t)
+	image := hostileScratchImage(t, "python")
 	clustertest.RequireImages(t, "af/os-count")
 	c := clustertest.Start(t, clustertest.Options{})
 	set := smallData(t, 3, 20, 38)
