@@ -152,8 +152,10 @@ type Spec struct {
 	// ScratchLimit is the most the job may store in ScratchDir, in bytes
 	// (the worker's --max-scratch-bytes); zero means no limit. Run watches
 	// the dir's usage and stops a job over it; ContainerConfig also makes
-	// it every file's size limit (RLIMIT_FSIZE), so one file cannot
-	// overshoot it between two looks.
+	// it, plus one byte, every file's size limit (RLIMIT_FSIZE), so one
+	// file cannot overshoot it between two looks, and a file stopped there
+	// is over the limit: the job fails with the scratch limit's message
+	// rather than only its own "file too large".
 	ScratchLimit int64
 	// NoInit leaves out Docker's init process (tini). Without it the job is
 	// PID 1: it gets no default signal handling and must reap its own
@@ -349,7 +351,8 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 		},
 	}
 	if spec.ScratchLimit > 0 {
-		host.Ulimits = []*container.Ulimit{{Name: "fsize", Soft: spec.ScratchLimit, Hard: spec.ScratchLimit}}
+		fsize := spec.ScratchLimit + 1
+		host.Ulimits = []*container.Ulimit{{Name: "fsize", Soft: fsize, Hard: fsize}}
 	}
 	return cfg, host, nil
 }

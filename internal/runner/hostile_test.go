@@ -169,11 +169,11 @@ func TestScratchLimit(t *testing.T) {
 		spec.ScratchLimit = limit
 		out := newSyncBuffer()
 		r := waitRun(t, runAsync(context.Background(), e, spec, Streams{Stdout: out, Stderr: out}), "one big file")
-		if r.err != nil || r.res.Outcome != OutcomeFailed {
-			t.Fatalf("result %+v %v, want failed", r.res, r.err)
+		if r.err != nil || r.res.Outcome != OutcomeFailed || r.res.Message != wantMsg {
+			t.Fatalf("result %v %q (%v)\nwant failed %q", r.res.Outcome, r.res.Message, r.err, wantMsg)
 		}
-		// The kernel stops the file at the limit (RLIMIT_FSIZE): the job
-		// gets SIGXFSZ or EFBIG, and the dir never holds more.
+		// The kernel stops the file a byte past the limit (RLIMIT_FSIZE):
+		// the job gets SIGXFSZ or EFBIG, and the dir never holds more.
 		if !strings.Contains(out.String(), "file too large") && r.res.ExitCode != 128+int(syscall.SIGXFSZ) {
 			t.Errorf("exit %d, output %q: want SIGXFSZ or EFBIG", r.res.ExitCode, out.String())
 		}
@@ -217,8 +217,8 @@ func TestScratchLimitIsTheFileSizeLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(host.Ulimits) != 1 || host.Ulimits[0].Name != "fsize" || host.Ulimits[0].Soft != 5<<20 || host.Ulimits[0].Hard != 5<<20 {
-		t.Errorf("ulimits %+v, want fsize 5 MiB", host.Ulimits)
+	if len(host.Ulimits) != 1 || host.Ulimits[0].Name != "fsize" || host.Ulimits[0].Soft != 5<<20+1 || host.Ulimits[0].Hard != 5<<20+1 {
+		t.Errorf("ulimits %+v, want fsize 5 MiB + 1", host.Ulimits)
 	}
 	spec.ScratchLimit = 0
 	if _, host, _ := ContainerConfig(spec); len(host.Ulimits) != 0 {

@@ -411,21 +411,34 @@ func TestHostileScratchFillIsStopped(t *testing.T) {
 	t.Parallel()
 	image := hostileScratchImage(t, "python")
 	clustertest.RequireImages(t, "af/os-count")
-	c := clustertest.Start(t, clustertest.Options{})
-	set := smallData(t, 3, 20, 38)
-	// Three 4 MiB files, each under the 8 MiB per-file limit, 12 MiB in
-	// all; then the job sleeps, so only the watcher can end it.
-	g := withEnv(graphFor(t, c, image, upload(t, c, set)), map[string]string{
-		envAttack: "fill", envAttackTask: "map", envFillFiles: "3", envFillBytes: fmt.Sprint(4 << 20),
-	})
-	createGraph(t, c, g)
-	id := uniqueID("fill")
-	c.StartWorker(t, id, clustertest.WorkerOptions{Capacity: 1, MaxScratchBytes: 8 << 20})
-	c.WaitGraph(t, g.GraphID, 2*time.Minute)
-	attackedTasks(t, graphStatus(t, c, g.GraphID), taskdef.KindMapper,
-		"the job wrote more than 8.0 MiB to /scratch (the worker's --max-scratch-bytes); write less or ask the operator")
-	if n := len(jobContainers(t, id)); n != 0 {
-		t.Errorf("%d containers left", n)
+	for _, tc := range []struct {
+		name         string
+		files, bytes int
+	}{
+		// Each file under the 8 MiB per-file limit, 12 MiB in all; then
+		// the job sleeps, so only the watcher can end it.
+		{"many files, then sleeps", 3, 4 << 20},
+		// The kernel stops the file a byte past the limit (EFBIG), the
+		// job exits 1, and the last look at /scratch says why.
+		{"one file past the limit", 1, 12 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := clustertest.Start(t, clustertest.Options{})
+			set := smallData(t, 3, 20, 38)
+			g := withEnv(graphFor(t, c, image, upload(t, c, set)), map[string]string{
+				envAttack: "fill", envAttackTask: "map", envFillFiles: fmt.Sprint(tc.files), envFillBytes: fmt.Sprint(tc.bytes),
+			})
+			createGraph(t, c, g)
+			id := uniqueID("fill")
+			c.StartWorker(t, id, clustertest.WorkerOptions{Capacity: 1, MaxScratchBytes: 8 << 20})
+			c.WaitGraph(t, g.GraphID, 2*time.Minute)
+			attackedTasks(t, graphStatus(t, c, g.GraphID), taskdef.KindMapper,
+				"the job wrote more than 8.0 MiB to /scratch (the worker's --max-scratch-bytes); write less or ask the operator")
+			if n := len(jobContainers(t, id)); n != 0 {
+				t.Errorf("%d containers left", n)
+			}
+			normalGraphCompletes(t, c, 39)
+		})
 	}
-	normalGraphCompletes(t, c, 39)
 }
