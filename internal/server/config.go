@@ -94,7 +94,9 @@ type Config struct {
 	// ArtifactGrace is how long after a run resolved its worker may still
 	// create artifacts for it (the final log after an exception report).
 	ArtifactGrace Duration `yaml:"artifact_grace,omitempty"`
-	// MaxGraphBytes bounds the body of POST /api/v1/graphs.
+	// MaxGraphBytes caps the body of POST /api/v1/graphs (default
+	// DefaultMaxGraphBytes). A graph over it is refused with 413 having
+	// read no more than this of it.
 	MaxGraphBytes int64 `yaml:"max_graph_bytes,omitempty"`
 }
 
@@ -127,8 +129,12 @@ const (
 	// DefaultArtifactGrace lets a worker upload its final log after its
 	// report.
 	DefaultArtifactGrace = 10 * time.Minute
-	// DefaultMaxGraphBytes fits a 10,000-task graph with long input lists.
-	DefaultMaxGraphBytes = 256 << 20
+	// DefaultMaxGraphBytes is twice the largest graph measured: 7,153
+	// mappers over 150,000 files were 31.4 MiB of JSON (about 200 bytes
+	// per file, with each mapper's sealed credentials), so 64 MiB holds
+	// about 300,000 files, e.g. 3,000 mappers of 100 files. Creating a
+	// graph holds about twice its size (its encoding and bbolt's pages).
+	DefaultMaxGraphBytes = 64 << 20
 	// DefaultArtifactBucket is the bucket a generated config names.
 	DefaultArtifactBucket = "af-artifacts"
 	// ConfigFileName is the generated config's name inside the data dir.
@@ -276,6 +282,7 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 #   monitor_url: https://af.example.org
 #   lease_duration: 5m
 #   artifact_grace: 10m
+#   max_graph_bytes: 67108864      # the largest graph body accepted (64 MiB)
 `
 	// O_EXCL: two servers starting at once must not overwrite each
 	// other's tokens.
