@@ -129,11 +129,11 @@ const (
 	// DefaultArtifactGrace lets a worker upload its final log after its
 	// report.
 	DefaultArtifactGrace = 10 * time.Minute
-	// DefaultMaxGraphBytes is twice the largest graph measured: 7,153
-	// mappers over 150,000 files were 31.4 MiB of JSON (about 200 bytes
-	// per file, with each mapper's sealed credentials), so 64 MiB holds
-	// about 300,000 files, e.g. 3,000 mappers of 100 files. Creating a
-	// graph holds about twice its size (its encoding and bbolt's pages).
+	// DefaultMaxGraphBytes is twice the largest graph measured (7,153
+	// mappers over 150,000 files: 31.4 MiB of JSON) and holds 3,000
+	// mappers of 170 files each (510,000 files: 56 MiB; about 110 bytes
+	// per file plus each mapper's sealed credentials). Creating a graph
+	// grows af serve by about 2.5 times its size (TestGraphBodyMemory).
 	DefaultMaxGraphBytes = 64 << 20
 	// DefaultArtifactBucket is the bucket a generated config names.
 	DefaultArtifactBucket = "af-artifacts"
