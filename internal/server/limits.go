@@ -149,13 +149,17 @@ func decodeTasks(r *http.Request, dec *json.Decoder, b *queue.GraphBuilder) erro
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
 		return badRequest(`request body: "tasks" must be an array`)
 	}
-	for dec.More() {
+	for i := 0; dec.More(); i++ {
 		var gt struct {
 			TaskID string `json:"taskId"`
 			Task   taskIn `json:"task"`
 		}
 		if err := dec.Decode(&gt); err != nil {
-			return bodyErr(r, err)
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return tooLarge(r.Pattern, mbe.Limit)
+			}
+			return badRequest("request body: tasks[%d]: %v", i, err)
 		}
 		if err := b.Add(gt.TaskID, gt.Task.definition()); err != nil {
 			return err
