@@ -359,6 +359,10 @@ func (b *GraphBuilder) Add(taskID string, t taskdef.Task) error {
 		b.err = invalidf("tasks[%d] (%s): taskId appears twice in the graph (also tasks[%d])", i, taskID, j)
 		return b.err
 	}
+	if t.GraphID == "" && !b.graphSet {
+		b.err = invalidf("tasks[%d] (%s): no graphId, and the graph's graphId comes after its tasks: send graphId first or set each task's graphId", i, taskID)
+		return b.err
+	}
 	b.index[taskID] = i
 	b.batch = append(b.batch, taskdef.GraphTask{TaskID: taskID, Task: t})
 	if len(b.batch) >= builderBatch {
@@ -429,10 +433,8 @@ func prepareAll(graphID string, graphSet bool, at int, batch []taskdef.GraphTask
 		where := fmt.Sprintf("tasks[%d] (%s)", at+i, gt.TaskID)
 		t := gt.Task
 		switch {
-		case t.GraphID == "" && !graphSet:
-			errs[i] = invalidf("%s: no graphId, and the graph's graphId comes after its tasks: send graphId first or set each task's graphId", where)
-			return
-		case t.GraphID == "":
+		case t.GraphID == "": // Add made sure the graph's id was known
+
 			t.GraphID = graphID
 		case graphSet && t.GraphID != graphID:
 			errs[i] = invalidf("%s: graphId %q differs from the graph's %q", where, t.GraphID, graphID)
