@@ -275,7 +275,8 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 	}
 	header := `# af serve configuration, generated on first start. Keep it private: it
 # holds the bearer tokens (clients send one as AF_TOKEN; roles admin,
-# submit, work). Other keys (go doc github.com/af-project/af/internal/server):
+# submit, work; print one with af serve --config FILE --print-token ROLE;
+# af serve never logs them). Other keys (go doc github.com/af-project/af/internal/server):
 #   public_reads: false            # reads need a token too
 #   pool_key: /etc/af/af.pub       # af keygen's public key, served to submitters
 #   s3: {endpoint: "", public_endpoint: "", region: "", prefix: ""}
