@@ -65,11 +65,48 @@ func tooLarge(pattern string, limit int64) error {
 	return &httpError{status: http.StatusRequestEntityTooLarge, code: "TooLarge", msg: msg}
 }
 
+// maxGraphValue bounds one value of a graph body (a task, the graph's
+// name): json.Decoder buffers a value whole before decoding it, so without
+// it one huge string would be buffered up to the graph's cap (and the
+// buffer doubles as it grows). A task this large is refused by PUT as well.
+const maxGraphValue = maxTaskBody
+
+// valueCap fails the read of a graph body once the decoder holds more than
+// maxGraphValue bytes it has not consumed.
+type valueCap struct {
+	r    io.Reader
+	dec  *json.Decoder
+	read int64
+}
+
+var errValueTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, code: "TooLarge",
+	msg: fmt.Sprintf("a task (or another value) of the graph is larger than %d bytes (%s): give each task fewer input files (split them over more tasks)",
+		maxGraphValue, units.Bytes(maxGraphValue))}
+
+func (v *valueCap) Read(p []byte) (int, error) {
+	// Bytes read but not yet consumed are the value being decoded (and
+	// the start of the next): never let them pass the cap by more than
+	// one byte, so a value over it always needs another read.
+	room := maxGraphValue - (v.read - v.dec.InputOffset())
+	if room < 0 {
+		return 0, errValueTooLarge
+	}
+	if int64(len(p)) > room+1 {
+		p = p[:room+1]
+	}
+	n, err := v.r.Read(p)
+	v.read += int64(n)
+	return n, err
+}
+
 // bodyErr turns a read error of a capped body into its 413, or a 400.
 func bodyErr(r *http.Request, err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return tooLarge(r.Pattern, mbe.Limit)
+	}
+	if errors.Is(err, errValueTooLarge) {
+		return errValueTooLarge
 	}
 	return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: " + err.Error()}
 }
@@ -82,7 +119,9 @@ func bodyErr(r *http.Request, err error) error {
 // af submit send it first) so every task is checked against it as it
 // arrives.
 func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
-	dec := json.NewDecoder(r.Body)
+	vc := &valueCap{r: r.Body}
+	dec := json.NewDecoder(vc)
+	vc.dec = dec
 	dec.DisallowUnknownFields()
 	bad := func(format string, args ...any) error { return badRequest("request body: "+format, args...) }
 	if err := expectDelim(dec, '{'); err != nil {
@@ -156,8 +195,11 @@ func decodeTasks(r *http.Request, dec *json.Decoder, b *queue.GraphBuilder) erro
 		}
 		if err := dec.Decode(&gt); err != nil {
 			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
+			switch {
+			case errors.As(err, &mbe):
 				return tooLarge(r.Pattern, mbe.Limit)
+			case errors.Is(err, errValueTooLarge):
+				return fmt.Errorf("tasks[%d]: %w", i, errValueTooLarge)
 			}
 			return badRequest("request body: tasks[%d]: %v", i, err)
 		}

@@ -150,6 +150,10 @@ func TestGraphBodyDecode(t *testing.T) {
 		{"tasks not an array", func(g taskdef.Graph) string { return fmt.Sprintf(`{"graphId":%q,"tasks":{}}`, g.GraphID) }, `\"tasks\" must be an array`},
 		{"not an object", func(taskdef.Graph) string { return `[1]` }, "must be a JSON object"},
 		{"empty", func(taskdef.Graph) string { return `` }, "empty"},
+		{"one task over the value cap", func(g taskdef.Graph) string {
+			g.Tasks[0].Task.Metadata.Description = strings.Repeat("d", maxGraphValue)
+			return fmt.Sprintf(`{"graphId":%q,"tasks":[%s]}`, g.GraphID, task(g))
+		}, "tasks[0]: a task (or another value) of the graph is larger than 16777216 bytes"},
 		{"truncated", func(g taskdef.Graph) string {
 			return fmt.Sprintf(`{"graphId":%q,"tasks":[%s`, g.GraphID, task(g))
 		}, "request body"},
@@ -162,8 +166,8 @@ func TestGraphBodyDecode(t *testing.T) {
 			switch {
 			case tc.want == "" && status != http.StatusOK:
 				t.Fatalf("%d %s", status, msg)
-			case tc.want != "" && (status != http.StatusBadRequest || !strings.Contains(msg, tc.want)):
-				t.Fatalf("%d %s, want 400 with %q", status, msg, tc.want)
+			case tc.want != "" && (status/100 != 4 || !strings.Contains(msg, tc.want)):
+				t.Fatalf("%d %s, want 400 (413 for a value too large) with %q", status, msg, tc.want)
 			}
 		})
 	}

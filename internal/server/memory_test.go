@@ -223,6 +223,12 @@ func TestGraphBodyMemory(t *testing.T) {
 	chunked := measure("200 MiB graph, chunked", func(addr string) (int, string) {
 		return rawPost(t, addr, "/api/v1/graphs", submitTok, -1, &graphStream{tmpl: tmpl, size: over})
 	})
+	// One value the decoder must buffer whole: the graph's name, 200 MiB
+	// long.
+	huge := measure("200 MiB graph of one string, chunked", func(addr string) (int, string) {
+		body := io.MultiReader(strings.NewReader(`{"graphId":"huge-graph-1","name":"`), io.LimitReader(repeatReader('a'), over), strings.NewReader(`"}`))
+		return rawPost(t, addr, "/api/v1/graphs", submitTok, -1, body)
+	})
 	if !check {
 		return
 	}
@@ -231,6 +237,9 @@ func TestGraphBodyMemory(t *testing.T) {
 	}
 	if ok.status != http.StatusOK {
 		t.Fatalf("within-cap graph: %d %s", ok.status, ok.msg)
+	}
+	if huge.status != http.StatusRequestEntityTooLarge || !strings.Contains(huge.msg, fmt.Sprintf("larger than %d bytes", maxGraphValue)) {
+		t.Errorf("200 MiB string: %d %s", huge.status, huge.msg)
 	}
 	for name, r := range map[string]result{"Content-Length": lengthed, "chunked": chunked} {
 		if r.status != http.StatusRequestEntityTooLarge || !strings.Contains(r.msg, "max_graph_bytes") || !strings.Contains(r.msg, "fewer files per graph") {
@@ -248,6 +257,11 @@ func TestGraphBodyMemory(t *testing.T) {
 	// grew by 964 MiB for this body, and accepted it).
 	if chunked.growth > 3*DefaultMaxGraphBytes {
 		t.Errorf("a chunked 200 MiB body grew af serve by %d MiB, more than 3 x the %d MiB cap", chunked.growth/MiB, DefaultMaxGraphBytes/MiB)
+	}
+	// A single value is read only up to maxGraphValue (json.Decoder's
+	// buffer doubles as it grows, and the old one is garbage).
+	if huge.growth > 4*maxGraphValue {
+		t.Errorf("a 200 MiB string in a graph body grew af serve by %d MiB, more than 4 x the %d MiB a value may have", huge.growth/MiB, maxGraphValue/MiB)
 	}
 	// A graph within the cap: its encoding, bbolt's pages for the commit,
 	// decoding garbage (2.5 x measured; 4.2 x before the streamed decode).
