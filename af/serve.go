@@ -33,7 +33,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("serve", "serve [--listen ADDR] [--data DIR] [--config FILE] [--print-token ROLE]", stderr)
 	listen := fs.String("listen", server.DefaultListen, "HTTP address to listen on")
 	data := fs.String("data", "af-data", "data directory (queue.db, index.db, and config.yaml when --config is not given)")
-	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created with fresh tokens on first start")
+	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created (mode 0600) with fresh tokens on first start, which shows them only when stdout is a terminal")
 	poolKey := fs.String("pool-key", "", "the worker pool's public key `FILE` (af.pub from af keygen), served to submitters; overrides pool_key in the config")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	printToken := fs.String("print-token", "", "print the token of `ROLE` (admin, submit or work) from the config and exit, e.g. export AF_TOKEN=$(af serve --data DIR --print-token submit); tokens are never logged")
