@@ -111,6 +111,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		printFirstStart(stdout, path, cfg, isTerminal(stdout))
 	} else {
 		fmt.Fprintf(stdout, "af serve: config %s\n", path)
+		if w := configModeWarning(path); w != "" {
+			fmt.Fprintln(stdout, w)
+		}
 	}
 
 	server.TuneGC()
@@ -230,6 +233,16 @@ func printRoleToken(w io.Writer, path string, role server.Role) error {
 		return fmt.Errorf("%s keeps the %s token only as its sha256: the token itself is wherever you stored it when you hashed it", path, role)
 	}
 	return fmt.Errorf("%s has no token with role %s: add one under tokens: (name, role, token)", path, role)
+}
+
+// configModeWarning says so when the config file, which holds bearer
+// tokens, is readable or writable by others than its owner.
+func configModeWarning(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("af serve: warning: %s holds bearer tokens but has mode %04o: run chmod 600 %s", path, fi.Mode().Perm(), shellQuote(path))
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,5 +37,23 @@ func TestPrintFirstStart(t *testing.T) {
 		if !terminal && !strings.Contains(out, "export AF_TOKEN=$(af serve --config /var/lib/af/config.yaml --print-token submit)") {
 			t.Errorf("no command reading the submit token:\n%s", out)
 		}
+	}
+}
+
+// TestConfigModeWarning: a config others may read is pointed out.
+func TestConfigModeWarning(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if w := configModeWarning(path); w != "" {
+		t.Errorf("mode 0600: %q", w)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if w := configModeWarning(path); !strings.Contains(w, "mode 0644") || !strings.Contains(w, "chmod 600 "+path) {
+		t.Errorf("mode 0644: %q", w)
 	}
 }
