@@ -32,7 +32,7 @@
 //	monitor_url: http://af.example.org
 //	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
-//	max_graph_bytes: 268435456      # body limit of POST /api/v1/graphs
+//	max_graph_bytes: 67108864       # body cap of POST /api/v1/graphs (64 MiB); other routes: 64 KiB to 16 MiB
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
@@ -253,8 +253,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // route registers a handler needing role need ("" for a read).
 func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h func(w http.ResponseWriter, r *http.Request) error) {
+	limit := s.bodyLimit(pattern)
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorize(w, r, need) {
+			return
+		}
+		if !s.limitBody(w, r, pattern, limit) {
 			return
 		}
 		if err := h(w, r); err != nil {
@@ -343,14 +347,6 @@ func (s *Server) readGuard(h http.Handler) http.Handler {
 	})
 }
 
-// Body limits: graphs may be large (10,000 tasks with their input lists);
-// everything else is small.
-const (
-	maxSmallBody  = 1 << 20
-	maxFilterBody = 1 << 20
-	maxTaskBody   = 16 << 20
-)
-
 // decode reads a JSON body of at most limit bytes, refusing unknown
 // fields so a misspelt field is an error rather than silently dropped.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
@@ -358,12 +354,7 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &httpError{status: http.StatusRequestEntityTooLarge, code: "TooLarge",
-				msg: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
-		}
-		return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: " + err.Error()}
+		return bodyErr(r, err)
 	}
 	if dec.More() {
 		return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: trailing data after the JSON value"}
@@ -387,26 +378,15 @@ func (t taskIn) definition() taskdef.Task {
 	return d
 }
 
-type graphIn struct {
-	GraphID string `json:"graphId"`
-	Name    string `json:"name"`
-	Owner   string `json:"owner"`
-	Tasks   []struct {
-		TaskID string `json:"taskId"`
-		Task   taskIn `json:"task"`
-	} `json:"tasks"`
-}
-
+// createGraph streams the body into the queue's graph builder (see
+// decodeGraph): the body is capped by route at max_graph_bytes, and the
+// graph is held only as the queue's encoding while it is created.
 func (s *Server) createGraph(w http.ResponseWriter, r *http.Request) error {
-	var in graphIn
-	if err := decode(w, r, s.cfg.MaxGraphBytes, &in); err != nil {
+	b := s.q.NewGraphBuilder()
+	if err := decodeGraph(r, b); err != nil {
 		return err
 	}
-	g := taskdef.Graph{GraphID: in.GraphID, Name: in.Name, Owner: in.Owner, Tasks: make([]taskdef.GraphTask, len(in.Tasks))}
-	for i, t := range in.Tasks {
-		g.Tasks[i] = taskdef.GraphTask{TaskID: t.TaskID, Task: t.Task.definition()}
-	}
-	st, err := s.q.CreateGraph(r.Context(), g)
+	st, err := b.Create(r.Context())
 	if err != nil {
 		return err
 	}
