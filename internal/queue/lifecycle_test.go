@@ -374,9 +374,15 @@ func TestReportsAndLateReports(t *testing.T) {
 			}
 			// Any other report or reclaim for that run is refused 409.
 			for name, f := range map[string]func() error{
-				"completed": func() error { _, err := q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{}); return err },
-				"reclaim":   func() error { _, err := q.Reclaim(bg, c.TaskID, c.RunID, c.RunToken, taskdef.Stats{}); return err },
-				"run 7":     func() error { _, err := q.ReportFailed(bg, c.TaskID, 7, c.RunToken, taskdef.ReportRequest{}); return err },
+				"completed": func() error {
+					_, err := q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{})
+					return err
+				},
+				"reclaim": func() error { _, err := q.Reclaim(bg, c.TaskID, c.RunID, c.RunToken, taskdef.Stats{}); return err },
+				"run 7": func() error {
+					_, err := q.ReportFailed(bg, c.TaskID, 7, c.RunToken, taskdef.ReportRequest{})
+					return err
+				},
 			} {
 				if err := f(); !errors.Is(err, ErrRunNotCurrent) || !errors.Is(err, ErrConflict) {
 					t.Errorf("%s after report: %v, want ErrRunNotCurrent", name, err)

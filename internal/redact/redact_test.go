@@ -35,10 +35,10 @@ func TestText(t *testing.T) {
 func TestURLString(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		signed:                            "127.0.0.1:9000/art/T1/0/public/logs/live.log",
+		signed:                           "127.0.0.1:9000/art/T1/0/public/logs/live.log",
 		"http://user:pw@h:1/a%20b?q=1#f": "h:1/a%20b",
-		"not a url?q=1":                   "not a url",
-		"%zz?X-Amz-Signature=1":           "%zz",
+		"not a url?q=1":                  "not a url",
+		"%zz?X-Amz-Signature=1":          "%zz",
 	} {
 		if got := URLString(in); got != want {
 			t.Errorf("URLString(%q) = %q, want %q", in, got, want)
