@@ -44,21 +44,28 @@ func hashRunToken(tok string) []byte {
 // has no hash and no token matches it: its worker (an old one) cannot
 // report it, so it expires at the end of its lease and the task runs
 // again, which is the cost of opening an old database.
+//
+// A run never claimed (pending, or resolved before a claim) has no owner
+// and no token; the check leaves it to the caller, which refuses it as not
+// running.
 func checkRunToken(taskID string, r *taskdef.Run, token string) error {
+	if r.Started == nil {
+		return nil
+	}
 	owner := "the worker that claimed it"
 	if r.WorkerID != "" {
 		owner = fmt.Sprintf("the worker that claimed it (%s/%s)", r.WorkerGroup, r.WorkerID)
 	}
 	switch {
 	case len(r.TokenHash) == 0:
-		return fmt.Errorf("%w: task %s run %d belongs to %s and was claimed before run tokens existed, so no call may act for it; it expires and the task runs again",
-			ErrNotRunOwner, taskID, r.RunID, owner)
+		return notOwner("task %s run %d belongs to %s and was claimed before run tokens existed, so no call may act for it; it expires and the task runs again",
+			taskID, r.RunID, owner)
 	case token == "":
-		return fmt.Errorf("%w: task %s run %d belongs to %s; this call carried no run token (the %s header with the runToken of the claim)",
-			ErrNotRunOwner, taskID, r.RunID, owner, taskdef.RunTokenHeader)
+		return notOwner("task %s run %d belongs to %s; this call carried no run token (the %s header with the runToken of the claim)",
+			taskID, r.RunID, owner, taskdef.RunTokenHeader)
 	case subtle.ConstantTimeCompare(hashRunToken(token), r.TokenHash) != 1:
-		return fmt.Errorf("%w: task %s run %d belongs to %s; this call's run token is not that run's",
-			ErrNotRunOwner, taskID, r.RunID, owner)
+		return notOwner("task %s run %d belongs to %s; this call's run token is not that run's",
+			taskID, r.RunID, owner)
 	}
 	return nil
 }
@@ -92,6 +99,22 @@ func (q *Queue) AuthorizeRun(ctx context.Context, taskID string, runID int, toke
 		if runID < 0 || runID >= len(t.Runs) {
 			return notFoundf("task %s has no run %d", taskID, runID)
 		}
-		return checkRunToken(taskID, &t.Runs[runID], token)
+		r := &t.Runs[runID]
+		if r.Started == nil {
+			return fmt.Errorf("%w: task %s run %d was never claimed (it is %s), so no worker may create its artifacts",
+				ErrRunNotCurrent, taskID, runID, r.State)
+		}
+		return checkRunToken(taskID, r, token)
 	})
+}
+
+// notOwnerError is an ErrNotRunOwner whose message says whose run it is
+// and what the call lacked, without the sentinel's words repeated.
+type notOwnerError struct{ msg string }
+
+func (e *notOwnerError) Error() string        { return e.msg }
+func (e *notOwnerError) Is(target error) bool { return target == ErrNotRunOwner }
+
+func notOwner(format string, args ...any) error {
+	return &notOwnerError{msg: fmt.Sprintf(format, args...)}
 }

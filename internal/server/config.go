@@ -94,6 +94,11 @@ type Config struct {
 	// ArtifactGrace is how long after a run resolved its worker may still
 	// create artifacts for it (the final log after an exception report).
 	ArtifactGrace Duration `yaml:"artifact_grace,omitempty"`
+	// ArtifactPutTTL is how long a presigned artifact upload URL is valid
+	// (default 15m). The worker PUTs as soon as it gets the URL, and S3
+	// checks the expiry when an upload starts, not when it ends; a short
+	// life bounds what a URL that leaked is worth.
+	ArtifactPutTTL Duration `yaml:"artifact_put_ttl,omitempty"`
 	// MaxGraphBytes bounds the body of POST /api/v1/graphs.
 	MaxGraphBytes int64 `yaml:"max_graph_bytes,omitempty"`
 }
@@ -127,6 +132,10 @@ const (
 	// DefaultArtifactGrace lets a worker upload its final log after its
 	// report.
 	DefaultArtifactGrace = 10 * time.Minute
+	// DefaultArtifactPutTTL is the life of a presigned upload URL.
+	DefaultArtifactPutTTL = 15 * time.Minute
+	// maxArtifactPutTTL is SigV4's limit on a presigned URL's life.
+	maxArtifactPutTTL = 7 * 24 * time.Hour
 	// DefaultMaxGraphBytes fits a 10,000-task graph with long input lists.
 	DefaultMaxGraphBytes = 256 << 20
 	// DefaultArtifactBucket is the bucket a generated config names.
@@ -152,6 +161,12 @@ func (c *Config) Normalize(name string) error {
 	}
 	if c.ArtifactGrace <= 0 {
 		c.ArtifactGrace = Duration(DefaultArtifactGrace)
+	}
+	if c.ArtifactPutTTL <= 0 {
+		c.ArtifactPutTTL = Duration(DefaultArtifactPutTTL)
+	}
+	if time.Duration(c.ArtifactPutTTL) > maxArtifactPutTTL {
+		return fmt.Errorf("%s: artifact_put_ttl %s is longer than S3's limit of 7 days (168h); the default is %s", name, time.Duration(c.ArtifactPutTTL), DefaultArtifactPutTTL)
 	}
 	if c.MaxGraphBytes <= 0 {
 		c.MaxGraphBytes = DefaultMaxGraphBytes
