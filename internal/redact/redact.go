@@ -11,6 +11,7 @@ package redact
 
 import (
 	"errors"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -129,4 +130,23 @@ func Text(s string) string {
 	return strayParam.ReplaceAllStringFunc(s, func(m string) string {
 		return m[:strings.IndexByte(m, '=')+1] + "REDACTED"
 	})
+}
+
+// ReplaceAttr is a slog.HandlerOptions.ReplaceAttr that passes string and
+// error values through Text, so a log line never carries a presigned URL
+// even when an error from outside this module quotes one.
+func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); Text(s) != s {
+			a.Value = slog.StringValue(Text(s))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			if s := err.Error(); Text(s) != s {
+				a.Value = slog.StringValue(Text(s))
+			}
+		}
+	}
+	return a
 }
