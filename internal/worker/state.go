@@ -25,8 +25,8 @@ import (
 // (0700, files 0600) and lies outside the scratch root, whose task dirs
 // are bind-mounted into the jobs' containers.
 
-// restartMessage is the message of a run a restarted worker hands back.
-const restartMessage = "the worker restarted; the queue runs the task again"
+// RestartMessage is the message of a run a restarted worker hands back.
+const RestartMessage = "the worker restarted; the queue runs the task again"
 
 // runRecord is one held run.
 type runRecord struct {
@@ -178,7 +178,7 @@ func (w *Worker) handBack(ctx context.Context) {
 		log := w.log.With("task", r.TaskID, "run", r.RunID)
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		resp, err := w.cfg.Queue.Run(r.TaskID, r.RunID, r.RunToken).ReportException(rctx, taskdef.ReportRequest{
-			Reason: taskdef.ReasonWorkerShutdown, Message: restartMessage,
+			Reason: taskdef.ReasonWorkerShutdown, Message: RestartMessage,
 		})
 		switch {
 		case err == nil:
