@@ -165,7 +165,6 @@ func TestFailedUploadLeaksNoPresignedURL(t *testing.T) {
 		assertNoPresigned(t, "the monitor page", string(body))
 	}
 
-
 	// The worker's own log: it warned about the refused live-log upload,
 	// with S3's code and message, and the cut one, with host and path.
 	logs := c.Logs.String()
