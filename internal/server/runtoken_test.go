@@ -224,3 +224,59 @@ func TestClaimAnswerCarriesRunTokenOnce(t *testing.T) {
 		t.Error("the server's log has the run token")
 	}
 }
+
+// TestArtifactPutTTL checks the presigned upload URL's life: the config's
+// artifact_put_ttl, 15 minutes by default, S3's 7 days at most.
+func TestArtifactPutTTL(t *testing.T) {
+	t.Parallel()
+	c := Config{Tokens: []Token{{Name: "w", Role: RoleWork, Token: workTok}}}
+	if err := c.Normalize("test"); err != nil || time.Duration(c.ArtifactPutTTL) != 15*time.Minute {
+		t.Fatalf("default artifact_put_ttl %s (%v), want 15m", time.Duration(c.ArtifactPutTTL), err)
+	}
+	c.ArtifactPutTTL = Duration(8 * 24 * time.Hour)
+	if err := c.Normalize("test"); err == nil || !strings.Contains(err.Error(), "artifact_put_ttl") {
+		t.Fatalf("8 days: %v, want a refusal naming artifact_put_ttl", err)
+	}
+
+	m := miniotest.Start(t, "artifacts")
+	ctx := ctxT(t)
+	e := newEnv(t, envOpts{s3: m.S3, bucket: "artifacts"})
+	if _, err := e.submit.CreateGraph(ctx, testGraph(1, e.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := e.work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w"}, 0)
+	if err != nil || len(cl) != 1 {
+		t.Fatal(err)
+	}
+	ar, err := e.work.Claimed(cl[0]).CreateArtifact(ctx, taskdef.LiveLogArtifact, "text/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ar.PutURL, "X-Amz-Expires=900&") || !ar.Expires.Equal(e.clock.Now().Add(15*time.Minute)) {
+		t.Fatalf("put URL %s expires %s, want 900 s from now", ar.PutURL, ar.Expires)
+	}
+}
+
+// TestReportMessageScrubbed reports a failure whose message quotes a
+// presigned URL: the stored message, as every reader sees it, has the
+// URL's host and path only.
+func TestReportMessageScrubbed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	ctx := ctxT(t)
+	if _, err := e.submit.CreateGraph(ctx, testGraph(1, e.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := e.work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w"}, 0)
+	if err != nil || len(cl) != 1 {
+		t.Fatal(err)
+	}
+	msg := `upload: Put "http://s3.example:9000/artifacts/art/x/0/public/result.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2Fx&X-Amz-Signature=ff00": EOF`
+	if _, err := e.work.Claimed(cl[0]).ReportFailed(ctx, taskdef.ReportRequest{Message: msg}); err != nil {
+		t.Fatal(err)
+	}
+	_, body := do(t, e, routeCase{method: "GET", path: "/api/v1/tasks/" + cl[0].TaskID}, "")
+	if strings.Contains(body, "X-Amz") || !strings.Contains(body, `http://s3.example:9000/artifacts/art/x/0/public/result.txt\": EOF`) {
+		t.Fatalf("status %s", body)
+	}
+}
