@@ -56,6 +56,7 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	rec := sampleRec()
 	f.Add(encodeTask(&rec))
+	f.Add(encodeTaskVersion(&rec, taskRecVersionV1))
 	f.Add(encodeTask(&taskRec{}))
 	g := graphRec{Name: "n", Counts: map[taskdef.TaskState]int{sPending: 1}}
 	f.Add(encodeGraph(&g))

@@ -4,11 +4,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/clocktest"
 	"github.com/af-project/af/internal/taskdef"
 	bolt "go.etcd.io/bbolt"
 )
@@ -168,15 +170,33 @@ func TestRunTokenClaims(t *testing.T) {
 	}
 }
 
-// TestOldRunExpiresAndReruns opens the state of an old database (a running
-// run with no token hash): the run cannot be reported, expires at the end
-// of its lease, and the task's next run works with its token.
+// TestOldRunExpiresAndReruns opens a database written before run tokens
+// (a running run whose record has no token hash, rewritten as version 1
+// and the file reopened, as an upgrade does): it opens, the run cannot be
+// reported, it expires at the end of its lease, and the task's next run
+// works with its token.
 func TestOldRunExpiresAndReruns(t *testing.T) {
 	t.Parallel()
-	q, clk := newQueue(t)
+	path := filepath.Join(t.TempDir(), "queue.db")
+	clk := clocktest.New(t0)
+	q, err := Open(path, Options{Clock: clk, LeaseDuration: testLease})
+	if err != nil {
+		t.Fatal(err)
+	}
 	id := oneTask(t, q, 1)
 	c := claimOne(t, q)
 	stripTokenHash(t, q, id)
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = Open(path, Options{Clock: clk, LeaseDuration: testLease})
+	if err != nil {
+		t.Fatalf("an old database does not open: %v", err)
+	}
+	defer q.Close()
+	if s := mustTask(t, q, id); s.State != sRunning || s.Runs[0].WorkerID != worker.WorkerID {
+		t.Fatalf("old run after reopening: %s %v", s.State, runSummary(s))
+	}
 	if _, err := q.ReportCompleted(bg, id, c.RunID, c.RunToken, taskdef.ReportRequest{}); !errors.Is(err, ErrNotRunOwner) {
 		t.Fatalf("old run reported: %v", err)
 	}
@@ -194,6 +214,7 @@ func TestOldRunExpiresAndReruns(t *testing.T) {
 	if s := mustTask(t, q, id); s.State != sCompleted || s.Runs[0].ReasonResolved != taskdef.ReasonClaimExpired {
 		t.Fatalf("task %s %v", s.State, runSummary(s))
 	}
+	checkConsistent(t, q)
 }
 
 // TestTaskRecordV1Decodes reads a task record written before run tokens.
@@ -236,5 +257,22 @@ func TestReportMessageRedacted(t *testing.T) {
 	want := `upload live.log: Put "http://127.0.0.1:9000/art/x/0/public/logs/live.log": connection refused`
 	if got != want {
 		t.Fatalf("stored %q, want %q", got, want)
+	}
+}
+
+// TestAuthorizeRunNeverClaimed refuses artifacts of a run no worker
+// claimed (pending, or canceled while pending): it has no owner.
+func TestAuthorizeRunNeverClaimed(t *testing.T) {
+	t.Parallel()
+	q, _ := newQueue(t)
+	id := oneTask(t, q, 0)
+	if err := q.AuthorizeRun(bg, id, 0, ""); !errors.Is(err, ErrRunNotCurrent) || !strings.Contains(err.Error(), "never claimed") {
+		t.Fatalf("pending run: %v", err)
+	}
+	if err := q.AuthorizeRun(bg, id, 1, ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing run: %v", err)
+	}
+	if err := q.AuthorizeRun(bg, "task-none", 0, ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing task: %v", err)
 	}
 }
