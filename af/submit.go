@@ -49,10 +49,22 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 Runs the job in IMAGE (a job image on the workers, e.g. af/os-count) over the
 input files FILTER.json selects. af queries the file index, mints temporary
-S3 credentials that can only read the inputs, seals them to the worker pool's
-key, balances the files into mapper tasks feeding one reducer, and posts the
-graph. It prints the graph id and the monitor page's URL; with --wait it
-follows the graph and prints the result.
+S3 credentials, seals them to the worker pool's key, balances the files into
+mapper tasks feeding one reducer, and posts the graph. It prints the graph
+id and the monitor page's URL; with --wait it follows the graph and prints
+the result.
+
+The credentials can only read (s3:GetObject; no listing, no writes) the keys
+under the smallest set of key prefixes covering the selected files: one per
+combination of dimension values the filter kept, e.g.
+saved_session/Firefox/release/40.0/20150101000000.20150105., so a file the
+filter did not select is readable only if it shares every dimension value
+with a selected one. When those prefixes do not fit STS's 2,048-character
+session policy, af drops dimensions from the end, one level at a time, and
+says so. They expire --credentials-ttl after submission: by default the
+graph's --deadline plus 10 minutes (at most 12 hours for assume-role). They
+are sealed to this graph: workers refuse them in any other graph, for inputs
+outside those prefixes, or at an S3 endpoint other than the workers' own.
 
 Flags:
 `)
@@ -68,7 +80,7 @@ Flags:
 	deadline := fs.Duration("deadline", submit.DefaultDeadline, "the whole graph must finish within this")
 	pubKey := fs.String("public-key", envOr("AF_PUBLIC_KEY", ""), "the worker pool's public key file af.pub (env AF_PUBLIC_KEY; default: the key the queue publishes)")
 	indexDB := fs.String("index-db", "", "query this local index file instead of the queue's index")
-	ttl := fs.Duration("credentials-ttl", creds.DefaultTTL, "lifetime of the job's S3 credentials (must outlive the deadline)")
+	ttl := fs.Duration("credentials-ttl", 0, "lifetime of the job's S3 credentials (default: --deadline plus 10m, at most 12h for assume-role, 36h for federation-token; a shorter one shortens the deadline to fit)")
 	mode := fs.String("credentials-mode", "assume-role", "how credentials are minted: assume-role or federation-token")
 	roleARN := fs.String("role-arn", envOr("AF_ROLE_ARN", ""), "role to assume on AWS (env AF_ROLE_ARN)")
 	wait := fs.Bool("wait", false, "follow the graph to its end and print the result")
@@ -133,6 +145,7 @@ Flags:
 	monitor := submit.MonitorURL(q.BaseURL(), plan.Graph.GraphID)
 	fmt.Fprintf(stdout, "graph %s posted: %d mapper tasks + 1 reducer over %d files, %s from s3://%s/%s (in %s)\n",
 		plan.Graph.GraphID, plan.Mappers, plan.Files, units.Bytes(plan.Bytes), plan.Bucket, plan.Prefix, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "%s, until %s\n", plan.Scope.Describe(), plan.CredentialsExpire.UTC().Format(time.RFC3339))
 	fmt.Fprintf(stdout, "monitor: %s\n", monitor)
 	if !*wait {
 		fmt.Fprintf(stdout, "follow it with: af status %s   result: af result %s\n", plan.Graph.GraphID, plan.Graph.GraphID)

@@ -82,7 +82,7 @@ say "building the file index through af serve"
 say "starting two workers"
 for w in 1 2; do
 	start "worker$w" "$bin/worker" --token "$WORK_TOKEN" --key "$state/keys/af.key" --worker-id "demo-worker-$w" \
-		--worker-group demo --scratch "$state/scratch-$w" --smtp "smtp://127.0.0.1:$SMTP_PORT?starttls=never&from=af@localhost"
+		--s3-endpoint "$AWS_ENDPOINT_URL" --worker-group demo --scratch "$state/scratch-$w" --smtp "smtp://127.0.0.1:$SMTP_PORT?starttls=never&from=af@localhost"
 done
 
 status=0

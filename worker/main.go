@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/notify"
@@ -62,6 +63,20 @@ func envDuration(key string, def time.Duration) time.Duration {
 	return def
 }
 
+// bytesFlag is a size flag: ParseBytes reads it, FormatBytes prints it.
+type bytesFlag int64
+
+func (b *bytesFlag) String() string { return worker.FormatBytes(int64(*b)) }
+
+func (b *bytesFlag) Set(s string) error {
+	n, err := worker.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = bytesFlag(n)
+	return nil
+}
+
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	host, _ := os.Hostname()
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
@@ -97,9 +112,44 @@ Flags (each also read from the environment variable shown):
 	parallel := fs.Int("download-parallel", envInt("AF_DOWNLOAD_PARALLEL", 4), "input files a task downloads and decompresses at once (AF_DOWNLOAD_PARALLEL)")
 	gzipFlag := fs.String("gzip", env("AF_GZIP", "auto"), "gzip decoder: auto (ISA-L when this build and host have it, else Go), isal, or go (AF_GZIP)")
 	grace := fs.Duration("grace", envDuration("AF_GRACE", 30*time.Second), "how long running tasks may finish after SIGTERM; a second signal stops at once (AF_GRACE)")
+	s3Endpoint := fs.String("s3-endpoint", os.Getenv("AF_WORKER_S3_ENDPOINT"), "the S3 endpoint job inputs are read from, e.g. http://127.0.0.1:9000 for MinIO; tasks whose sealed credentials name another are refused (default: this host's AWS configuration: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the profile's endpoint_url, else AWS S3 in AWS_REGION) (AF_WORKER_S3_ENDPOINT)")
 	logLevel := fs.String("log-level", env("AF_LOG_LEVEL", "info"), "debug, info, warn or error (AF_LOG_LEVEL)")
+	ceil := worker.DefaultCeilings()
+	mem := bytesFlag(ceil.MemoryBytes)
+	cpus, pids, runTime := ceil.CPUs, ceil.Pids, ceil.RunTime
+	reapEvery := runner.DefaultReapEvery
+	// The environment's values are parsed strictly: a ceiling silently
+	// left at its default because of a typo would be a surprise.
+	for _, e := range []struct {
+		name string
+		set  func(string) error
+	}{
+		{"AF_MAX_TASK_MEMORY", mem.Set},
+		{"AF_MAX_TASK_CPUS", func(v string) (err error) { cpus, err = strconv.ParseFloat(v, 64); return }},
+		{"AF_MAX_TASK_PIDS", func(v string) (err error) { pids, err = strconv.ParseInt(v, 10, 64); return }},
+		{"AF_MAX_RUN_TIME", func(v string) (err error) { runTime, err = time.ParseDuration(v); return }},
+		{"AF_REAP_EVERY", func(v string) (err error) { reapEvery, err = time.ParseDuration(v); return }},
+	} {
+		if v := os.Getenv(e.name); v != "" {
+			if err := e.set(v); err != nil {
+				return fmt.Errorf("%s=%q: %w", e.name, v, err)
+			}
+		}
+	}
+	fs.Var(&mem, "max-task-memory", "most memory a task may ask for (payload.limits.memoryBytes), like 8GiB or 512MiB; default: 8GiB, or half the host's RAM if less; a task asking more is refused as malformed-payload (AF_MAX_TASK_MEMORY)")
+	fs.Float64Var(&cpus, "max-task-cpus", cpus, "most CPUs a task may ask for (payload.limits.cpus); default: the host's CPUs, which is also the most Docker allows (AF_MAX_TASK_CPUS)")
+	fs.Int64Var(&pids, "max-task-pids", pids, "most processes and threads a task may ask for (payload.limits.pids); tasks that ask nothing get 256 (AF_MAX_TASK_PIDS)")
+	fs.DurationVar(&runTime, "max-run-time", runTime, "longest run time a task may ask for (payload.maxRunTime) (AF_MAX_RUN_TIME)")
+	fs.DurationVar(&reapEvery, "reap-every", reapEvery, fmt.Sprintf("how often to remove job containers of any worker on this Docker engine that are more than %s past their max run time (their worker died) (AF_REAP_EVERY)", runner.DefaultReapGrace))
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	ceilings := worker.Ceilings{MemoryBytes: int64(mem), CPUs: cpus, Pids: pids, RunTime: runTime}
+	if err := ceilings.Check(); err != nil {
+		return err
+	}
+	if reapEvery <= 0 {
+		return fmt.Errorf("--reap-every %s must be positive", reapEvery)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -135,6 +185,10 @@ Flags (each also read from the environment variable shown):
 	if err != nil {
 		return err
 	}
+	s3At, err := awsconf.ResolveWorkerS3(ctx, *s3Endpoint)
+	if err != nil {
+		return fmt.Errorf("--s3-endpoint: %w", err)
+	}
 	smtpCfg, err := notify.ParseFlag(*smtpFlag, os.Getenv)
 	if err != nil {
 		return err
@@ -152,14 +206,23 @@ Flags (each also read from the environment variable shown):
 	if err != nil {
 		return err
 	}
+	logger.Info("reading job inputs from S3", "endpoint", endpointOrAWS(s3At.Endpoint), "region", s3At.Region)
 	w, err := worker.New(worker.Config{
-		Queue: queueclient.New(*queueURL, *token), Key: key, Docker: docker, Runner: rn, Mailer: mailer,
+		Queue: queueclient.New(*queueURL, *token), Key: key, S3: s3At, Docker: docker, Runner: rn, Mailer: mailer,
 		MonitorURL: *monitorURL, WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
 		StateDir: *stateDir,
 		Input:    mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
+		Ceilings: ceilings, ReapEvery: reapEvery,
 	})
 	if err != nil {
 		return err
 	}
 	return w.Run(ctx)
+}
+
+func endpointOrAWS(ep string) string {
+	if ep == "" {
+		return "AWS"
+	}
+	return ep
 }

@@ -21,7 +21,7 @@ func TestHelpNeverPrintsTheToken(t *testing.T) {
 	if strings.Contains(out.String(), "secret-work-token-value") {
 		t.Fatalf("--help printed the token:\n%s", out.String())
 	}
-	for _, want := range []string{"--queue URL --token T --key af.key", "AF_QUEUE_URL", "-capacity"} {
+	for _, want := range []string{"--queue URL --token T --key af.key", "AF_QUEUE_URL", "-capacity", "-s3-endpoint", "AF_WORKER_S3_ENDPOINT", "AWS_ENDPOINT_URL"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}

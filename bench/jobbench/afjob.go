@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/af-project/af/internal/awsconf"
-	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
@@ -38,9 +37,10 @@ type jobRun struct {
 	workerCPU, containerCPU time.Duration
 }
 
-// sealedCredentials mints read-only credentials for the input prefix with
-// MinIO's STS and seals them to the pool key, as `af submit` does.
-func (e *env) sealedCredentials(ctx context.Context) (string, error) {
+// sealedCredentials mints read-only credentials for the files with
+// MinIO's STS and seals them, bound to graphID, to the pool key, as `af
+// submit` does (submit.SealCredentials).
+func (e *env) sealedCredentials(ctx context.Context, graphID string, files []taskdef.InputFile) (string, error) {
 	cfg, err := awsconf.Load(ctx, awsconf.Options{
 		Endpoint: e.minio.Endpoint, Region: awsconf.DefaultRegion,
 		AccessKeyID: miniotest.RootUser, SecretAccessKey: miniotest.RootPassword,
@@ -48,21 +48,30 @@ func (e *env) sealedCredentials(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cr, err := creds.Mint(ctx, cfg, creds.MintRequest{Bucket: inputBucket, Prefix: dataPrefix + "/", TTL: time.Hour})
+	sc, err := submit.SealCredentials(ctx, cfg, e.pub, submit.CredentialsRequest{
+		GraphID: graphID, Bucket: inputBucket, Prefix: dataPrefix + "/", Schema: layout.Telemetry().Fields, Files: files, TTL: time.Hour,
+	})
 	if err != nil {
 		return "", err
 	}
-	return creds.Seal(cr, e.pub)
+	return sc.Sealed, nil
 }
 
 // runJob submits the os-count graph of image over the set and waits for it.
-func (e *env) runJob(ctx context.Context, set *synth.Set, image string, filesPerTask int, sealed string) (jobRun, error) {
+func (e *env) runJob(ctx context.Context, set *synth.Set, image string, filesPerTask int) (jobRun, error) {
 	files := make([]taskdef.InputFile, len(set.Files))
 	for i, f := range set.Files {
 		files[i] = taskdef.InputFile{Key: f.Key, Size: int64(len(f.Body))}
 	}
+	// Credentials are sealed to their graph, so each run mints its own
+	// (before the timed span, which starts at graph creation).
+	graphID := taskdef.NewID()
+	sealed, err := e.sealedCredentials(ctx, graphID, files)
+	if err != nil {
+		return jobRun{}, err
+	}
 	g, err := submit.BuildGraph(submit.GraphOptions{
-		Name: "os-count bench", Owner: "bench@example.com", Image: image, Bucket: inputBucket, Prefix: dataPrefix + "/",
+		GraphID: graphID, Name: "os-count bench", Owner: "bench@example.com", Image: image, Bucket: inputBucket, Prefix: dataPrefix + "/",
 		Schema: layout.Telemetry().Fields, Files: files, MaxFilesPerTask: filesPerTask,
 		// Files per task alone shape the loads (one mapper per slot).
 		MaxLoadBytes:      1 << 50,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/miniotest"
@@ -182,7 +183,7 @@ func (e *env) startWorkers(n, capacity int, gz decompress.GzipDecoder) error {
 		}
 		w, err := worker.New(worker.Config{
 			Queue: queueclient.New(e.url, e.workToken),
-			Key:   e.key, Docker: e.docker, Runner: rn, Decompress: opener,
+			Key:   e.key, S3: awsconf.WorkerS3{Endpoint: e.minio.Endpoint}, Docker: e.docker, Runner: rn, Decompress: opener,
 			WorkerGroup: "bench", WorkerID: id, Capacity: capacity,
 			ScratchRoot: filepath.Join(e.dir, "scratch-"+id), Logger: log,
 		})

@@ -187,12 +187,6 @@ func run(c config, out io.Writer) error {
 		return nil
 	}
 
-	var sealed string
-	if anyJob {
-		if sealed, err = e.sealedCredentials(ctx); err != nil {
-			return err
-		}
-	}
 	jobs := map[string]jobRun{}
 	var loadsRate float64 // json.loads alone, MB per CPU second
 	cc := startContainerCPU(e.docker, "bench-")
@@ -275,7 +269,7 @@ func run(c config, out io.Writer) error {
 			if err != nil {
 				return err
 			}
-			jr, err := e.runJob(ctx, set, j.image, c.filesPerTask, sealed)
+			jr, err := e.runJob(ctx, set, j.image, c.filesPerTask)
 			jr.gzip = e.pool.opener.Gzip()
 			stopProfile()
 			if err != nil {

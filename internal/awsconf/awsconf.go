@@ -7,11 +7,13 @@ package awsconf
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -97,4 +99,81 @@ func S3(cfg aws.Config) *s3.Client {
 // STS returns an STS client for cfg.
 func STS(cfg aws.Config) *sts.Client {
 	return sts.NewFromConfig(cfg)
+}
+
+// WorkerS3 is where a worker reads job inputs: the endpoint and region its
+// own configuration names, never what a task says.
+type WorkerS3 struct {
+	// Endpoint is the S3 endpoint URL; "" is AWS's regional S3.
+	Endpoint string
+	// Region is the worker's region, "" when its configuration names none
+	// (the job's region is then used, once checked for shape).
+	Region string
+}
+
+// ResolveWorkerS3 reads the S3 endpoint and region the standard AWS
+// configuration gives this process: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+// the shared config's endpoint_url (services section included), and
+// AWS_REGION or the profile's region. flagEndpoint, when set, wins.
+func ResolveWorkerS3(ctx context.Context, flagEndpoint string) (WorkerS3, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return WorkerS3{}, fmt.Errorf("load aws config: %w", err)
+	}
+	w := WorkerS3{Region: cfg.Region}
+	if flagEndpoint != "" {
+		w.Endpoint = flagEndpoint
+	} else {
+		// The S3 client applies the service-specific sources
+		// (AWS_ENDPOINT_URL_S3, [services] in the shared config) over
+		// BaseEndpoint; reading its options sees exactly what it would use.
+		if ep := s3.NewFromConfig(cfg).Options().BaseEndpoint; ep != nil {
+			w.Endpoint = *ep
+		}
+	}
+	if w.Endpoint != "" {
+		n, err := NormalizeEndpoint(w.Endpoint)
+		if err != nil {
+			return WorkerS3{}, err
+		}
+		w.Endpoint = n
+	}
+	return w, nil
+}
+
+// NormalizeEndpoint puts an endpoint URL in the form endpoints are
+// compared in: lowercase scheme and host, no trailing slash, no user,
+// query or fragment allowed.
+func NormalizeEndpoint(ep string) (string, error) {
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("S3 endpoint %q is not an http(s) URL like http://127.0.0.1:9000", ep)
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// PinnedS3 returns an S3 client for cfg that talks to endpoint and nowhere
+// else: the endpoint is set after every configuration source has been
+// applied ("" means AWS's regional endpoint for cfg.Region), and its HTTP
+// client follows no redirect (the SDK's default follows 307 and 308 to
+// any host).
+func PinnedS3(cfg aws.Config, endpoint string) *s3.Client {
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if endpoint == "" {
+			o.BaseEndpoint = nil
+		} else {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.UsePathStyle = usePathStyle(endpoint)
+		o.HTTPClient = noRedirectClient
+	})
+}
+
+// noRedirectClient is the SDK's transport with redirects refused: the
+// response comes back to the SDK as the error it is.
+var noRedirectClient = &http.Client{
+	Transport: awshttp.NewBuildableClient().GetTransport(),
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
 }

@@ -191,6 +191,9 @@ type WorkerOptions struct {
 	Capacity int
 	Input    runner.InputMode
 	Grace    time.Duration
+	// ReapEvery and ReapGrace tune the expired-container reaper
+	// (worker.Config); zero takes the defaults.
+	ReapEvery, ReapGrace time.Duration
 }
 
 // Worker is an in-process worker.
@@ -228,9 +231,10 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 	}
 	w, err := worker.New(worker.Config{
 		Queue: queueclient.New(c.URL, c.WorkToken, queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond)),
-		Key:   c.Key, Docker: d, Runner: rn, Mailer: mailer, MonitorURL: c.URL,
+		Key:   c.Key, S3: awsconf.WorkerS3{Endpoint: c.MinIO.Endpoint}, Docker: d, Runner: rn, Mailer: mailer, MonitorURL: c.URL,
 		WorkerGroup: "test", WorkerID: id, Capacity: o.Capacity, ScratchRoot: filepath.Join(c.Dir, "scratch-"+id),
 		Input: o.Input, Grace: o.Grace, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,
+		ReapEvery: o.ReapEvery, ReapGrace: o.ReapGrace,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 // Package creds makes the S3 credentials a job carries: temporary, scoped
-// to reading the job's input bucket and prefix, and sealed so that only the
-// worker pool can open them.
+// to reading (GetObject) the smallest set of key prefixes covering the
+// files the job selected (ScopeFor), and sealed, bound to the job's graph
+// and those prefixes, so that only the worker pool can open them and only
+// for that graph's inputs (Permits).
 //
 // af submit calls Mint (STS AssumeRole with a session policy, or
 // GetFederationToken) and Seal (an anonymous NaCl box to the pool's public
@@ -44,9 +46,15 @@ type Credentials struct {
 	Endpoint string
 	// Expiration is when STS stops honouring them.
 	Expiration time.Time
-	// Bucket and Prefix are the scope the session policy grants.
+	// Bucket and Prefix are the index's, as the task payloads name them.
 	Bucket string
 	Prefix string
+	// Prefixes are the key prefixes the session policy grants (GetObject
+	// on keys starting with one of them): Scope.Prefixes.
+	Prefixes []string
+	// GraphID is the graph they were minted for; Permits refuses them in
+	// any other.
+	GraphID string
 }
 
 // redactedView is what every printing path shows: the access key id is
@@ -61,12 +69,14 @@ type redactedView struct {
 	Expiration      time.Time `json:"expiration"`
 	Bucket          string    `json:"bucket,omitempty"`
 	Prefix          string    `json:"prefix,omitempty"`
+	Prefixes        []string  `json:"prefixes,omitempty"`
+	GraphID         string    `json:"graph_id,omitempty"`
 }
 
 func (c Credentials) view() redactedView {
 	v := redactedView{
 		AccessKeyID: c.AccessKeyID, Region: c.Region, Endpoint: c.Endpoint,
-		Expiration: c.Expiration, Bucket: c.Bucket, Prefix: c.Prefix,
+		Expiration: c.Expiration, Bucket: c.Bucket, Prefix: c.Prefix, Prefixes: c.Prefixes, GraphID: c.GraphID,
 	}
 	if c.SecretAccessKey != "" {
 		v.SecretAccessKey = redacted
@@ -79,15 +89,15 @@ func (c Credentials) view() redactedView {
 
 // String shows the scope and expiry, never the secret or token.
 func (c Credentials) String() string {
-	return fmt.Sprintf("credentials %s for s3://%s/%s (region %s, expires %s, secret and token redacted)",
-		c.AccessKeyID, c.Bucket, c.Prefix, c.Region, c.Expiration.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("credentials %s for graph %s, %d prefix(es) of s3://%s/%s (region %s, expires %s, secret and token redacted)",
+		c.AccessKeyID, c.GraphID, len(c.Prefixes), c.Bucket, c.Prefix, c.Region, c.Expiration.UTC().Format(time.RFC3339))
 }
 
 // GoString keeps %#v from dumping the fields.
 func (c Credentials) GoString() string {
-	return fmt.Sprintf("creds.Credentials{AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, Region:%q, Endpoint:%q, Expiration:%q, Bucket:%q, Prefix:%q}",
+	return fmt.Sprintf("creds.Credentials{AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, Region:%q, Endpoint:%q, Expiration:%q, Bucket:%q, Prefix:%q, Prefixes:%q, GraphID:%q}",
 		c.AccessKeyID, c.view().SecretAccessKey, c.view().SessionToken, c.Region, c.Endpoint,
-		c.Expiration.UTC().Format(time.RFC3339), c.Bucket, c.Prefix)
+		c.Expiration.UTC().Format(time.RFC3339), c.Bucket, c.Prefix, c.Prefixes, c.GraphID)
 }
 
 // Format routes every verb through String or GoString: without it %x, %d
@@ -113,6 +123,8 @@ func (c Credentials) LogValue() slog.Value {
 		slog.Time("expiration", v.Expiration),
 		slog.String("bucket", v.Bucket),
 		slog.String("prefix", v.Prefix),
+		slog.Any("prefixes", v.Prefixes),
+		slog.String("graph_id", v.GraphID),
 	)
 }
 
@@ -128,9 +140,10 @@ func (c Credentials) MarshalYAML() (any, error) {
 }
 
 // AWSConfig returns a config that uses exactly these credentials, region
-// and endpoint, for the worker's S3 downloads. The worker's own AWS
-// environment supplies only transport settings: an AWS_ENDPOINT_URL or
-// profile credentials on the worker host must not redirect a job's reads.
+// and endpoint. The worker first replaces Endpoint (and Region, when it
+// has one) with its own, after refusing an envelope that names another
+// endpoint: a submitter must not choose where the worker connects. The
+// host's AWS environment supplies only transport settings.
 func (c Credentials) AWSConfig(ctx context.Context) (aws.Config, error) {
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
 		return aws.Config{}, fmt.Errorf("%w: credentials have no access key id or secret", ErrMalformed)

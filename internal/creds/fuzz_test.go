@@ -4,9 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
-	"time"
 )
+
+// handMadeV2 is a minimal authentic version-2 envelope (access key "a").
+const handMadeV2 = `{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`
 
 // classified reports whether err is one of the sentinels Open promises:
 // every failure must be reportable as one of them.
@@ -30,6 +33,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add(base64.StdEncoding.EncodeToString(raw[keyIDLen:]))
 	f.Add(sealRaw(f, []byte(`{"v":2}`), pub))
 	f.Add(sealRaw(f, []byte(`{"v":1,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z"}`), pub))
+	f.Add(sealRaw(f, []byte(handMadeV2), pub))
 	f.Add("")
 	f.Add("====")
 	f.Add("afpub1:AAAA")
@@ -40,7 +44,7 @@ func FuzzOpen(f *testing.F) {
 			if !classified(err) {
 				t.Fatalf("unclassified error: %v", err)
 			}
-			if c != (Credentials{}) {
+			if !sameCreds(c, Credentials{}) || c.Prefixes != nil {
 				t.Fatalf("credentials returned with error %v", err)
 			}
 			return
@@ -48,8 +52,7 @@ func FuzzOpen(f *testing.F) {
 		if c.AccessKeyID == "a" {
 			return // the hand-made seed above: authentic, made with the key.
 		}
-		if c.AccessKeyID != want.AccessKeyID || c.SecretAccessKey != want.SecretAccessKey ||
-			c.SessionToken != want.SessionToken || !c.Expiration.Equal(want.Expiration) {
+		if !sameCreds(c, want) {
 			t.Fatalf("forged blob opened: %v", c)
 		}
 	})
@@ -63,7 +66,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	good, _ := encodeEnvelope(testCreds())
 	f.Add(good)
 	f.Add([]byte(`{"v":1,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z"}`))
-	f.Add([]byte(`{"v":2}`))
+	f.Add([]byte(handMadeV2))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefix":"p/","prefixes":["q/"]}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefix":"p/","prefixes":["p/*"]}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefix":"","prefixes":[""],"region":"evil.com/"}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefixes":null}`))
+	f.Add([]byte(`{"v":3}`))
 	f.Add([]byte(`{"v":"1"}`))
 	f.Add([]byte(`{"v":1e400}`))
 	f.Add([]byte(`{"v":1,"expiration":"x"}`))
@@ -82,6 +90,24 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.Expiration.IsZero() {
 			t.Fatalf("accepted unusable credentials: %#v", c)
 		}
+		// Whatever decodes satisfies validate: bound to a graph and to
+		// prefixes under its prefix, with a region that cannot steer a
+		// host name.
+		e := envelopeOf(c)
+		if err := e.validate(); err != nil {
+			t.Fatalf("accepted an envelope validate refuses: %v", err)
+		}
+		if c.GraphID == "" || len(c.Prefixes) == 0 || c.Bucket == "" {
+			t.Fatalf("accepted unbound credentials: %#v", c)
+		}
+		for _, p := range c.Prefixes {
+			if !strings.HasPrefix(p, c.Prefix) || strings.ContainsAny(p, "*?") {
+				t.Fatalf("accepted prefix %q outside %q or with a wildcard", p, c.Prefix)
+			}
+		}
+		if c.Region != "" && !regionRE.MatchString(c.Region) {
+			t.Fatalf("accepted region %q", c.Region)
+		}
 		again, err := encodeEnvelope(c)
 		if err != nil {
 			t.Fatalf("accepted credentials Seal refuses: %v", err)
@@ -93,13 +119,46 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if !c2.Expiration.Equal(c.Expiration) {
 			t.Fatalf("expiration changed: %v -> %v", c.Expiration, c2.Expiration)
 		}
-		c.Expiration, c2.Expiration = time.Time{}, time.Time{}
-		if c != c2 {
+		if !sameCreds(c, c2) {
 			t.Fatalf("round trip changed %#v into %#v", c, c2)
 		}
 		var probe map[string]json.RawMessage
 		if json.Unmarshal(data, &probe) != nil {
 			t.Fatalf("accepted non-object input %q", data)
+		}
+	})
+}
+
+// FuzzSealRoundTrip seals credentials built from arbitrary field values:
+// whatever Seal accepts must open to the same credentials, bound to the
+// same graph and prefixes; whatever it refuses must not be sealable.
+func FuzzSealRoundTrip(f *testing.F) {
+	pub, priv := testKeys()
+	tc := testCreds()
+	f.Add(tc.GraphID, tc.Bucket, tc.Prefix, tc.Prefixes[0], tc.Prefixes[1], tc.Region, tc.Endpoint)
+	f.Add("g", "bkt", "", "", "", "", "")
+	f.Add("g", "bkt", "p/", "q/", "p/x", "eu-west-1", "https://s3.example.com")
+	f.Add("", "bkt", "p/", "p/", "p/", "us-east-1", "")
+	f.Add("g\n", "Bad_Bucket", "p/*", "p/${x}", "p/", "x.evil.com#", "ftp://x")
+	f.Fuzz(func(t *testing.T, graph, bucket, prefix, p1, p2, region, endpoint string) {
+		c := testCreds()
+		c.GraphID, c.Bucket, c.Prefix, c.Prefixes, c.Region, c.Endpoint = graph, bucket, prefix, []string{p1, p2}, region, endpoint
+		blob, err := Seal(c, pub)
+		if err != nil {
+			return
+		}
+		got, err := Open(blob, priv, testNow)
+		if err != nil {
+			t.Fatalf("sealed credentials do not open: %v", err)
+		}
+		if !sameCreds(got, c) {
+			t.Fatalf("round trip changed %#v into %#v", c, got)
+		}
+		if err := got.Permits(graph, bucket, prefix, []string{p1 + "k", p2}); err != nil {
+			t.Fatalf("opened credentials refuse their own scope: %v", err)
+		}
+		if err := got.Permits(graph+"x", bucket, prefix, []string{p1}); err == nil {
+			t.Fatal("opened credentials accept another graph")
 		}
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -33,7 +35,22 @@ var (
 )
 
 // envelopeVersion is the only envelope format this build writes and reads.
-const envelopeVersion = 1
+// Version 2 binds the credentials to their graph and input scope; version
+// 1 envelopes carried neither and are refused.
+const envelopeVersion = 2
+
+// maxGraphID bounds the graph id an envelope may name (taskdef ids are 22
+// characters); maxScopePrefixes bounds its prefix list (a policy within
+// MaxSessionPolicy holds far fewer).
+const (
+	maxGraphID       = 128
+	maxScopePrefixes = 256
+)
+
+// regionRE is the shape of an AWS region ("eu-west-1"): the SDK puts it in
+// the S3 host name when the worker has no endpoint, so nothing else may
+// pass.
+var regionRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 
 // keyIDLen is how many bytes of the recipient key's SHA-256 precede the
 // sealed box. The public key is public, so naming it leaks nothing, and it
@@ -50,7 +67,7 @@ const maxBlob = 64 << 10
 const minSealed = keyIDLen + box.AnonymousOverhead + 2
 
 // envelope is the sealed JSON document. Field names are short and stable;
-// new optional fields may be added within version 1, anything else bumps
+// new optional fields may be added within version 2, anything else bumps
 // the version.
 type envelope struct {
 	V               int       `json:"v"`
@@ -60,12 +77,15 @@ type envelope struct {
 	Region          string    `json:"region,omitempty"`
 	Endpoint        string    `json:"endpoint,omitempty"`
 	Expiration      time.Time `json:"expiration"`
-	Bucket          string    `json:"bucket,omitempty"`
-	Prefix          string    `json:"prefix,omitempty"`
+	Bucket          string    `json:"bucket"`
+	Prefix          string    `json:"prefix"`
+	Prefixes        []string  `json:"prefixes"`
+	GraphID         string    `json:"graph_id"`
 }
 
 // validate checks what both Seal and Open need: a usable key pair, an
-// expiry, and an endpoint the worker can dial.
+// expiry, an endpoint and region of the right shape, and the binding to a
+// graph and its input scope.
 func (e *envelope) validate() error {
 	if e.AccessKeyID == "" {
 		return errors.New("no access key id")
@@ -90,6 +110,35 @@ func (e *envelope) validate() error {
 			return fmt.Errorf("endpoint %q is not an http(s) URL", e.Endpoint)
 		}
 	}
+	if e.Region != "" && (len(e.Region) > 32 || !regionRE.MatchString(e.Region)) {
+		return fmt.Errorf("region %q is not an AWS region name (lowercase letters, digits and hyphens)", e.Region)
+	}
+	if e.GraphID == "" {
+		return errors.New("no graph id: the credentials are bound to no graph")
+	}
+	if len(e.GraphID) > maxGraphID || strings.IndexFunc(e.GraphID, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		return errors.New("the graph id is not printable ASCII of at most 128 characters")
+	}
+	if err := validateBucket(e.Bucket); err != nil {
+		return err
+	}
+	if err := validatePrefix(e.Prefix); err != nil {
+		return err
+	}
+	if len(e.Prefixes) == 0 {
+		return errors.New("no key prefixes: the credentials are bound to no inputs")
+	}
+	if len(e.Prefixes) > maxScopePrefixes {
+		return fmt.Errorf("%d key prefixes, more than the %d a session policy can hold", len(e.Prefixes), maxScopePrefixes)
+	}
+	for _, p := range e.Prefixes {
+		if err := validatePrefix(p); err != nil {
+			return fmt.Errorf("key prefix: %w", err)
+		}
+		if !strings.HasPrefix(p, e.Prefix) {
+			return fmt.Errorf("key prefix %q is not under the input prefix %q", p, e.Prefix)
+		}
+	}
 	return nil
 }
 
@@ -97,7 +146,7 @@ func (e *envelope) credentials() Credentials {
 	return Credentials{
 		AccessKeyID: e.AccessKeyID, SecretAccessKey: e.SecretAccessKey, SessionToken: e.SessionToken,
 		Region: e.Region, Endpoint: e.Endpoint, Expiration: e.Expiration,
-		Bucket: e.Bucket, Prefix: e.Prefix,
+		Bucket: e.Bucket, Prefix: e.Prefix, Prefixes: slices.Clone(e.Prefixes), GraphID: e.GraphID,
 	}
 }
 
@@ -106,6 +155,7 @@ func envelopeOf(c Credentials) envelope {
 		V: envelopeVersion, AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey,
 		SessionToken: c.SessionToken, Region: c.Region, Endpoint: c.Endpoint,
 		Expiration: c.Expiration.UTC(), Bucket: c.Bucket, Prefix: c.Prefix,
+		Prefixes: slices.Clone(c.Prefixes), GraphID: c.GraphID,
 	}
 }
 
@@ -135,12 +185,15 @@ func decodeEnvelope(b []byte) (Credentials, error) {
 	if err := json.Unmarshal(*head.V, &v); err != nil {
 		return Credentials{}, fmt.Errorf("%w: the envelope version is not an integer; reseal with a current af", ErrMalformed)
 	}
+	if v == 1 {
+		return Credentials{}, fmt.Errorf("%w: version 1 envelopes name neither the graph nor the inputs they were minted for, so workers refuse them; resubmit the job with a current af", ErrUnknownVersion)
+	}
 	if v != envelopeVersion {
 		return Credentials{}, fmt.Errorf("%w: version %d, this worker reads version %d; upgrade the worker or submit with the matching af", ErrUnknownVersion, v, envelopeVersion)
 	}
 	var e envelope
 	if err := json.Unmarshal(b, &e); err != nil {
-		return Credentials{}, fmt.Errorf("%w: version 1 envelope does not decode (%s); reseal with a current af", ErrMalformed, jsonErrKind(err))
+		return Credentials{}, fmt.Errorf("%w: version %d envelope does not decode (%s); reseal with a current af", ErrMalformed, envelopeVersion, jsonErrKind(err))
 	}
 	if err := e.validate(); err != nil {
 		return Credentials{}, fmt.Errorf("%w: %w; resubmit the job so af mints new credentials", ErrMalformed, err)

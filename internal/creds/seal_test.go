@@ -52,8 +52,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 			if !got.Expiration.Equal(tc.c.Expiration) {
 				t.Errorf("expiration %v, want %v", got.Expiration, tc.c.Expiration)
 			}
-			got.Expiration, tc.c.Expiration = time.Time{}, time.Time{}
-			if got != tc.c {
+			if !sameCreds(got, tc.c) {
 				t.Errorf("opened %#v\nwant %#v", got, tc.c)
 			}
 			// Transport may add a trailing newline (env files, YAML).
@@ -109,6 +108,8 @@ func TestOpenErrors(t *testing.T) {
 	}
 	envelopeWith := func(json string) string { return sealRaw(t, []byte(json), pub) }
 	const exp = `"expiration":"2026-03-01T13:00:00Z"`
+	// bind is the graph and scope every version-2 envelope must carry.
+	const bind = `"graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]`
 
 	tests := []struct {
 		name string
@@ -133,19 +134,26 @@ func TestOpenErrors(t *testing.T) {
 		{"url base64", strings.NewReplacer("+", "-", "/", "_").Replace(good), priv, testNow, ErrMalformed, nil},
 		{"empty", "  ", priv, testNow, ErrMalformed, []string{"empty"}},
 		{"huge", strings.Repeat("A", maxBlob+4), priv, testNow, ErrMalformed, []string{"CREDENTIALS holds something else"}},
-		{"unknown version", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `}`), priv, testNow, ErrUnknownVersion, []string{"version 2", "upgrade the worker"}},
+		{"unknown version", envelopeWith(`{"v":3,"access_key_id":"a","secret_access_key":"b",` + exp + `}`), priv, testNow, ErrUnknownVersion, []string{"version 3", "upgrade the worker"}},
+		{"version 1 (unbound)", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b",` + exp + `,"bucket":"bkt","prefix":"p/"}`), priv, testNow, ErrUnknownVersion, []string{"version 1", "neither the graph nor the inputs", "resubmit the job with a current af"}},
+		{"no graph", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`), priv, testNow, ErrMalformed, []string{"no graph id"}},
+		{"no prefixes", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","bucket":"bkt","prefix":"p/"}`), priv, testNow, ErrMalformed, []string{"no key prefixes"}},
+		{"prefix outside", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["q/"]}`), priv, testNow, ErrMalformed, []string{`"q/" is not under the input prefix "p/"`}},
+		{"wildcard prefix", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["p/*"]}`), priv, testNow, ErrMalformed, []string{"wildcard"}},
+		{"no bucket", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","prefix":"p/","prefixes":["p/"]}`), priv, testNow, ErrMalformed, []string{"no input bucket"}},
+		{"region steering the host", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,` + bind + `,"region":"x.evil.example/"}`), priv, testNow, ErrMalformed, []string{"not an AWS region name"}},
 		{"version zero", envelopeWith(`{"v":0}`), priv, testNow, ErrUnknownVersion, []string{"version 0"}},
 		{"no version", envelopeWith(`{"access_key_id":"a","secret_access_key":"b",` + exp + `}`), priv, testNow, ErrMalformed, []string{"no version"}},
 		{"string version", envelopeWith(`{"v":"1"}`), priv, testNow, ErrMalformed, []string{"not an integer"}},
 		{"not json", envelopeWith(`hello`), priv, testNow, ErrMalformed, []string{"not a JSON object"}},
 		{"json array", envelopeWith(`[1]`), priv, testNow, ErrMalformed, []string{"not a JSON object"}},
-		{"no secret", envelopeWith(`{"v":1,"access_key_id":"a",` + exp + `}`), priv, testNow, ErrMalformed, []string{"no secret access key"}},
-		{"no key id", envelopeWith(`{"v":1,"secret_access_key":"b",` + exp + `}`), priv, testNow, ErrMalformed, []string{"no access key id"}},
-		{"no expiry", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b"}`), priv, testNow, ErrMalformed, []string{"no expiration"}},
-		{"bad expiry", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b","expiration":"soon"}`), priv, testNow, ErrMalformed, []string{"invalid value"}},
-		{"bad endpoint", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b",` + exp + `,"endpoint":"file:///etc"}`), priv, testNow, ErrMalformed, []string{"not an http(s) URL"}},
-		{"control char in token", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b",` + exp + `,"session_token":"x\u0000"}`), priv, testNow, ErrMalformed, []string{"session token contains control"}},
-		{"trailing data", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b",` + exp + `} {}`), priv, testNow, ErrMalformed, nil},
+		{"no secret", envelopeWith(`{"v":2,` + bind + `,"access_key_id":"a",` + exp + `}`), priv, testNow, ErrMalformed, []string{"no secret access key"}},
+		{"no key id", envelopeWith(`{"v":2,` + bind + `,"secret_access_key":"b",` + exp + `}`), priv, testNow, ErrMalformed, []string{"no access key id"}},
+		{"no expiry", envelopeWith(`{"v":2,` + bind + `,"access_key_id":"a","secret_access_key":"b"}`), priv, testNow, ErrMalformed, []string{"no expiration"}},
+		{"bad expiry", envelopeWith(`{"v":2,` + bind + `,"access_key_id":"a","secret_access_key":"b","expiration":"soon"}`), priv, testNow, ErrMalformed, []string{"invalid value"}},
+		{"bad endpoint", envelopeWith(`{"v":2,` + bind + `,"access_key_id":"a","secret_access_key":"b",` + exp + `,"endpoint":"file:///etc"}`), priv, testNow, ErrMalformed, []string{"not an http(s) URL"}},
+		{"control char in token", envelopeWith(`{"v":2,` + bind + `,"access_key_id":"a","secret_access_key":"b",` + exp + `,"session_token":"x\u0000"}`), priv, testNow, ErrMalformed, []string{"session token contains control"}},
+		{"trailing data", envelopeWith(`{"v":2,` + bind + `,"access_key_id":"a","secret_access_key":"b",` + exp + `} {}`), priv, testNow, ErrMalformed, nil},
 		{"expired", good, priv, testNow.Add(2 * time.Hour), ErrExpired, []string{"expired at 2026-03-01T13:00:00Z", "--credentials-ttl"}},
 		{"expired exactly now", good, priv, testNow.Add(time.Hour), ErrExpired, []string{"2026-03-01T13:00:00Z"}},
 	}
@@ -156,7 +164,7 @@ func TestOpenErrors(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Open error = %v, want %v", err, tc.want)
 			}
-			if c != (Credentials{}) {
+			if !sameCreds(c, Credentials{}) || c.Prefixes != nil {
 				t.Errorf("returned credentials along with the error: %v", c)
 			}
 			for _, m := range tc.msg {
@@ -195,6 +203,10 @@ func TestSealRefusesUnusableCredentials(t *testing.T) {
 		{"no key id", func(c *Credentials) { c.AccessKeyID = "" }, "no access key id"},
 		{"no expiry", func(c *Credentials) { c.Expiration = time.Time{} }, "no expiration"},
 		{"bad endpoint", func(c *Credentials) { c.Endpoint = "127.0.0.1:9000" }, "not an http(s) URL"},
+		{"no graph", func(c *Credentials) { c.GraphID = "" }, "no graph id"},
+		{"no prefixes", func(c *Credentials) { c.Prefixes = nil }, "no key prefixes"},
+		{"prefix outside the input prefix", func(c *Credentials) { c.Prefixes = []string{"saved_session/Fennec/"} }, "not under the input prefix"},
+		{"bad region", func(c *Credentials) { c.Region = "us-east-1.evil.example" }, "not an AWS region name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,11 +2,11 @@ package creds
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -77,10 +77,15 @@ const minioRoleARN = "arn:aws:iam::000000000000:role/af-job-inputs"
 
 // MintRequest says what the credentials may read and for how long.
 type MintRequest struct {
-	// Bucket and Prefix are the job's inputs; the credentials may list and
-	// read keys starting with Prefix in Bucket and nothing else. An empty
-	// Prefix grants the whole bucket.
+	// Bucket and Prefix are the index's: the task payloads name them.
 	Bucket, Prefix string
+	// Prefixes are the key prefixes the credentials may read (GetObject)
+	// and nothing else: Scope.Prefixes from ScopeFor. Empty means Prefix
+	// alone (an empty Prefix then grants the whole bucket).
+	Prefixes []string
+	// GraphID is the graph the credentials are for; it is sealed with
+	// them and the worker refuses them in any other graph.
+	GraphID string
 	// TTL is how long the credentials live; zero means DefaultTTL. It
 	// must outlive the graph (see Deadline).
 	TTL time.Duration
@@ -140,52 +145,6 @@ func validatePrefix(p string) error {
 	return nil
 }
 
-// SessionPolicy is the inline policy Mint attaches: s3:GetObject on keys
-// under BUCKET/PREFIX and s3:ListBucket on BUCKET only for listings whose
-// prefix starts with PREFIX. An empty prefix grants the whole bucket.
-// STS intersects it with the caller's (or role's) own permissions, so the
-// credentials can never do more than this.
-func SessionPolicy(bucket, prefix string) (string, error) {
-	if err := validateBucket(bucket); err != nil {
-		return "", err
-	}
-	if err := validatePrefix(prefix); err != nil {
-		return "", err
-	}
-	type statement struct {
-		Sid       string                       `json:"Sid"`
-		Effect    string                       `json:"Effect"`
-		Action    []string                     `json:"Action"`
-		Resource  []string                     `json:"Resource"`
-		Condition map[string]map[string]string `json:"Condition,omitempty"`
-	}
-	list := statement{
-		Sid: "ListInputs", Effect: "Allow", Action: []string{"s3:ListBucket"},
-		Resource: []string{"arn:aws:s3:::" + bucket},
-	}
-	if prefix != "" {
-		list.Condition = map[string]map[string]string{"StringLike": {"s3:prefix": prefix + "*"}}
-	}
-	doc := struct {
-		Version   string      `json:"Version"`
-		Statement []statement `json:"Statement"`
-	}{
-		Version: "2012-10-17",
-		Statement: []statement{
-			{
-				Sid: "ReadInputs", Effect: "Allow", Action: []string{"s3:GetObject"},
-				Resource: []string{"arn:aws:s3:::" + bucket + "/" + prefix + "*"},
-			},
-			list,
-		},
-	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return "", fmt.Errorf("encode session policy: %w", err)
-	}
-	return string(b), nil
-}
-
 // isAWSEndpoint reports whether cfg talks to AWS itself (no custom
 // endpoint, or an amazonaws.com one), where a real role ARN is needed.
 func isAWSEndpoint(cfg aws.Config) bool {
@@ -209,6 +168,17 @@ func (req *MintRequest) normalize(cfg aws.Config) error {
 	}
 	if err := validatePrefix(req.Prefix); err != nil {
 		return err
+	}
+	if len(req.Prefixes) == 0 {
+		req.Prefixes = []string{req.Prefix}
+	}
+	for _, p := range req.Prefixes {
+		if err := validatePrefix(p); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(p, req.Prefix) {
+			return fmt.Errorf("key prefix %q is not under the input prefix %q", p, req.Prefix)
+		}
 	}
 	if req.TTL == 0 {
 		req.TTL = DefaultTTL
@@ -247,14 +217,14 @@ func (req *MintRequest) normalize(cfg aws.Config) error {
 	return nil
 }
 
-// Mint asks STS for temporary credentials that can only read the request's
-// bucket and prefix. cfg carries the caller's credentials, region and
+// Mint asks STS for temporary credentials that can only read (GetObject)
+// the keys of the request's bucket under its Prefixes. cfg carries the caller's credentials, region and
 // endpoint (awsconf.Load). Errors say which permission or setting to fix.
 func Mint(ctx context.Context, cfg aws.Config, req MintRequest) (Credentials, error) {
 	if err := req.normalize(cfg); err != nil {
 		return Credentials{}, fmt.Errorf("mint credentials: %w", err)
 	}
-	policy, err := SessionPolicy(req.Bucket, req.Prefix)
+	policy, err := SessionPolicyFor(req.Bucket, req.Prefixes)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("mint credentials: %w", err)
 	}
@@ -287,6 +257,7 @@ func Mint(ctx context.Context, cfg aws.Config, req MintRequest) (Credentials, er
 		AccessKeyID: aws.ToString(out.AccessKeyId), SecretAccessKey: aws.ToString(out.SecretAccessKey),
 		SessionToken: aws.ToString(out.SessionToken), Expiration: out.Expiration.UTC(),
 		Region: cfg.Region, Endpoint: awsconf.Endpoint(cfg), Bucket: req.Bucket, Prefix: req.Prefix,
+		GraphID: req.GraphID, Prefixes: slices.Clone(req.Prefixes),
 	}
 	if c.Region == "" {
 		c.Region = awsconf.DefaultRegion
@@ -327,7 +298,7 @@ func explainSTSError(req MintRequest, err error) error {
 	case code == "MalformedPolicyDocument" || code == "MalformedPolicyDocumentException":
 		return fmt.Errorf("mint credentials: STS rejected the session policy for s3://%s/%s (%s): %w", req.Bucket, req.Prefix, msg, err)
 	case code == "PackedPolicyTooLarge" || code == "PackedPolicyTooLargeException":
-		return fmt.Errorf("mint credentials: the session policy for s3://%s/%s is too large for STS: use a shorter prefix: %w", req.Bucket, req.Prefix, err)
+		return fmt.Errorf("mint credentials: the session policy for %d prefixes of s3://%s/%s is too large for STS (packed): select fewer partitions or use a shorter prefix: %w", len(req.Prefixes), req.Bucket, req.Prefix, err)
 	case code == "RegionDisabledException":
 		return fmt.Errorf("mint credentials: STS is not activated in this region: activate it in IAM account settings or set AWS_REGION to one where it is: %w", err)
 	case strings.Contains(lmsg, "unsupported action"):

@@ -93,7 +93,9 @@ func startWorkerProcess(t *testing.T, c *clustertest.Cluster, bin, id string) {
 	cmd := exec.Command(bin, "--queue", c.URL, "--key", c.KeyPath, "--worker-id", id, "--worker-group", "e2e",
 		"--scratch", filepath.Join(c.Dir, "scratch-"+id), "--smtp", "smtp://"+c.SMTP.Addr()+"?starttls=never&from=af@localhost",
 		"--grace", "5s")
-	cmd.Env = append(os.Environ(), "AF_TOKEN="+c.WorkToken)
+	// The worker finds MinIO through the standard AWS_ENDPOINT_URL (the
+	// flag's default): it reads S3 only at its own endpoint.
+	cmd.Env = append(os.Environ(), "AF_TOKEN="+c.WorkToken, "AWS_ENDPOINT_URL="+c.MinIO.Endpoint)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -158,6 +160,10 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 	graphID := m[1]
 	if !strings.Contains(out, fmt.Sprintf("over %d files", selected)) {
 		t.Errorf("output does not say it selected %d files:\n%s", selected, out)
+	}
+	// It says what the credentials can read and until when.
+	if !regexp.MustCompile(`credentials can read \d+ prefix\(es\) at the \w+ level under s3://telemetry/\S*, until 20\d\d-`).MatchString(out) {
+		t.Errorf("output does not say what the credentials read:\n%s", out)
 	}
 	monitorURL := c.URL + "/graphs/" + graphID
 	if !strings.Contains(out, "monitor: "+monitorURL) {

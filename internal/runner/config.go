@@ -4,8 +4,9 @@
 // streams its stdout and stderr into the task's live log with a size bound,
 // enforces maxRunTime, and tells the job's own failure (exit code, OOM,
 // timeout) apart from an infrastructure exception (image missing, daemon
-// error). It always removes the container it made, and reaps containers an
-// earlier worker process left behind.
+// error). It always removes the container it made, reaps containers an
+// earlier worker process left behind, and removes any worker's containers
+// that outlived their deadline (see ReapExpired).
 package runner
 
 import (
@@ -56,6 +57,13 @@ const (
 	LabelRunID    = "af.run-id"
 	LabelWorkerID = "af.worker-id"
 	LabelTaskKind = "af.task-kind"
+	// LabelDeadline is when the container's maxRunTime ends (Spec.Deadline,
+	// RFC 3339 in UTC, by the host's wall clock). Any worker on the host
+	// removes an af container once this label, plus a grace, is past,
+	// whichever worker made it: see ReapExpired. Containers without it
+	// (made by older workers, or with no maxRunTime) are left to
+	// ReapOrphans of their own worker id.
+	LabelDeadline = "af.deadline"
 )
 
 // Worker defaults for limits a task leaves at zero.
@@ -75,6 +83,11 @@ const (
 	// maxCPUs keeps NanoCPUs far from overflow; the runner caps a task's
 	// CPUs to the host's anyway.
 	maxCPUs = 4096
+	// MaxPids is the largest pids limit the kernel takes (PID_MAX_LIMIT
+	// on 64-bit Linux): above it writing pids.max fails with EINVAL, and
+	// the OCI runtime fails the container's start with a message that
+	// names a cgroup file rather than the task's limit.
+	MaxPids int64 = 4 << 20
 )
 
 // InputMode says how the worker feeds records to the container.
@@ -131,6 +144,11 @@ type Spec struct {
 	// MaxRunTime is the container's wall-clock limit; the runner kills the
 	// container when it expires. Zero means no limit.
 	MaxRunTime time.Duration
+	// Deadline is when MaxRunTime ends, by the host's wall clock; it goes
+	// into the LabelDeadline label so that other workers can remove the
+	// container should this one die. Run sets it (now + MaxRunTime) when
+	// it is zero and MaxRunTime is set; zero means no label.
+	Deadline time.Time
 	// NoInit leaves out Docker's init process (tini). Without it the job is
 	// PID 1: it gets no default signal handling and must reap its own
 	// children, so only engines without docker-init should set it.
@@ -291,6 +309,9 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 			LabelTaskKind: string(spec.Kind),
 		},
 	}
+	if !spec.Deadline.IsZero() {
+		cfg.Labels[LabelDeadline] = FormatDeadline(spec.Deadline)
+	}
 	pidsLimit := pids
 	initProc := !spec.NoInit
 	host := &container.HostConfig{
@@ -324,6 +345,24 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 	return cfg, host, nil
 }
 
+// FormatDeadline is t as the LabelDeadline label holds it: whole seconds,
+// rounded up so the label never comes before the deadline.
+func FormatDeadline(t time.Time) string {
+	if s := t.Truncate(time.Second); !s.Equal(t) {
+		t = s.Add(time.Second)
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// ParseDeadline reads a LabelDeadline label.
+func ParseDeadline(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("deadline label %q: %w", s, err)
+	}
+	return t, nil
+}
+
 func limits(l taskdef.Limits) (memory int64, cpus float64, pids int64, err error) {
 	memory, cpus, pids = l.MemoryBytes, l.CPUs, l.Pids
 	if memory == 0 {
@@ -342,6 +381,8 @@ func limits(l taskdef.Limits) (memory int64, cpus float64, pids int64, err error
 		return 0, 0, 0, configErr("task cpu limit %v must be between 0.01 and %d: fix payload.limits.cpus", cpus, maxCPUs)
 	case pids < 1:
 		return 0, 0, 0, configErr("task pids limit %d must be positive: fix payload.limits.pids", pids)
+	case pids > MaxPids:
+		return 0, 0, 0, configErr("task pids limit %d is above the kernel's maximum %d: lower payload.limits.pids", pids, MaxPids)
 	}
 	return memory, cpus, pids, nil
 }

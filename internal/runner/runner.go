@@ -248,6 +248,13 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 	if spec.WorkerID == "" {
 		spec.WorkerID = r.opts.WorkerID
 	}
+	if spec.Deadline.IsZero() && spec.MaxRunTime > 0 {
+		// The wall clock, not opts.Clock: other processes read the label.
+		spec.Deadline = time.Now().Add(spec.MaxRunTime)
+	}
+	// A defensive bound: Docker refuses more CPUs than the host has. The
+	// worker's --max-task-cpus ceiling (at most the host's CPUs) refuses
+	// such a task before it gets here.
 	if spec.Limits.CPUs > r.opts.MaxCPUs {
 		r.log.Info("capping the task's cpu limit to the host's", "task", spec.TaskID, "asked", spec.Limits.CPUs, "cpus", r.opts.MaxCPUs)
 		spec.Limits.CPUs = r.opts.MaxCPUs
@@ -288,6 +295,10 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 				fmt.Sprintf("image %s is not on this worker: build it with `make images` or load it with `docker load`", spec.Image), err)
 		case client.IsErrConnectionFailed(err):
 			return exception(res, taskdef.ReasonInternalError, "the docker daemon is unreachable", err)
+		case cerrdefs.IsInvalidArgument(err):
+			// Docker checked the configuration, and the only part of it a
+			// task chooses is its image name and limits.
+			return exception(res, taskdef.ReasonMalformedPayload, "docker refused the task's container (check payload.image and payload.limits)", err)
 		}
 		return exception(res, taskdef.ReasonInternalError, "creating the container", err)
 	}
@@ -330,6 +341,10 @@ func (r *Runner) Run(ctx context.Context, spec Spec, streams Streams) (Result, e
 	cancel()
 	res.Started = r.opts.Clock.Now()
 	if err != nil {
+		if client.IsErrConnectionFailed(err) {
+			return exception(res, taskdef.ReasonInternalError, "the docker daemon is unreachable", err)
+		}
+		// Docker's own words (often the OCI runtime's) are in err.
 		return exception(res, taskdef.ReasonInternalError, "starting the container", err)
 	}
 	log.Info("container started", "input", spec.Input.String(), "maxRunTime", spec.MaxRunTime)
@@ -503,7 +518,7 @@ func (r *Runner) remove(ctx context.Context, id string, log *slog.Logger) {
 	defer cancel()
 	err := r.docker.ContainerRemove(cctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
-		log.Error("removing the container; ReapOrphans will retry at the next worker start", "error", err)
+		log.Error("removing the container; ReapExpired will remove it once past its deadline, or ReapOrphans at the next worker start", "error", err)
 	}
 }
 
@@ -558,7 +573,9 @@ func (f *feeder) run(open func() (dst io.Writer, closeWrite func() error, err er
 // claiming; worker ids must therefore be stable across restarts on a host
 // (the hostname, say) and unique among the workers sharing an engine, or
 // one worker would remove another's running containers. It returns how
-// many it removed.
+// many it removed. Containers with a deadline label are also removed by
+// any worker's ReapExpired once expired; ReapOrphans is what removes the
+// rest (older workers' containers, and the spec reader's).
 func (r *Runner) ReapOrphans(ctx context.Context, workerID string) (int, error) {
 	if workerID == "" {
 		return 0, errors.New("reap orphans: empty worker id would match every worker's containers")

@@ -15,6 +15,7 @@ import (
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/filter"
 	"github.com/af-project/af/internal/index"
+	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -43,6 +44,8 @@ type Request struct {
 	// queue's index.
 	IndexDB string
 
+	// CredentialsTTL is how long the job's credentials live; zero means
+	// the deadline plus CredentialsMargin (see CredentialsTTL).
 	CredentialsTTL  time.Duration
 	CredentialsMode creds.Mode
 	RoleARN         string
@@ -69,6 +72,10 @@ type Plan struct {
 	Mappers int
 	Files   int
 	Bytes   int64
+	// Scope is what the job's credentials can read, and CredentialsExpire
+	// when they stop working.
+	Scope             creds.Scope
+	CredentialsExpire time.Time
 	// Timings of the stages, for --verbose and the benchmark.
 	QueryTime, MintTime, BuildTime time.Duration
 }
@@ -115,32 +122,23 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	if deadline <= 0 {
 		deadline = DefaultDeadline
 	}
-	ttl := r.CredentialsTTL
-	if ttl <= 0 {
-		ttl = creds.DefaultTTL
-	}
-	if ttl < deadline {
-		// Credentials must outlive every task; shorten the deadline rather
-		// than mint credentials that die first.
-		deadline = ttl - time.Minute
-	}
+	ttl, deadline := CredentialsTTL(r.CredentialsTTL, deadline, r.CredentialsMode)
 	now := s.now()
-	cr, err := creds.Mint(ctx, s.AWS, creds.MintRequest{
-		Bucket: res.Bucket, Prefix: res.Prefix, TTL: ttl, Mode: r.CredentialsMode, RoleARN: r.RoleARN,
-		SessionName: "af-submit", Deadline: now.Add(deadline),
+	// The graph id is picked first: it is sealed into the credentials,
+	// and the worker refuses them in any other graph.
+	graphID := taskdef.NewID()
+	sc, err := SealCredentials(ctx, s.AWS, pub, CredentialsRequest{
+		GraphID: graphID, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Files: res.Objects,
+		TTL: ttl, Mode: r.CredentialsMode, RoleARN: r.RoleARN, Deadline: now.Add(deadline),
 	})
-	if err != nil {
-		return Plan{}, fmt.Errorf("mint the job's S3 credentials: %w", err)
-	}
-	sealed, err := creds.Seal(cr, pub)
 	if err != nil {
 		return Plan{}, err
 	}
 	t2 := s.now()
 	g, err := BuildGraph(GraphOptions{
-		Name: r.Name, Owner: r.Owner, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema,
+		GraphID: graphID, Name: r.Name, Owner: r.Owner, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema,
 		Files: res.Objects, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
-		SealedCredentials: sealed, MaxRunTime: r.MaxRunTime, Deadline: deadline, Retries: r.Retries,
+		SealedCredentials: sc.Sealed, MaxRunTime: r.MaxRunTime, Deadline: deadline, Retries: r.Retries,
 		Limits: r.Limits, Now: now,
 	})
 	if err != nil {
@@ -149,6 +147,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	m, files, bytes := Summary(g)
 	return Plan{
 		Graph: g, Bucket: res.Bucket, Prefix: res.Prefix, Mappers: m, Files: files, Bytes: bytes,
+		Scope: sc.Scope, CredentialsExpire: sc.Expiration,
 		QueryTime: t1.Sub(t0), MintTime: t2.Sub(t1), BuildTime: s.now().Sub(t2),
 	}, nil
 }
@@ -218,4 +217,82 @@ func (s *Submitter) Post(ctx context.Context, g taskdef.Graph) (taskdef.GraphSta
 // MonitorURL is the graph's monitor page under the queue's base URL.
 func MonitorURL(base, graphID string) string {
 	return strings.TrimRight(base, "/") + "/graphs/" + graphID
+}
+
+// CredentialsMargin is how long a job's credentials outlive its graph's
+// deadline by default: the queue ends the graph at the deadline, and the
+// margin absorbs clock skew between this host, the queue and S3.
+const CredentialsMargin = 10 * time.Minute
+
+// CredentialsTTL returns the credentials' lifetime and the graph's
+// deadline (from now). A zero ttl means the deadline plus
+// CredentialsMargin, capped at what STS grants for mode; when the
+// lifetime cannot cover the deadline plus the margin, the deadline is
+// shortened so no task outlives its credentials.
+func CredentialsTTL(ttl, deadline time.Duration, mode creds.Mode) (time.Duration, time.Duration) {
+	maxTTL := creds.MaxAssumeRoleTTL
+	if mode == creds.ModeFederationToken {
+		maxTTL = creds.MaxFederationTTL
+	}
+	if ttl <= 0 {
+		ttl = min(max(deadline+CredentialsMargin, creds.MinTTL), maxTTL)
+	}
+	if ttl < deadline+CredentialsMargin {
+		deadline = max(ttl-CredentialsMargin, time.Minute)
+	}
+	return ttl, deadline
+}
+
+// CredentialsRequest says what a job's credentials are for.
+type CredentialsRequest struct {
+	// GraphID is the graph they are sealed to.
+	GraphID string
+	// Bucket, Prefix and Schema are the index's; Files the selected inputs.
+	Bucket, Prefix string
+	Schema         []string
+	Files          []taskdef.InputFile
+	TTL            time.Duration
+	Mode           creds.Mode
+	RoleARN        string
+	// Deadline is the graph's; Mint fails if STS grants less.
+	Deadline time.Time
+}
+
+// SealedCredentials are minted, scoped and sealed credentials.
+type SealedCredentials struct {
+	// Sealed is the CREDENTIALS value for the mappers.
+	Sealed     string
+	Scope      creds.Scope
+	Expiration time.Time
+}
+
+// SealCredentials computes the narrowest scope covering the files
+// (creds.ScopeFor), mints credentials whose session policy grants exactly
+// those prefixes, and seals them, with the graph id and the same prefixes,
+// to the pool key. The worker's check (Credentials.Permits) and S3's
+// policy thus enforce one list.
+func SealCredentials(ctx context.Context, cfg aws.Config, pub *creds.PublicKey, r CredentialsRequest) (SealedCredentials, error) {
+	if r.GraphID == "" {
+		return SealedCredentials{}, errors.New("seal credentials: no graph id")
+	}
+	keys := make([]string, len(r.Files))
+	for i, f := range r.Files {
+		keys[i] = f.Key
+	}
+	sc, err := creds.ScopeFor(r.Bucket, r.Prefix, layout.Schema{Fields: r.Schema}, keys)
+	if err != nil {
+		return SealedCredentials{}, fmt.Errorf("scope the job's S3 credentials: %w", err)
+	}
+	cr, err := creds.Mint(ctx, cfg, creds.MintRequest{
+		Bucket: r.Bucket, Prefix: r.Prefix, Prefixes: sc.Prefixes, GraphID: r.GraphID,
+		TTL: r.TTL, Mode: r.Mode, RoleARN: r.RoleARN, SessionName: "af-submit", Deadline: r.Deadline,
+	})
+	if err != nil {
+		return SealedCredentials{}, fmt.Errorf("mint the job's S3 credentials: %w", err)
+	}
+	sealed, err := creds.Seal(cr, pub)
+	if err != nil {
+		return SealedCredentials{}, err
+	}
+	return SealedCredentials{Sealed: sealed, Scope: sc, Expiration: cr.Expiration}, nil
 }

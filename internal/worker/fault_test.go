@@ -153,7 +153,7 @@ func startProcWorker(t *testing.T, c *clustertest.Cluster, id string, args ...st
 	bin := workerBinary(t)
 	p := &procWorker{id: id, stderr: &testbin.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{
-		"--queue", c.URL, "--token", c.WorkToken, "--key", c.KeyPath, "--worker-id", id,
+		"--queue", c.URL, "--token", c.WorkToken, "--key", c.KeyPath, "--worker-id", id, "--s3-endpoint", c.MinIO.Endpoint,
 		"--worker-group", "test", "--scratch", filepath.Join(c.Dir, "scratch-"+id), "--log-level", "debug",
 	}, args...)...)
 	p.cmd.Stderr = p.stderr

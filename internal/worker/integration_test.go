@@ -49,18 +49,21 @@ func graphFor(t *testing.T, c *clustertest.Cluster, image string, files []taskde
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, err := creds.Mint(context.Background(), cfg, creds.MintRequest{Bucket: clustertest.InputBucket, Prefix: "v2/", TTL: time.Hour})
+	graphID := taskdef.NewID()
+	sc, err := submit.SealCredentials(context.Background(), cfg, c.Pub, submit.CredentialsRequest{
+		GraphID: graphID, Bucket: clustertest.InputBucket, Prefix: "v2/", Schema: layout.Telemetry().Fields, Files: files, TTL: time.Hour,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := creds.Seal(cr, c.Pub)
+	cr, err := creds.Open(sc.Sealed, c.Key, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	g, err := submit.BuildGraph(submit.GraphOptions{
-		Name: "os-count test", Owner: "analyst@example.com", Image: image,
+		GraphID: graphID, Name: "os-count test", Owner: "analyst@example.com", Image: image,
 		Bucket: clustertest.InputBucket, Prefix: "v2/", Schema: layout.Telemetry().Fields, Files: files,
-		MaxFilesPerTask: 3, SealedCredentials: sealed, MaxRunTime: 5 * time.Minute, Deadline: 30 * time.Minute,
+		MaxFilesPerTask: 3, SealedCredentials: sc.Sealed, MaxRunTime: 5 * time.Minute, Deadline: 30 * time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,18 +9,55 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/af-project/af/internal/awsconf"
+	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/jobspec"
 	"github.com/af-project/af/internal/runner"
 )
 
-func s3Client(cfg aws.Config) *s3.Client { return awsconf.S3(cfg) }
+// jobS3 is the S3 client a mapper reads its inputs with: the job's
+// credentials, used only at this worker's own endpoint. The envelope's
+// endpoint must be that one (anything else is a submitter pointing the
+// worker, which runs outside the job's network sandbox, at a host of its
+// choosing); its region is used only when the worker names none, and
+// Open has checked its shape.
+func (w *Worker) jobS3(ctx context.Context, cr creds.Credentials) (*s3.Client, error) {
+	mine := w.cfg.S3.Endpoint
+	theirs := cr.Endpoint
+	if theirs != "" {
+		n, err := awsconf.NormalizeEndpoint(theirs)
+		if err != nil {
+			return nil, err
+		}
+		theirs = n
+	}
+	if theirs != mine {
+		return nil, fmt.Errorf("they were minted for S3 endpoint %s, and this worker reads S3 only at %s (its --s3-endpoint, AF_WORKER_S3_ENDPOINT or AWS configuration); submit with the pool's own S3 endpoint (AWS_ENDPOINT_URL) or run the job on workers configured for that one",
+			endpointName(theirs), endpointName(mine))
+	}
+	cr.Endpoint = mine
+	if w.cfg.S3.Region != "" {
+		cr.Region = w.cfg.S3.Region
+	}
+	cfg, err := cr.AWSConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return awsconf.PinnedS3(cfg, mine), nil
+}
+
+// endpointName shows an endpoint in messages ("" is AWS).
+func endpointName(ep string) string {
+	if ep == "" {
+		return "AWS S3 (no endpoint)"
+	}
+	return ep
+}
 
 // imageMissingError says the task's image is not on this worker.
 type imageMissingError struct{ image, worker string }
@@ -92,6 +129,9 @@ func (c *specCache) readFile(ctx context.Context, image, path string) ([]byte, e
 		NetworkDisabled: true,
 		Labels: map[string]string{
 			runner.LabelManaged: "true", runner.LabelWorkerID: c.workerID, runner.LabelTaskID: "spec-reader",
+			// Should this worker die before removing it, any worker's
+			// reaper does.
+			runner.LabelDeadline: runner.FormatDeadline(time.Now().Add(c.timeout)),
 		},
 	}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {

@@ -253,8 +253,8 @@ func (w *Worker) uploadLog(ctx context.Context, c taskdef.Claim, tlog *taskLog, 
 // execute runs the task's container and publishes its result.
 func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, progress *progressSource) outcome {
 	p := c.Task.Payload
-	if p.Image == "" || (p.Kind != taskdef.KindMapper && p.Kind != taskdef.KindReducer) {
-		return exception(taskdef.ReasonMalformedPayload, "payload needs an image and kind mapper or reducer (got image %q, kind %q)", p.Image, p.Kind)
+	if err := checkPayload(p, w.cfg.Ceilings); err != nil {
+		return exception(taskdef.ReasonMalformedPayload, "%v", err)
 	}
 	spec, err := w.specs.get(ctx, p.Image)
 	if err != nil {
@@ -296,7 +296,8 @@ func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, scratch strin
 	return runner.Spec{
 		TaskID: c.TaskID, RunID: c.RunID, WorkerID: w.cfg.WorkerID, Kind: p.Kind,
 		Image: p.Image, Entrypoint: []string{}, Cmd: spec.Command(p.Kind), Env: env,
-		ScratchDir: scratch, Input: w.cfg.Input, User: jobspec.UserID, Limits: p.Limits,
+		ScratchDir: scratch, Input: w.cfg.Input, User: jobspec.UserID, Limits: w.cfg.Ceilings.limits(p.Limits),
+		// checkPayload bounded it by the run time ceiling: no overflow.
 		MaxRunTime: time.Duration(p.MaxRunTime) * time.Second,
 	}
 }
@@ -320,17 +321,29 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 		}
 		var ex *runner.Exception
 		if errors.As(err, &ex) {
-			return exception(ex.Reason, "%s", ex.Message), false
+			// With its cause: Docker's own reason when it refused the
+			// container.
+			return exception(ex.Reason, "%s", ex.Error()), false
 		}
 		return exception(taskdef.ReasonInternalError, "run container: %v", err), false
 	}
 	if res.Outcome != runner.OutcomeSucceeded {
-		return failed("%s", failureMessage(res.Message, jobOut.String())), false
+		return failed("%s", failureMessage(res.Message+pidsHint(rs.Limits.Pids, w.cfg.Ceilings.Pids, jobOut.String()), jobOut.String())), false
 	}
 	if rs.Input != runner.InputNone && !res.InputComplete {
 		return failed("the job exited 0 before it read all of its input (%d bytes delivered); a mapper or reducer must read its input to the end", res.InputBytes), false
 	}
 	return outcome{}, true
+}
+
+// pidsHint explains a failure whose output shows a process or thread
+// could not be created: EAGAIN from fork, clone or pthread_create is what
+// a job meets at its pids limit (a fork bomb, or a pool too large).
+func pidsHint(pids, ceiling int64, jobOutput string) string {
+	if !strings.Contains(strings.ToLower(jobOutput), "resource temporarily unavailable") {
+		return ""
+	}
+	return fmt.Sprintf(" (a process or thread could not be created: the job may run at most %d processes and threads; raise payload.limits.pids, up to this worker's %d (--max-task-pids), or create fewer)", pids, ceiling)
 }
 
 // failureMessage leads with the line of the job's output that says why
@@ -418,12 +431,20 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		if err != nil {
 			return exception(taskdef.ReasonMalformedPayload, "open the task's sealed credentials: %v", err)
 		}
-		cfg, err := cr.AWSConfig(ctx)
-		if err != nil {
-			return exception(taskdef.ReasonMalformedPayload, "credentials: %v", err)
+		keys := make([]string, len(p.Inputs))
+		for i, in := range p.Inputs {
+			keys[i] = in.Key
 		}
-		f.s3 = s3Client(cfg)
-		tlog.logf("credentials opened: key %s…, expire %s", redactKeyID(cr.AccessKeyID), cr.Expiration.UTC().Format(time.RFC3339))
+		if err := cr.Permits(c.Task.GraphID, p.Bucket, p.Prefix, keys); err != nil {
+			return exception(taskdef.ReasonMalformedPayload, "refused the task's sealed credentials: %v", err)
+		}
+		s3c, err := w.jobS3(ctx, cr)
+		if err != nil {
+			return exception(taskdef.ReasonMalformedPayload, "refused the task's sealed credentials: %v", err)
+		}
+		f.s3 = s3c
+		tlog.logf("credentials opened: key %s…, graph %s, %d key prefix(es) of s3://%s/%s, expire %s",
+			redactKeyID(cr.AccessKeyID), cr.GraphID, len(cr.Prefixes), cr.Bucket, cr.Prefix, cr.Expiration.UTC().Format(time.RFC3339))
 	}
 	progress.set(f.stats)
 	var total int64

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/notify"
@@ -36,6 +37,11 @@ type Config struct {
 	Key    *creds.PrivateKey
 	Docker *client.Client
 	Runner *runner.Runner
+	// S3 is where this worker reads job inputs (its own --s3-endpoint or
+	// AWS configuration, see awsconf.ResolveWorkerS3). A task whose sealed
+	// credentials name another endpoint is refused; the zero value is
+	// AWS's regional S3.
+	S3 awsconf.WorkerS3
 	// Mailer sends the owner's email; nil or unconfigured logs it instead.
 	Mailer *notify.Mailer
 	// MonitorURL is where people reach `af serve` (links in emails);
@@ -74,6 +80,14 @@ type Config struct {
 	// LogEvery is how often a running task's live log is uploaded
 	// (default 5 s).
 	LogEvery time.Duration
+	// Ceilings bound what a task may ask for; zero fields take
+	// DefaultCeilings' values.
+	Ceilings Ceilings
+	// ReapEvery is how often the worker removes expired job containers of
+	// any worker on the engine (default runner.DefaultReapEvery);
+	// ReapGrace how long past its deadline a container is left to its own
+	// worker (default runner.DefaultReapGrace).
+	ReapEvery, ReapGrace time.Duration
 
 	Logger *slog.Logger
 	Clock  Clock
@@ -100,6 +114,13 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: no Docker client")
 	case cfg.WorkerID == "":
 		return nil, errors.New("worker: no worker id")
+	}
+	if cfg.S3.Endpoint != "" {
+		ep, err := awsconf.NormalizeEndpoint(cfg.S3.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		cfg.S3.Endpoint = ep
 	}
 	if cfg.WorkerGroup == "" {
 		cfg.WorkerGroup = "default"
@@ -128,6 +149,10 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.LogEvery <= 0 {
 		cfg.LogEvery = 5 * time.Second
+	}
+	cfg.Ceilings = cfg.Ceilings.fill()
+	if err := cfg.Ceilings.Check(); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -179,6 +204,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	} else if n > 0 {
 		w.log.Info("removed containers a previous worker process left behind", "count", n)
 	}
+	// Containers outlive their worker only when it died; any worker on
+	// the engine removes them once past their deadline.
+	reapCtx, stopReap := context.WithCancel(ctx)
+	reapDone := make(chan struct{})
+	go func() {
+		defer close(reapDone)
+		w.cfg.Runner.ReapLoop(reapCtx, runner.ReapOptions{Every: w.cfg.ReapEvery, Grace: w.cfg.ReapGrace})
+	}()
+	defer func() { stopReap(); <-reapDone }()
 	if n, err := sweepScratch(w.cfg.ScratchRoot); err != nil {
 		w.log.Warn("remove scratch dirs a previous worker process left", "err", err)
 	} else if n > 0 {
@@ -191,7 +225,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stopTasks()
 	slots := make(chan struct{}, w.cfg.Capacity)
 	var running sync.WaitGroup
-	w.log.Info("worker started", "group", w.cfg.WorkerGroup, "capacity", w.cfg.Capacity, "queue", w.cfg.Queue.BaseURL(), "gzip", w.cfg.Decompress.Gzip())
+	w.log.Info("worker started", "group", w.cfg.WorkerGroup, "capacity", w.cfg.Capacity, "queue", w.cfg.Queue.BaseURL(), "gzip", w.cfg.Decompress.Gzip(),
+		"maxTaskMemory", FormatBytes(w.cfg.Ceilings.MemoryBytes), "maxTaskCPUs", w.cfg.Ceilings.CPUs, "maxTaskPids", w.cfg.Ceilings.Pids, "maxRunTime", w.cfg.Ceilings.RunTime)
 	if ok, why := decompress.ISAL(); !ok {
 		// Gzip is most of a mapper's CPU; say once how to get the faster decoder.
 		w.log.Info("gzip is decoded in Go; ISA-L would decode it about 2-3x faster", "why", why)
