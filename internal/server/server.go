@@ -36,6 +36,7 @@
 //	monitor_url: http://af.example.org
 //	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
+//	artifact_put_ttl: 15m           # life of a presigned upload URL (at most 168h)
 //	max_graph_bytes: 268435456      # body limit of POST /api/v1/graphs
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
