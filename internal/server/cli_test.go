@@ -104,7 +104,7 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	if err != nil || len(claims) != 1 {
 		t.Fatalf("claim %v %v", claims, err)
 	}
-	if _, err := work.ReportFailed(ctx, claims[0].TaskID, 0, taskdef.ReportRequest{Message: "exit status 3", Stats: taskdef.Stats{Files: 1, Bytes: 1234}}); err != nil {
+	if _, err := work.Claimed(claims[0]).ReportFailed(ctx, taskdef.ReportRequest{Message: "exit status 3", Stats: taskdef.Stats{Files: 1, Bytes: 1234}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -94,6 +94,11 @@ type Config struct {
 	// ArtifactGrace is how long after a run resolved its worker may still
 	// create artifacts for it (the final log after an exception report).
 	ArtifactGrace Duration `yaml:"artifact_grace,omitempty"`
+	// ArtifactPutTTL is how long a presigned artifact upload URL is valid
+	// (default 15m). The worker PUTs as soon as it gets the URL, and S3
+	// checks the expiry when an upload starts, not when it ends; a short
+	// life bounds what a URL that leaked is worth.
+	ArtifactPutTTL Duration `yaml:"artifact_put_ttl,omitempty"`
 	// MaxGraphBytes caps the body of POST /api/v1/graphs (default
 	// DefaultMaxGraphBytes). A graph over it is refused with 413 having
 	// read no more than this of it.
@@ -129,6 +134,10 @@ const (
 	// DefaultArtifactGrace lets a worker upload its final log after its
 	// report.
 	DefaultArtifactGrace = 10 * time.Minute
+	// DefaultArtifactPutTTL is the life of a presigned upload URL.
+	DefaultArtifactPutTTL = 15 * time.Minute
+	// maxArtifactPutTTL is SigV4's limit on a presigned URL's life.
+	maxArtifactPutTTL = 7 * 24 * time.Hour
 	// DefaultMaxGraphBytes is twice the largest graph measured (7,153
 	// mappers over 150,000 files: 31.4 MiB of JSON) and holds 3,000
 	// mappers of 170 files each (510,000 files: 56 MiB; about 110 bytes
@@ -158,6 +167,12 @@ func (c *Config) Normalize(name string) error {
 	}
 	if c.ArtifactGrace <= 0 {
 		c.ArtifactGrace = Duration(DefaultArtifactGrace)
+	}
+	if c.ArtifactPutTTL <= 0 {
+		c.ArtifactPutTTL = Duration(DefaultArtifactPutTTL)
+	}
+	if time.Duration(c.ArtifactPutTTL) > maxArtifactPutTTL {
+		return fmt.Errorf("%s: artifact_put_ttl %s is longer than S3's limit of 7 days (168h); the default is %s", name, time.Duration(c.ArtifactPutTTL), DefaultArtifactPutTTL)
 	}
 	if c.MaxGraphBytes <= 0 {
 		c.MaxGraphBytes = DefaultMaxGraphBytes
@@ -283,6 +298,7 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 #   monitor_url: https://af.example.org
 #   lease_duration: 5m
 #   artifact_grace: 10m
+#   artifact_put_ttl: 15m          # life of a presigned upload URL
 #   max_graph_bytes: 67108864      # the largest graph body accepted (64 MiB)
 `
 	// O_EXCL: two servers starting at once must not overwrite each
