@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -29,12 +30,13 @@ func init() {
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "serve [--listen ADDR] [--data DIR] [--config FILE]", stderr)
+	fs := newFlags("serve", "serve [--listen ADDR] [--data DIR] [--config FILE] [--print-token ROLE]", stderr)
 	listen := fs.String("listen", server.DefaultListen, "HTTP address to listen on")
 	data := fs.String("data", "af-data", "data directory (queue.db, index.db, and config.yaml when --config is not given)")
-	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created with fresh tokens on first start")
+	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created (mode 0600) with fresh tokens on first start, which shows them only when stdout is a terminal")
 	poolKey := fs.String("pool-key", "", "the worker pool's public key `FILE` (af.pub from af keygen), served to submitters; overrides pool_key in the config")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	printToken := fs.String("print-token", "", "print the token of `ROLE` (admin, submit or work) from the config and exit, e.g. export AF_TOKEN=$(af serve --data DIR --print-token submit); tokens are never logged")
 	if err := parseErr(fs.Parse(args)); err != nil {
 		return err
 	}
@@ -47,6 +49,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *printToken != "" {
+		path := *cfgPath
+		if path == "" {
+			path = filepath.Join(*data, server.ConfigFileName)
+		}
+		return printRoleToken(stdout, path, server.Role(*printToken))
+	}
 
 	var (
 		cfg     server.Config
@@ -99,9 +108,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "af serve: no pool key configured: submitters cannot seal credentials until you run `af keygen` and restart with --pool-key af.pub (or pool_key in %s)\n", path)
 	}
 	if created {
-		printFirstStart(stdout, path, cfg)
+		printFirstStart(stdout, path, cfg, isTerminal(stdout))
 	} else {
 		fmt.Fprintf(stdout, "af serve: config %s\n", path)
+		if w := configModeWarning(path); w != "" {
+			fmt.Fprintln(stdout, w)
+		}
 	}
 
 	server.TuneGC()
@@ -165,10 +177,22 @@ func artifactClients(ctx context.Context, c server.S3Config) (*s3.Client, *s3.Pr
 }
 
 // printFirstStart tells the operator, once, where the generated config is
-// and how to use its tokens. Tokens go to the terminal only, never to the
-// log.
-func printFirstStart(w io.Writer, path string, cfg server.Config) {
-	fmt.Fprintf(w, "af serve: created %s with fresh tokens (keep it private).\n", path)
+// and how to use its tokens. The tokens themselves are shown only when
+// stdout is a terminal: stdout of a service is usually a log file or a
+// journal, which must never hold a token, so there it names the file (mode
+// 0600) and the command that reads a token out of it.
+func printFirstStart(w io.Writer, path string, cfg server.Config, terminal bool) {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	fmt.Fprintf(w, "af serve: created %s (mode 0600) with fresh admin, submit and work tokens; keep it private.\n", path)
+	url := queueURL(cfg.Listen)
+	if !terminal {
+		fmt.Fprintf(w, "af serve: the tokens are in that file only (not in this output); point af and worker at this server with:\n"+
+			"  export AF_QUEUE_URL=%s\n"+
+			"  export AF_TOKEN=$(af serve --config %s --print-token submit)   # workers: --print-token work\n", url, shellQuote(path))
+		return
+	}
 	for _, t := range cfg.Tokens {
 		fmt.Fprintf(w, "  %-6s token: %s\n", t.Role, t.Token)
 	}
@@ -178,7 +202,55 @@ func printFirstStart(w io.Writer, path string, cfg server.Config) {
 			submit = t.Token
 		}
 	}
-	fmt.Fprintf(w, "Point af and worker at this server:\n  export AF_QUEUE_URL=%s\n  export AF_TOKEN=%s   # the submit token; workers use the work token\n", queueURL(cfg.Listen), submit)
+	fmt.Fprintf(w, "Point af and worker at this server (shown once, on this terminal only; later: af serve --config %s --print-token ROLE):\n"+
+		"  export AF_QUEUE_URL=%s\n  export AF_TOKEN=%s   # the submit token; workers use the work token\n", shellQuote(path), url, submit)
+}
+
+// printRoleToken prints the first token of role from the config at path,
+// for scripts: export AF_TOKEN=$(af serve --print-token submit).
+func printRoleToken(w io.Writer, path string, role server.Role) error {
+	switch role {
+	case server.RoleAdmin, server.RoleSubmit, server.RoleWork:
+	default:
+		return fmt.Errorf("%w: --print-token %q: want admin, submit or work", errUsage, role)
+	}
+	cfg, err := server.LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	hashed := false
+	for _, t := range cfg.Tokens {
+		if t.Role != role {
+			continue
+		}
+		if t.Token != "" {
+			_, err := fmt.Fprintln(w, t.Token)
+			return err
+		}
+		hashed = true
+	}
+	if hashed {
+		return fmt.Errorf("%s keeps the %s token only as its sha256: the token itself is wherever you stored it when you hashed it", path, role)
+	}
+	return fmt.Errorf("%s has no token with role %s: add one under tokens: (name, role, token)", path, role)
+}
+
+// configModeWarning says so when the config file, which holds bearer
+// tokens, is readable or writable by others than its owner.
+func configModeWarning(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("af serve: warning: %s holds bearer tokens but has mode %04o: run chmod 600 %s", path, fi.Mode().Perm(), shellQuote(path))
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+,@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // queueURL is the URL clients on this host use for a listen address.

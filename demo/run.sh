@@ -70,7 +70,8 @@ say "starting the SMTP sink on 127.0.0.1:$SMTP_PORT and af serve on 127.0.0.1:$A
 start smtp "$bin/demo-smtpsink" --listen "127.0.0.1:$SMTP_PORT"
 start serve "$bin/af" serve --data "$state/af-data" --listen "127.0.0.1:$AF_PORT" --pool-key "$state/keys/af.pub"
 wait_for "af serve" "http://127.0.0.1:$AF_PORT/api/v1/pool-key"
-token() { awk -v role="$1" '$1 == "role:" && $2 == role { getline; print $2; exit }' "$state/af-data/config.yaml"; }
+# The tokens are in config.yaml (mode 0600) only, never in af serve's log.
+token() { "$bin/af" serve --data "$state/af-data" --print-token "$1"; }
 SUBMIT_TOKEN=$(token submit)
 WORK_TOKEN=$(token work)
 [ -n "$SUBMIT_TOKEN" ] && [ -n "$WORK_TOKEN" ] || die "no tokens in $state/af-data/config.yaml"

@@ -22,6 +22,7 @@ import (
 	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/worker"
 )
@@ -88,7 +89,9 @@ Docker container: mappers stream their S3 inputs into the job, the reducer
 merges the mappers' results. It needs the pool's private key (af keygen)
 to open the tasks' sealed S3 credentials, and the job images on this host.
 On SIGTERM it stops claiming, lets running tasks finish for --grace, and
-hands the rest back to the queue.
+hands the rest back to the queue. A worker started again with the same
+--worker-id after a crash hands back at once the runs the dead process
+held (recorded in --state-dir), so they need not wait out their lease.
 
 Flags (each also read from the environment variable shown):
 `)
@@ -104,6 +107,7 @@ Flags (each also read from the environment variable shown):
 	smtpFlag := fs.String("smtp", os.Getenv("AF_SMTP"), "SMTP server for owner emails: host:port or smtp://user@host:port?starttls=always&from=addr; password from AF_SMTP_PASSWORD; empty logs the emails (AF_SMTP)")
 	monitorURL := fs.String("monitor-url", os.Getenv("AF_MONITOR_URL"), "base URL of af serve in emails (default: the queue URL) (AF_MONITOR_URL)")
 	scratch := fs.String("scratch", os.Getenv("AF_SCRATCH"), "directory for task scratch dirs (default: a private dir under $TMPDIR) (AF_SCRATCH)")
+	stateDir := fs.String("state-dir", os.Getenv("AF_STATE_DIR"), "private directory (0700) recording the runs this worker holds, with their run tokens, so a restart hands them back to the queue at once; must be outside --scratch (default: <scratch>.state beside the scratch dir) (AF_STATE_DIR)")
 	input := fs.String("input", env("AF_INPUT_MODE", "fifo"), "how records reach the container: fifo (scratch-dir FIFO, bypasses the Docker daemon) or stdin (AF_INPUT_MODE)")
 	parallel := fs.Int("download-parallel", envInt("AF_DOWNLOAD_PARALLEL", 4), "input files a task downloads and decompresses at once (AF_DOWNLOAD_PARALLEL)")
 	gzipFlag := fs.String("gzip", env("AF_GZIP", "auto"), "gzip decoder: auto (ISA-L when this build and host have it, else Go), isal, or go (AF_GZIP)")
@@ -154,7 +158,9 @@ Flags (each also read from the environment variable shown):
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// ReplaceAttr keeps presigned URLs out of the log whatever error
+	// quotes one.
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redact.ReplaceAttr}))
 	if *token == "" {
 		*token = os.Getenv("AF_TOKEN")
 	}
@@ -207,7 +213,8 @@ Flags (each also read from the environment variable shown):
 	w, err := worker.New(worker.Config{
 		Queue: queueclient.New(*queueURL, *token), Key: key, S3: s3At, Docker: docker, Runner: rn, Mailer: mailer,
 		MonitorURL: *monitorURL, WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
-		Input: mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
+		StateDir: *stateDir,
+		Input:    mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
 		Ceilings: ceilings, ReapEvery: reapEvery, MaxScratchBytes: scratchLimit(int64(maxScratch)),
 	})
 	if err != nil {

@@ -538,7 +538,7 @@ func runMappers(ctx context.Context, url, submitToken, workToken string, p poste
 					}
 					n := int64(len(c.Task.Payload.Inputs))
 					stats := taskdef.Stats{Files: n, Bytes: bytes, RawBytes: 9 * bytes, RecordsIn: 500 * n, RecordsOut: 120}
-					if _, err := wq.ReportCompleted(ctx, c.TaskID, c.RunID, taskdef.ReportRequest{Stats: stats}); err != nil {
+					if _, err := wq.Claimed(c).ReportCompleted(ctx, taskdef.ReportRequest{Stats: stats}); err != nil {
 						errs <- fmt.Errorf("report %s completed: %w", c.TaskID, err)
 						return
 					}

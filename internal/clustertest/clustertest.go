@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/miniotest"
@@ -41,6 +43,11 @@ type Options struct {
 	// Lease is the queue's claim lease; short leases make a killed
 	// worker's task come back quickly.
 	Lease time.Duration
+	// ArtifactFront, when set, is given MinIO's endpoint and returns the
+	// endpoint presigned artifact URLs name (the server's
+	// s3.public_endpoint): a test's proxy in front of MinIO that fails
+	// chosen uploads.
+	ArtifactFront func(minioEndpoint string) string
 }
 
 // Cluster is a running af installation.
@@ -109,11 +116,25 @@ func Start(t testing.TB, opts Options) *Cluster {
 		PoolKey:    c.PubPath,
 		MonitorURL: c.URL,
 	}
+	var presign *s3.PresignClient
+	if opts.ArtifactFront != nil {
+		cfg.S3.PublicEndpoint = opts.ArtifactFront(c.MinIO.Endpoint)
+		// A config of its own, as af serve makes for public_endpoint: a
+		// copy of MinIO's would keep MinIO's endpoint in its sources.
+		pcfg, err := awsconf.Load(context.Background(), awsconf.Options{
+			Endpoint: cfg.S3.PublicEndpoint, Region: awsconf.DefaultRegion,
+			AccessKeyID: miniotest.RootUser, SecretAccessKey: miniotest.RootPassword,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		presign = s3.NewPresignClient(awsconf.S3(pcfg))
+	}
 	if err := cfg.Normalize("clustertest"); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := server.New(cfg, server.Deps{
-		Queue: c.Queue, S3: c.MinIO.S3, Logger: c.Log.With("component", "server"),
+		Queue: c.Queue, S3: c.MinIO.S3, Presign: presign, Logger: c.Log.With("component", "server"),
 		TickEvery: 100 * time.Millisecond,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/taskdef"
 	bolt "go.etcd.io/bbolt"
 )
@@ -58,7 +59,7 @@ func (q *Queue) Claim(ctx context.Context, req taskdef.ClaimRequest) ([]taskdef.
 func decodeClaims(raw []taskdef.RawClaim) ([]taskdef.Claim, error) {
 	claims := make([]taskdef.Claim, len(raw))
 	for i, r := range raw {
-		claims[i] = taskdef.Claim{TaskID: r.TaskID, RunID: r.RunID, TakenUntil: r.TakenUntil}
+		claims[i] = taskdef.Claim{TaskID: r.TaskID, RunID: r.RunID, TakenUntil: r.TakenUntil, RunToken: r.RunToken}
 		if err := json.Unmarshal(r.Task, &claims[i].Task); err != nil {
 			return nil, fmt.Errorf("claim: decode task %s: %w", r.TaskID, err)
 		}
@@ -112,8 +113,15 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 				c = w.pending.Cursor()
 				continue
 			}
+			// The token is drawn here, and its hash stored by the same
+			// transaction that makes the run running: there is no moment
+			// when the run runs without an owner's secret.
+			tok, hash, err := newRunToken()
+			if err != nil {
+				return err
+			}
 			if err := w.transition(id, &t, move{to: sRunning, reason: reasonClaimed,
-				workerGroup: req.WorkerGroup, workerID: req.WorkerID}); err != nil {
+				workerGroup: req.WorkerGroup, workerID: req.WorkerID, tokenHash: hash}); err != nil {
 				return err
 			}
 			def := w.defs.Get([]byte(id))
@@ -128,7 +136,7 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 			cur := t.current()
 			// bbolt's bytes live only as long as the transaction.
 			raw := append(json.RawMessage(nil), def...)
-			claims = append(claims, taskdef.RawClaim{TaskID: id, RunID: cur.RunID, TakenUntil: *cur.TakenUntil, Task: raw})
+			claims = append(claims, taskdef.RawClaim{TaskID: id, RunID: cur.RunID, TakenUntil: *cur.TakenUntil, RunToken: tok, Task: raw})
 			c = w.pending.Cursor()
 		}
 		return nil
@@ -193,11 +201,14 @@ func (w *wtx) loadTask(taskID string) (taskRec, error) {
 	return t, err
 }
 
-// loadRunning finds a task and checks that runID is its current running
-// run.
-func (w *wtx) loadRunning(taskID string, runID int) (taskRec, error) {
+// loadRunning finds a task and checks that token is run runID's and that
+// runID is its current running run.
+func (w *wtx) loadRunning(taskID string, runID int, token string) (taskRec, error) {
 	t, err := w.loadTask(taskID)
 	if err != nil {
+		return t, err
+	}
+	if err := checkRunOf(taskID, &t, runID, token); err != nil {
 		return t, err
 	}
 	cur := t.current()
@@ -221,12 +232,13 @@ func runNotCurrent(taskID string, runID int, t *taskRec) error {
 }
 
 // Reclaim renews the lease of the current running run and records its
-// progress. A run that is no longer current gets ErrRunNotCurrent (stop
+// progress. token is the run's token from the claim (ErrNotRunOwner
+// otherwise). A run that is no longer current gets ErrRunNotCurrent (stop
 // working on it); a task past its deadline gets ErrDeadlineExceeded.
-func (q *Queue) Reclaim(ctx context.Context, taskID string, runID int, stats taskdef.Stats) (taskdef.ReclaimResponse, error) {
+func (q *Queue) Reclaim(ctx context.Context, taskID string, runID int, token string, stats taskdef.Stats) (taskdef.ReclaimResponse, error) {
 	var until time.Time
 	err := q.write(ctx, func(w *wtx) error {
-		t, err := w.loadRunning(taskID, runID)
+		t, err := w.loadRunning(taskID, runID, token)
 		if err != nil {
 			return err
 		}
@@ -251,15 +263,17 @@ func (q *Queue) Reclaim(ctx context.Context, taskID string, runID int, stats tas
 	return taskdef.ReclaimResponse{TakenUntil: until}, nil
 }
 
-// ReportCompleted resolves the current running run completed.
-func (q *Queue) ReportCompleted(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
-	return q.report(ctx, taskID, runID, sCompleted, taskdef.ReasonCompleted, r)
+// ReportCompleted resolves the current running run completed. Like every
+// report, it needs the run's token from the claim (ErrNotRunOwner
+// otherwise, and nothing changes).
+func (q *Queue) ReportCompleted(ctx context.Context, taskID string, runID int, token string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return q.report(ctx, taskID, runID, token, sCompleted, taskdef.ReasonCompleted, r)
 }
 
 // ReportFailed resolves the current running run failed: the job's own code
 // failed, so it is final (no automatic retry).
-func (q *Queue) ReportFailed(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
-	return q.report(ctx, taskID, runID, sFailed, taskdef.ReasonFailed, r)
+func (q *Queue) ReportFailed(ctx context.Context, taskID string, runID int, token string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return q.report(ctx, taskID, runID, token, sFailed, taskdef.ReasonFailed, r)
 }
 
 // reportableExceptions are the reasons a worker may report, and whether
@@ -277,15 +291,19 @@ var reportableExceptions = map[string]bool{
 // worker-shutdown and intermittent-task start a new pending run at once
 // while retries remain; malformed-payload, resource-unavailable,
 // internal-error and superseded are final.
-func (q *Queue) ReportException(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+func (q *Queue) ReportException(ctx context.Context, taskID string, runID int, token string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
 	if _, ok := reportableExceptions[r.Reason]; !ok {
 		return taskdef.ReportResponse{}, invalidf("reason %q is not one a worker may report; use worker-shutdown, intermittent-task, malformed-payload, resource-unavailable, internal-error or superseded", r.Reason)
 	}
-	return q.report(ctx, taskID, runID, sException, r.Reason, r)
+	return q.report(ctx, taskID, runID, token, sException, r.Reason, r)
 }
 
-func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef.TaskState, reason string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
-	msg := r.Message
+func (q *Queue) report(ctx context.Context, taskID string, runID int, token string, to taskdef.TaskState, reason string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	// A worker's message may quote an error with a presigned URL in it
+	// (an old worker, a job's output): the message is read by anyone who
+	// may read the queue and goes into the owner's email, so the query of
+	// such a URL is dropped before it is stored.
+	msg := redact.Text(r.Message)
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage] + "…"
 	}
@@ -298,6 +316,11 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, to taskdef
 			return err
 		}
 		hasDeps = t.NumDeps > 0
+		// The token first, so that another worker learns nothing of the
+		// run, not even whether a repeated report would match.
+		if err := checkRunOf(taskID, &t, runID, token); err != nil {
+			return err
+		}
 		cur := t.current()
 		if cur == nil || runID != cur.RunID || cur.State != sRunning {
 			// A repeated report (the worker retrying after a lost

@@ -17,8 +17,17 @@ import (
 // Layout: a version byte, then fields in order: unsigned/signed varints,
 // strings as length-prefixed bytes, times as signed varint Unix nanoseconds
 // (0 = absent).
+//
+// Task records are version 2: each run ends with its token hash. Version 1
+// records (written before run tokens) still decode, their runs without a
+// hash; such a run cannot be reclaimed or reported (no token matches), so
+// it expires and the task runs again.
 
-const recVersion = 1
+const (
+	recVersion       = 1 // graph records
+	taskRecVersion   = 2
+	taskRecVersionV1 = 1
+)
 
 var errShortRecord = errors.New("record is truncated")
 
@@ -103,9 +112,13 @@ func (d *decoder) ptime() *time.Time {
 	return &t
 }
 
-func encodeTask(t *taskRec) []byte {
-	e := encoder{b: make([]byte, 0, 128+len(t.Runs)*96)}
-	e.b = append(e.b, recVersion)
+func encodeTask(t *taskRec) []byte { return encodeTaskVersion(t, taskRecVersion) }
+
+// encodeTaskVersion writes version v; tests write version 1 to stand in for
+// an old database.
+func encodeTaskVersion(t *taskRec, v byte) []byte {
+	e := encoder{b: make([]byte, 0, 128+len(t.Runs)*128)}
+	e.b = append(e.b, v)
 	e.str(string(t.State))
 	e.int(int64(t.RetriesLeft))
 	e.int(int64(t.Waiting))
@@ -137,14 +150,18 @@ func encodeTask(t *taskRec) []byte {
 			e.int(v)
 		}
 		e.str(r.Message)
+		if v >= 2 {
+			e.str(string(r.TokenHash))
+		}
 	}
 	return e.b
 }
 
 func decodeTask(b []byte, t *taskRec) error {
-	if len(b) == 0 || b[0] != recVersion {
+	if len(b) == 0 || (b[0] != taskRecVersion && b[0] != taskRecVersionV1) {
 		return fmt.Errorf("task record has unknown encoding")
 	}
+	v := b[0]
 	d := decoder{b: b[1:]}
 	*t = taskRec{}
 	t.State = taskdef.TaskState(d.str())
@@ -184,6 +201,11 @@ func decodeTask(b []byte, t *taskRec) error {
 			*p = d.int()
 		}
 		r.Message = d.str()
+		if v >= 2 {
+			if h := d.str(); h != "" {
+				r.TokenHash = []byte(h)
+			}
+		}
 	}
 	return d.err
 }

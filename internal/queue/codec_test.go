@@ -19,7 +19,8 @@ func sampleRec() taskRec {
 		Runs: []taskdef.Run{
 			{RunID: 0, State: sException, ReasonCreated: "scheduled", ReasonResolved: "claim-expired",
 				WorkerGroup: "g", WorkerID: "w", TakenUntil: at(60), Scheduled: at(0), Started: at(1), Resolved: at(61),
-				Stats: taskdef.Stats{Files: 1, Bytes: 2, RawBytes: 3, RecordsIn: 4, RecordsOut: 5, BadLines: 6, BadFiles: 7}, Message: "lease"},
+				Stats: taskdef.Stats{Files: 1, Bytes: 2, RawBytes: 3, RecordsIn: 4, RecordsOut: 5, BadLines: 6, BadFiles: 7}, Message: "lease",
+				TokenHash: hashRunToken("run-0-token")},
 			{RunID: 1, State: sPending, ReasonCreated: "retry", Scheduled: at(61)},
 		},
 	}
@@ -56,6 +57,7 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	rec := sampleRec()
 	f.Add(encodeTask(&rec))
+	f.Add(encodeTaskVersion(&rec, taskRecVersionV1))
 	f.Add(encodeTask(&taskRec{}))
 	g := graphRec{Name: "n", Counts: map[taskdef.TaskState]int{sPending: 1}}
 	f.Add(encodeGraph(&g))

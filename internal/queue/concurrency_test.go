@@ -59,15 +59,15 @@ func TestConcurrentClaimers(t *testing.T) {
 					owners[key] = w
 					mu.Unlock()
 					if rng.IntN(4) == 0 {
-						if _, err := q.Reclaim(bg, c.TaskID, c.RunID, taskdef.Stats{Files: 1}); err != nil {
+						if _, err := q.Reclaim(bg, c.TaskID, c.RunID, c.RunToken, taskdef.Stats{Files: 1}); err != nil {
 							t.Errorf("reclaim %s: %v", key, err)
 						}
 					}
 					var r taskdef.ReportResponse
 					if c.RunID == 0 && rng.IntN(5) == 0 {
-						r, err = q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
+						r, err = q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
 					} else {
-						r, err = q.ReportCompleted(bg, c.TaskID, c.RunID, taskdef.ReportRequest{})
+						r, err = q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{})
 						if err == nil {
 							mu.Lock()
 							completed[c.TaskID]++
@@ -240,7 +240,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 				b.Errorf("claim: %d %v", len(cs), err)
 				return
 			}
-			if _, err := q.ReportCompleted(bg, cs[0].TaskID, cs[0].RunID, taskdef.ReportRequest{}); err != nil {
+			if _, err := q.ReportCompleted(bg, cs[0].TaskID, cs[0].RunID, cs[0].RunToken, taskdef.ReportRequest{}); err != nil {
 				b.Error(err)
 				return
 			}

@@ -27,6 +27,24 @@ const (
 	defaultExpiry = 365 * 24 * time.Hour
 	// maxDeadline bounds how long a task may stay unresolved.
 	maxDeadline = 366 * 24 * time.Hour
+	// MaxRunTime bounds payload.maxRunTime (seconds): no run outlives the
+	// longest deadline, and seconds × time.Second cannot overflow.
+	MaxRunTime = int(maxDeadline / time.Second)
+	// MaxInputs bounds a task's payload.inputs.
+	MaxInputs = 100_000
+	// MaxInputSize bounds one input's size: 64 TiB, above any S3 object
+	// (5 TiB on AWS), so a size past it is a forged number.
+	MaxInputSize int64 = 1 << 46
+	// MaxTaskInputBytes bounds the sum of a task's input sizes (1 PiB),
+	// so the sums the queue keeps cannot overflow.
+	MaxTaskInputBytes int64 = 1 << 50
+	// MaxMemoryBytes, MaxCPUs and MaxPids bound payload.limits to what
+	// no machine has (64 TiB, 4096 CPUs, Linux's pid_max ceiling): the
+	// worker enforces its own, smaller ceilings; these only keep absurd
+	// numbers out of the queue.
+	MaxMemoryBytes int64 = 1 << 46
+	MaxCPUs              = 4096
+	MaxPids        int64 = 1 << 22
 )
 
 // Times are stored as Unix nanoseconds, which only span 1678..2262: keep
@@ -111,15 +129,33 @@ func validateTask(where string, t *taskdef.Task) error {
 	if strings.TrimSpace(t.Payload.Image) == "" {
 		return invalidf("%s: payload.image is required", where)
 	}
-	if t.Payload.MaxRunTime <= 0 {
-		return invalidf("%s: payload.maxRunTime must be a positive number of seconds", where)
+	if t.Payload.MaxRunTime <= 0 || t.Payload.MaxRunTime > MaxRunTime {
+		return invalidf("%s: payload.maxRunTime %d must be a positive number of seconds, at most %d (366 days)", where, t.Payload.MaxRunTime, MaxRunTime)
 	}
+	if l := t.Payload.Limits; l.MemoryBytes < 0 || l.MemoryBytes > MaxMemoryBytes {
+		return invalidf("%s: payload.limits.memoryBytes %d must be between 0 (the worker's default) and %d", where, l.MemoryBytes, MaxMemoryBytes)
+	}
+	// !(a >= b) also catches NaN, which a Go caller can pass.
+	if l := t.Payload.Limits; !(l.CPUs >= 0) || l.CPUs > MaxCPUs {
+		return invalidf("%s: payload.limits.cpus %g must be between 0 (the worker's default) and %d", where, l.CPUs, MaxCPUs)
+	}
+	if l := t.Payload.Limits; l.Pids < 0 || l.Pids > MaxPids {
+		return invalidf("%s: payload.limits.pids %d must be between 0 (the worker's default) and %d", where, l.Pids, MaxPids)
+	}
+	if len(t.Payload.Inputs) > MaxInputs {
+		return invalidf("%s: payload.inputs: %d files, at most %d per task (split them over more tasks)", where, len(t.Payload.Inputs), MaxInputs)
+	}
+	var total int64
 	for i, in := range t.Payload.Inputs {
 		if in.Key == "" {
 			return invalidf("%s: payload.inputs[%d].key is empty", where, i)
 		}
-		if in.Size < 0 {
-			return invalidf("%s: payload.inputs[%d].size is negative", where, i)
+		if in.Size < 0 || in.Size > MaxInputSize {
+			return invalidf("%s: payload.inputs[%d].size %d must be between 0 and %d", where, i, in.Size, MaxInputSize)
+		}
+		// Both terms are at most 2^50, so the sum cannot overflow.
+		if total += in.Size; total > MaxTaskInputBytes {
+			return invalidf("%s: payload.inputs: more than %d bytes in one task (split them over more tasks)", where, MaxTaskInputBytes)
 		}
 	}
 	if len(t.Payload.Inputs) > 0 && t.Payload.Bucket == "" {
@@ -219,11 +255,16 @@ func short(b []byte) string {
 	return string(b)
 }
 
-// newTask is a validated definition ready to insert.
+// newTask is a validated definition ready to insert: raw is its encoding
+// (what the queue stores and hands to workers); def keeps only the fields
+// the queue indexes (no payload env or inputs: files and bytes summarise
+// those), so a large graph is held once, encoded, while it is created.
 type newTask struct {
-	id  string
-	def taskdef.Task
-	raw []byte
+	id    string
+	def   taskdef.Task
+	raw   []byte
+	files int
+	bytes int64
 }
 
 // prepare normalizes, validates and encodes a definition.
@@ -244,7 +285,14 @@ func prepare(where, id string, t taskdef.Task) (newTask, error) {
 	if err != nil {
 		return newTask{}, fmt.Errorf("encode task %s: %w", id, err)
 	}
-	return newTask{id: id, def: t, raw: raw}, nil
+	nt := newTask{id: id, raw: raw, files: len(t.Payload.Inputs)}
+	for _, in := range t.Payload.Inputs {
+		nt.bytes += in.Size
+	}
+	t.Payload = taskdef.Payload{Kind: t.Payload.Kind}
+	t.Metadata.Description, t.Metadata.Source = "", ""
+	nt.def = t
+	return nt, nil
 }
 
 // CreateGraph creates every task of a graph in one transaction. Creating the
@@ -253,59 +301,149 @@ func prepare(where, id string, t taskdef.Task) (newTask, error) {
 // *ConflictError listing what differs. Dependencies must be tasks of the
 // graph or tasks that already exist; cycles are refused.
 func (q *Queue) CreateGraph(ctx context.Context, g taskdef.Graph) (taskdef.GraphStatus, error) {
-	if err := taskdef.ValidID(g.GraphID); err != nil {
+	b := q.NewGraphBuilder()
+	b.SetGraph(g.GraphID, g.Name, g.Owner)
+	for _, gt := range g.Tasks {
+		if err := b.Add(gt.TaskID, gt.Task); err != nil {
+			return taskdef.GraphStatus{}, err
+		}
+	}
+	return b.Create(ctx)
+}
+
+// GraphBuilder creates a graph whose tasks arrive one at a time, as a
+// streamed request body decodes them: each task is validated and encoded
+// as it comes (in batches, on every CPU), and only its encoding and the
+// fields the queue indexes are kept, so the graph is never held decoded and
+// encoded at once. Create then works as CreateGraph.
+type GraphBuilder struct {
+	q                    *Queue
+	graphID, name, owner string
+	graphSet             bool
+	tasks                []newTask
+	index                map[string]int
+	batch                []taskdef.GraphTask
+	batchAt              int // index of batch[0] in the graph
+	err                  error
+}
+
+// builderBatch is how many decoded tasks wait before they are encoded
+// together: enough to spread over every CPU, few enough to keep decoded
+// definitions a small share of the graph.
+const builderBatch = 512
+
+// NewGraphBuilder starts a graph; call SetGraph and Add in any order, then
+// Create.
+func (q *Queue) NewGraphBuilder() *GraphBuilder {
+	return &GraphBuilder{q: q, index: map[string]int{}}
+}
+
+// SetGraph names the graph. Tasks added before it must carry the graph id
+// themselves.
+func (b *GraphBuilder) SetGraph(graphID, name, owner string) {
+	b.graphID, b.name, b.owner, b.graphSet = graphID, name, owner, true
+}
+
+// Add adds the next task. The first invalid task's error is returned (by
+// this call or a later one) and kept: the graph cannot be created any more.
+func (b *GraphBuilder) Add(taskID string, t taskdef.Task) error {
+	if b.err != nil {
+		return b.err
+	}
+	i := len(b.index)
+	if i >= maxGraphTasks {
+		b.err = invalidf("graph %s: more than %d tasks", b.graphID, maxGraphTasks)
+		return b.err
+	}
+	if j, dup := b.index[taskID]; dup {
+		b.err = invalidf("tasks[%d] (%s): taskId appears twice in the graph (also tasks[%d])", i, taskID, j)
+		return b.err
+	}
+	if t.GraphID == "" && !b.graphSet {
+		b.err = invalidf("tasks[%d] (%s): no graphId, and the graph's graphId comes after its tasks: send graphId first or set each task's graphId", i, taskID)
+		return b.err
+	}
+	b.index[taskID] = i
+	b.batch = append(b.batch, taskdef.GraphTask{TaskID: taskID, Task: t})
+	if len(b.batch) >= builderBatch {
+		b.err = b.flush()
+	}
+	return b.err
+}
+
+// flush validates and encodes the waiting batch.
+func (b *GraphBuilder) flush() error {
+	if len(b.batch) == 0 {
+		return nil
+	}
+	tasks, err := prepareAll(b.graphID, b.graphSet, b.batchAt, b.batch)
+	clear(b.batch) // drop the decoded definitions now
+	b.batchAt += len(b.batch)
+	b.batch = b.batch[:0]
+	if err != nil {
+		return err
+	}
+	b.tasks = append(b.tasks, tasks...)
+	return nil
+}
+
+// Create creates the graph in one transaction (see CreateGraph).
+func (b *GraphBuilder) Create(ctx context.Context) (taskdef.GraphStatus, error) {
+	if b.err != nil {
+		return taskdef.GraphStatus{}, b.err
+	}
+	if err := taskdef.ValidID(b.graphID); err != nil {
 		return taskdef.GraphStatus{}, invalidf("graphId: %v", err)
 	}
-	if len(g.Tasks) == 0 {
-		return taskdef.GraphStatus{}, invalidf("graph %s: tasks: a graph needs at least one task", g.GraphID)
+	if err := b.flush(); err != nil {
+		b.err = err
+		return taskdef.GraphStatus{}, err
 	}
-	if len(g.Tasks) > maxGraphTasks {
-		return taskdef.GraphStatus{}, invalidf("graph %s: %d tasks, at most %d", g.GraphID, len(g.Tasks), maxGraphTasks)
+	if len(b.tasks) == 0 {
+		return taskdef.GraphStatus{}, invalidf("graph %s: tasks: a graph needs at least one task", b.graphID)
 	}
-	index := make(map[string]int, len(g.Tasks))
-	for i, gt := range g.Tasks {
-		if j, dup := index[gt.TaskID]; dup {
-			return taskdef.GraphStatus{}, invalidf("tasks[%d] (%s): taskId appears twice in the graph (also tasks[%d])", i, gt.TaskID, j)
+	// Tasks added before SetGraph carried their own graph id.
+	for i, nt := range b.tasks {
+		if nt.def.GraphID != b.graphID {
+			return taskdef.GraphStatus{}, invalidf("tasks[%d] (%s): graphId %q differs from the graph's %q", i, nt.id, nt.def.GraphID, b.graphID)
 		}
-		index[gt.TaskID] = i
 	}
-	tasks, err := prepareAll(g)
-	if err != nil {
+	if err := checkCycles(b.tasks, b.index); err != nil {
 		return taskdef.GraphStatus{}, err
 	}
-	if err := checkCycles(tasks, index); err != nil {
-		return taskdef.GraphStatus{}, err
-	}
-	err = q.write(ctx, func(w *wtx) error {
-		return w.createGraph(g, tasks, index)
+	g := taskdef.Graph{GraphID: b.graphID, Name: b.name, Owner: b.owner}
+	err := b.q.write(ctx, func(w *wtx) error {
+		return w.createGraph(g, b.tasks, b.index)
 	})
 	if err != nil {
 		return taskdef.GraphStatus{}, err
 	}
-	return q.Graph(ctx, g.GraphID)
+	return b.q.Graph(ctx, b.graphID)
 }
 
-// prepareAll prepares a graph's tasks, encoding large graphs on every CPU
-// (encoding is most of a large create's CPU outside the transaction). The
-// first error in task order wins, so messages do not depend on scheduling.
-func prepareAll(g taskdef.Graph) ([]newTask, error) {
-	tasks := make([]newTask, len(g.Tasks))
-	errs := make([]error, len(g.Tasks))
+// prepareAll prepares a batch of a graph's tasks (batch[0] is the graph's
+// task at), encoding large batches on every CPU (encoding is most of a
+// large create's CPU outside the transaction). The first error in task
+// order wins, so messages do not depend on scheduling.
+func prepareAll(graphID string, graphSet bool, at int, batch []taskdef.GraphTask) ([]newTask, error) {
+	tasks := make([]newTask, len(batch))
+	errs := make([]error, len(batch))
 	one := func(i int) {
-		gt := g.Tasks[i]
-		where := fmt.Sprintf("tasks[%d] (%s)", i, gt.TaskID)
+		gt := batch[i]
+		where := fmt.Sprintf("tasks[%d] (%s)", at+i, gt.TaskID)
 		t := gt.Task
-		if t.GraphID == "" {
-			t.GraphID = g.GraphID
-		}
-		if t.GraphID != g.GraphID {
-			errs[i] = invalidf("%s: graphId %q differs from the graph's %q", where, t.GraphID, g.GraphID)
+		switch {
+		case t.GraphID == "": // Add made sure the graph's id was known
+
+			t.GraphID = graphID
+		case graphSet && t.GraphID != graphID:
+			errs[i] = invalidf("%s: graphId %q differs from the graph's %q", where, t.GraphID, graphID)
 			return
 		}
 		tasks[i], errs[i] = prepare(where, gt.TaskID, t)
 	}
 	workers := runtime.GOMAXPROCS(0)
-	if len(tasks) < 512 || workers == 1 {
+	if len(tasks) < 256 || workers == 1 {
 		for i := range tasks {
 			one(i)
 		}
@@ -467,10 +605,7 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 		*r = taskRec{
 			State: sUnscheduled, RetriesLeft: t.Retries, Retries: t.Retries, GraphID: t.GraphID,
 			Requires: t.Requires, Deadline: t.Deadline, Expires: t.Expires, Name: t.Metadata.Name,
-			Kind: t.Payload.Kind, Files: len(t.Payload.Inputs), NumDeps: len(t.Dependencies),
-		}
-		for _, in := range t.Payload.Inputs {
-			r.Bytes += in.Size
+			Kind: t.Payload.Kind, Files: nt.files, Bytes: nt.bytes, NumDeps: len(t.Dependencies),
 		}
 		for _, d := range t.Dependencies {
 			flag := byte(0)

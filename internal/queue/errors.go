@@ -37,6 +37,10 @@ var (
 	// ErrDeadlineExceeded: the task is past its deadline, so it cannot be
 	// reclaimed or rerun (HTTP 409). It matches ErrConflict too.
 	ErrDeadlineExceeded error = &queueError{msg: "task deadline exceeded", parent: ErrConflict}
+	// ErrNotRunOwner: a run-scoped call (reclaim, report, artifact
+	// creation) did not carry the run's token, so it does not come from
+	// the worker that claimed the run (HTTP 403). Nothing was changed.
+	ErrNotRunOwner = errors.New("the run belongs to the worker that claimed it")
 	// ErrClosed: the queue was closed.
 	ErrClosed = errors.New("queue is closed")
 )
@@ -93,5 +97,5 @@ func notFoundf(format string, args ...any) error {
 // the rest of the batch.
 func refusal(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) ||
-		errors.Is(err, ErrConflict)
+		errors.Is(err, ErrConflict) || errors.Is(err, ErrNotRunOwner)
 }

@@ -43,7 +43,7 @@ func TestMapReduceCompletes(t *testing.T) {
 		if !c.TakenUntil.Equal(t0.Add(testLease)) {
 			t.Errorf("takenUntil %s, want now+lease", c.TakenUntil)
 		}
-		r, err := q.ReportCompleted(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 2, RecordsIn: 10}})
+		r, err := q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 2, RecordsIn: 10}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +220,7 @@ func TestDependencyOnExistingTask(t *testing.T) {
 	q, _ := newQueue(t)
 	mustCreate(t, q, mapReduce("graph-base", 1, 5))
 	c := claimOne(t, q) // the mapper
-	if _, err := q.ReportCompleted(bg, c.TaskID, c.RunID, taskdef.ReportRequest{}); err != nil {
+	if _, err := q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	// New tasks depending on a completed task are pending at once; on an
@@ -235,7 +235,7 @@ func TestDependencyOnExistingTask(t *testing.T) {
 	if r.TaskID != "graph-base-reduce" {
 		t.Fatalf("claimed %s, want the reducer (oldest pending)", r.TaskID)
 	}
-	if _, err := q.ReportFailed(bg, r.TaskID, r.RunID, taskdef.ReportRequest{Message: "exit 1"}); err != nil {
+	if _, err := q.ReportFailed(bg, r.TaskID, r.RunID, r.RunToken, taskdef.ReportRequest{Message: "exit 1"}); err != nil {
 		t.Fatal(err)
 	}
 	if s := mustTask(t, q, "task-after-r"); s.State != sException || s.Runs[0].ReasonResolved != taskdef.ReasonDependencyFailed {
@@ -275,19 +275,19 @@ func TestRequiresCascade(t *testing.T) {
 		graph   taskdef.GraphState
 	}{
 		{"completed", func(q *Queue, c taskdef.Claim) error {
-			_, err := q.ReportCompleted(bg, c.TaskID, c.RunID, taskdef.ReportRequest{})
+			_, err := q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{})
 			return err
 		}, sPending, sUnscheduled, sPending, taskdef.GraphRunning},
 		{"failed", func(q *Queue, c taskdef.Claim) error {
-			_, err := q.ReportFailed(bg, c.TaskID, c.RunID, taskdef.ReportRequest{})
+			_, err := q.ReportFailed(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{})
 			return err
 		}, sException, sException, sPending, taskdef.GraphRunning},
 		{"exception", func(q *Queue, c taskdef.Claim) error {
-			_, err := q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonResourceUnavail})
+			_, err := q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonResourceUnavail})
 			return err
 		}, sException, sException, sPending, taskdef.GraphRunning},
 		{"worker shutdown without retries", func(q *Queue, c taskdef.Claim) error {
-			_, err := q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
+			_, err := q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
 			return err
 		}, sException, sException, sPending, taskdef.GraphRunning},
 	}
@@ -331,22 +331,22 @@ func TestReportsAndLateReports(t *testing.T) {
 		wantRuns  []string
 	}{
 		{"failed is final", 5, func(q *Queue, c taskdef.Claim) (taskdef.ReportResponse, error) {
-			return q.ReportFailed(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Message: "exit 2"})
+			return q.ReportFailed(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Message: "exit 2"})
 		}, sFailed, []string{"0:failed/scheduled/failed"}},
 		{"worker shutdown retries at once", 5, func(q *Queue, c taskdef.Claim) (taskdef.ReportResponse, error) {
-			return q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
+			return q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
 		}, sPending, []string{"0:exception/scheduled/worker-shutdown", "1:pending/retry/"}},
 		{"intermittent task retries as task-retry", 5, func(q *Queue, c taskdef.Claim) (taskdef.ReportResponse, error) {
-			return q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonIntermittentTask})
+			return q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonIntermittentTask})
 		}, sPending, []string{"0:exception/scheduled/intermittent-task", "1:pending/task-retry/"}},
 		{"worker shutdown without retries is final", 0, func(q *Queue, c taskdef.Claim) (taskdef.ReportResponse, error) {
-			return q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
+			return q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
 		}, sException, []string{"0:exception/scheduled/worker-shutdown"}},
 		{"malformed payload is final", 5, func(q *Queue, c taskdef.Claim) (taskdef.ReportResponse, error) {
-			return q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonMalformedPayload})
+			return q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonMalformedPayload})
 		}, sException, []string{"0:exception/scheduled/malformed-payload"}},
 		{"internal error is final", 5, func(q *Queue, c taskdef.Claim) (taskdef.ReportResponse, error) {
-			return q.ReportException(bg, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonInternalError})
+			return q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonInternalError})
 		}, sException, []string{"0:exception/scheduled/internal-error"}},
 	}
 	for _, tc := range tests {
@@ -374,9 +374,15 @@ func TestReportsAndLateReports(t *testing.T) {
 			}
 			// Any other report or reclaim for that run is refused 409.
 			for name, f := range map[string]func() error{
-				"completed": func() error { _, err := q.ReportCompleted(bg, c.TaskID, c.RunID, taskdef.ReportRequest{}); return err },
-				"reclaim":   func() error { _, err := q.Reclaim(bg, c.TaskID, c.RunID, taskdef.Stats{}); return err },
-				"run 7":     func() error { _, err := q.ReportFailed(bg, c.TaskID, 7, taskdef.ReportRequest{}); return err },
+				"completed": func() error {
+					_, err := q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{})
+					return err
+				},
+				"reclaim": func() error { _, err := q.Reclaim(bg, c.TaskID, c.RunID, c.RunToken, taskdef.Stats{}); return err },
+				"run 7": func() error {
+					_, err := q.ReportFailed(bg, c.TaskID, 7, c.RunToken, taskdef.ReportRequest{})
+					return err
+				},
 			} {
 				if err := f(); !errors.Is(err, ErrRunNotCurrent) || !errors.Is(err, ErrConflict) {
 					t.Errorf("%s after report: %v, want ErrRunNotCurrent", name, err)
@@ -387,10 +393,10 @@ func TestReportsAndLateReports(t *testing.T) {
 	t.Run("bad reason", func(t *testing.T) {
 		t.Parallel()
 		q, _ := newQueue(t)
-		if _, err := q.ReportException(bg, "task-none", 0, taskdef.ReportRequest{Reason: "bored"}); !errors.Is(err, ErrInvalid) {
+		if _, err := q.ReportException(bg, "task-none", 0, "", taskdef.ReportRequest{Reason: "bored"}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("got %v", err)
 		}
-		if _, err := q.ReportCompleted(bg, "task-none", 0, taskdef.ReportRequest{}); !errors.Is(err, ErrNotFound) {
+		if _, err := q.ReportCompleted(bg, "task-none", 0, "", taskdef.ReportRequest{}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("unknown task: %v", err)
 		}
 	})

@@ -143,7 +143,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 	mustCreate(t, q, mapReduce("graph-rope", 2, 5))
 	done := claimOne(t, q)
-	if _, err := q.ReportCompleted(bg, done.TaskID, done.RunID, taskdef.ReportRequest{}); err != nil {
+	if _, err := q.ReportCompleted(bg, done.TaskID, done.RunID, done.RunToken, taskdef.ReportRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	lost := claimOne(t, q)
@@ -181,11 +181,11 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if again.TaskID != lost.TaskID || again.RunID != 1 {
 		t.Fatalf("claimed %s run %d, want %s run 1", again.TaskID, again.RunID, lost.TaskID)
 	}
-	if _, err := q.ReportCompleted(bg, again.TaskID, again.RunID, taskdef.ReportRequest{}); err != nil {
+	if _, err := q.ReportCompleted(bg, again.TaskID, again.RunID, again.RunToken, taskdef.ReportRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	red := claimOne(t, q)
-	if r, err := q.ReportCompleted(bg, red.TaskID, red.RunID, taskdef.ReportRequest{}); err != nil || !r.GraphResolved {
+	if r, err := q.ReportCompleted(bg, red.TaskID, red.RunID, red.RunToken, taskdef.ReportRequest{}); err != nil || !r.GraphResolved {
 		t.Fatalf("reducer: %+v %v", r, err)
 	}
 	if s := mustTask(t, q, done.TaskID); len(s.Runs) != 1 {

@@ -42,6 +42,9 @@ type TickReport struct {
 func status(id string, t *taskRec, deps []string) taskdef.TaskStatus {
 	runs := make([]taskdef.Run, len(t.Runs))
 	copy(runs, t.Runs)
+	for i := range runs {
+		runs[i].TokenHash = nil
+	}
 	return taskdef.TaskStatus{
 		TaskID: id, GraphID: t.GraphID, State: t.State, RetriesLeft: t.RetriesLeft, Runs: runs,
 		Deadline: t.Deadline, Expires: t.Expires, Name: t.Name, Kind: t.Kind,

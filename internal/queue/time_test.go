@@ -48,10 +48,10 @@ func TestClaimExpiryExhaustsRetries(t *testing.T) {
 					t.Fatalf("run %d: tick %+v", run, rep)
 				}
 				// The worker that lost the lease is refused.
-				if _, err := q.ReportCompleted(bg, id, run, taskdef.ReportRequest{}); !errors.Is(err, ErrRunNotCurrent) {
+				if _, err := q.ReportCompleted(bg, id, run, c.RunToken, taskdef.ReportRequest{}); !errors.Is(err, ErrRunNotCurrent) {
 					t.Fatalf("late report of run %d: %v", run, err)
 				}
-				if _, err := q.Reclaim(bg, id, run, taskdef.Stats{}); !errors.Is(err, ErrRunNotCurrent) {
+				if _, err := q.Reclaim(bg, id, run, c.RunToken, taskdef.Stats{}); !errors.Is(err, ErrRunNotCurrent) {
 					t.Fatalf("late reclaim of run %d: %v", run, err)
 				}
 			}
@@ -86,7 +86,7 @@ func TestReclaimExtendsLease(t *testing.T) {
 	c := claimOne(t, q)
 	for i := 0; i < 3; i++ {
 		clk.Advance(testLease - time.Second)
-		r, err := q.Reclaim(bg, id, c.RunID, taskdef.Stats{Files: int64(i + 1)})
+		r, err := q.Reclaim(bg, id, c.RunID, c.RunToken, taskdef.Stats{Files: int64(i + 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,13 +101,13 @@ func TestReclaimExtendsLease(t *testing.T) {
 	if s.State != sRunning || s.Runs[0].Stats.Files != 3 {
 		t.Errorf("after reclaims: %s stats %+v", s.State, s.Runs[0].Stats)
 	}
-	if _, err := q.Reclaim(bg, id, 1, taskdef.Stats{}); !errors.Is(err, ErrRunNotCurrent) {
+	if _, err := q.Reclaim(bg, id, 1, c.RunToken, taskdef.Stats{}); !errors.Is(err, ErrRunNotCurrent) {
 		t.Errorf("reclaim of a run that does not exist: %v", err)
 	}
-	if _, err := q.Reclaim(bg, "task-none", 0, taskdef.Stats{}); !errors.Is(err, ErrNotFound) {
+	if _, err := q.Reclaim(bg, "task-none", 0, "", taskdef.Stats{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("reclaim of unknown task: %v", err)
 	}
-	if _, err := q.ReportCompleted(bg, id, c.RunID, taskdef.ReportRequest{}); err != nil {
+	if _, err := q.ReportCompleted(bg, id, c.RunID, c.RunToken, taskdef.ReportRequest{}); err != nil {
 		t.Errorf("report after reclaims: %v", err)
 	}
 }
@@ -121,13 +121,13 @@ func TestDeadlines(t *testing.T) {
 		mustCreate(t, q, g)
 		running := claimOne(t, q)
 		done := claimOne(t, q)
-		if _, err := q.ReportCompleted(bg, done.TaskID, done.RunID, taskdef.ReportRequest{}); err != nil {
+		if _, err := q.ReportCompleted(bg, done.TaskID, done.RunID, done.RunToken, taskdef.ReportRequest{}); err != nil {
 			t.Fatal(err)
 		}
 		// One pending mapper, one running, one completed, the reducer
 		// unscheduled. Reclaiming at the deadline is refused.
 		clk.Advance(time.Hour)
-		if _, err := q.Reclaim(bg, running.TaskID, running.RunID, taskdef.Stats{}); !errors.Is(err, ErrDeadlineExceeded) || !errors.Is(err, ErrConflict) {
+		if _, err := q.Reclaim(bg, running.TaskID, running.RunID, running.RunToken, taskdef.Stats{}); !errors.Is(err, ErrDeadlineExceeded) || !errors.Is(err, ErrConflict) {
 			t.Errorf("reclaim past deadline: %v", err)
 		}
 		rep, err := q.Tick(bg)
@@ -159,7 +159,7 @@ func TestDeadlines(t *testing.T) {
 		if rep.DeadlinesExceeded < 2 {
 			t.Errorf("tick %+v", rep)
 		}
-		if _, err := q.ReportCompleted(bg, running.TaskID, running.RunID, taskdef.ReportRequest{}); !errors.Is(err, ErrRunNotCurrent) {
+		if _, err := q.ReportCompleted(bg, running.TaskID, running.RunID, running.RunToken, taskdef.ReportRequest{}); !errors.Is(err, ErrRunNotCurrent) {
 			t.Errorf("report after deadline: %v", err)
 		}
 	})
@@ -222,7 +222,7 @@ func TestCancelGraph(t *testing.T) {
 	mustCreate(t, q, mapReduce("graph-cncl", 3, 5))
 	run := claimOne(t, q)
 	done := claimOne(t, q)
-	if _, err := q.ReportCompleted(bg, done.TaskID, done.RunID, taskdef.ReportRequest{}); err != nil {
+	if _, err := q.ReportCompleted(bg, done.TaskID, done.RunID, done.RunToken, taskdef.ReportRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	gs, err := q.CancelGraph(bg, "graph-cncl")
@@ -252,7 +252,7 @@ func TestCancelGraph(t *testing.T) {
 			t.Errorf("pending mapper: %v", runSummary(ts))
 		}
 	}
-	if _, err := q.ReportCompleted(bg, run.TaskID, run.RunID, taskdef.ReportRequest{}); !errors.Is(err, ErrRunNotCurrent) {
+	if _, err := q.ReportCompleted(bg, run.TaskID, run.RunID, run.RunToken, taskdef.ReportRequest{}); !errors.Is(err, ErrRunNotCurrent) {
 		t.Errorf("report of a canceled run: %v", err)
 	}
 	if _, err := q.CancelGraph(bg, "graph-cncl"); err != nil {
@@ -274,7 +274,7 @@ func TestRerun(t *testing.T) {
 	if _, err := q.Rerun(bg, m.TaskID); !errors.Is(err, ErrConflict) {
 		t.Errorf("rerun of a running task: %v", err)
 	}
-	r, err := q.ReportFailed(bg, m.TaskID, m.RunID, taskdef.ReportRequest{})
+	r, err := q.ReportFailed(bg, m.TaskID, m.RunID, m.RunToken, taskdef.ReportRequest{})
 	if err != nil || !r.GraphResolved || r.GraphState != taskdef.GraphFailed {
 		t.Fatalf("fail: %+v %v", r, err)
 	}
@@ -294,7 +294,7 @@ func TestRerun(t *testing.T) {
 	}
 	// The graph resolves again, still failed: its reducer is
 	// dependency-failed and reruns do not look at dependents.
-	if r, err := q.ReportCompleted(bg, m2.TaskID, 1, taskdef.ReportRequest{}); err != nil || !r.GraphResolved || r.GraphState != taskdef.GraphFailed {
+	if r, err := q.ReportCompleted(bg, m2.TaskID, 1, m2.RunToken, taskdef.ReportRequest{}); err != nil || !r.GraphResolved || r.GraphState != taskdef.GraphFailed {
 		t.Fatalf("complete rerun: %+v %v", r, err)
 	}
 	// The reducer was dependency-failed; rerunning it now runs it.
@@ -302,7 +302,7 @@ func TestRerun(t *testing.T) {
 		t.Fatal(err)
 	}
 	red := claimOne(t, q)
-	r, err = q.ReportCompleted(bg, red.TaskID, red.RunID, taskdef.ReportRequest{})
+	r, err = q.ReportCompleted(bg, red.TaskID, red.RunID, red.RunToken, taskdef.ReportRequest{})
 	if err != nil || !r.GraphResolved || r.GraphState != taskdef.GraphCompleted {
 		t.Errorf("reducer after rerun: %+v %v", r, err)
 	}
@@ -357,7 +357,7 @@ func TestClaimWait(t *testing.T) {
 			cs, _ := q.ClaimWait(bg, worker, time.Minute)
 			got <- cs
 		}()
-		if _, err := q.ReportCompleted(bg, m.TaskID, m.RunID, taskdef.ReportRequest{}); err != nil {
+		if _, err := q.ReportCompleted(bg, m.TaskID, m.RunID, m.RunToken, taskdef.ReportRequest{}); err != nil {
 			t.Fatal(err)
 		}
 		select {

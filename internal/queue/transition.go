@@ -112,6 +112,8 @@ type move struct {
 	stats *taskdef.Stats
 	// workerGroup and workerID own the run (claims only).
 	workerGroup, workerID string
+	// tokenHash is the SHA-256 of the run's token (claims only).
+	tokenHash []byte
 }
 
 // transition is the only code that changes a task's state. It checks the
@@ -170,6 +172,7 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 		until := now.Add(w.q.lease)
 		cur.State = sRunning
 		cur.WorkerGroup, cur.WorkerID = m.workerGroup, m.workerID
+		cur.TokenHash = m.tokenHash
 		cur.Started, cur.TakenUntil = tp(now), tp(until)
 		if err := w.running.Put(timeKey(until, id), nil); err != nil {
 			return err

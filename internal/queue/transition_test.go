@@ -93,11 +93,11 @@ func TestTransitionTable(t *testing.T) {
 			var err error
 			switch kind {
 			case "completed":
-				_, err = q.ReportCompleted(ctx, c.TaskID, c.RunID, taskdef.ReportRequest{})
+				_, err = q.ReportCompleted(ctx, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{})
 			case "failed":
-				_, err = q.ReportFailed(ctx, c.TaskID, c.RunID, taskdef.ReportRequest{})
+				_, err = q.ReportFailed(ctx, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{})
 			case "exception":
-				_, err = q.ReportException(ctx, c.TaskID, c.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonMalformedPayload})
+				_, err = q.ReportException(ctx, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonMalformedPayload})
 			}
 			if err != nil {
 				t.Fatal(err)

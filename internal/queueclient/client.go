@@ -7,6 +7,14 @@
 // times; 4xx answers never are. Errors from the server are *APIError
 // values that match the sentinel errors with errors.Is.
 //
+// The calls a worker makes for one claimed run (reclaim, reports,
+// artifacts) are methods of a *Run, which carries the run's token from the
+// claim: the queue answers them only to the worker that claimed the run.
+//
+// No error of this package shows a URL's query: a failed request is
+// described as "METHOD host/path: cause" (see requestErr), since a
+// presigned S3 URL's query is a credential.
+//
 // Reading AF_QUEUE_URL and AF_TOKEN is the command line's job, not this
 // package's.
 package queueclient
@@ -15,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +36,7 @@ import (
 	"time"
 
 	"github.com/af-project/af/internal/index"
+	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -36,7 +46,9 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrUnauthorized is a 401: no token, or not one of the server's.
 	ErrUnauthorized = errors.New("missing or bad token")
-	// ErrForbidden is a 403: the token's role may not call the route.
+	// ErrForbidden is a 403: the token's role may not call the route, or
+	// a run-scoped call lacks the run's token (the run belongs to the
+	// worker that claimed it).
 	ErrForbidden = errors.New("token lacks the role")
 	// ErrNotFound is a 404: no such graph, task, run or artifact.
 	ErrNotFound = errors.New("not found")
@@ -208,6 +220,8 @@ type request struct {
 	raw    []byte // sent as is when body is nil
 	// timeout bounds each attempt beyond the caller's context (long-poll).
 	timeout time.Duration
+	// runToken goes in the run token header (run-scoped calls).
+	runToken string
 }
 
 // do runs a call with retries and decodes a 2xx JSON answer into out
@@ -291,7 +305,7 @@ func (c *Client) once(ctx context.Context, r request, body []byte) (*http.Respon
 	req, err := http.NewRequestWithContext(actx, r.method, c.base+r.path, rd)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
+		return nil, fmt.Errorf("%s %s: %w", r.method, r.path, cause(err))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -301,13 +315,16 @@ func (c *Client) once(ctx context.Context, r request, body []byte) (*http.Respon
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if r.runToken != "" {
+		req.Header.Set(taskdef.RunTokenHeader, r.runToken)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		cancel()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
 		}
-		return nil, &netError{method: r.method, base: c.base, path: r.path, err: err}
+		return nil, &netError{method: r.method, base: c.base, path: r.path, err: cause(err)}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 400 {
 		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
@@ -346,6 +363,23 @@ func readAPIError(resp *http.Response, method, path string) error {
 		}
 	}
 	return e
+}
+
+// requestErr describes a failed HTTP request without its URL's query:
+// Go's *url.Error prints the whole URL, and the query of a presigned S3
+// URL is a credential that would then reach task messages, logs and
+// emails. A *url.Error becomes "PUT host/path: cause"; the cause still
+// matches errors.Is (context.Canceled, timeouts).
+func requestErr(err error) error { return redact.Error(err) }
+
+// cause is the reason a request to the queue failed, without the
+// *url.Error around it (netError names method, base and path itself).
+func cause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return redact.Error(ue.Err)
+	}
+	return requestErr(err)
 }
 
 // netError is a failure to talk to the server at all.
@@ -468,59 +502,88 @@ func runPath(taskID string, runID int, what string) string {
 	return "/api/v1/tasks/" + esc(taskID) + "/runs/" + strconv.Itoa(runID) + "/" + what
 }
 
-// Reclaim renews a run's lease and records its progress. ErrConflict means
-// the run is no longer current: stop working on it.
-func (c *Client) Reclaim(ctx context.Context, taskID string, runID int, stats taskdef.Stats) (taskdef.ReclaimResponse, error) {
+// Run is one claimed run as the worker that claimed it acts for it: every
+// call sends the run's token. Get one from Claimed or Run; it is safe for
+// concurrent use.
+type Run struct {
+	c      *Client
+	taskID string
+	runID  int
+	token  string
+}
+
+// Claimed returns the handle of the run a claim handed out.
+func (c *Client) Claimed(cl taskdef.Claim) *Run { return c.Run(cl.TaskID, cl.RunID, cl.RunToken) }
+
+// Run returns the handle of run runID of task taskID with the run's token
+// (a worker that recorded its claims reports them after a restart).
+func (c *Client) Run(taskID string, runID int, token string) *Run {
+	return &Run{c: c, taskID: taskID, runID: runID, token: token}
+}
+
+// TaskID is the run's task.
+func (r *Run) TaskID() string { return r.taskID }
+
+// RunID is the run's number.
+func (r *Run) RunID() int { return r.runID }
+
+func (r *Run) request(what string, body any) request {
+	return request{method: http.MethodPost, path: runPath(r.taskID, r.runID, what), body: body, runToken: r.token}
+}
+
+// Reclaim renews the run's lease and records its progress. ErrConflict
+// means the run is no longer current: stop working on it.
+func (r *Run) Reclaim(ctx context.Context, stats taskdef.Stats) (taskdef.ReclaimResponse, error) {
 	var out taskdef.ReclaimResponse
-	err := c.do(ctx, request{method: http.MethodPost, path: runPath(taskID, runID, "reclaim"), body: taskdef.ReclaimRequest{Stats: stats}}, &out)
+	err := r.c.do(ctx, r.request("reclaim", taskdef.ReclaimRequest{Stats: stats}), &out)
 	return out, err
 }
 
-// ReportCompleted resolves a run as completed.
-func (c *Client) ReportCompleted(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
-	return c.report(ctx, taskID, runID, "completed", r)
+// ReportCompleted resolves the run as completed.
+func (r *Run) ReportCompleted(ctx context.Context, rep taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return r.report(ctx, "completed", rep)
 }
 
-// ReportFailed resolves a run as failed: the job's own code failed.
-func (c *Client) ReportFailed(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
-	return c.report(ctx, taskID, runID, "failed", r)
+// ReportFailed resolves the run as failed: the job's own code failed.
+func (r *Run) ReportFailed(ctx context.Context, rep taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return r.report(ctx, "failed", rep)
 }
 
-// ReportException resolves a run as exception; r.Reason is required
+// ReportException resolves the run as exception; rep.Reason is required
 // (worker-shutdown, malformed-payload, resource-unavailable,
 // internal-error, intermittent-task).
-func (c *Client) ReportException(ctx context.Context, taskID string, runID int, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
-	return c.report(ctx, taskID, runID, "exception", r)
+func (r *Run) ReportException(ctx context.Context, rep taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+	return r.report(ctx, "exception", rep)
 }
 
-func (c *Client) report(ctx context.Context, taskID string, runID int, what string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
+func (r *Run) report(ctx context.Context, what string, rep taskdef.ReportRequest) (taskdef.ReportResponse, error) {
 	var out taskdef.ReportResponse
-	err := c.do(ctx, request{method: http.MethodPost, path: runPath(taskID, runID, what), body: r}, &out)
+	err := r.c.do(ctx, r.request(what, rep), &out)
 	return out, err
 }
 
-// CreateArtifact returns a presigned PUT for an artifact of a run. The
-// upload must send every header of the answer.
-func (c *Client) CreateArtifact(ctx context.Context, taskID string, runID int, name, contentType string) (taskdef.ArtifactResponse, error) {
+// CreateArtifact returns a presigned PUT for an artifact of the run. The
+// upload must send every header of the answer. The URL is a credential
+// until it expires: keep it out of messages and logs.
+func (r *Run) CreateArtifact(ctx context.Context, name, contentType string) (taskdef.ArtifactResponse, error) {
 	var out taskdef.ArtifactResponse
-	err := c.do(ctx, request{
-		method: http.MethodPost, path: runPath(taskID, runID, "artifacts/"+escName(name)),
-		body: taskdef.ArtifactRequest{ContentType: contentType},
-	}, &out)
+	err := r.c.do(ctx, r.request("artifacts/"+escName(name), taskdef.ArtifactRequest{ContentType: contentType}), &out)
 	return out, err
 }
 
 // UploadArtifact creates an artifact and PUTs body to S3. size must be the
 // body's length (S3 needs it up front). The body is sent once: a failed PUT
-// is not retried, since body may not be rewindable.
-func (c *Client) UploadArtifact(ctx context.Context, taskID string, runID int, name, contentType string, body io.Reader, size int64) error {
-	a, err := c.CreateArtifact(ctx, taskID, runID, name, contentType)
+// is not retried, since body may not be rewindable. Errors name the upload
+// URL's host and path, never its query.
+func (r *Run) UploadArtifact(ctx context.Context, name, contentType string, body io.Reader, size int64) error {
+	a, err := r.CreateArtifact(ctx, name, contentType)
 	if err != nil {
 		return err
 	}
+	where := redact.URLString(a.PutURL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, a.PutURL, body)
 	if err != nil {
-		return fmt.Errorf("upload artifact %s: %w", name, err)
+		return fmt.Errorf("upload artifact %s: %w", name, requestErr(err))
 	}
 	req.ContentLength = size
 	if size == 0 {
@@ -535,17 +598,39 @@ func (c *Client) UploadArtifact(ctx context.Context, taskID string, runID int, n
 	if req.Header.Get("Content-Type") == "" && a.ContentType != "" {
 		req.Header.Set("Content-Type", a.ContentType)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := r.c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("upload artifact %s of task %s run %d: %w", name, taskID, runID, err)
+		return fmt.Errorf("upload artifact %s of task %s run %d: %w", name, r.taskID, r.runID, requestErr(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return fmt.Errorf("upload artifact %s of task %s run %d: S3 answered %s: %s", name, taskID, runID, resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("upload artifact %s of task %s run %d: PUT %s: S3 answered %s%s", name, r.taskID, r.runID, where, resp.Status, s3Error(resp.Body))
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
+}
+
+// s3Error is the code and message of an S3 error answer, as ": Code:
+// Message", or "" when there is none. Only those two are kept: S3's
+// SignatureDoesNotMatch answer also echoes the signature it was given and
+// the canonical request with the credential, which must not reach a log.
+func s3Error(body io.Reader) string {
+	data, _ := io.ReadAll(io.LimitReader(body, 16<<10))
+	var e struct {
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	}
+	if xml.Unmarshal(data, &e) != nil || e.Code == "" {
+		return ""
+	}
+	msg := e.Code
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return ": " + redact.Text(msg)
 }
 
 // ArtifactURL returns the queue URL of an artifact, which redirects to a
@@ -569,20 +654,19 @@ func (c *Client) GetArtifact(ctx context.Context, taskID string, runID int, name
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
 	if err != nil {
-		return nil, fmt.Errorf("get artifact %s: %w", name, err)
+		return nil, fmt.Errorf("get artifact %s: %w", name, requestErr(err))
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("get artifact %s of task %s: %w", name, taskID, err)
+		return nil, fmt.Errorf("get artifact %s of task %s: %w", name, taskID, requestErr(err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		if resp.StatusCode == http.StatusNotFound {
 			return nil, &APIError{Status: http.StatusNotFound, Code: "NotFound", Method: http.MethodGet, Path: name,
 				Message: fmt.Sprintf("artifact %s of task %s is not in S3", name, taskID)}
 		}
-		return nil, fmt.Errorf("get artifact %s of task %s: S3 answered %s: %s", name, taskID, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, fmt.Errorf("get artifact %s of task %s: GET %s: S3 answered %s%s", name, taskID, redact.URLString(loc), resp.Status, s3Error(resp.Body))
 	}
 	return resp.Body, nil
 }

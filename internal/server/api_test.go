@@ -161,17 +161,17 @@ func TestWorkerProtocolOverHTTP(t *testing.T) {
 	}
 	a, b := claims[0], claims[1]
 	e.clock.Advance(30 * time.Second)
-	rr, err := e.work.Reclaim(ctx, a.TaskID, a.RunID, taskdef.Stats{Files: 1, Bytes: 10})
+	rr, err := e.work.Claimed(a).Reclaim(ctx, taskdef.Stats{Files: 1, Bytes: 10})
 	if err != nil || !rr.TakenUntil.Equal(e.clock.Now().Add(time.Minute)) {
 		t.Fatalf("reclaim: %+v %v", rr, err)
 	}
 	// b's worker shuts down: retried at once as run 1.
-	resp, err := e.work.ReportException(ctx, b.TaskID, b.RunID, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
+	resp, err := e.work.Claimed(b).ReportException(ctx, taskdef.ReportRequest{Reason: taskdef.ReasonWorkerShutdown})
 	if err != nil || resp.Status.State != taskdef.StatePending || len(resp.Status.Runs) != 2 {
 		t.Fatalf("worker-shutdown: %+v %v", resp.Status, err)
 	}
 	// A late report from the superseded run is refused with 409.
-	_, err = e.work.ReportCompleted(ctx, b.TaskID, b.RunID, taskdef.ReportRequest{})
+	_, err = e.work.Claimed(b).ReportCompleted(ctx, taskdef.ReportRequest{})
 	var ae *queueclient.APIError
 	if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != "RunNotCurrent" {
 		t.Fatalf("late report: %v, want 409 RunNotCurrent", err)
@@ -180,14 +180,14 @@ func TestWorkerProtocolOverHTTP(t *testing.T) {
 	if err != nil || len(c2) != 1 || c2[0].TaskID != b.TaskID || c2[0].RunID != 1 {
 		t.Fatalf("reclaim after retry: %+v %v", c2, err)
 	}
-	if _, err := e.work.ReportCompleted(ctx, a.TaskID, a.RunID, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 1}}); err != nil {
+	if _, err := e.work.Claimed(a).ReportCompleted(ctx, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	// A repeated report (the answer was lost) gets the same answer.
-	if _, err := e.work.ReportCompleted(ctx, a.TaskID, a.RunID, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 1}}); err != nil {
+	if _, err := e.work.Claimed(a).ReportCompleted(ctx, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 1}}); err != nil {
 		t.Fatalf("repeated report: %v", err)
 	}
-	if _, err := e.work.ReportCompleted(ctx, b.TaskID, 1, taskdef.ReportRequest{}); err != nil {
+	if _, err := e.work.Claimed(c2[0]).ReportCompleted(ctx, taskdef.ReportRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	// Now the reducer is pending; the long-poll returns it.
@@ -195,7 +195,7 @@ func TestWorkerProtocolOverHTTP(t *testing.T) {
 	if err != nil || len(rc) != 1 || rc[0].Task.Payload.Kind != taskdef.KindReducer {
 		t.Fatalf("reducer claim: %+v %v", rc, err)
 	}
-	fin, err := e.work.ReportCompleted(ctx, rc[0].TaskID, rc[0].RunID, taskdef.ReportRequest{})
+	fin, err := e.work.Claimed(rc[0]).ReportCompleted(ctx, taskdef.ReportRequest{})
 	if err != nil || !fin.GraphResolved || fin.GraphState != taskdef.GraphCompleted {
 		t.Fatalf("final report: %+v %v", fin, err)
 	}
@@ -276,13 +276,13 @@ func TestMetrics(t *testing.T) {
 	if err != nil || len(claims) != 2 {
 		t.Fatalf("claim %d %v", len(claims), err)
 	}
-	if _, err := e.work.ReportCompleted(ctx, claims[0].TaskID, 0, taskdef.ReportRequest{}); err != nil {
+	if _, err := e.work.Claimed(claims[0]).ReportCompleted(ctx, taskdef.ReportRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.work.ReportFailed(ctx, claims[1].TaskID, 0, taskdef.ReportRequest{Message: "exit 1"}); err != nil {
+	if _, err := e.work.Claimed(claims[1]).ReportFailed(ctx, taskdef.ReportRequest{Message: "exit 1"}); err != nil {
 		t.Fatal(err)
 	}
-	e.work.ReportCompleted(ctx, claims[1].TaskID, 0, taskdef.ReportRequest{}) // 409
+	e.work.Claimed(claims[1]).ReportCompleted(ctx, taskdef.ReportRequest{}) // 409
 	text := e.srv.metricsText(t)
 	for _, want := range []string{
 		`af_tasks{state="completed"} 1`,
@@ -448,10 +448,10 @@ func TestClientReusesConnections(t *testing.T) {
 		if err != nil || len(cl) != 1 {
 			t.Fatalf("claim %v %v", cl, err)
 		}
-		if _, err := work.Reclaim(ctx, cl[0].TaskID, cl[0].RunID, taskdef.Stats{}); err != nil {
+		if _, err := work.Claimed(cl[0]).Reclaim(ctx, taskdef.Stats{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := work.ReportCompleted(ctx, cl[0].TaskID, cl[0].RunID, taskdef.ReportRequest{}); err != nil {
+		if _, err := work.Claimed(cl[0]).ReportCompleted(ctx, taskdef.ReportRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -493,10 +493,10 @@ func TestRequestLogLevels(t *testing.T) {
 	if err != nil || len(c) != 1 {
 		t.Fatal(c, err)
 	}
-	if _, err := work.Reclaim(ctx, c[0].TaskID, 0, taskdef.Stats{}); err != nil {
+	if _, err := work.Claimed(c[0]).Reclaim(ctx, taskdef.Stats{}); err != nil {
 		t.Fatal(err)
 	}
-	work.Reclaim(ctx, c[0].TaskID, 9, taskdef.Stats{}) // 409
+	work.Run(c[0].TaskID, 9, c[0].RunToken).Reclaim(ctx, taskdef.Stats{}) // 409
 	text := logs.String()
 	for _, want := range []string{`"route":"POST /api/v1/graphs"`, `"route":"POST /api/v1/claim-work","status":200`, `"level":"WARN","msg":"request","method":"POST","path":"/api/v1/tasks/` + c[0].TaskID + `/runs/9/reclaim"`} {
 		if !strings.Contains(text, want) {

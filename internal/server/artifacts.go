@@ -18,12 +18,9 @@ import (
 	"github.com/af-project/af/internal/taskdef"
 )
 
-// Presigned URL lifetimes. A PUT URL is used at once by the worker that
-// asked; a GET URL is followed at once by the redirected client.
-const (
-	putURLTTL = time.Hour
-	getURLTTL = 15 * time.Minute
-)
+// getURLTTL is a presigned GET's life: the redirected client follows it at
+// once. A PUT's life is the config's artifact_put_ttl.
+const getURLTTL = 15 * time.Minute
 
 // maxArtifactName bounds names so keys stay well within S3's 1,024 bytes.
 const maxArtifactName = 512
@@ -104,6 +101,11 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) (err err
 	if err != nil {
 		return err
 	}
+	// Only the worker that claimed the run may write its artifacts: a
+	// presigned PUT could otherwise replace another run's result.
+	if err := s.q.AuthorizeRun(r.Context(), id, runID, runToken(r)); err != nil {
+		return err
+	}
 	now := s.clock.Now()
 	// The run's worker may write while it runs, and for a short grace
 	// after it resolved so its last log lines and an exception's log
@@ -130,7 +132,8 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) (err err
 		// every artifact at least as long as its task.
 		in.Expires = aws.Time(st.Expires)
 	}
-	p, err := s.presign.PresignPutObject(r.Context(), in, s3.WithPresignExpires(putURLTTL))
+	ttl := time.Duration(s.cfg.ArtifactPutTTL)
+	p, err := s.presign.PresignPutObject(r.Context(), in, s3.WithPresignExpires(ttl))
 	if err != nil {
 		return fmt.Errorf("presign artifact upload: %w", err)
 	}
@@ -142,7 +145,7 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) (err err
 		headers[http.CanonicalHeaderKey(k)] = v[0]
 	}
 	return writeJSON(w, http.StatusOK, taskdef.ArtifactResponse{
-		PutURL: p.URL, Expires: now.Add(putURLTTL), ContentType: req.ContentType, Headers: headers,
+		PutURL: p.URL, Expires: now.Add(ttl), ContentType: req.ContentType, Headers: headers,
 	})
 }
 

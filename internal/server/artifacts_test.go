@@ -41,11 +41,11 @@ func TestArtifactsRoundTripThroughPresignedURLs(t *testing.T) {
 	}
 	c := claims[0]
 	result := []byte("\"linux\"\t3\n\"windows\"\t5\n")
-	if err := e.work.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.ResultArtifact, "text/plain", bytes.NewReader(result), int64(len(result))); err != nil {
+	if err := e.work.Claimed(c).UploadArtifact(ctx, taskdef.ResultArtifact, "text/plain", bytes.NewReader(result), int64(len(result))); err != nil {
 		t.Fatal(err)
 	}
 	logText := []byte("started\n")
-	if err := e.work.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.LiveLogArtifact, "text/plain; charset=utf-8", bytes.NewReader(logText), int64(len(logText))); err != nil {
+	if err := e.work.Claimed(c).UploadArtifact(ctx, taskdef.LiveLogArtifact, "text/plain; charset=utf-8", bytes.NewReader(logText), int64(len(logText))); err != nil {
 		t.Fatal(err)
 	}
 	// The object is where the layout says, with the task's expiry.
@@ -100,15 +100,15 @@ func TestArtifactsRoundTripThroughPresignedURLs(t *testing.T) {
 
 	// After the run resolves the worker may still upload its final log
 	// within the grace, not after.
-	if _, err := e.work.ReportFailed(ctx, c.TaskID, c.RunID, taskdef.ReportRequest{Message: "exit 1"}); err != nil {
+	if _, err := e.work.Claimed(c).ReportFailed(ctx, taskdef.ReportRequest{Message: "exit 1"}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Duration(e.cfg.ArtifactGrace) - time.Second)
-	if err := e.work.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.LiveLogArtifact, "text/plain", strings.NewReader("final\n"), 6); err != nil {
+	if err := e.work.Claimed(c).UploadArtifact(ctx, taskdef.LiveLogArtifact, "text/plain", strings.NewReader("final\n"), 6); err != nil {
 		t.Fatalf("upload within grace: %v", err)
 	}
 	e.clock.Advance(2 * time.Second)
-	_, err = e.work.CreateArtifact(ctx, c.TaskID, c.RunID, taskdef.LiveLogArtifact, "text/plain")
+	_, err = e.work.Claimed(c).CreateArtifact(ctx, taskdef.LiveLogArtifact, "text/plain")
 	var ae *queueclient.APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.Contains(ae.Message, "within") {
 		t.Fatalf("upload after grace: %v, want 409 explaining the grace", err)
@@ -134,7 +134,7 @@ func TestArtifactsRoundTripThroughPresignedURLs(t *testing.T) {
 	if err != nil || len(cl) != 1 {
 		t.Fatal(err)
 	}
-	ar, err := e2.work.CreateArtifact(ctx, cl[0].TaskID, 0, "public/x.txt", "text/plain")
+	ar, err := e2.work.Claimed(cl[0]).CreateArtifact(ctx, "public/x.txt", "text/plain")
 	if err != nil {
 		t.Fatal(err)
 	}

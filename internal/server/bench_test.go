@@ -143,7 +143,7 @@ func BenchmarkClaimComplete16(b *testing.B) {
 					b.Errorf("claimed %d tasks", len(claims))
 					return
 				}
-				if _, err := c.ReportCompleted(ctx, claims[0].TaskID, claims[0].RunID, taskdef.ReportRequest{}); err != nil {
+				if _, err := c.Claimed(claims[0]).ReportCompleted(ctx, taskdef.ReportRequest{}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -188,7 +188,7 @@ func BenchmarkGetGraph3000(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, cl := range claims {
-			if _, err := w.ReportCompleted(ctx, cl.TaskID, cl.RunID, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 3, Bytes: 1 << 20}}); err != nil {
+			if _, err := w.Claimed(cl).ReportCompleted(ctx, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 3, Bytes: 1 << 20}}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -245,7 +245,7 @@ func BenchmarkClaimComplete16InProcess(b *testing.B) {
 					b.Errorf("claim: %d %v", len(claims), err)
 					return
 				}
-				if _, err := e.q.ReportCompleted(ctx, claims[0].TaskID, claims[0].RunID, taskdef.ReportRequest{}); err != nil {
+				if _, err := e.q.ReportCompleted(ctx, claims[0].TaskID, claims[0].RunID, claims[0].RunToken, taskdef.ReportRequest{}); err != nil {
 					b.Error(err)
 					return
 				}

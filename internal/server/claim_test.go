@@ -26,10 +26,10 @@ func TestAppendClaimResponse(t *testing.T) {
 	}{
 		{"none", nil},
 		{"empty", []taskdef.RawClaim{}},
-		{"one", []taskdef.RawClaim{{TaskID: "abcdefgh", RunID: 0, TakenUntil: at, Task: raw}}},
+		{"one", []taskdef.RawClaim{{TaskID: "abcdefgh", RunID: 0, TakenUntil: at, RunToken: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Task: raw}}},
 		{"several", []taskdef.RawClaim{
-			{TaskID: "A-b_c0123456789", RunID: 3, TakenUntil: at.Add(time.Minute), Task: raw},
-			{TaskID: "zzzzzzzz", RunID: 12, TakenUntil: at.Truncate(time.Second), Task: raw},
+			{TaskID: "A-b_c0123456789", RunID: 3, TakenUntil: at.Add(time.Minute), RunToken: "3q-_Zz09abcdefghijklmnopqrstuvwxyzABCDEFGHI", Task: raw},
+			{TaskID: "zzzzzzzz", RunID: 12, TakenUntil: at.Truncate(time.Second), RunToken: "_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_", Task: raw},
 		}},
 	}
 	for _, tc := range tests {
@@ -58,7 +58,7 @@ func TestAppendClaimResponse(t *testing.T) {
 			}
 			for i, c := range resp.Tasks {
 				in := tc.claims[i]
-				if c.TaskID != in.TaskID || c.RunID != in.RunID || !c.TakenUntil.Equal(in.TakenUntil) || c.Task.Metadata.Name != def.Metadata.Name || c.Task.GraphID != def.GraphID {
+				if c.TaskID != in.TaskID || c.RunID != in.RunID || c.RunToken != in.RunToken || !c.TakenUntil.Equal(in.TakenUntil) || c.Task.Metadata.Name != def.Metadata.Name || c.Task.GraphID != def.GraphID {
 					t.Errorf("claim %d decoded as %+v, want %+v", i, c, in)
 				}
 			}

@@ -24,9 +24,10 @@ import (
 )
 
 // TestServeFirstStartAndCLI runs `af serve` with no config (it writes one
-// with fresh tokens and creates the artifact bucket in MinIO), then drives
-// it with `af status`, `af cancel` and `af rerun`, and checks SIGTERM stops
-// it cleanly.
+// with fresh tokens, mode 0600, and creates the artifact bucket in MinIO),
+// checks that its output (not a terminal) names the file and holds none of
+// the three tokens, then drives it with `af status`, `af cancel` and `af
+// rerun`, and checks SIGTERM stops it cleanly.
 func TestServeFirstStartAndCLI(t *testing.T) {
 	t.Parallel()
 	m := miniotest.Start(t)
@@ -50,8 +51,13 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 
 	text := out.String()
 	cfgPath := filepath.Join(data, ConfigFileName)
-	if !strings.Contains(text, "created "+cfgPath) || !strings.Contains(text, "export AF_QUEUE_URL="+url) {
-		t.Fatalf("first start output lacks the config path or the export line:\n%s", text)
+	if !strings.Contains(text, "created "+cfgPath+" (mode 0600)") || !strings.Contains(text, "export AF_QUEUE_URL="+url) ||
+		!strings.Contains(text, "export AF_TOKEN=$(af serve --config "+cfgPath+" --print-token submit)") {
+		t.Fatalf("first start output lacks the config path, the export line or how to read a token:\n%s", text)
+	}
+	fi, err := os.Stat(cfgPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config %s: %v %v, want mode 0600", cfgPath, fi, err)
 	}
 	cfg, err := LoadConfig(cfgPath)
 	if err != nil {
@@ -61,17 +67,27 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	for _, tk := range cfg.Tokens {
 		toks[tk.Role] = tk.Token
 	}
-	if !strings.Contains(text, "export AF_TOKEN="+toks[RoleSubmit]) {
-		t.Fatalf("first start does not show how to export the submit token:\n%s", text)
+	if len(toks) != 3 {
+		t.Fatalf("config holds %d tokens, want admin, submit and work: %+v", len(toks), cfg.Tokens)
 	}
-	// The JSON log lines never carry a token.
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "{") {
-			for _, tok := range toks {
-				if strings.Contains(line, tok) {
-					t.Fatalf("log line carries a token: %s", line)
-				}
+	// Stdout and stderr are not a terminal: neither the log nor the
+	// messages carry a token (checked again at the end, after requests
+	// with every token).
+	noTokens := func(what, text string) {
+		t.Helper()
+		for role, tok := range toks {
+			if strings.Contains(text, tok) {
+				t.Fatalf("%s carries the %s token:\n%s", what, role, text)
 			}
+		}
+	}
+	noTokens("first start output", text)
+	// --print-token reads a token out of the config, for scripts.
+	for role, tok := range toks {
+		c := exec.Command(bin, "serve", "--config", cfgPath, "--print-token", string(role))
+		got, err := c.Output()
+		if err != nil || strings.TrimSpace(string(got)) != tok {
+			t.Fatalf("af serve --print-token %s: %q %v", role, got, err)
 		}
 	}
 	if _, err := m.S3.HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String(DefaultArtifactBucket)}); err != nil {
@@ -88,7 +104,7 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	if err != nil || len(claims) != 1 {
 		t.Fatalf("claim %v %v", claims, err)
 	}
-	if _, err := work.ReportFailed(ctx, claims[0].TaskID, 0, taskdef.ReportRequest{Message: "exit status 3", Stats: taskdef.Stats{Files: 1, Bytes: 1234}}); err != nil {
+	if _, err := work.Claimed(claims[0]).ReportFailed(ctx, taskdef.ReportRequest{Message: "exit status 3", Stats: taskdef.Stats{Files: 1, Bytes: 1234}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -151,6 +167,13 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 		t.Fatalf("status without a graph: %d %s", code, msg)
 	}
 
+	// Requests with every token (and refused ones) left no token in
+	// the log either.
+	if _, err := queueclient.New(url, toks[RoleAdmin]).Graph(ctx, g.GraphID); err != nil {
+		t.Fatal(err)
+	}
+	noTokens("af serve's log", out.String())
+
 	// SIGTERM: a clean stop.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -184,9 +207,10 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd2.Process.Kill(); _ = cmd2.Wait() })
 	waitFor(t, func() bool { return strings.Contains(out2.String(), "listening on") })
-	if strings.Contains(out2.String(), toks[RoleAdmin]) || !strings.Contains(out2.String(), "config "+cfgPath) {
+	if !strings.Contains(out2.String(), "config "+cfgPath) {
 		t.Fatalf("second start:\n%s", out2.String())
 	}
+	noTokens("second start output", out2.String())
 	if _, err := queueclient.New(url, toks[RoleSubmit]).CancelGraph(ctx, g.GraphID); err != nil {
 		t.Fatalf("old token after restart: %v", err)
 	}

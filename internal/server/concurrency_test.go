@@ -72,7 +72,7 @@ func runClaimers(ctx context.Context, t *testing.T, n int, newClient func() *que
 				}
 				for _, cl := range claims {
 					log.claim(cl, who)
-					resp, err := c.ReportCompleted(ctx, cl.TaskID, cl.RunID, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 1}})
+					resp, err := c.Claimed(cl).ReportCompleted(ctx, taskdef.ReportRequest{Stats: taskdef.Stats{Files: 1}})
 					switch {
 					case errors.Is(err, queueclient.ErrConflict):
 						continue

@@ -94,7 +94,14 @@ type Config struct {
 	// ArtifactGrace is how long after a run resolved its worker may still
 	// create artifacts for it (the final log after an exception report).
 	ArtifactGrace Duration `yaml:"artifact_grace,omitempty"`
-	// MaxGraphBytes bounds the body of POST /api/v1/graphs.
+	// ArtifactPutTTL is how long a presigned artifact upload URL is valid
+	// (default 15m). The worker PUTs as soon as it gets the URL, and S3
+	// checks the expiry when an upload starts, not when it ends; a short
+	// life bounds what a URL that leaked is worth.
+	ArtifactPutTTL Duration `yaml:"artifact_put_ttl,omitempty"`
+	// MaxGraphBytes caps the body of POST /api/v1/graphs (default
+	// DefaultMaxGraphBytes). A graph over it is refused with 413 having
+	// read no more than this of it.
 	MaxGraphBytes int64 `yaml:"max_graph_bytes,omitempty"`
 }
 
@@ -127,8 +134,16 @@ const (
 	// DefaultArtifactGrace lets a worker upload its final log after its
 	// report.
 	DefaultArtifactGrace = 10 * time.Minute
-	// DefaultMaxGraphBytes fits a 10,000-task graph with long input lists.
-	DefaultMaxGraphBytes = 256 << 20
+	// DefaultArtifactPutTTL is the life of a presigned upload URL.
+	DefaultArtifactPutTTL = 15 * time.Minute
+	// maxArtifactPutTTL is SigV4's limit on a presigned URL's life.
+	maxArtifactPutTTL = 7 * 24 * time.Hour
+	// DefaultMaxGraphBytes is twice the largest graph measured (7,153
+	// mappers over 150,000 files: 31.4 MiB of JSON) and holds 3,000
+	// mappers of 170 files each (510,000 files: 56 MiB; about 110 bytes
+	// per file plus each mapper's sealed credentials). Creating a graph
+	// grows af serve by about 2.5 times its size (TestGraphBodyMemory).
+	DefaultMaxGraphBytes = 64 << 20
 	// DefaultArtifactBucket is the bucket a generated config names.
 	DefaultArtifactBucket = "af-artifacts"
 	// ConfigFileName is the generated config's name inside the data dir.
@@ -152,6 +167,12 @@ func (c *Config) Normalize(name string) error {
 	}
 	if c.ArtifactGrace <= 0 {
 		c.ArtifactGrace = Duration(DefaultArtifactGrace)
+	}
+	if c.ArtifactPutTTL <= 0 {
+		c.ArtifactPutTTL = Duration(DefaultArtifactPutTTL)
+	}
+	if time.Duration(c.ArtifactPutTTL) > maxArtifactPutTTL {
+		return fmt.Errorf("%s: artifact_put_ttl %s is longer than S3's limit of 7 days (168h); the default is %s", name, time.Duration(c.ArtifactPutTTL), DefaultArtifactPutTTL)
 	}
 	if c.MaxGraphBytes <= 0 {
 		c.MaxGraphBytes = DefaultMaxGraphBytes
@@ -269,13 +290,16 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 	}
 	header := `# af serve configuration, generated on first start. Keep it private: it
 # holds the bearer tokens (clients send one as AF_TOKEN; roles admin,
-# submit, work). Other keys (go doc github.com/af-project/af/internal/server):
+# submit, work; print one with af serve --config FILE --print-token ROLE;
+# af serve never logs them). Other keys (go doc github.com/af-project/af/internal/server):
 #   public_reads: false            # reads need a token too
 #   pool_key: /etc/af/af.pub       # af keygen's public key, served to submitters
 #   s3: {endpoint: "", public_endpoint: "", region: "", prefix: ""}
 #   monitor_url: https://af.example.org
 #   lease_duration: 5m
 #   artifact_grace: 10m
+#   artifact_put_ttl: 15m          # life of a presigned upload URL
+#   max_graph_bytes: 67108864      # the largest graph body accepted (64 MiB)
 `
 	// O_EXCL: two servers starting at once must not overwrite each
 	// other's tokens.

@@ -51,6 +51,8 @@ type envOpts struct {
 	poolKey     string
 	realClock   bool
 	lease       time.Duration
+	// maxGraphBytes is the config's max_graph_bytes (0: the default).
+	maxGraphBytes int64
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -76,8 +78,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 			{Name: "the-submitter", Role: RoleSubmit, Token: submitTok},
 			{Name: "the-worker", Role: RoleWork, Token: workTok},
 		},
-		S3:      S3Config{Bucket: o.bucket, Prefix: "art/"},
-		PoolKey: o.poolKey,
+		S3:            S3Config{Bucket: o.bucket, Prefix: "art/"},
+		PoolKey:       o.poolKey,
+		MaxGraphBytes: o.maxGraphBytes,
 	}
 	if err := e.cfg.Normalize("test config"); err != nil {
 		t.Fatal(err)

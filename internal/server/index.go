@@ -64,11 +64,7 @@ func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFilterBody))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &httpError{status: http.StatusRequestEntityTooLarge, code: "TooLarge", msg: fmt.Sprintf("filter is larger than %d bytes", mbe.Limit)}
-		}
-		return fmt.Errorf("read filter: %w", err)
+		return bodyErr(r, err)
 	}
 	bucket, prefix, schema, err := db.Source()
 	if err != nil {

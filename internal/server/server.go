@@ -8,7 +8,11 @@
 // Requests carry "Authorization: Bearer <token>". Each token of the
 // config file has a role: submit (create graphs and tasks, cancel, rerun,
 // refresh the index), work (claim, reclaim, report, create artifacts) or
-// admin (everything). Reads are open unless the config says
+// admin (everything). The run-scoped worker routes (reclaim, the
+// completed/failed/exception reports, artifact creation) also need the
+// run's token, which the claim answer hands to the claiming worker alone,
+// in the X-AF-Run-Token header: another holder of the work token gets 403
+// and changes nothing. Reads are open unless the config says
 // public_reads: false, in which case any valid token may read. Tokens are
 // kept as SHA-256 hashes, compared in constant time, and never logged.
 //
@@ -32,7 +36,8 @@
 //	monitor_url: http://af.example.org
 //	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
-//	max_graph_bytes: 268435456      # body limit of POST /api/v1/graphs
+//	artifact_put_ttl: 15m           # life of a presigned upload URL (at most 168h)
+//	max_graph_bytes: 67108864       # body cap of POST /api/v1/graphs (64 MiB); other routes: 64 KiB to 16 MiB
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
@@ -40,8 +45,9 @@
 // # Artifacts
 //
 // Artifacts live in the artifact bucket under <prefix><taskId>/<runId>/<name>.
-// A work token may create one (get a presigned PUT, valid for an hour)
-// while the run is running, or up to artifact_grace after it resolved, so
+// The worker that claimed the run (a work token and the run's token) may
+// create one (get a presigned PUT, valid for artifact_put_ttl, default
+// 15 minutes) while the run is running, or up to artifact_grace after it resolved, so
 // a worker can upload its final log after reporting. The PUT carries the
 // task's expiry as the object's Expires header; the server never deletes
 // artifacts, so an artifact never expires before its task. Reading an
@@ -253,8 +259,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // route registers a handler needing role need ("" for a read).
 func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h func(w http.ResponseWriter, r *http.Request) error) {
+	limit := s.bodyLimit(pattern)
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorize(w, r, need) {
+			return
+		}
+		if !s.limitBody(w, r, pattern, limit) {
 			return
 		}
 		if err := h(w, r); err != nil {
@@ -343,14 +353,6 @@ func (s *Server) readGuard(h http.Handler) http.Handler {
 	})
 }
 
-// Body limits: graphs may be large (10,000 tasks with their input lists);
-// everything else is small.
-const (
-	maxSmallBody  = 1 << 20
-	maxFilterBody = 1 << 20
-	maxTaskBody   = 16 << 20
-)
-
 // decode reads a JSON body of at most limit bytes, refusing unknown
 // fields so a misspelt field is an error rather than silently dropped.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
@@ -358,12 +360,7 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &httpError{status: http.StatusRequestEntityTooLarge, code: "TooLarge",
-				msg: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
-		}
-		return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: " + err.Error()}
+		return bodyErr(r, err)
 	}
 	if dec.More() {
 		return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: trailing data after the JSON value"}
@@ -387,26 +384,15 @@ func (t taskIn) definition() taskdef.Task {
 	return d
 }
 
-type graphIn struct {
-	GraphID string `json:"graphId"`
-	Name    string `json:"name"`
-	Owner   string `json:"owner"`
-	Tasks   []struct {
-		TaskID string `json:"taskId"`
-		Task   taskIn `json:"task"`
-	} `json:"tasks"`
-}
-
+// createGraph streams the body into the queue's graph builder (see
+// decodeGraph): the body is capped by route at max_graph_bytes, and the
+// graph is held only as the queue's encoding while it is created.
 func (s *Server) createGraph(w http.ResponseWriter, r *http.Request) error {
-	var in graphIn
-	if err := decode(w, r, s.cfg.MaxGraphBytes, &in); err != nil {
+	b := s.q.NewGraphBuilder()
+	if err := decodeGraph(r, b); err != nil {
 		return err
 	}
-	g := taskdef.Graph{GraphID: in.GraphID, Name: in.Name, Owner: in.Owner, Tasks: make([]taskdef.GraphTask, len(in.Tasks))}
-	for i, t := range in.Tasks {
-		g.Tasks[i] = taskdef.GraphTask{TaskID: t.TaskID, Task: t.Task.definition()}
-	}
-	st, err := s.q.CreateGraph(r.Context(), g)
+	st, err := b.Create(r.Context())
 	if err != nil {
 		return err
 	}
@@ -598,6 +584,9 @@ func appendClaimResponse(b []byte, claims []taskdef.RawClaim) []byte {
 		b = strconv.AppendInt(b, int64(c.RunID), 10)
 		b = append(b, `,"takenUntil":"`...)
 		b = c.TakenUntil.AppendFormat(b, time.RFC3339Nano)
+		// Run tokens are unpadded base64url: nothing to escape.
+		b = append(b, `","runToken":"`...)
+		b = append(b, c.RunToken...)
 		b = append(b, `","task":`...)
 		b = append(b, c.Task...)
 		b = append(b, '}')
@@ -615,6 +604,9 @@ func runParams(r *http.Request) (string, int, error) {
 	return id, run, nil
 }
 
+// runToken is the run token a run-scoped call carries.
+func runToken(r *http.Request) string { return r.Header.Get(taskdef.RunTokenHeader) }
+
 func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) error {
 	id, run, err := runParams(r)
 	if err != nil {
@@ -624,7 +616,7 @@ func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxSmallBody, &req); err != nil {
 		return err
 	}
-	resp, err := s.q.Reclaim(r.Context(), id, run, req.Stats)
+	resp, err := s.q.Reclaim(r.Context(), id, run, runToken(r), req.Stats)
 	if err != nil {
 		return err
 	}
@@ -655,16 +647,17 @@ func (s *Server) report(kind reportKind) func(w http.ResponseWriter, r *http.Req
 			return err
 		}
 		var resp taskdef.ReportResponse
+		tok := runToken(r)
 		switch kind {
 		case reportCompleted:
-			resp, err = s.q.ReportCompleted(r.Context(), id, run, req)
+			resp, err = s.q.ReportCompleted(r.Context(), id, run, tok, req)
 		case reportFailed:
-			resp, err = s.q.ReportFailed(r.Context(), id, run, req)
+			resp, err = s.q.ReportFailed(r.Context(), id, run, tok, req)
 		default:
 			if req.Reason == "" {
 				return badRequest("an exception report needs a reason (worker-shutdown, malformed-payload, resource-unavailable, internal-error or intermittent-task)")
 			}
-			resp, err = s.q.ReportException(r.Context(), id, run, req)
+			resp, err = s.q.ReportException(r.Context(), id, run, tok, req)
 		}
 		s.metrics.report(kind.String(), err)
 		if err != nil {
@@ -712,6 +705,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "NotFound"
 	case errors.Is(err, queue.ErrInvalid):
 		return http.StatusBadRequest, "InvalidRequest"
+	case errors.Is(err, queue.ErrNotRunOwner):
+		return http.StatusForbidden, "NotRunOwner"
 	case errors.Is(err, queue.ErrRunNotCurrent):
 		return http.StatusConflict, "RunNotCurrent"
 	case errors.Is(err, queue.ErrDeadlineExceeded):

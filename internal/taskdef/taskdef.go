@@ -213,6 +213,10 @@ type Run struct {
 	Stats          Stats      `json:"stats"`
 	// Message says why a run failed or ended in exception, for people.
 	Message string `json:"message,omitempty"`
+	// TokenHash is the SHA-256 of the run's token (see Claim.RunToken),
+	// kept by the queue to check run-scoped calls. It never leaves the
+	// queue: not encoded, and cleared in the statuses the queue returns.
+	TokenHash []byte `json:"-"`
 }
 
 // TaskStatus is a task's current state and run history.
@@ -262,12 +266,21 @@ type ClaimRequest struct {
 	Tasks       int    `json:"tasks"`
 }
 
+// RunTokenHeader carries a run's token on the run-scoped routes (reclaim,
+// artifact creation, the completed/failed/exception reports).
+const RunTokenHeader = "X-AF-Run-Token"
+
 // Claim is one task handed to a worker.
 type Claim struct {
 	TaskID     string    `json:"taskId"`
 	RunID      int       `json:"runId"`
 	TakenUntil time.Time `json:"takenUntil"`
-	Task       Task      `json:"task"`
+	// RunToken is the run's secret (32 random bytes, unpadded base64url),
+	// handed out once, to the worker that claimed the run. Renewing,
+	// uploading for and reporting the run need it besides a work token,
+	// so another holder of the shared work token cannot act for the run.
+	RunToken string `json:"runToken"`
+	Task     Task   `json:"task"`
 }
 
 // RawClaim is a Claim whose task definition is still the JSON the queue
@@ -276,6 +289,7 @@ type RawClaim struct {
 	TaskID     string          `json:"taskId"`
 	RunID      int             `json:"runId"`
 	TakenUntil time.Time       `json:"takenUntil"`
+	RunToken   string          `json:"runToken"`
 	Task       json.RawMessage `json:"task"`
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/scratchdir"
 	"github.com/af-project/af/internal/taskdef"
@@ -59,7 +60,9 @@ func (l *taskLog) Write(p []byte) (int, error) {
 
 // logf writes one worker line, marked so it stands apart from the job's.
 func (l *taskLog) logf(format string, args ...any) {
-	line := fmt.Sprintf("[af-worker %s] %s\n", l.clock.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
+	// Worker lines quote errors; a presigned URL in one would hand
+	// whoever reads the log a credential.
+	line := fmt.Sprintf("[af-worker %s] %s\n", l.clock.Now().UTC().Format("15:04:05"), redact.Text(fmt.Sprintf(format, args...)))
 	_, _ = l.Write([]byte(line))
 }
 
@@ -111,6 +114,7 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 		tlog.logf("stopped: %v", cause)
 		w.uploadLog(ctx, c, tlog, log)
 		log.Info("run abandoned: no longer current")
+		w.forget(c, log)
 		return
 	}
 	if ctx.Err() != nil && out.state != taskdef.StateCompleted {
@@ -126,24 +130,43 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 	defer cancelReport()
 	w.uploadLog(reportCtx, c, tlog, log)
 
-	req := taskdef.ReportRequest{Reason: out.reason, Message: out.message, Stats: out.stats}
+	// The message is read by anyone who may read the queue and mailed to
+	// the owner: no presigned URL in it, whatever error it quotes.
+	req := taskdef.ReportRequest{Reason: out.reason, Message: redact.Text(out.message), Stats: out.stats}
+	run := w.cfg.Queue.Claimed(c)
 	var resp taskdef.ReportResponse
 	var err error
 	switch out.state {
 	case taskdef.StateCompleted:
-		resp, err = w.cfg.Queue.ReportCompleted(reportCtx, c.TaskID, c.RunID, req)
+		resp, err = run.ReportCompleted(reportCtx, req)
 	case taskdef.StateFailed:
-		resp, err = w.cfg.Queue.ReportFailed(reportCtx, c.TaskID, c.RunID, req)
+		resp, err = run.ReportFailed(reportCtx, req)
 	default:
-		resp, err = w.cfg.Queue.ReportException(reportCtx, c.TaskID, c.RunID, req)
+		resp, err = run.ReportException(reportCtx, req)
 	}
 	if err != nil {
 		log.Warn("report task", "state", out.state, "err", err)
+		var ae *queueclient.APIError
+		if errors.As(err, &ae) && ae.Status < 500 {
+			// The queue answered no for good (not current, not ours):
+			// there is nothing left to hand back. Otherwise the record
+			// stays, and a restart hands the run back.
+			w.forget(c, log)
+		}
 		return
 	}
+	w.forget(c, log)
 	log.Info("task resolved", "state", out.state, "reason", out.reason, "duration", w.clock.Now().Sub(start))
 	if resp.GraphResolved {
 		w.notifyOwner(reportCtx, c, log)
+	}
+}
+
+// forget drops the run's record from the state dir: it is reported or no
+// longer ours.
+func (w *Worker) forget(c taskdef.Claim, log *slog.Logger) {
+	if err := w.state.forget(c.TaskID, c.RunID); err != nil {
+		log.Warn("forget the run's record", "err", err)
 	}
 }
 
@@ -190,12 +213,14 @@ func (w *Worker) renewLease(ctx context.Context, cancel context.CancelCauseFunc,
 		case <-w.clock.After(wait):
 		}
 		rctx, rcancel := context.WithTimeout(ctx, max(wait, 5*time.Second))
-		resp, err := w.cfg.Queue.Reclaim(rctx, c.TaskID, c.RunID, p.stats())
+		resp, err := w.cfg.Queue.Claimed(c).Reclaim(rctx, p.stats())
 		rcancel()
 		switch {
 		case err == nil:
 			takenUntil = resp.TakenUntil
-		case errors.Is(err, queueclient.ErrConflict) || errors.Is(err, queueclient.ErrNotFound):
+		case errors.Is(err, queueclient.ErrConflict) || errors.Is(err, queueclient.ErrNotFound) || errors.Is(err, queueclient.ErrForbidden):
+			// Forbidden: the queue does not take this run's token (a run
+			// of an old database), so the run can never be reported.
 			cancel(fmt.Errorf("%w: %v", errNotCurrent, err))
 			return
 		case ctx.Err() != nil:
@@ -221,7 +246,7 @@ func (w *Worker) uploadLogLoop(ctx context.Context, c taskdef.Claim, tlog *taskL
 
 func (w *Worker) uploadLog(ctx context.Context, c taskdef.Claim, tlog *taskLog, log *slog.Logger) {
 	b := tlog.snapshot()
-	if err := w.cfg.Queue.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.LiveLogArtifact, "text/plain; charset=utf-8", bytes.NewReader(b), int64(len(b))); err != nil && ctx.Err() == nil {
+	if err := w.cfg.Queue.Claimed(c).UploadArtifact(ctx, taskdef.LiveLogArtifact, "text/plain; charset=utf-8", bytes.NewReader(b), int64(len(b))); err != nil && ctx.Err() == nil {
 		log.Warn("upload live log", "err", err)
 	}
 }
@@ -563,7 +588,7 @@ func (w *Worker) uploadFile(ctx context.Context, c taskdef.Claim, name, path str
 	if err != nil {
 		return err
 	}
-	return w.cfg.Queue.UploadArtifact(ctx, c.TaskID, c.RunID, name, "text/plain; charset=utf-8", f, fi.Size())
+	return w.cfg.Queue.Claimed(c).UploadArtifact(ctx, name, "text/plain; charset=utf-8", f, fi.Size())
 }
 
 // lineCounter counts the lines passing through to the container.
@@ -645,7 +670,7 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 		return o
 	}
 	st.RecordsOut = lines
-	if err := w.cfg.Queue.UploadArtifact(ctx, c.TaskID, c.RunID, taskdef.ResultArtifact, "text/plain; charset=utf-8",
+	if err := w.cfg.Queue.Claimed(c).UploadArtifact(ctx, taskdef.ResultArtifact, "text/plain; charset=utf-8",
 		io.LimitReader(output, size), size); err != nil {
 		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
 		o.stats = st

@@ -56,6 +56,11 @@ type Config struct {
 	// It belongs to this worker id alone: at start the worker removes the
 	// task dirs a killed process of the same id left there.
 	ScratchRoot string
+	// StateDir records the runs this worker holds with their tokens, so a
+	// restarted process hands them back at once. It must lie outside
+	// ScratchRoot (default: DefaultStateDir(ScratchRoot)); it is made
+	// private (0700).
+	StateDir string
 	// Input is how records reach the container (default FIFO, which skips
 	// the Docker daemon; see BENCHMARKS.md).
 	Input runner.InputMode
@@ -103,6 +108,7 @@ type Worker struct {
 	clock  Clock
 	specs  *specCache
 	mailer *notify.Mailer
+	state  *runState
 }
 
 // New checks cfg and fills its defaults.
@@ -177,6 +183,13 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.Chmod(cfg.ScratchRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("worker: scratch root: %w", err)
 	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir(cfg.ScratchRoot)
+	}
+	state, err := openRunState(cfg.StateDir, cfg.ScratchRoot)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	mailer := cfg.Mailer
 	if mailer == nil {
 		m, err := notify.New(notify.SMTPConfig{}, cfg.Logger)
@@ -187,12 +200,13 @@ func New(cfg Config) (*Worker, error) {
 	}
 	return &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), clock: cfg.Clock,
-		specs: newSpecCache(cfg.Docker, cfg.WorkerID), mailer: mailer,
+		specs: newSpecCache(cfg.Docker, cfg.WorkerID), mailer: mailer, state: state,
 	}, nil
 }
 
-// Run reaps containers a previous process left, then claims and runs tasks
-// until ctx ends. Then it stops claiming, lets running tasks finish for the
+// Run reaps containers a previous process left, hands back the runs it
+// held (exception/worker-shutdown, so the queue runs them again at once),
+// then claims and runs tasks until ctx ends. Then it stops claiming, lets running tasks finish for the
 // grace period, and reports the rest worker-shutdown so the queue retries
 // them at once.
 func (w *Worker) Run(ctx context.Context) error {
@@ -215,6 +229,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	} else if n > 0 {
 		w.log.Info("removed scratch dirs a previous worker process left behind", "count", n)
 	}
+	w.handBack(ctx)
 	// Tasks run under their own context so that shutdown can give them the
 	// grace period instead of killing them with the claim loop.
 	taskCtx, stopTasks := context.WithCancel(context.WithoutCancel(ctx))
@@ -266,6 +281,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		backoff = time.Second
 		for _, c := range claims {
+			// Recorded before the run starts, so a process killed at
+			// any point after this hands it back when it starts again.
+			if err := w.state.record(c); err != nil {
+				w.log.Warn("record a claimed run; if this process dies, the run waits out its lease", "task", c.TaskID, "run", c.RunID, "err", err)
+			}
 			running.Add(1)
 			go func() {
 				defer running.Done()
