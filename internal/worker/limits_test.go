@@ -101,10 +101,13 @@ func TestTaskBeyondCeilingsRefused(t *testing.T) {
 	}{
 		{"50 GiB of memory", func(p *taskdef.Payload) { p.Limits.MemoryBytes = 50 << 30 },
 			[]string{"the task asks for 50GiB of memory; this worker allows at most", "(--max-task-memory); submit with less"}},
-		{"10^9 pids", func(p *taskdef.Payload) { p.Limits.Pids = 1e9 },
-			[]string{"the task asks for 1000000000 processes; this worker allows at most 4096 (--max-task-pids)"}},
-		{"1<<62 s of run time", func(p *taskdef.Payload) { p.MaxRunTime = 1 << 62 },
-			[]string{"the task asks for a run time of 4611686018427387904s (over 290 years); this worker allows at most 24h0m0s (--max-run-time)"}},
+		// af serve itself refuses pids over 2^22 and run times over 366
+		// days (TestGraphNumberRanges), the 10^9 pids and 1<<62 s of the
+		// attack among them; these pass it and stop at the worker.
+		{"2^22 pids", func(p *taskdef.Payload) { p.Limits.Pids = 1 << 22 },
+			[]string{"the task asks for 4194304 processes; this worker allows at most 4096 (--max-task-pids)"}},
+		{"300 days of run time", func(p *taskdef.Payload) { p.MaxRunTime = 300 * 24 * 3600 },
+			[]string{"the task asks for a run time of 7200h0m0s; this worker allows at most 24h0m0s (--max-run-time)"}},
 		{"too many CPUs", func(p *taskdef.Payload) { p.Limits.CPUs = 4096 },
 			[]string{"the task asks for 4096 CPUs; this worker allows at most", "(--max-task-cpus)"}},
 	}
