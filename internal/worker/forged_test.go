@@ -82,7 +82,7 @@ func wantRefused(t *testing.T, c *clustertest.Cluster, taskID string, want []str
 // TestCopiedCredentialsRefused is attack 3: graph A's sealed credentials,
 // copied into a new graph B over A's own inputs, into a task added to
 // graph A itself (A') that reads a file A's filter never selected, and
-// into a task added to graph A (A”) that reads only A's own inputs but
+// into another task added to graph A that reads only A's own inputs but
 // runs another image (the attacker's code), are refused before any S3
 // request; the worker then runs graph A.
 func TestCopiedCredentialsRefused(t *testing.T) {
