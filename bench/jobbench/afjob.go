@@ -38,9 +38,9 @@ type jobRun struct {
 }
 
 // sealedCredentials mints read-only credentials for the files with
-// MinIO's STS and seals them, bound to graphID, to the pool key, as `af
-// submit` does (submit.SealCredentials).
-func (e *env) sealedCredentials(ctx context.Context, graphID string, files []taskdef.InputFile) (string, error) {
+// MinIO's STS and seals them, bound to graphID and image, to the pool key,
+// as `af submit` does (submit.SealCredentials).
+func (e *env) sealedCredentials(ctx context.Context, graphID, image string, files []taskdef.InputFile) (string, error) {
 	cfg, err := awsconf.Load(ctx, awsconf.Options{
 		Endpoint: e.minio.Endpoint, Region: awsconf.DefaultRegion,
 		AccessKeyID: miniotest.RootUser, SecretAccessKey: miniotest.RootPassword,
@@ -49,7 +49,7 @@ func (e *env) sealedCredentials(ctx context.Context, graphID string, files []tas
 		return "", err
 	}
 	sc, err := submit.SealCredentials(ctx, cfg, e.pub, submit.CredentialsRequest{
-		GraphID: graphID, Bucket: inputBucket, Prefix: dataPrefix + "/", Schema: layout.Telemetry().Fields, Files: files, TTL: time.Hour,
+		GraphID: graphID, Image: image, Bucket: inputBucket, Prefix: dataPrefix + "/", Schema: layout.Telemetry().Fields, Files: files, TTL: time.Hour,
 	})
 	if err != nil {
 		return "", err
@@ -66,7 +66,7 @@ func (e *env) runJob(ctx context.Context, set *synth.Set, image string, filesPer
 	// Credentials are sealed to their graph, so each run mints its own
 	// (before the timed span, which starts at graph creation).
 	graphID := taskdef.NewID()
-	sealed, err := e.sealedCredentials(ctx, graphID, files)
+	sealed, err := e.sealedCredentials(ctx, graphID, image, files)
 	if err != nil {
 		return jobRun{}, err
 	}

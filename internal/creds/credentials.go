@@ -1,8 +1,9 @@
 // Package creds makes the S3 credentials a job carries: temporary, scoped
 // to reading (GetObject) the smallest set of key prefixes covering the
-// files the job selected (ScopeFor), and sealed, bound to the job's graph
-// and those prefixes, so that only the worker pool can open them and only
-// for that graph's inputs (Permits).
+// files the job selected (ScopeFor), and sealed, bound to the job's graph,
+// the job image it was submitted with, and those prefixes, so that only
+// the worker pool can open them and only for that graph's inputs read by
+// that image (Permits).
 //
 // af submit calls Mint (STS AssumeRole with a session policy, or
 // GetFederationToken) and Seal (an anonymous NaCl box to the pool's public
@@ -55,6 +56,11 @@ type Credentials struct {
 	// GraphID is the graph they were minted for; Permits refuses them in
 	// any other.
 	GraphID string
+	// Image is the job image the graph was submitted with; Permits
+	// refuses them in a task that runs any other (a task added to the
+	// graph with another image would hand the graph's inputs to other
+	// code).
+	Image string
 }
 
 // redactedView is what every printing path shows: the access key id is
@@ -71,12 +77,13 @@ type redactedView struct {
 	Prefix          string    `json:"prefix,omitempty"`
 	Prefixes        []string  `json:"prefixes,omitempty"`
 	GraphID         string    `json:"graph_id,omitempty"`
+	Image           string    `json:"image,omitempty"`
 }
 
 func (c Credentials) view() redactedView {
 	v := redactedView{
 		AccessKeyID: c.AccessKeyID, Region: c.Region, Endpoint: c.Endpoint,
-		Expiration: c.Expiration, Bucket: c.Bucket, Prefix: c.Prefix, Prefixes: c.Prefixes, GraphID: c.GraphID,
+		Expiration: c.Expiration, Bucket: c.Bucket, Prefix: c.Prefix, Prefixes: c.Prefixes, GraphID: c.GraphID, Image: c.Image,
 	}
 	if c.SecretAccessKey != "" {
 		v.SecretAccessKey = redacted
@@ -89,15 +96,15 @@ func (c Credentials) view() redactedView {
 
 // String shows the scope and expiry, never the secret or token.
 func (c Credentials) String() string {
-	return fmt.Sprintf("credentials %s for graph %s, %d prefix(es) of s3://%s/%s (region %s, expires %s, secret and token redacted)",
-		c.AccessKeyID, c.GraphID, len(c.Prefixes), c.Bucket, c.Prefix, c.Region, c.Expiration.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("credentials %s for graph %s, image %s, %d prefix(es) of s3://%s/%s (region %s, expires %s, secret and token redacted)",
+		c.AccessKeyID, c.GraphID, c.Image, len(c.Prefixes), c.Bucket, c.Prefix, c.Region, c.Expiration.UTC().Format(time.RFC3339))
 }
 
 // GoString keeps %#v from dumping the fields.
 func (c Credentials) GoString() string {
-	return fmt.Sprintf("creds.Credentials{AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, Region:%q, Endpoint:%q, Expiration:%q, Bucket:%q, Prefix:%q, Prefixes:%q, GraphID:%q}",
+	return fmt.Sprintf("creds.Credentials{AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, Region:%q, Endpoint:%q, Expiration:%q, Bucket:%q, Prefix:%q, Prefixes:%q, GraphID:%q, Image:%q}",
 		c.AccessKeyID, c.view().SecretAccessKey, c.view().SessionToken, c.Region, c.Endpoint,
-		c.Expiration.UTC().Format(time.RFC3339), c.Bucket, c.Prefix, c.Prefixes, c.GraphID)
+		c.Expiration.UTC().Format(time.RFC3339), c.Bucket, c.Prefix, c.Prefixes, c.GraphID, c.Image)
 }
 
 // Format routes every verb through String or GoString: without it %x, %d
@@ -125,6 +132,7 @@ func (c Credentials) LogValue() slog.Value {
 		slog.String("prefix", v.Prefix),
 		slog.Any("prefixes", v.Prefixes),
 		slog.String("graph_id", v.GraphID),
+		slog.String("image", v.Image),
 	)
 }
 

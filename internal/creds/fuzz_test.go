@@ -9,7 +9,7 @@ import (
 )
 
 // handMadeV2 is a minimal authentic version-2 envelope (access key "a").
-const handMadeV2 = `{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`
+const handMadeV2 = `{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g1","image":"af/os-count","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`
 
 // classified reports whether err is one of the sentinels Open promises:
 // every failure must be reportable as one of them.
@@ -67,10 +67,13 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte(`{"v":1,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z"}`))
 	f.Add([]byte(handMadeV2))
-	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefix":"p/","prefixes":["q/"]}`))
-	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefix":"p/","prefixes":["p/*"]}`))
-	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefix":"","prefixes":[""],"region":"evil.com/"}`))
-	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefixes":null}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","image":"i","bucket":"bkt","prefix":"p/","prefixes":["q/"]}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","image":"i","bucket":"bkt","prefix":"p/","prefixes":["p/*"]}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","image":"i","bucket":"bkt","prefix":"","prefixes":[""],"region":"evil.com/"}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","image":"i","bucket":"bkt","prefixes":null}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","image":"af/os count\t","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`))
+	f.Add([]byte(`{"v":2,"access_key_id":"a","secret_access_key":"b","expiration":"2026-03-01T13:00:00Z","graph_id":"g","image":["i"],"bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`))
 	f.Add([]byte(`{"v":3}`))
 	f.Add([]byte(`{"v":"1"}`))
 	f.Add([]byte(`{"v":1e400}`))
@@ -90,15 +93,18 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.Expiration.IsZero() {
 			t.Fatalf("accepted unusable credentials: %#v", c)
 		}
-		// Whatever decodes satisfies validate: bound to a graph and to
-		// prefixes under its prefix, with a region that cannot steer a
-		// host name.
+		// Whatever decodes satisfies validate: bound to a graph, to a
+		// printable image and to prefixes under its prefix, with a region
+		// that cannot steer a host name.
 		e := envelopeOf(c)
 		if err := e.validate(); err != nil {
 			t.Fatalf("accepted an envelope validate refuses: %v", err)
 		}
-		if c.GraphID == "" || len(c.Prefixes) == 0 || c.Bucket == "" {
+		if c.GraphID == "" || c.Image == "" || len(c.Prefixes) == 0 || c.Bucket == "" {
 			t.Fatalf("accepted unbound credentials: %#v", c)
+		}
+		if len(c.Image) > maxImage || strings.IndexFunc(c.Image, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+			t.Fatalf("accepted image %q", c.Image)
 		}
 		for _, p := range c.Prefixes {
 			if !strings.HasPrefix(p, c.Prefix) || strings.ContainsAny(p, "*?") {
@@ -131,18 +137,21 @@ func FuzzDecodeEnvelope(f *testing.F) {
 
 // FuzzSealRoundTrip seals credentials built from arbitrary field values:
 // whatever Seal accepts must open to the same credentials, bound to the
-// same graph and prefixes; whatever it refuses must not be sealable.
+// same graph, image and prefixes, usable only there; whatever it refuses
+// must not be sealable.
 func FuzzSealRoundTrip(f *testing.F) {
 	pub, priv := testKeys()
 	tc := testCreds()
-	f.Add(tc.GraphID, tc.Bucket, tc.Prefix, tc.Prefixes[0], tc.Prefixes[1], tc.Region, tc.Endpoint)
-	f.Add("g", "bkt", "", "", "", "", "")
-	f.Add("g", "bkt", "p/", "q/", "p/x", "eu-west-1", "https://s3.example.com")
-	f.Add("", "bkt", "p/", "p/", "p/", "us-east-1", "")
-	f.Add("g\n", "Bad_Bucket", "p/*", "p/${x}", "p/", "x.evil.com#", "ftp://x")
-	f.Fuzz(func(t *testing.T, graph, bucket, prefix, p1, p2, region, endpoint string) {
+	f.Add(tc.GraphID, tc.Image, tc.Bucket, tc.Prefix, tc.Prefixes[0], tc.Prefixes[1], tc.Region, tc.Endpoint)
+	f.Add("g", "i", "bkt", "", "", "", "", "")
+	f.Add("g", "af/os-count@sha256:0123", "bkt", "p/", "q/", "p/x", "eu-west-1", "https://s3.example.com")
+	f.Add("", "af/os-count", "bkt", "p/", "p/", "p/", "us-east-1", "")
+	f.Add("g", "", "bkt", "p/", "p/", "p/", "", "")
+	f.Add("g", "af/os-count go", "bkt", "p/", "p/", "p/", "", "")
+	f.Add("g\n", "af/\u00e9", "Bad_Bucket", "p/*", "p/${x}", "p/", "x.evil.com#", "ftp://x")
+	f.Fuzz(func(t *testing.T, graph, image, bucket, prefix, p1, p2, region, endpoint string) {
 		c := testCreds()
-		c.GraphID, c.Bucket, c.Prefix, c.Prefixes, c.Region, c.Endpoint = graph, bucket, prefix, []string{p1, p2}, region, endpoint
+		c.GraphID, c.Image, c.Bucket, c.Prefix, c.Prefixes, c.Region, c.Endpoint = graph, image, bucket, prefix, []string{p1, p2}, region, endpoint
 		blob, err := Seal(c, pub)
 		if err != nil {
 			return
@@ -154,11 +163,19 @@ func FuzzSealRoundTrip(f *testing.F) {
 		if !sameCreds(got, c) {
 			t.Fatalf("round trip changed %#v into %#v", c, got)
 		}
-		if err := got.Permits(graph, bucket, prefix, []string{p1 + "k", p2}); err != nil {
+		own := Use{GraphID: graph, Image: image, Bucket: bucket, Prefix: prefix, Keys: []string{p1 + "k", p2}}
+		if err := got.Permits(own); err != nil {
 			t.Fatalf("opened credentials refuse their own scope: %v", err)
 		}
-		if err := got.Permits(graph+"x", bucket, prefix, []string{p1}); err == nil {
+		other := own
+		other.GraphID += "x"
+		if err := got.Permits(other); err == nil {
 			t.Fatal("opened credentials accept another graph")
+		}
+		other = own
+		other.Image += "-go"
+		if err := got.Permits(other); err == nil || !strings.Contains(err.Error(), "image "+other.Image) {
+			t.Fatalf("opened credentials accept another image: %v", err)
 		}
 	})
 }

@@ -24,7 +24,7 @@ func testCreds() Credentials {
 		Region: "us-east-1", Endpoint: "http://127.0.0.1:9000",
 		Expiration: testNow.Add(time.Hour), Bucket: "telemetry-published-v2", Prefix: "saved_session/Firefox/",
 		Prefixes: []string{"saved_session/Firefox/nightly/30.0a1/20140301000000.20140308.", "saved_session/Firefox/release/"},
-		GraphID:  "graphAAAAAAAAAAAAAAAAA",
+		GraphID:  "graphAAAAAAAAAAAAAAAAA", Image: "registry.example.com/af/os-count:v1",
 	}
 }
 
@@ -32,7 +32,7 @@ func testCreds() Credentials {
 func sameCreds(a, b Credentials) bool {
 	return a.AccessKeyID == b.AccessKeyID && a.SecretAccessKey == b.SecretAccessKey && a.SessionToken == b.SessionToken &&
 		a.Region == b.Region && a.Endpoint == b.Endpoint && a.Expiration.Equal(b.Expiration) &&
-		a.Bucket == b.Bucket && a.Prefix == b.Prefix && slices.Equal(a.Prefixes, b.Prefixes) && a.GraphID == b.GraphID
+		a.Bucket == b.Bucket && a.Prefix == b.Prefix && slices.Equal(a.Prefixes, b.Prefixes) && a.GraphID == b.GraphID && a.Image == b.Image
 }
 
 // testKeys is a fixed key pair, so fuzz corpora stay valid across runs.

@@ -65,6 +65,9 @@ func jobS3(t *testing.T, s *miniotest.Server, req MintRequest) (*s3.Client, Cred
 			return r
 		}, req.GraphID)
 	}
+	if req.Image == "" {
+		req.Image = "af/os-count"
+	}
 	minted, err := Mint(ctx, s.Config, req)
 	if err != nil {
 		t.Fatalf("mint: %v", err)

@@ -229,36 +229,56 @@ func SessionPolicy(bucket, prefix string) (string, error) {
 }
 
 // ErrOutOfScope: a task asks the worker to use credentials for another
-// graph or for inputs outside what they were minted for.
+// graph, another job image, or inputs outside what they were minted for.
 var ErrOutOfScope = errors.New("the task is outside what its credentials were minted for")
 
+// Use is what a task would do with its credentials: the graph it belongs
+// to, the image it runs, and the inputs it reads (its payload's bucket,
+// prefix and keys). The worker fills it from the claimed task, never from
+// the envelope.
+type Use struct {
+	GraphID string
+	Image   string
+	Bucket  string
+	Prefix  string
+	Keys    []string
+}
+
 // Permits checks that a task may use these credentials: it belongs to the
-// graph they were minted for, names their bucket and prefix, and reads
-// only keys under their prefixes. A CREDENTIALS value copied out of one
-// graph's (public) task definition into another is refused here, before
-// any S3 request. Messages name the graph and key at fault, never the
-// secret.
-func (c Credentials) Permits(graphID, bucket, prefix string, keys []string) error {
+// graph they were minted for, runs the image that graph was submitted
+// with, names their bucket and prefix, and reads only keys under their
+// prefixes. A CREDENTIALS value copied out of one graph's (public) task
+// definition into another graph, or into a task added to the same graph
+// with another image (whose code would then read the graph's inputs), is
+// refused here, before any S3 request. Messages name the graph, image and
+// key at fault (none is secret), never the secret.
+func (c Credentials) Permits(u Use) error {
 	if c.GraphID == "" {
 		return fmt.Errorf("%w: they name no graph; resubmit the job with a current af", ErrOutOfScope)
 	}
-	if graphID != c.GraphID {
-		return fmt.Errorf("%w: they were minted for graph %s, and this task belongs to graph %s; a CREDENTIALS value works only in the graph af submit sealed it for, so resubmit the job with af submit", ErrOutOfScope, c.GraphID, graphID)
+	if u.GraphID != c.GraphID {
+		return fmt.Errorf("%w: they were minted for graph %s, and this task belongs to graph %s; a CREDENTIALS value works only in the graph af submit sealed it for, so resubmit the job with af submit", ErrOutOfScope, c.GraphID, u.GraphID)
 	}
-	if bucket != c.Bucket || prefix != c.Prefix {
-		return fmt.Errorf("%w: they were minted for s3://%s/%s, and the task reads s3://%s/%s; resubmit the job with af submit", ErrOutOfScope, c.Bucket, c.Prefix, bucket, prefix)
+	if c.Image == "" {
+		return fmt.Errorf("%w: they name no job image; resubmit the job with a current af", ErrOutOfScope)
+	}
+	if u.Image != c.Image {
+		return fmt.Errorf("%w: they were minted for image %s, and this task runs image %s; a CREDENTIALS value works only with the image its graph was submitted with, so to run %s over these inputs, submit it with af submit", ErrOutOfScope, c.Image, u.Image, u.Image)
+	}
+	if u.Bucket != c.Bucket || u.Prefix != c.Prefix {
+		return fmt.Errorf("%w: they were minted for s3://%s/%s, and the task reads s3://%s/%s; resubmit the job with af submit", ErrOutOfScope, c.Bucket, c.Prefix, u.Bucket, u.Prefix)
 	}
 	if len(c.Prefixes) == 0 {
 		return fmt.Errorf("%w: they grant no key prefixes; resubmit the job with a current af", ErrOutOfScope)
 	}
-	for _, k := range keys {
+	for _, k := range u.Keys {
 		if hasDotSegment(k) {
 			// S3 keys are literal, but a server or proxy that cleans
 			// paths would read another key than the one checked here.
-			return fmt.Errorf("%w: input %q of graph %s has a \".\" or \"..\" segment; af submit never selects such keys", ErrOutOfScope, k, graphID)
+			return fmt.Errorf("%w: input %q of graph %s has a \".\" or \"..\" segment; af submit never selects such keys", ErrOutOfScope, k, u.GraphID)
 		}
 		if !c.covers(k) {
-			return fmt.Errorf("%w: input %q of graph %s is under none of the %d key prefixes they were minted for (the files the filter selected); resubmit the job with af submit", ErrOutOfScope, k, graphID, len(c.Prefixes))
+			return fmt.Errorf("%w: input %q of graph %s is under none of the %d key prefixes they were minted for (the files the filter selected); resubmit the job with af submit", ErrOutOfScope, k, u.GraphID, len(c.Prefixes))
 		}
 	}
 	return nil

@@ -111,8 +111,8 @@ func TestScopeFor(t *testing.T) {
 				t.Errorf("policy is %d characters", len(policy))
 			}
 			// Every selected key is covered, so the worker's check agrees.
-			c := Credentials{GraphID: "g", Bucket: "telemetry", Prefix: tc.prefix, Prefixes: s.Prefixes}
-			if err := c.Permits("g", "telemetry", tc.prefix, tc.keys); err != nil {
+			c := Credentials{GraphID: "g", Image: "af/os-count", Bucket: "telemetry", Prefix: tc.prefix, Prefixes: s.Prefixes}
+			if err := c.Permits(Use{GraphID: "g", Image: "af/os-count", Bucket: "telemetry", Prefix: tc.prefix, Keys: tc.keys}); err != nil {
 				t.Errorf("scope does not cover its own keys: %v", err)
 			}
 			d := s.Describe()
@@ -199,30 +199,38 @@ func TestSessionPolicyForGrantsOnlyGetObject(t *testing.T) {
 func TestPermits(t *testing.T) {
 	t.Parallel()
 	c := Credentials{
-		GraphID: "graphA", Bucket: "telemetry", Prefix: "v2",
+		GraphID: "graphA", Image: "af/os-count", Bucket: "telemetry", Prefix: "v2",
 		Prefixes: []string{"v2/saved_session/Firefox/release/40.0/20150101000000.20150105.", "v2/saved_session/Firefox/beta/"},
 	}
 	in := "v2/saved_session/Firefox/release/40.0/20150101000000.20150105.v2.log.a.gz"
+	use := func(graph, image, bucket, prefix string, keys ...string) Use {
+		return Use{GraphID: graph, Image: image, Bucket: bucket, Prefix: prefix, Keys: keys}
+	}
+	const img = "af/os-count"
 	tests := []struct {
-		name, graph, bucket, prefix string
-		keys                        []string
-		want                        []string // nil: permitted
+		name string
+		use  Use
+		want []string // nil: permitted
 	}{
-		{"own graph and keys", "graphA", "telemetry", "v2", []string{in, "v2/saved_session/Firefox/beta/41.0/x.y.v2.log.b.gz"}, nil},
-		{"no inputs", "graphA", "telemetry", "v2", nil, nil},
-		{"copied into another graph", "graphB", "telemetry", "v2", []string{in}, []string{"minted for graph graphA", "graph graphB", "resubmit"}},
-		{"other bucket", "graphA", "private", "v2", []string{in}, []string{"s3://telemetry/v2", "s3://private/v2"}},
-		{"other prefix", "graphA", "telemetry", "", []string{in}, []string{"s3://telemetry/v2", "s3://telemetry/"}},
-		{"sibling dimension value", "graphA", "telemetry", "v2", []string{in, "v2/saved_session/Firefox/nightly/40.0/20150101000000.20150105.v2.log.a.gz"},
+		{"own graph and keys", use("graphA", img, "telemetry", "v2", in, "v2/saved_session/Firefox/beta/41.0/x.y.v2.log.b.gz"), nil},
+		{"no inputs", use("graphA", img, "telemetry", "v2"), nil},
+		{"copied into another graph", use("graphB", img, "telemetry", "v2", in), []string{"minted for graph graphA", "graph graphB", "resubmit"}},
+		{"other image", use("graphA", "af/os-count-go", "telemetry", "v2", in),
+			[]string{"minted for image af/os-count,", "this task runs image af/os-count-go", "submit it with af submit"}},
+		{"same image, other tag", use("graphA", "af/os-count:evil", "telemetry", "v2", in), []string{"image af/os-count,", "image af/os-count:evil"}},
+		{"no image", use("graphA", "", "telemetry", "v2", in), []string{"minted for image af/os-count"}},
+		{"other bucket", use("graphA", img, "private", "v2", in), []string{"s3://telemetry/v2", "s3://private/v2"}},
+		{"other prefix", use("graphA", img, "telemetry", "", in), []string{"s3://telemetry/v2", "s3://telemetry/"}},
+		{"sibling dimension value", use("graphA", img, "telemetry", "v2", in, "v2/saved_session/Firefox/nightly/40.0/20150101000000.20150105.v2.log.a.gz"),
 			[]string{`input "v2/saved_session/Firefox/nightly/`, "graph graphA", "none of the 2 key prefixes"}},
-		{"same directory, other date", "graphA", "telemetry", "v2", []string{"v2/saved_session/Firefox/release/40.0/20150101000000.20150106.v2.log.a.gz"}, []string{"20150106"}},
-		{"longer build id sharing the start", "graphA", "telemetry", "v2", []string{"v2/saved_session/Firefox/release/40.0/201501010000001.20150105.v2.log.a.gz"}, []string{"201501010000001"}},
-		{"path climbing", "graphA", "telemetry", "v2", []string{"v2/saved_session/Firefox/beta/../../Fennec/x"}, []string{`"." or ".." segment`}},
+		{"same directory, other date", use("graphA", img, "telemetry", "v2", "v2/saved_session/Firefox/release/40.0/20150101000000.20150106.v2.log.a.gz"), []string{"20150106"}},
+		{"longer build id sharing the start", use("graphA", img, "telemetry", "v2", "v2/saved_session/Firefox/release/40.0/201501010000001.20150105.v2.log.a.gz"), []string{"201501010000001"}},
+		{"path climbing", use("graphA", img, "telemetry", "v2", "v2/saved_session/Firefox/beta/../../Fennec/x"), []string{`"." or ".." segment`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			err := c.Permits(tc.graph, tc.bucket, tc.prefix, tc.keys)
+			err := c.Permits(tc.use)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -239,8 +247,13 @@ func TestPermits(t *testing.T) {
 			}
 		})
 	}
-	if err := (Credentials{Bucket: "telemetry", Prefixes: []string{"v2/"}}).Permits("", "telemetry", "", nil); !errors.Is(err, ErrOutOfScope) {
+	if err := (Credentials{Bucket: "telemetry", Prefixes: []string{"v2/"}}).Permits(Use{Bucket: "telemetry"}); !errors.Is(err, ErrOutOfScope) {
 		t.Fatalf("unbound credentials permitted: %v", err)
+	}
+	// Credentials naming no image (only a hand-built value can: Open
+	// refuses such an envelope) fit no task, even one naming no image.
+	if err := (Credentials{GraphID: "g", Bucket: "telemetry", Prefixes: []string{"v2/"}}).Permits(Use{GraphID: "g", Bucket: "telemetry"}); !errors.Is(err, ErrOutOfScope) || !strings.Contains(err.Error(), "no job image") {
+		t.Fatalf("credentials bound to no image permitted: %v", err)
 	}
 }
 

@@ -35,15 +35,18 @@ var (
 )
 
 // envelopeVersion is the only envelope format this build writes and reads.
-// Version 2 binds the credentials to their graph and input scope; version
-// 1 envelopes carried neither and are refused.
+// Version 2 binds the credentials to their graph, the job image it was
+// submitted with, and its input scope; version 1 envelopes carried none of
+// them and are refused.
 const envelopeVersion = 2
 
 // maxGraphID bounds the graph id an envelope may name (taskdef ids are 22
-// characters); maxScopePrefixes bounds its prefix list (a policy within
-// MaxSessionPolicy holds far fewer).
+// characters); maxImage bounds its image reference (Docker's name, tag and
+// digest limits add up to 455); maxScopePrefixes bounds its prefix list (a
+// policy within MaxSessionPolicy holds far fewer).
 const (
 	maxGraphID       = 128
+	maxImage         = 512
 	maxScopePrefixes = 256
 )
 
@@ -81,11 +84,12 @@ type envelope struct {
 	Prefix          string    `json:"prefix"`
 	Prefixes        []string  `json:"prefixes"`
 	GraphID         string    `json:"graph_id"`
+	Image           string    `json:"image"`
 }
 
 // validate checks what both Seal and Open need: a usable key pair, an
 // expiry, an endpoint and region of the right shape, and the binding to a
-// graph and its input scope.
+// graph, its job image and its input scope.
 func (e *envelope) validate() error {
 	if e.AccessKeyID == "" {
 		return errors.New("no access key id")
@@ -119,6 +123,12 @@ func (e *envelope) validate() error {
 	if len(e.GraphID) > maxGraphID || strings.IndexFunc(e.GraphID, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		return errors.New("the graph id is not printable ASCII of at most 128 characters")
 	}
+	if e.Image == "" {
+		return errors.New("no image: the credentials are bound to no job image")
+	}
+	if len(e.Image) > maxImage || strings.IndexFunc(e.Image, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		return fmt.Errorf("the image is not printable ASCII of at most %d characters", maxImage)
+	}
 	if err := validateBucket(e.Bucket); err != nil {
 		return err
 	}
@@ -146,7 +156,7 @@ func (e *envelope) credentials() Credentials {
 	return Credentials{
 		AccessKeyID: e.AccessKeyID, SecretAccessKey: e.SecretAccessKey, SessionToken: e.SessionToken,
 		Region: e.Region, Endpoint: e.Endpoint, Expiration: e.Expiration,
-		Bucket: e.Bucket, Prefix: e.Prefix, Prefixes: slices.Clone(e.Prefixes), GraphID: e.GraphID,
+		Bucket: e.Bucket, Prefix: e.Prefix, Prefixes: slices.Clone(e.Prefixes), GraphID: e.GraphID, Image: e.Image,
 	}
 }
 
@@ -155,7 +165,7 @@ func envelopeOf(c Credentials) envelope {
 		V: envelopeVersion, AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey,
 		SessionToken: c.SessionToken, Region: c.Region, Endpoint: c.Endpoint,
 		Expiration: c.Expiration.UTC(), Bucket: c.Bucket, Prefix: c.Prefix,
-		Prefixes: slices.Clone(c.Prefixes), GraphID: c.GraphID,
+		Prefixes: slices.Clone(c.Prefixes), GraphID: c.GraphID, Image: c.Image,
 	}
 }
 
@@ -186,7 +196,7 @@ func decodeEnvelope(b []byte) (Credentials, error) {
 		return Credentials{}, fmt.Errorf("%w: the envelope version is not an integer; reseal with a current af", ErrMalformed)
 	}
 	if v == 1 {
-		return Credentials{}, fmt.Errorf("%w: version 1 envelopes name neither the graph nor the inputs they were minted for, so workers refuse them; resubmit the job with a current af", ErrUnknownVersion)
+		return Credentials{}, fmt.Errorf("%w: version 1 envelopes name neither the graph, the job image nor the inputs they were minted for, so workers refuse them; resubmit the job with a current af", ErrUnknownVersion)
 	}
 	if v != envelopeVersion {
 		return Credentials{}, fmt.Errorf("%w: version %d, this worker reads version %d; upgrade the worker or submit with the matching af", ErrUnknownVersion, v, envelopeVersion)

@@ -108,8 +108,9 @@ func TestOpenErrors(t *testing.T) {
 	}
 	envelopeWith := func(json string) string { return sealRaw(t, []byte(json), pub) }
 	const exp = `"expiration":"2026-03-01T13:00:00Z"`
-	// bind is the graph and scope every version-2 envelope must carry.
-	const bind = `"graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]`
+	// bind is the graph, image and scope every version-2 envelope must
+	// carry.
+	const bind = `"graph_id":"g1","image":"af/os-count","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]`
 
 	tests := []struct {
 		name string
@@ -135,12 +136,18 @@ func TestOpenErrors(t *testing.T) {
 		{"empty", "  ", priv, testNow, ErrMalformed, []string{"empty"}},
 		{"huge", strings.Repeat("A", maxBlob+4), priv, testNow, ErrMalformed, []string{"CREDENTIALS holds something else"}},
 		{"unknown version", envelopeWith(`{"v":3,"access_key_id":"a","secret_access_key":"b",` + exp + `}`), priv, testNow, ErrUnknownVersion, []string{"version 3", "upgrade the worker"}},
-		{"version 1 (unbound)", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b",` + exp + `,"bucket":"bkt","prefix":"p/"}`), priv, testNow, ErrUnknownVersion, []string{"version 1", "neither the graph nor the inputs", "resubmit the job with a current af"}},
+		{"version 1 (unbound)", envelopeWith(`{"v":1,"access_key_id":"a","secret_access_key":"b",` + exp + `,"bucket":"bkt","prefix":"p/"}`), priv, testNow, ErrUnknownVersion, []string{"version 1", "neither the graph, the job image nor the inputs", "resubmit the job with a current af"}},
 		{"no graph", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`), priv, testNow, ErrMalformed, []string{"no graph id"}},
-		{"no prefixes", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","bucket":"bkt","prefix":"p/"}`), priv, testNow, ErrMalformed, []string{"no key prefixes"}},
-		{"prefix outside", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["q/"]}`), priv, testNow, ErrMalformed, []string{`"q/" is not under the input prefix "p/"`}},
-		{"wildcard prefix", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["p/*"]}`), priv, testNow, ErrMalformed, []string{"wildcard"}},
-		{"no bucket", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","prefix":"p/","prefixes":["p/"]}`), priv, testNow, ErrMalformed, []string{"no input bucket"}},
+		{"no image", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","bucket":"bkt","prefix":"p/","prefixes":["p/x/"]}`), priv, testNow, ErrMalformed, []string{"no image", "resubmit"}},
+		{"empty image", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,` + bind + `,"image":""}`), priv, testNow, ErrMalformed, []string{"no image"}},
+		{"image not a string", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,` + bind + `,"image":7}`), priv, testNow, ErrMalformed, []string{`field "image" has the wrong type`}},
+		{"image with a newline", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,` + bind + `,"image":"af/os-count\n"}`), priv, testNow, ErrMalformed, []string{"image is not printable ASCII"}},
+		{"image not ASCII", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,` + bind + `,"image":"af/os-c\u00f6unt"}`), priv, testNow, ErrMalformed, []string{"image is not printable ASCII"}},
+		{"image too long", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,` + bind + `,"image":"` + strings.Repeat("x", maxImage+1) + `"}`), priv, testNow, ErrMalformed, []string{"at most 512 characters"}},
+		{"no prefixes", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","image":"i","bucket":"bkt","prefix":"p/"}`), priv, testNow, ErrMalformed, []string{"no key prefixes"}},
+		{"prefix outside", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","image":"i","bucket":"bkt","prefix":"p/","prefixes":["q/"]}`), priv, testNow, ErrMalformed, []string{`"q/" is not under the input prefix "p/"`}},
+		{"wildcard prefix", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","image":"i","bucket":"bkt","prefix":"p/","prefixes":["p/*"]}`), priv, testNow, ErrMalformed, []string{"wildcard"}},
+		{"no bucket", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,"graph_id":"g1","image":"i","prefix":"p/","prefixes":["p/"]}`), priv, testNow, ErrMalformed, []string{"no input bucket"}},
 		{"region steering the host", envelopeWith(`{"v":2,"access_key_id":"a","secret_access_key":"b",` + exp + `,` + bind + `,"region":"x.evil.example/"}`), priv, testNow, ErrMalformed, []string{"not an AWS region name"}},
 		{"version zero", envelopeWith(`{"v":0}`), priv, testNow, ErrUnknownVersion, []string{"version 0"}},
 		{"no version", envelopeWith(`{"access_key_id":"a","secret_access_key":"b",` + exp + `}`), priv, testNow, ErrMalformed, []string{"no version"}},
@@ -204,6 +211,10 @@ func TestSealRefusesUnusableCredentials(t *testing.T) {
 		{"no expiry", func(c *Credentials) { c.Expiration = time.Time{} }, "no expiration"},
 		{"bad endpoint", func(c *Credentials) { c.Endpoint = "127.0.0.1:9000" }, "not an http(s) URL"},
 		{"no graph", func(c *Credentials) { c.GraphID = "" }, "no graph id"},
+		{"no image", func(c *Credentials) { c.Image = "" }, "no image"},
+		{"image with a space", func(c *Credentials) { c.Image = "af/os-count evil" }, "image is not printable ASCII"},
+		{"image with a newline", func(c *Credentials) { c.Image = "af/os-count\n" }, "image is not printable ASCII"},
+		{"image too long", func(c *Credentials) { c.Image = "af/" + strings.Repeat("x", 600) }, "at most 512 characters"},
 		{"no prefixes", func(c *Credentials) { c.Prefixes = nil }, "no key prefixes"},
 		{"prefix outside the input prefix", func(c *Credentials) { c.Prefixes = []string{"saved_session/Fennec/"} }, "not under the input prefix"},
 		{"bad region", func(c *Credentials) { c.Region = "us-east-1.evil.example" }, "not an AWS region name"},

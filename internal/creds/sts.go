@@ -86,6 +86,9 @@ type MintRequest struct {
 	// GraphID is the graph the credentials are for; it is sealed with
 	// them and the worker refuses them in any other graph.
 	GraphID string
+	// Image is the job image the graph runs; it is sealed with them and
+	// the worker refuses them in a task that runs another.
+	Image string
 	// TTL is how long the credentials live; zero means DefaultTTL. It
 	// must outlive the graph (see Deadline).
 	TTL time.Duration
@@ -257,7 +260,7 @@ func Mint(ctx context.Context, cfg aws.Config, req MintRequest) (Credentials, er
 		AccessKeyID: aws.ToString(out.AccessKeyId), SecretAccessKey: aws.ToString(out.SecretAccessKey),
 		SessionToken: aws.ToString(out.SessionToken), Expiration: out.Expiration.UTC(),
 		Region: cfg.Region, Endpoint: awsconf.Endpoint(cfg), Bucket: req.Bucket, Prefix: req.Prefix,
-		GraphID: req.GraphID, Prefixes: slices.Clone(req.Prefixes),
+		GraphID: req.GraphID, Image: req.Image, Prefixes: slices.Clone(req.Prefixes),
 	}
 	if c.Region == "" {
 		c.Region = awsconf.DefaultRegion

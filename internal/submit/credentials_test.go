@@ -1,10 +1,16 @@
 package submit
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/af-project/af/internal/creds"
+	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/miniotest"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 // TestCredentialsTTL: credentials live for the graph's deadline plus the
@@ -36,5 +42,72 @@ func TestCredentialsTTL(t *testing.T) {
 				t.Fatalf("deadline %s + margin outlives the credentials (%s)", deadline, ttl)
 			}
 		})
+	}
+}
+
+// TestSealCredentialsBindsGraphAndImage: the credentials af submit seals
+// (minted by a real MinIO's STS) name the graph and the job image, so the
+// worker's check passes for the graph's own mappers and refuses the same
+// task running another image.
+func TestSealCredentialsBindsGraphAndImage(t *testing.T) {
+	t.Parallel()
+	s := miniotest.Start(t, "telemetry")
+	pub, key, err := creds.NewKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []taskdef.InputFile{
+		{Key: "v2/saved_session/Firefox/nightly/30.0a1/20140301000000.20140308.v2.log.a.gz", Size: 10},
+		{Key: "v2/saved_session/Firefox/release/28.0/20140201000000.20140308.v2.log.b.gz", Size: 10},
+	}
+	graphID := taskdef.NewID()
+	req := CredentialsRequest{
+		GraphID: graphID, Image: "af/os-count", Bucket: "telemetry", Prefix: "v2/", Schema: layout.Telemetry().Fields,
+		Files: files, TTL: time.Hour,
+	}
+	ctx := context.Background()
+	sc, err := SealCredentials(ctx, s.Config, pub, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := creds.Open(sc.Sealed, key, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.GraphID != graphID || cr.Image != "af/os-count" {
+		t.Fatalf("sealed for graph %q image %q, want %q %q", cr.GraphID, cr.Image, graphID, "af/os-count")
+	}
+	g, err := BuildGraph(GraphOptions{
+		GraphID: graphID, Name: "n", Owner: "a@example.com", Image: req.Image, Bucket: req.Bucket, Prefix: req.Prefix,
+		Schema: req.Schema, Files: files, SealedCredentials: sc.Sealed, MaxRunTime: time.Minute, Deadline: 30 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mappers := 0
+	for _, gt := range g.Tasks {
+		p := gt.Task.Payload
+		if p.Kind != taskdef.KindMapper {
+			continue
+		}
+		mappers++
+		u := creds.Use{GraphID: gt.Task.GraphID, Image: p.Image, Bucket: p.Bucket, Prefix: p.Prefix}
+		for _, in := range p.Inputs {
+			u.Keys = append(u.Keys, in.Key)
+		}
+		if err := cr.Permits(u); err != nil {
+			t.Fatalf("mapper %s refused: %v", gt.TaskID, err)
+		}
+		u.Image = "af/os-count-go"
+		if err := cr.Permits(u); !errors.Is(err, creds.ErrOutOfScope) || !strings.Contains(err.Error(), "image af/os-count-go") {
+			t.Fatalf("mapper %s with another image: %v", gt.TaskID, err)
+		}
+	}
+	if mappers == 0 {
+		t.Fatal("no mappers")
+	}
+	req.Image = ""
+	if _, err := SealCredentials(ctx, s.Config, pub, req); err == nil || !strings.Contains(err.Error(), "no job image") {
+		t.Fatalf("sealed without an image: %v", err)
 	}
 }

@@ -124,11 +124,12 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	}
 	ttl, deadline := CredentialsTTL(r.CredentialsTTL, deadline, r.CredentialsMode)
 	now := s.now()
-	// The graph id is picked first: it is sealed into the credentials,
-	// and the worker refuses them in any other graph.
+	// The graph id is picked first: it is sealed into the credentials
+	// with the image, and the worker refuses them in any other graph or
+	// in a task that runs another image.
 	graphID := taskdef.NewID()
 	sc, err := SealCredentials(ctx, s.AWS, pub, CredentialsRequest{
-		GraphID: graphID, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Files: res.Objects,
+		GraphID: graphID, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Files: res.Objects,
 		TTL: ttl, Mode: r.CredentialsMode, RoleARN: r.RoleARN, Deadline: now.Add(deadline),
 	})
 	if err != nil {
@@ -247,6 +248,10 @@ func CredentialsTTL(ttl, deadline time.Duration, mode creds.Mode) (time.Duration
 type CredentialsRequest struct {
 	// GraphID is the graph they are sealed to.
 	GraphID string
+	// Image is the job image the graph runs; the credentials are sealed
+	// to it too, so a task added to the graph with another image cannot
+	// use them.
+	Image string
 	// Bucket, Prefix and Schema are the index's; Files the selected inputs.
 	Bucket, Prefix string
 	Schema         []string
@@ -268,12 +273,15 @@ type SealedCredentials struct {
 
 // SealCredentials computes the narrowest scope covering the files
 // (creds.ScopeFor), mints credentials whose session policy grants exactly
-// those prefixes, and seals them, with the graph id and the same prefixes,
-// to the pool key. The worker's check (Credentials.Permits) and S3's
+// those prefixes, and seals them, with the graph id, the job image and the
+// same prefixes, to the pool key. The worker's check (Credentials.Permits) and S3's
 // policy thus enforce one list.
 func SealCredentials(ctx context.Context, cfg aws.Config, pub *creds.PublicKey, r CredentialsRequest) (SealedCredentials, error) {
 	if r.GraphID == "" {
 		return SealedCredentials{}, errors.New("seal credentials: no graph id")
+	}
+	if r.Image == "" {
+		return SealedCredentials{}, errors.New("seal credentials: no job image")
 	}
 	keys := make([]string, len(r.Files))
 	for i, f := range r.Files {
@@ -284,7 +292,7 @@ func SealCredentials(ctx context.Context, cfg aws.Config, pub *creds.PublicKey, 
 		return SealedCredentials{}, fmt.Errorf("scope the job's S3 credentials: %w", err)
 	}
 	cr, err := creds.Mint(ctx, cfg, creds.MintRequest{
-		Bucket: r.Bucket, Prefix: r.Prefix, Prefixes: sc.Prefixes, GraphID: r.GraphID,
+		Bucket: r.Bucket, Prefix: r.Prefix, Prefixes: sc.Prefixes, GraphID: r.GraphID, Image: r.Image,
 		TTL: r.TTL, Mode: r.Mode, RoleARN: r.RoleARN, SessionName: "af-submit", Deadline: r.Deadline,
 	})
 	if err != nil {

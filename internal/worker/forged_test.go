@@ -80,12 +80,14 @@ func wantRefused(t *testing.T, c *clustertest.Cluster, taskID string, want []str
 }
 
 // TestCopiedCredentialsRefused is attack 3: graph A's sealed credentials,
-// copied into a new graph B over A's own inputs, and into a task added to
-// graph A itself (A') that reads a file A's filter never selected, are
-// refused before any S3 request; the worker then runs graph A.
+// copied into a new graph B over A's own inputs, into a task added to
+// graph A itself (A') that reads a file A's filter never selected, and
+// into another task added to graph A that reads only A's own inputs but
+// runs another image (the attacker's code), are refused before any S3
+// request; the worker then runs graph A.
 func TestCopiedCredentialsRefused(t *testing.T) {
 	t.Parallel()
-	clustertest.RequireImages(t, "af/os-count")
+	clustertest.RequireImages(t, "af/os-count", "af/os-count-go")
 	c := clustertest.Start(t, clustertest.Options{})
 	setA := smallData(t, 3, 20, 31)
 	filesA := upload(t, c, setA)
@@ -119,6 +121,21 @@ func TestCopiedCredentialsRefused(t *testing.T) {
 	}
 	t.Run("input outside the scope in graph A'", func(t *testing.T) {
 		wantRefused(t, c, aPrimeID, []string{filesOther[0].Key, "graph " + gA.GraphID, "none of the", "key prefixes"},
+			opened.SecretAccessKey, opened.SessionToken)
+	})
+
+	// A'' is in graph A and reads only files A selected, but runs
+	// another image: whoever added it would get A's data in their code.
+	aOther := gA.Tasks[0].Task
+	aOther.Payload.Image = "af/os-count-go"
+	aOther.Payload.Inputs = []taskdef.InputFile{filesA[0]}
+	aOther.Metadata.Name = "A'' mapper"
+	aOtherID := taskdef.NewID()
+	if _, err := c.Submit.CreateTask(ctx, aOtherID, aOther); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("another image in graph A''", func(t *testing.T) {
+		wantRefused(t, c, aOtherID, []string{"minted for image af/os-count,", "this task runs image af/os-count-go", "af submit"},
 			opened.SecretAccessKey, opened.SessionToken)
 	})
 	t.Run("the worker serves graph A", func(t *testing.T) {
@@ -170,9 +187,9 @@ func TestForgedEndpointRefused(t *testing.T) {
 	forged := creds.Credentials{
 		AccessKeyID: "AKIAFORGEDFORGED", SecretAccessKey: "forged-secret-value-0123456789", SessionToken: "forged-token",
 		Region: "us-east-1", Endpoint: evil, Expiration: time.Now().Add(time.Hour),
-		Bucket: clustertest.InputBucket, Prefix: "v2/", Prefixes: []string{"v2/"}, GraphID: graphID,
+		Bucket: clustertest.InputBucket, Prefix: "v2/", Prefixes: []string{"v2/"}, GraphID: graphID, Image: "af/os-count",
 	}
-	if err := forged.Permits(graphID, clustertest.InputBucket, "v2/", keys); err != nil {
+	if err := forged.Permits(creds.Use{GraphID: graphID, Image: "af/os-count", Bucket: clustertest.InputBucket, Prefix: "v2/", Keys: keys}); err != nil {
 		t.Fatal(err) // the forgery is otherwise in scope: only the endpoint is wrong
 	}
 	blob, err := creds.Seal(forged, c.Pub)

@@ -51,7 +51,7 @@ func graphFor(t *testing.T, c *clustertest.Cluster, image string, files []taskde
 	}
 	graphID := taskdef.NewID()
 	sc, err := submit.SealCredentials(context.Background(), cfg, c.Pub, submit.CredentialsRequest{
-		GraphID: graphID, Bucket: clustertest.InputBucket, Prefix: "v2/", Schema: layout.Telemetry().Fields, Files: files, TTL: time.Hour,
+		GraphID: graphID, Image: image, Bucket: clustertest.InputBucket, Prefix: "v2/", Schema: layout.Telemetry().Fields, Files: files, TTL: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)

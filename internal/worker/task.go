@@ -504,7 +504,10 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		for i, in := range p.Inputs {
 			keys[i] = in.Key
 		}
-		if err := cr.Permits(c.Task.GraphID, p.Bucket, p.Prefix, keys); err != nil {
+		// The graph and image come from the claimed task, never from the
+		// envelope: a task added to this graph with another image (PUT
+		// /tasks/{id}) must not get the graph's inputs.
+		if err := cr.Permits(creds.Use{GraphID: c.Task.GraphID, Image: p.Image, Bucket: p.Bucket, Prefix: p.Prefix, Keys: keys}); err != nil {
 			return exception(taskdef.ReasonMalformedPayload, "refused the task's sealed credentials: %v", err)
 		}
 		s3c, err := w.jobS3(ctx, cr)
@@ -512,8 +515,8 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 			return exception(taskdef.ReasonMalformedPayload, "refused the task's sealed credentials: %v", err)
 		}
 		f.s3 = s3c
-		tlog.logf("credentials opened: key %s…, graph %s, %d key prefix(es) of s3://%s/%s, expire %s",
-			redactKeyID(cr.AccessKeyID), cr.GraphID, len(cr.Prefixes), cr.Bucket, cr.Prefix, cr.Expiration.UTC().Format(time.RFC3339))
+		tlog.logf("credentials opened: key %s…, graph %s, image %s, %d key prefix(es) of s3://%s/%s, expire %s",
+			redactKeyID(cr.AccessKeyID), cr.GraphID, cr.Image, len(cr.Prefixes), cr.Bucket, cr.Prefix, cr.Expiration.UTC().Format(time.RFC3339))
 	}
 	progress.set(f.stats)
 	var total int64
