@@ -42,7 +42,7 @@ const (
 	envRaiseOn = "AF_TEST_RAISE_ON"
 )
 
-// builtImage is a fault-job image built at most once per test binary.
+// builtImage is a test job image built at most once per test binary.
 type builtImage struct {
 	once sync.Once
 	tag  string
@@ -50,35 +50,48 @@ type builtImage struct {
 }
 
 var (
-	faultImages = map[string]*builtImage{"python": {}, "go": {}}
+	jobImagesMu sync.Mutex
+	jobImages   = map[string]*builtImage{}
 )
 
 func TestMain(m *testing.M) { testbin.Main(m) }
 
-// faultImage builds the fault job in lang ("python": testdata/faultjob
-// FROM af/python; "go": testdata/faultjob-go, static, FROM scratch) once
-// per test binary.
+// faultImage builds the fault job in lang once per test binary.
 func faultImage(t *testing.T, lang string) string {
+	t.Helper()
+	return jobImage(t, "faultjob", lang)
+}
+
+// jobImage builds the test job testdata/<job> in lang ("python":
+// testdata/<job> FROM af/python; "go": testdata/<job>-go, static, FROM
+// scratch) once per test binary.
+func jobImage(t *testing.T, job, lang string) string {
 	t.Helper()
 	if lang == "python" {
 		clustertest.RequireImages(t, "af/python")
 	}
-	b := faultImages[lang]
-	b.once.Do(func() { b.tag, b.err = buildFaultImage(lang) })
+	jobImagesMu.Lock()
+	b := jobImages[job+"/"+lang]
+	if b == nil {
+		b = &builtImage{}
+		jobImages[job+"/"+lang] = b
+	}
+	jobImagesMu.Unlock()
+	b.once.Do(func() { b.tag, b.err = buildJobImage(job, lang) })
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
 	return b.tag
 }
 
-// buildFaultImage tags the image with a hash of its build context (and of
+// buildJobImage tags the image with a hash of its build context (and of
 // af/python's image id), so an edited job or a rebuilt base makes a new
 // image and an unchanged one is reused across runs.
-func buildFaultImage(lang string) (string, error) {
+func buildJobImage(job, lang string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	h := sha256.New()
-	dir := filepath.Join("testdata", "faultjob")
+	dir := filepath.Join("testdata", job)
 	if lang == "python" {
 		base, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", "af/python").Output()
 		if err != nil {
@@ -86,19 +99,19 @@ func buildFaultImage(lang string) (string, error) {
 		}
 		h.Write(base)
 	} else {
-		tmp, err := os.MkdirTemp("", "af-faultjob-go-")
+		tmp, err := os.MkdirTemp("", "af-"+job+"-go-")
 		if err != nil {
 			return "", err
 		}
 		defer os.RemoveAll(tmp)
 		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "job"),
-			"github.com/af-project/af/internal/worker/testdata/faultjob-go")
+			"github.com/af-project/af/internal/worker/testdata/"+job+"-go")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
 		if out, err := build.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build the Go fault job: %w\n%s", err, out)
+			return "", fmt.Errorf("go build the Go %s job: %w\n%s", job, err, out)
 		}
 		for _, name := range []string{"Dockerfile", "analysis-tools.yml"} {
-			b, err := os.ReadFile(filepath.Join("testdata", "faultjob-go", name))
+			b, err := os.ReadFile(filepath.Join("testdata", job+"-go", name))
 			if err != nil {
 				return "", err
 			}
@@ -120,7 +133,7 @@ func buildFaultImage(lang string) (string, error) {
 		fmt.Fprintf(h, "%s %d\n", e.Name(), len(b))
 		h.Write(b)
 	}
-	tag := "af-test/faultjob-" + lang + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+	tag := "af-test/" + job + "-" + lang + ":" + hex.EncodeToString(h.Sum(nil))[:12]
 	if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
 		return tag, nil
 	}

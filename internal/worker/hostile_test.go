@@ -11,14 +11,12 @@ package worker_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,81 +37,12 @@ const (
 	envFillBytes  = "AF_TEST_FILL_BYTES"
 )
 
-// hostileScratchImgs are the hostile-scratch images by language, built at
-// most once per test binary.
-var hostileScratchImgs = map[string]*builtImage{"python": {}, "go": {}}
-
-// hostileScratchImage builds the hostile-scratch job in lang ("python":
-// testdata/hostile-scratch FROM af/python; "go":
-// testdata/hostile-scratch-go, static, FROM scratch), tagged with a hash
-// of its build context (and of af/python).
+// hostileScratchImage builds the hostile-scratch job in lang (testdata/
+// hostile-scratch FROM af/python, or testdata/hostile-scratch-go FROM
+// scratch).
 func hostileScratchImage(t *testing.T, lang string) string {
 	t.Helper()
-	if lang == "python" {
-		clustertest.RequireImages(t, "af/python")
-	}
-	b := hostileScratchImgs[lang]
-	b.once.Do(func() { b.tag, b.err = buildHostileScratchImage(lang) })
-	if b.err != nil {
-		t.Fatal(b.err)
-	}
-	return b.tag
-}
-
-func buildHostileScratchImage(lang string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	h := sha256.New()
-	dir := filepath.Join("testdata", "hostile-scratch")
-	if lang == "python" {
-		base, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", "af/python").Output()
-		if err != nil {
-			return "", fmt.Errorf("inspect af/python: %w", err)
-		}
-		h.Write(base)
-	} else {
-		tmp, err := os.MkdirTemp("", "af-hostile-scratch-go-")
-		if err != nil {
-			return "", err
-		}
-		defer os.RemoveAll(tmp)
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "job"),
-			"github.com/af-project/af/internal/worker/testdata/hostile-scratch-go")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-		if out, err := build.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build the Go hostile-scratch job: %w\n%s", err, out)
-		}
-		for _, name := range []string{"Dockerfile", "analysis-tools.yml"} {
-			b, err := os.ReadFile(filepath.Join("testdata", "hostile-scratch-go", name))
-			if err != nil {
-				return "", err
-			}
-			if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
-				return "", err
-			}
-		}
-		dir = tmp
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", err
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s %d\n", e.Name(), len(b))
-		h.Write(b)
-	}
-	tag := "af-test/hostile-scratch-" + lang + ":" + hex.EncodeToString(h.Sum(nil))[:12]
-	if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
-		return tag, nil
-	}
-	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
-	}
-	return tag, nil
+	return jobImage(t, "hostile-scratch", lang)
 }
 
 // canaryFile writes a random secret to a host file outside every scratch

@@ -6,13 +6,7 @@ package worker_test
 // once past its deadline.
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,46 +18,10 @@ import (
 	"github.com/af-project/af/internal/taskdef"
 )
 
-var hostileImage builtImage
-
-// hostileLimitsImage builds testdata/hostile-limits (FROM af/python) once
-// per test binary, tagged by a hash of its context and of af/python.
+// hostileLimitsImage builds testdata/hostile-limits (FROM af/python).
 func hostileLimitsImage(t *testing.T) string {
 	t.Helper()
-	clustertest.RequireImages(t, "af/python")
-	hostileImage.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		h := sha256.New()
-		base, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", "af/python").Output()
-		if err != nil {
-			hostileImage.err = fmt.Errorf("inspect af/python: %w", err)
-			return
-		}
-		h.Write(base)
-		dir := filepath.Join("testdata", "hostile-limits")
-		for _, name := range []string{"Dockerfile", "analysis-tools.yml", "job.py"} {
-			b, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				hostileImage.err = err
-				return
-			}
-			fmt.Fprintf(h, "%s %d\n", name, len(b))
-			h.Write(b)
-		}
-		tag := "af-test/hostile-limits-python:" + hex.EncodeToString(h.Sum(nil))[:12]
-		if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() != nil {
-			if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
-				hostileImage.err = fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
-				return
-			}
-		}
-		hostileImage.tag = tag
-	})
-	if hostileImage.err != nil {
-		t.Fatal(hostileImage.err)
-	}
-	return hostileImage.tag
+	return jobImage(t, "hostile-limits", "python")
 }
 
 // runsNextTask checks the worker still serves: a clean graph on the same
