@@ -52,6 +52,8 @@ func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case taskdef.GraphRunning:
 		p := submit.ProgressOf(gs, time.Now())
 		return fmt.Errorf("graph %s is still running (%s); wait with `af result --wait %s`", gs.GraphID, p.Line(false), gs.GraphID)
+	case taskdef.GraphCanceled:
+		return fmt.Errorf("graph %s was canceled, so it has no result; rerun its unfinished tasks with `af rerun %s --failed`, or submit the job again", gs.GraphID, gs.GraphID)
 	case taskdef.GraphFailed:
 		fmt.Fprintf(stderr, "graph %s failed:\n", gs.GraphID)
 		for _, l := range submit.FailedTasks(gs) {

@@ -182,9 +182,24 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 	if st.Resolved != nil {
 		elapsed = st.Resolved.Sub(st.Created)
 	}
-	_, err := fmt.Fprintf(w, "\n%d tasks: %s; %d/%d files, %s/%s read; %s %s\n",
-		len(tasks), strings.Join(parts, ", "), files, inFiles, humanBytes(bytes), humanBytes(inBytes), st.State, elapsed.Round(time.Second))
-	return err
+	if _, err := fmt.Fprintf(w, "\n%d tasks: %s; %d/%d files, %s/%s read; %s %s\n",
+		len(tasks), strings.Join(parts, ", "), files, inFiles, humanBytes(bytes), humanBytes(inBytes), st.State, elapsed.Round(time.Second)); err != nil {
+		return err
+	}
+	if st.State == taskdef.GraphCanceled {
+		// Once for the graph; each stopped task's row says only
+		// "canceled".
+		canceled := 0
+		for _, t := range tasks {
+			if n := len(t.Runs); n > 0 && t.State == taskdef.StateException && t.Runs[n-1].ReasonResolved == taskdef.ReasonCanceled {
+				canceled++
+			}
+		}
+		if _, err := fmt.Fprintf(w, "graph canceled: %d task(s) stopped; `af rerun %s --failed` runs them again\n", canceled, st.GraphID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func oneLine(s string, max int) string {

@@ -121,6 +121,7 @@ func TestPagesInBrowser(t *testing.T) {
 	t.Run("2000 tasks", func(t *testing.T) { testBigGraph(t, browser) })
 	t.Run("graph list", func(t *testing.T) { testList(t, browser) })
 	t.Run("unknown graph", func(t *testing.T) { testUnknownGraph(t, browser) })
+	t.Run("canceled graph", func(t *testing.T) { testCanceledGraph(t, browser) })
 	t.Run("result through a presigned S3 redirect", func(t *testing.T) { testResultViaS3(t, browser) })
 }
 
@@ -404,6 +405,55 @@ func testList(t *testing.T, browser *browsertest.Browser) {
 	}
 	if _, err := tab.Screenshot("monitor-failed"); err != nil {
 		t.Error(err)
+	}
+	if errs := tab.Errors(); len(errs) > 0 {
+		t.Errorf("JavaScript errors: %v", errs)
+	}
+}
+
+// testCanceledGraph: a canceled graph shows canceled, and says so once
+// rather than listing each canceled task as a failure.
+func testCanceledGraph(t *testing.T, browser *browsertest.Browser) {
+	api, srv := startSite(t, Options{PollInterval: 300 * time.Millisecond})
+	b := graphBuilder{base: time.Now().Add(-95 * time.Second).Truncate(time.Second)}
+	g := liveGraph(b)
+	g.State, g.Resolved = taskdef.GraphCanceled, b.at(90)
+	cancel := func(ts *taskdef.TaskStatus) {
+		ts.State = taskdef.StateException
+		if len(ts.Runs) == 0 {
+			ts.Runs = []taskdef.Run{{RunID: 0, ReasonCreated: taskdef.ReasonException, Scheduled: b.at(90)}}
+		}
+		r := &ts.Runs[len(ts.Runs)-1]
+		r.State, r.ReasonResolved, r.Resolved = taskdef.StateException, taskdef.ReasonCanceled, b.at(90)
+	}
+	g.Tasks[0].State = taskdef.StateFailed
+	g.Tasks[0].Runs[0] = b.run(0, taskdef.StateFailed, 2, 60, "w-alpha", taskdef.Stats{Files: 5})
+	g.Tasks[0].Runs[0].Message = "job exited with status 1"
+	for i := 1; i < len(g.Tasks); i++ {
+		cancel(&g.Tasks[i])
+	}
+	api.set(g)
+	tab := browser.NewTab(t)
+	must(t, tab.Navigate(srv.URL+"/graphs/"+g.GraphID, wait))
+	must(t, tab.WaitFor(`!document.getElementById('failures').hidden`, wait))
+	var got struct {
+		State    string
+		Failures []string
+		Canceled []string
+	}
+	must(t, tab.Eval(`({
+		state: document.getElementById('graph-state').dataset.state + ':' + document.getElementById('graph-state').textContent,
+		failures: [...document.querySelectorAll('#failures-list li[data-task-id]')].map(li => li.dataset.state + ':' + li.textContent),
+		canceled: [...document.querySelectorAll('#failures-list li[data-state="canceled"]')].map(li => li.textContent),
+	})`, &got))
+	if got.State != "canceled:canceled" {
+		t.Errorf("graph state badge %q, want canceled", got.State)
+	}
+	if len(got.Failures) != 1 || !strings.HasPrefix(got.Failures[0], "failed:") {
+		t.Errorf("failures listed %q, want only the failed mapper", got.Failures)
+	}
+	if len(got.Canceled) != 1 || !strings.Contains(got.Canceled[0], "3 tasks stopped") || !strings.Contains(got.Canceled[0], "--failed") {
+		t.Errorf("canceled line %q, want one line for the 3 canceled tasks", got.Canceled)
 	}
 	if errs := tab.Errors(); len(errs) > 0 {
 		t.Errorf("JavaScript errors: %v", errs)

@@ -37,11 +37,15 @@ type GraphSummaryForMail struct {
 	ResultURL string
 	Failed    []FailedTask
 	// FailedTotal is how many tasks did not complete when Failed was cut
-	// short; zero means len(Failed).
+	// short; zero means len(Failed). Canceled tasks are not among them.
 	FailedTotal int
-	Duration    time.Duration
-	Files       int64
-	Bytes       int64
+	// Canceled counts the tasks a cancel of the graph ended
+	// (exception/canceled): the email says so once rather than listing
+	// each.
+	Canceled int
+	Duration time.Duration
+	Files    int64
+	Bytes    int64
 }
 
 // MaxFailedListed bounds the failed tasks an email lists; the monitor page
@@ -84,6 +88,10 @@ func FromStatus(gs taskdef.GraphStatus, baseURL string) GraphSummaryForMail {
 		if t.State != taskdef.StateFailed && t.State != taskdef.StateException {
 			continue
 		}
+		if t.State == taskdef.StateException && last != nil && last.ReasonResolved == taskdef.ReasonCanceled {
+			s.Canceled++
+			continue
+		}
 		s.FailedTotal++
 		if len(s.Failed) >= MaxFailedListed {
 			continue
@@ -103,8 +111,10 @@ func ArtifactURL(base, taskID, name string) string {
 }
 
 // Compose writes the owner's email for a graph summary: subject
-// "[af] <job name>: completed" (or failed), a plain-text body and an HTML
-// alternative with the same content.
+// "[af] <job name>: completed" (or failed, or canceled), a plain-text body
+// and an HTML alternative with the same content. A canceled graph says so
+// once, with how many tasks the cancel stopped, and lists only the tasks
+// that failed for another reason.
 func Compose(s GraphSummaryForMail) Message {
 	outcome := "completed"
 	if s.State != taskdef.GraphCompleted {
@@ -124,8 +134,12 @@ func Compose(s GraphSummaryForMail) Message {
 		failedTotal = len(s.Failed)
 	}
 
+	headline := outcome
+	if s.State == taskdef.GraphCanceled {
+		headline = "was canceled"
+	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "Your af job %q %s.\n\n", name, outcome)
+	fmt.Fprintf(&t, "Your af job %q %s.\n\n", name, headline)
 	fmt.Fprintf(&t, "Graph:    %s\n", s.GraphID)
 	if s.Duration > 0 {
 		fmt.Fprintf(&t, "Duration: %s\n", s.Duration.Round(time.Second))
@@ -136,6 +150,9 @@ func Compose(s GraphSummaryForMail) Message {
 	fmt.Fprintf(&t, "\nMonitor:  %s\n", s.MonitorURL)
 	if s.ResultURL != "" && s.State == taskdef.GraphCompleted {
 		fmt.Fprintf(&t, "Result:   %s\n", s.ResultURL)
+	}
+	if s.Canceled > 0 {
+		fmt.Fprintf(&t, "\n%s\n", canceledLine(s))
 	}
 	if failedTotal > 0 {
 		fmt.Fprintf(&t, "\n%d task(s) did not complete:\n", failedTotal)
@@ -163,6 +180,8 @@ func Compose(s GraphSummaryForMail) Message {
 		GraphSummaryForMail
 		DisplayName string
 		Outcome     string
+		Headline    string
+		CanceledMsg string
 		FailedTotal int
 		More        int
 		Input       string
@@ -171,6 +190,8 @@ func Compose(s GraphSummaryForMail) Message {
 		GraphSummaryForMail: s,
 		DisplayName:         name,
 		Outcome:             outcome,
+		Headline:            headline,
+		CanceledMsg:         canceledLine(s),
 		FailedTotal:         failedTotal,
 		More:                failedTotal - len(s.Failed),
 		Input:               inputLine(s),
@@ -183,6 +204,14 @@ func Compose(s GraphSummaryForMail) Message {
 		Text:    t.String(),
 		HTML:    h.String(),
 	}
+}
+
+// canceledLine is the one sentence about a cancel, or "".
+func canceledLine(s GraphSummaryForMail) string {
+	if s.Canceled == 0 {
+		return ""
+	}
+	return fmt.Sprintf("The graph was canceled: %d task(s) that had not completed were stopped (exception/canceled). To run them, `af rerun %s --failed`, or submit the job again.", s.Canceled, s.GraphID)
 }
 
 func inputLine(s GraphSummaryForMail) string {
@@ -224,7 +253,7 @@ var htmlBody = template.Must(template.New("mail").Funcs(template.FuncMap{
 	"safeURL":  safeURL,
 }).Parse(`<!doctype html>
 <html><body style="font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif; font-size: 14px; color: #1f2328;">
-<p>Your af job <b>{{.DisplayName}}</b> <b style="color: {{if eq .Outcome "completed"}}#1a7f37{{else}}#cf222e{{end}}">{{.Outcome}}</b>.</p>
+<p>Your af job <b>{{.DisplayName}}</b> <b style="color: {{if eq .Outcome "completed"}}#1a7f37{{else if eq .Outcome "canceled"}}#59636e{{else}}#cf222e{{end}}">{{.Headline}}</b>.</p>
 <table style="border-collapse: collapse;">
 <tr><td style="padding-right: 12px; color: #59636e;">Graph</td><td><code>{{.GraphID}}</code></td></tr>
 {{- if .Duration}}<tr><td style="padding-right: 12px; color: #59636e;">Duration</td><td>{{.Duration}}</td></tr>{{end}}
@@ -232,6 +261,9 @@ var htmlBody = template.Must(template.New("mail").Funcs(template.FuncMap{
 </table>
 <p><a href="{{safeURL .MonitorURL}}">Open the monitor page</a>
 {{- if and .ResultURL (eq .Outcome "completed")}} &middot; <a href="{{safeURL .ResultURL}}">Download the result</a>{{end}}</p>
+{{- if .CanceledMsg}}
+<p>{{.CanceledMsg}}</p>
+{{- end}}
 {{- if .FailedTotal}}
 <p>{{.FailedTotal}} task(s) did not complete:</p>
 <ul>

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -495,6 +496,50 @@ func TestLongUnicodeSubject(t *testing.T) {
 	for _, line := range strings.Split(string(got.Data), "\r\n") {
 		if len(line) > 998 {
 			t.Errorf("line of %d bytes exceeds SMTP's limit", len(line))
+		}
+	}
+}
+
+// TestComposeCanceled: a canceled graph's email says canceled in the
+// subject and once in the body, and lists only the tasks that failed for
+// another reason, not each canceled one.
+func TestComposeCanceled(t *testing.T) {
+	t.Parallel()
+	resolved := testNow
+	gs := taskdef.GraphStatus{
+		GraphID: "G4dddddddddd", Name: "os-count", Owner: "ana@example.org", State: taskdef.GraphCanceled,
+		Created: testNow.Add(-time.Minute), Resolved: &resolved,
+		Tasks: []taskdef.TaskStatus{
+			{TaskID: "Mtask0000001", Name: "mapper 1", Kind: taskdef.KindMapper, State: taskdef.StateCompleted,
+				Runs: []taskdef.Run{{RunID: 0, State: taskdef.StateCompleted}}},
+			{TaskID: "Mtask0000002", Name: "mapper 2", Kind: taskdef.KindMapper, State: taskdef.StateFailed,
+				Runs: []taskdef.Run{{RunID: 0, State: taskdef.StateFailed, ReasonResolved: taskdef.ReasonFailed, Message: "exit status 1"}}},
+		},
+	}
+	for i := 3; i < 8; i++ {
+		gs.Tasks = append(gs.Tasks, taskdef.TaskStatus{TaskID: fmt.Sprintf("Mtask000000%d", i), Name: fmt.Sprintf("mapper %d", i),
+			Kind: taskdef.KindMapper, State: taskdef.StateException,
+			Runs: []taskdef.Run{{RunID: 0, State: taskdef.StateException, ReasonResolved: taskdef.ReasonCanceled}}})
+	}
+	s := FromStatus(gs, "http://af.example.org")
+	if s.Canceled != 5 || s.FailedTotal != 1 || len(s.Failed) != 1 {
+		t.Fatalf("canceled %d, failed %d %+v; want 5 canceled and the one failed task", s.Canceled, s.FailedTotal, s.Failed)
+	}
+	m := Compose(s)
+	if m.Subject != "[af] os-count: canceled" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	for _, body := range []string{m.Text, m.HTML} {
+		if n := strings.Count(body, "canceled"); n < 2 {
+			t.Errorf("body says canceled %d times, want the headline and one line:\n%s", n, body)
+		}
+		if strings.Contains(body, "Mtask0000003") || strings.Contains(body, "graph canceled") {
+			t.Errorf("body lists a canceled task one by one:\n%s", body)
+		}
+		for _, w := range []string{"was canceled", "5 task(s)", "af rerun G4dddddddddd --failed", "Mtask0000002"} {
+			if !strings.Contains(body, w) {
+				t.Errorf("body lacks %q:\n%s", w, body)
+			}
 		}
 	}
 }

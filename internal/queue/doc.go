@@ -20,6 +20,9 @@
 //	     └──▶ exception (deadline-exceeded, canceled, dependency-failed);
 //	          pending ──▶ exception (deadline-exceeded, canceled)
 //
+//	  completed | failed | exception ──rerun──▶ unscheduled   (waits for a
+//	  pending | running ──superseded──▶ unscheduled            rerun dependency)
+//
 // The table `transitions` (transition.go) lists every allowed (from, to)
 // pair and the reasons that may take it; the function `transition` is the
 // only code that changes a state, and it checks the table first. A failed
@@ -35,12 +38,50 @@
 // way (cascading to its own dependents), so the graph ends instead of
 // waiting for its deadline; with all-resolved it becomes pending once every
 // dependency resolved, however. Each (dependency, dependent) pair carries a
-// flag so that a dependency counts once even if it is rerun.
+// flag so that a dependency counts once; a rerun clears the flags of the
+// dependents it makes wait, so the new run counts again.
+//
+// # Reruns
+//
+// Rerun (af rerun TASK) gives a resolved task a new run with a fresh retry
+// budget, as TaskCluster's rerunTask, and in the same transaction keeps
+// its graph sound (rerun.go):
+//
+//   - a dependent that has not run on the task's old output yet
+//     (unscheduled, pending, or ended dependency-failed) goes back to, or
+//     stays, unscheduled until every dependency completed again: "the
+//     reducer will wait for the new run". A pending dependent's unclaimed
+//     run ends exception/superseded.
+//   - a dependent that ran on it (completed or failed) is re-opened
+//     unscheduled, and one that is running has its run ended
+//     exception/superseded (its worker's late reclaim or report gets
+//     ErrRunNotCurrent); either runs again as a new run (reasonCreated
+//     rerun) once the dependency completed: "the reducer will run again on
+//     the new outputs". Their own dependents follow the same rules.
+//   - a dependent that another dependency failed for good is left as it
+//     is.
+//
+// So a reducer only ever runs while every mapper's latest run is
+// completed, and the latest run's result (what the worker reads, run -1)
+// is the one it merges. A task that depends on a task failed for good
+// cannot be rerun (rerun that one first); a task past its deadline, or
+// whose dependent would have to run again past its deadline, cannot
+// either. RerunFailed (af rerun GRAPH --failed) reruns every failed or
+// exception task of a graph in one transaction under the same rules
+// (tasks whose dependencies are rerun with them wait unscheduled).
+//
+// # Graphs
 //
 // A graph is running until every task resolved, then completed if all
-// completed, failed otherwise. The report whose transaction resolved the
-// last task gets ReportResponse.GraphResolved, so exactly one worker
-// notifies the owner (a retried report of that same run gets it again).
+// completed, canceled if CancelGraph resolved it, failed otherwise; any
+// rerun re-opens it as running. CancelGraph ends every unresolved task
+// exception/canceled with no message of its own: the graph's state says
+// canceled once. A canceled graph's tasks cannot be rerun one by one
+// (ErrConflict); RerunFailed, which reruns its canceled tasks with the
+// failed ones, is how it is re-opened. The report whose transaction
+// resolved the last task gets ReportResponse.GraphResolved, so exactly one
+// worker notifies the owner (a retried report of that same run gets it
+// again).
 //
 // # Leases
 //

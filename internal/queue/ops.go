@@ -191,9 +191,10 @@ func (q *Queue) Counts(ctx context.Context) (map[taskdef.TaskState]int, error) {
 }
 
 // CancelGraph resolves every unresolved task of the graph
-// exception/canceled. A running run is ended too: its worker's next reclaim
-// or report gets ErrRunNotCurrent. Canceling a resolved graph changes
-// nothing.
+// exception/canceled and the graph canceled (taskdef.GraphCanceled). A
+// running run is ended too: its worker's next reclaim or report gets
+// ErrRunNotCurrent. Canceling a resolved graph changes nothing. A canceled
+// graph's tasks cannot be rerun one by one; RerunFailed re-opens it.
 func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphStatus, error) {
 	err := q.write(ctx, func(w *wtx) error {
 		if w.graphs.Get([]byte(graphID)) == nil {
@@ -214,7 +215,9 @@ func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphS
 			if t.State.Resolved() {
 				continue // resolved before, or by a cascade of this cancel
 			}
-			if err := w.transition(id, &t, move{to: sException, reason: taskdef.ReasonCanceled, message: "graph canceled"}); err != nil {
+			// No message per task: the graph's state (canceled) says
+			// it once, and the run's reason says why this one ended.
+			if err := w.transition(id, &t, move{to: sException, reason: taskdef.ReasonCanceled}); err != nil {
 				return err
 			}
 		}
@@ -225,34 +228,6 @@ func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphS
 	}
 	q.log.Info("graph canceled", "graph", graphID)
 	return q.Graph(ctx, graphID)
-}
-
-// Rerun gives a resolved task a new pending run (reasonCreated rerun) with
-// a fresh retry budget, as TaskCluster's rerunTask: whatever it ended as,
-// and without looking at its dependencies. A task that is still
-// unscheduled, pending or running is refused (ErrConflict), as is one past
-// its deadline (ErrDeadlineExceeded) or with too many runs.
-func (q *Queue) Rerun(ctx context.Context, taskID string) (taskdef.TaskStatus, error) {
-	err := q.write(ctx, func(w *wtx) error {
-		t, err := w.loadTask(taskID)
-		if err != nil {
-			return err
-		}
-		if !t.State.Resolved() {
-			return conflictf("task %s is %s; only a resolved task can be rerun", taskID, t.State)
-		}
-		if !w.now.Before(t.Deadline) {
-			return fmt.Errorf("%w: task %s deadline %s has passed; create a new task instead", ErrDeadlineExceeded, taskID, t.Deadline.Format(time.RFC3339))
-		}
-		if len(t.Runs) >= maxRuns {
-			return conflictf("task %s already has %d runs, the most allowed", taskID, len(t.Runs))
-		}
-		return w.transition(taskID, &t, move{to: sPending, reason: taskdef.ReasonRerun})
-	})
-	if err != nil {
-		return taskdef.TaskStatus{}, fmt.Errorf("rerun task %s: %w", taskID, err)
-	}
-	return q.Task(ctx, taskID)
 }
 
 // tickChunk bounds the work of one Tick transaction so a backlog after a

@@ -45,6 +45,13 @@ type edge struct{ from, to taskdef.TaskState }
 //   - running -> pending: a retryable exception while retries remain; the
 //     run ends exception and a new pending run starts.
 //   - completed|failed|exception -> pending: rerun.
+//   - completed|failed|exception -> unscheduled: rerun of a task that must
+//     first wait for a dependency being rerun, or a dependent re-opened
+//     because a dependency it consumed is rerun (it runs again on the new
+//     output).
+//   - pending|running -> unscheduled: superseded, because a dependency is
+//     rerun: the current run ends exception/superseded (a running run's
+//     late report is refused) and the task waits for the new output.
 var transitions = map[edge][]string{
 	{sUnscheduled, sPending}:   {taskdef.ReasonScheduled},
 	{sUnscheduled, sException}: {taskdef.ReasonDeadlineExceeded, taskdef.ReasonCanceled, taskdef.ReasonDependencyFailed},
@@ -61,6 +68,12 @@ var transitions = map[edge][]string{
 	{sCompleted, sPending}: {taskdef.ReasonRerun},
 	{sFailed, sPending}:    {taskdef.ReasonRerun},
 	{sException, sPending}: {taskdef.ReasonRerun},
+	// Reruns that keep a graph sound (rerun.go).
+	{sCompleted, sUnscheduled}: {taskdef.ReasonRerun},
+	{sFailed, sUnscheduled}:    {taskdef.ReasonRerun},
+	{sException, sUnscheduled}: {taskdef.ReasonRerun},
+	{sPending, sUnscheduled}:   {taskdef.ReasonSuperseded},
+	{sRunning, sUnscheduled}:   {taskdef.ReasonSuperseded},
 }
 
 // retryable are the exception reasons that start a new run while retries
@@ -114,6 +127,9 @@ type move struct {
 	workerGroup, workerID string
 	// tokenHash is the SHA-256 of the run's token (claims only).
 	tokenHash []byte
+	// waiting is how many dependencies a task moved to unscheduled waits
+	// for; the caller has set the dependency flags to match.
+	waiting int
 }
 
 // transition is the only code that changes a task's state. It checks the
@@ -161,6 +177,11 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 				return err
 			}
 		}
+		if from == sUnscheduled && len(t.Runs) > 0 {
+			// Waited for a rerun dependency after it had run (or been
+			// superseded, or rerun itself): this run is a rerun too.
+			created = taskdef.ReasonRerun
+		}
 		t.Runs = append(t.Runs, taskdef.Run{
 			RunID: len(t.Runs), State: sPending, ReasonCreated: created, Scheduled: tp(now),
 		})
@@ -168,6 +189,20 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 			return err
 		}
 		w.woke = true
+	case sUnscheduled:
+		switch {
+		case from == sPending || from == sRunning:
+			// Superseded: the run ends, it is nobody's fault, so the
+			// retry budget stays; a running run's worker learns it at
+			// its next reclaim or report (ErrRunNotCurrent).
+			endRun(cur, sException, m, now)
+		case from.Resolved():
+			t.RetriesLeft = t.Retries
+			if err := w.deadlines.Put(timeKey(t.Deadline, id), nil); err != nil {
+				return err
+			}
+		}
+		t.Waiting = m.waiting
 	case sRunning:
 		until := now.Add(w.q.lease)
 		cur.State = sRunning
@@ -248,8 +283,11 @@ func (w *wtx) updateGraph(graphID string, from, to taskdef.TaskState) error {
 	case g.Unresolved == 0 && g.Resolved == nil:
 		g.Resolved = tp(w.now)
 		g.State = taskdef.GraphFailed
-		if g.Counts[sCompleted] == g.Tasks {
+		switch {
+		case g.Counts[sCompleted] == g.Tasks:
 			g.State = taskdef.GraphCompleted
+		case w.canceling == graphID:
+			g.State = taskdef.GraphCanceled
 		}
 		g.ResolvedBy, g.ResolvedRun = w.actorTask, w.actorRun
 		if w.resolved == nil {
@@ -295,7 +333,7 @@ func (w *wtx) propagate(id string, to taskdef.TaskState) error {
 		if dt.GraphID == w.canceling {
 			// The whole graph is being canceled: say so, rather than
 			// blame (or schedule after) the dependency.
-			if err := w.transition(dep, &dt, move{to: sException, reason: taskdef.ReasonCanceled, message: "graph canceled"}); err != nil {
+			if err := w.transition(dep, &dt, move{to: sException, reason: taskdef.ReasonCanceled}); err != nil {
 				return err
 			}
 			continue

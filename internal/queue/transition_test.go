@@ -43,6 +43,13 @@ var allowedSpec = []struct {
 	{sCompleted, "any", sPending, taskdef.ReasonRerun},
 	{sFailed, "any", sPending, taskdef.ReasonRerun},
 	{sException, "any", sPending, taskdef.ReasonRerun},
+	// A rerun that must wait for a dependency, or a dependent re-opened
+	// by a dependency's rerun; a pending or running dependent superseded.
+	{sCompleted, "any", sUnscheduled, taskdef.ReasonRerun},
+	{sFailed, "any", sUnscheduled, taskdef.ReasonRerun},
+	{sException, "any", sUnscheduled, taskdef.ReasonRerun},
+	{sPending, "any", sUnscheduled, taskdef.ReasonSuperseded},
+	{sRunning, "any", sUnscheduled, taskdef.ReasonSuperseded},
 }
 
 // allReasons is every reason the queue knows, created and resolved.
@@ -168,7 +175,17 @@ func TestTransitionTable(t *testing.T) {
 								t.Errorf("%s: stored state %s", name, after.State)
 							}
 							cur := after.current()
-							if cur.State != to {
+							switch {
+							case to == sUnscheduled:
+								// Waiting has no run: the last one, if
+								// any, is resolved.
+								if cur != nil && !cur.State.Resolved() {
+									t.Errorf("%s: current run state %s", name, cur.State)
+								}
+								if cur != nil && (f.state == sPending || f.state == sRunning) && cur.ReasonResolved != taskdef.ReasonSuperseded {
+									t.Errorf("%s: superseded run resolved %q", name, cur.ReasonResolved)
+								}
+							case cur.State != to:
 								t.Errorf("%s: current run state %s", name, cur.State)
 							}
 							if to == sPending && f.state != sUnscheduled && len(after.Runs) != runsBefore+1 {
@@ -219,7 +236,7 @@ func TestTransitionTableMatchesSpec(t *testing.T) {
 		}
 	}
 	// running->exception lists the three retryable reasons once, the spec
-	// twice (some/none): 24 spec rows, 24 table entries.
+	// twice (some/none): 29 spec rows, 29 table entries.
 	if n != len(allowedSpec) {
 		t.Errorf("table has %d (edge, reason) entries, spec %d", n, len(allowedSpec))
 	}

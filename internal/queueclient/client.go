@@ -475,10 +475,21 @@ func (c *Client) CancelGraph(ctx context.Context, graphID string) (taskdef.Graph
 	return out, err
 }
 
-// Rerun schedules a resolved task again (TaskCluster's rerunTask).
-func (c *Client) Rerun(ctx context.Context, taskID string) (taskdef.TaskStatus, error) {
-	var out taskdef.TaskStatus
+// Rerun schedules a resolved task again (TaskCluster's rerunTask); the
+// answer also says what became of the tasks that depend on it (they wait
+// for the new run, or run again on its new output). A task of a canceled
+// graph is refused (ErrConflict): use RerunFailed.
+func (c *Client) Rerun(ctx context.Context, taskID string) (taskdef.RerunResponse, error) {
+	var out taskdef.RerunResponse
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/tasks/" + esc(taskID) + "/rerun"}, &out)
+	return out, err
+}
+
+// RerunFailed reruns every failed or exception task of a graph (canceled
+// ones too) in one transaction and re-opens the graph.
+func (c *Client) RerunFailed(ctx context.Context, graphID string) (taskdef.GraphRerunResponse, error) {
+	var out taskdef.GraphRerunResponse
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/graphs/" + esc(graphID) + "/rerun?failed=true"}, &out)
 	return out, err
 }
 

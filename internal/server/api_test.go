@@ -249,7 +249,7 @@ func TestCancelAndRerunOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := e.submit.CancelGraph(ctx, g.GraphID)
-	if err != nil || st.State != taskdef.GraphFailed {
+	if err != nil || st.State != taskdef.GraphCanceled {
 		t.Fatalf("cancel: %s %v", st.State, err)
 	}
 	for _, ts := range st.Tasks {

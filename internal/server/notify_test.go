@@ -22,15 +22,17 @@ func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
 		name     string
 		end      func(t *testing.T, c *queueclient.Client, clock *clocktest.Fake, graphID string)
 		wantBody string
+		// wantSubject is the outcome the subject names.
+		wantSubject string
 	}{
 		{name: "deadline", end: func(t *testing.T, _ *queueclient.Client, clock *clocktest.Fake, _ string) {
 			clock.Advance(25 * time.Hour)
-		}, wantBody: "deadline-exceeded"},
+		}, wantBody: "deadline-exceeded", wantSubject: "failed"},
 		{name: "cancel", end: func(t *testing.T, c *queueclient.Client, _ *clocktest.Fake, graphID string) {
 			if _, err := c.CancelGraph(ctxT(t), graphID); err != nil {
 				t.Fatal(err)
 			}
-		}, wantBody: "canceled"},
+		}, wantBody: "was canceled", wantSubject: "canceled"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +71,7 @@ func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
 			tc.end(t, c, clock, g.GraphID)
 			msgs := mail.WaitFor(t, 1, 30*time.Second)
 			m := msgs[0]
-			if m.To[0] != "owner@example.org" || !strings.Contains(m.Subject, "failed") {
+			if m.To[0] != "owner@example.org" || !strings.HasSuffix(m.Subject, ": "+tc.wantSubject) {
 				t.Fatalf("email to %v subject %q", m.To, m.Subject)
 			}
 			if !strings.Contains(m.Text, "http://af.example.org/graphs/"+g.GraphID) || !strings.Contains(m.Text, tc.wantBody) {

@@ -306,6 +306,7 @@ func (s *Server) routes() http.Handler {
 	s.route(mux, "GET /api/v1/graphs", "", s.listGraphs)
 	s.route(mux, "GET /api/v1/graphs/{id}", "", s.getGraph)
 	s.route(mux, "POST /api/v1/graphs/{id}/cancel", RoleSubmit, s.cancelGraph)
+	s.route(mux, "POST /api/v1/graphs/{id}/rerun", RoleSubmit, s.rerunGraph)
 	s.route(mux, "PUT /api/v1/tasks/{id}", RoleSubmit, s.createTask)
 	s.route(mux, "GET /api/v1/tasks/{id}", "", s.getTask)
 	s.route(mux, "GET /api/v1/tasks/{id}/definition", "", s.getTaskDefinition)
@@ -506,6 +507,21 @@ func (s *Server) getTaskDefinition(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) rerunTask(w http.ResponseWriter, r *http.Request) error {
 	st, err := s.q.Rerun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+// rerunGraph is POST /api/v1/graphs/{id}/rerun?failed=true: every failed
+// or exception task of the graph rerun in one transaction. The query names
+// the selection so that a later selection (say, every task) is a new
+// value rather than a changed meaning.
+func (s *Server) rerunGraph(w http.ResponseWriter, r *http.Request) error {
+	if v := r.URL.Query().Get("failed"); v != "true" {
+		return badRequest("say which tasks to rerun: ?failed=true reruns every failed or exception task of the graph (got failed=%q); to rerun one task, POST /api/v1/tasks/{id}/rerun", v)
+	}
+	st, err := s.q.RerunFailed(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}

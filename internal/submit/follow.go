@@ -140,11 +140,18 @@ func Follow(ctx context.Context, q *queueclient.Client, graphID string, w io.Wri
 	}
 }
 
-// FailedTasks lists the tasks that did not complete, with their reasons.
+// FailedTasks lists the tasks that did not complete, with their reasons;
+// the tasks a cancel stopped are one line.
 func FailedTasks(gs taskdef.GraphStatus) []string {
 	var out []string
+	canceled := 0
 	for _, t := range gs.Tasks {
 		if t.State != taskdef.StateFailed && t.State != taskdef.StateException {
+			continue
+		}
+		if n := len(t.Runs); n > 0 && t.State == taskdef.StateException && t.Runs[n-1].ReasonResolved == taskdef.ReasonCanceled {
+			// A cancel is said once, not once per task.
+			canceled++
 			continue
 		}
 		reason, msg := string(t.State), ""
@@ -161,6 +168,9 @@ func FailedTasks(gs taskdef.GraphStatus) []string {
 			line += ": " + first
 		}
 		out = append(out, line)
+	}
+	if canceled > 0 {
+		out = append(out, fmt.Sprintf("%d task(s) canceled with the graph; rerun them with `af rerun %s --failed`", canceled, gs.GraphID))
 	}
 	return out
 }

@@ -236,14 +236,27 @@ type TaskStatus struct {
 }
 
 // GraphState summarises a graph: running until every task resolved, then
-// completed if all completed, otherwise failed.
+// completed if all completed, canceled if `af cancel` ended it, otherwise
+// failed. A rerun of any of its tasks (or `af rerun GRAPH --failed`)
+// makes it running again.
 type GraphState string
 
 const (
-	GraphRunning   GraphState = "running"
+	// GraphRunning: some task is not resolved yet.
+	GraphRunning GraphState = "running"
+	// GraphCompleted: every task completed.
 	GraphCompleted GraphState = "completed"
-	GraphFailed    GraphState = "failed"
+	// GraphFailed: every task resolved and at least one did not complete.
+	GraphFailed GraphState = "failed"
+	// GraphCanceled: a cancel resolved the graph; the tasks it stopped
+	// are exception/canceled. Its tasks cannot be rerun one by one; only
+	// `af rerun GRAPH --failed` re-opens it.
+	GraphCanceled GraphState = "canceled"
 )
+
+// Resolved reports whether the graph has ended (for now: a rerun may
+// re-open it).
+func (s GraphState) Resolved() bool { return s != GraphRunning && s != "" }
 
 // GraphStatus is GET /api/v1/graphs/{id}: the graph and every task's status.
 type GraphStatus struct {
@@ -257,6 +270,57 @@ type GraphStatus struct {
 	// ResultTaskID is the reducer whose public/result.txt is the job's
 	// result.
 	ResultTaskID string `json:"resultTaskId,omitempty"`
+}
+
+// What a rerun does to a task, in RerunEffect.Effect.
+const (
+	// RerunScheduled: a task the rerun asked for; it has a new pending
+	// run, or (State unscheduled) waits for dependencies that are
+	// themselves being rerun.
+	RerunScheduled = "rerun"
+	// RerunWaits: a dependent that had not run on the old output
+	// (unscheduled, pending, or ended by a dependency's failure) waits
+	// until the rerun dependency completes again.
+	RerunWaits = "waits"
+	// RerunRunsAgain: a dependent that ran on the old output (completed,
+	// failed, or running: its run is superseded) runs again as a new run
+	// once the rerun dependency completes.
+	RerunRunsAgain = "runs-again"
+	// RerunUnchanged: a dependent left as it was because another of its
+	// dependencies failed for good, so it could not run anyway.
+	RerunUnchanged = "unchanged"
+)
+
+// RerunEffect is one task a rerun changed (or deliberately left alone).
+type RerunEffect struct {
+	TaskID string `json:"taskId"`
+	Name   string `json:"name"`
+	Kind   Kind   `json:"kind"`
+	// From and To are the task's state before and after the rerun.
+	From TaskState `json:"from"`
+	To   TaskState `json:"to"`
+	// Effect is RerunScheduled, RerunWaits, RerunRunsAgain or
+	// RerunUnchanged.
+	Effect string `json:"effect"`
+	// Message says why, for people (e.g. which dependency failed).
+	Message string `json:"message,omitempty"`
+}
+
+// RerunResponse answers POST /api/v1/tasks/{id}/rerun: the task's new
+// status (the embedded fields, so it also decodes as a TaskStatus) and
+// what became of the tasks that depend on it.
+type RerunResponse struct {
+	TaskStatus
+	Dependents []RerunEffect `json:"dependents,omitempty"`
+}
+
+// GraphRerunResponse answers POST /api/v1/graphs/{id}/rerun?failed=true:
+// the graph's new status, the failed and exception tasks that were rerun,
+// and what became of their dependents that were not rerun themselves.
+type GraphRerunResponse struct {
+	Graph      GraphStatus   `json:"graph"`
+	Rerun      []RerunEffect `json:"rerun"`
+	Dependents []RerunEffect `json:"dependents,omitempty"`
 }
 
 // ClaimRequest is the body of POST /api/v1/claim-work.

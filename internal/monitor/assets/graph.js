@@ -212,7 +212,7 @@
     const pct = inBytes > 0 ? Math.min(100, (100 * b) / inBytes) : views.length ? (100 * done) / views.length : 0;
     const fill = $('progress-fill');
     fill.style.width = pct.toFixed(1) + '%';
-    fill.style.background = data.state === 'failed' ? 'var(--failed)' : '';
+    fill.style.background = data.state === 'failed' ? 'var(--failed)' : data.state === 'canceled' ? 'var(--muted)' : '';
     $('progress').setAttribute('aria-valuenow', pct.toFixed(0));
     $('progress-text').textContent = inBytes > 0
       ? af.bytes(b) + ' of ' + af.bytes(inBytes) + ' · ' + af.num(files) + ' of ' + af.num(inFiles) + ' files'
@@ -236,11 +236,19 @@
 
   const MAX_FAILURES = 20;
   function renderFailures() {
-    const bad = views.filter((v) => v.state === 'failed' || v.state === 'exception');
-    $('failures').hidden = bad.length === 0;
-    if (!bad.length) return;
-    $('failures-count').textContent = af.num(bad.length);
+    // The tasks a cancel stopped are one line, not one entry each: the
+    // graph was canceled once.
+    const canceled = views.filter((v) => v.state === 'exception' && v.reason === 'canceled');
+    const bad = views.filter((v) => (v.state === 'failed' || v.state === 'exception') && !(v.state === 'exception' && v.reason === 'canceled'));
+    $('failures').hidden = bad.length === 0 && canceled.length === 0;
+    if (!bad.length && !canceled.length) return;
+    $('failures-count').textContent = af.num(bad.length + canceled.length);
     let html = '';
+    if (canceled.length) {
+      html += '<li class="canceled" data-state="canceled"><div class="fhead"><span class="badge" data-state="canceled">canceled</span>' +
+        '<b>The graph was canceled</b><span class="muted">' + af.num(canceled.length) + ' task' + (canceled.length === 1 ? '' : 's') +
+        ' stopped before they completed · <code>af rerun ' + af.esc(data.graphId) + ' --failed</code> runs them again</span></div></li>';
+    }
     for (const v of bad.slice(0, MAX_FAILURES)) {
       const reason = v.reason && v.reason !== v.state ? v.reason : '';
       const msg = v.message.length > 400 ? v.message.slice(0, 400) + '…' : v.message;
