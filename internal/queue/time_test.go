@@ -283,7 +283,7 @@ func TestRerun(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !eqStrings(runSummary(s.TaskStatus), []string{"0:failed/scheduled/failed", "1:pending/rerun/"}) {
-		t.Errorf("after rerun: %v", runSummary(s))
+		t.Errorf("after rerun: %v", runSummary(s.TaskStatus))
 	}
 	if gs, _ := q.Graph(bg, "graph-rern"); gs.State != taskdef.GraphRunning || gs.Resolved != nil {
 		t.Errorf("graph after rerun: %s", gs.State)
