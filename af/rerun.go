@@ -21,11 +21,13 @@ func init() {
 const rerunHelp = `Rerun gives a resolved (completed, failed or exception) task a new run with
 a fresh retry budget, and keeps its graph sound:
 
-  - if the reducer had not started yet (unscheduled or pending), the reducer
-    will wait for the new run: it starts once every mapper completed again;
+  - if the reducer had not started yet (unscheduled or pending):
+    the reducer will wait for the new run; it starts once every mapper
+    completed again;
   - if the reducer already ran (completed or failed) or is running (its run
-    is superseded and its late report refused), the reducer will run again
-    on the new outputs, as a new run, once the rerun mapper completed;
+    is superseded and its late report refused):
+    the reducer will run again on the new outputs, as a new run, once the
+    rerun mapper completed;
   - a reducer that another mapper failed for good is left as it is.
 
 The graph is running again until every task resolved. af rerun prints
