@@ -671,8 +671,9 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 // CreateTask creates one task. Its graph is its GraphID (the task id when
 // empty, as TaskCluster's taskGroupId); a graph that does not exist yet is
 // created around it, one that exists gets the task added (and runs again if
-// it had resolved). Re-creating an equal definition returns the status and
-// changes nothing; a different one is a *ConflictError.
+// it had resolved; a canceled graph refuses it, ErrConflict). Re-creating
+// an equal definition returns the status and changes nothing; a different
+// one is a *ConflictError.
 func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (taskdef.TaskStatus, error) {
 	if t.GraphID == "" {
 		t.GraphID = taskID
@@ -708,6 +709,11 @@ func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (
 			if err := w.graphTime.Put(timeKey(w.now, nt.def.GraphID), nil); err != nil {
 				return err
 			}
+		}
+		if g.State == taskdef.GraphCanceled {
+			// Adding a task would re-open it one task at a time, as a
+			// single rerun would.
+			return conflictf("graph %s was canceled: no task can be added to it; re-open it with `af rerun %s --failed`, or submit a new graph", nt.def.GraphID, nt.def.GraphID)
 		}
 		if g.Counts == nil {
 			g.Counts = map[taskdef.TaskState]int{}

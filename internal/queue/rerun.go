@@ -365,7 +365,10 @@ func (q *Queue) Rerun(ctx context.Context, taskID string) (taskdef.RerunResponse
 		if err != nil {
 			return err
 		}
-		if !t.State.Resolved() {
+		switch t.State {
+		case sUnscheduled:
+			return conflictf("task %s is unscheduled: it runs once its dependencies complete; only a resolved task can be rerun", taskID)
+		case sPending, sRunning:
 			return conflictf("task %s is %s; only a resolved task can be rerun", taskID, t.State)
 		}
 		g, err := w.graph(t.GraphID)

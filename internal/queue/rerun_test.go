@@ -332,6 +332,11 @@ func TestCanceledGraph(t *testing.T) {
 	if st := h.graphState(); st != taskdef.GraphCanceled {
 		t.Errorf("graph %s after refused reruns", st)
 	}
+	// Nor can a task be added to it.
+	extra := mkTask(h.g, taskdef.KindMapper, 1)
+	if _, err := h.q.CreateTask(bg, "graph-rr-extra", extra); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "canceled") {
+		t.Errorf("add a task to a canceled graph: %v", err)
+	}
 	// Canceling again changes nothing.
 	if gs, err := h.q.CancelGraph(bg, h.g); err != nil || gs.State != taskdef.GraphCanceled {
 		t.Errorf("cancel again: %s %v", gs.State, err)
@@ -433,7 +438,11 @@ func TestRerunFailed(t *testing.T) {
 			h := newGraphH(t, 4, nil)
 			tc.setup(t, h)
 			before := h.graphState()
+			commits := h.q.commits.Load()
 			r, err := h.q.RerunFailed(bg, h.g)
+			if n := h.q.commits.Load() - commits; err == nil && n != 1 {
+				t.Errorf("RerunFailed took %d transactions, want exactly one", n)
+			}
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("RerunFailed: %v, want %v", err, tc.wantErr)
