@@ -483,3 +483,46 @@ func TestRerunFailed(t *testing.T) {
 		}
 	})
 }
+
+// TestRerunCascadesDownAChain: a rerun at the top of a chain a <- b <- c
+// re-opens every task below that consumed the old output, and they run
+// again in order.
+func TestRerunCascadesDownAChain(t *testing.T) {
+	t.Parallel()
+	q, clk := newQueue(t)
+	g := "graph-chain"
+	mustCreate(t, q, taskdef.Graph{GraphID: g, Tasks: []taskdef.GraphTask{
+		{TaskID: g + "-a", Task: mkTask(g, taskdef.KindMapper, 1)},
+		{TaskID: g + "-b", Task: mkTask(g, taskdef.KindMapper, 1, g+"-a")},
+		{TaskID: g + "-c", Task: mkTask(g, taskdef.KindReducer, 1, g+"-b")},
+	}})
+	h := &graphH{t: t, q: q, clk: clk, g: g}
+	for _, id := range []string{"-a", "-b", "-c"} {
+		h.complete(g + id)
+	}
+	r := h.rerun(g + "-a")
+	if got := effectsOf(r.Dependents); !eqStrings(got, []string{
+		g + "-b:completed->unscheduled:runs-again", g + "-c:completed->unscheduled:runs-again",
+	}) {
+		t.Errorf("effects %v", got)
+	}
+	h.complete(g + "-a")
+	h.nothingPendingBut(g + "-b")
+	h.complete(g + "-b")
+	if rep := h.complete(g + "-c"); !rep.GraphResolved || rep.GraphState != taskdef.GraphCompleted {
+		t.Errorf("last report %+v", rep)
+	}
+	h.wantRuns(g+"-c", "0:completed/scheduled/completed", "1:completed/rerun/completed")
+}
+
+// nothingPendingBut checks that exactly one task, id, is claimable, without
+// claiming it.
+func (h *graphH) nothingPendingBut(id string) {
+	h.t.Helper()
+	for _, other := range []string{h.g + "-a", h.g + "-b", h.g + "-c"} {
+		s := mustTask(h.t, h.q, other)
+		if (other == id) != (s.State == sPending) {
+			h.t.Errorf("%s is %s", other, s.State)
+		}
+	}
+}
