@@ -156,6 +156,7 @@ func TestRerunCommand(t *testing.T) {
 		if tc.wantCode != 0 {
 			got = errOut
 		}
+		t.Logf("%s: af %s\n%s", tc.name, strings.Join(args, " "), got)
 		for _, w := range tc.want {
 			if !strings.Contains(got, w) {
 				t.Errorf("%s: output lacks %q:\n%s", tc.name, w, got)
@@ -176,5 +177,36 @@ func TestRerunHelp(t *testing.T) {
 		if !strings.Contains(stderr.String()+stdout.String(), w) {
 			t.Errorf("help lacks %q:\n%s", w, stderr.String())
 		}
+	}
+}
+
+// TestStatusOfCanceledGraph: `af status` says canceled, and says it once
+// for the graph; `af result` refuses with what to do.
+func TestStatusOfCanceledGraph(t *testing.T) {
+	t.Parallel()
+	e := newRerunEnv(t)
+	gid, _, _ := e.graph(t, 2)
+	e.finish(t, 1)
+	if _, err := e.submit.CancelGraph(context.Background(), gid); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := e.af("status", gid)
+	if code != 0 {
+		t.Fatalf("af status: %d %s", code, errOut)
+	}
+	for _, w := range []string{"1 completed, 2 exception", "graph canceled: 2 task(s) stopped; `af rerun " + gid + " --failed`"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("af status lacks %q:\n%s", w, out)
+		}
+	}
+	if n := strings.Count(out, "graph canceled"); n != 1 {
+		t.Errorf("af status says \"graph canceled\" %d times, want once:\n%s", n, out)
+	}
+	if !strings.Contains(strings.SplitN(out, "\n", 2)[0], " canceled ") {
+		t.Errorf("af status header does not say canceled:\n%s", out)
+	}
+	code, _, errOut = e.af("result", gid)
+	if code == 0 || !strings.Contains(errOut, "was canceled") || !strings.Contains(errOut, "--failed") {
+		t.Errorf("af result of a canceled graph: %d %s", code, errOut)
 	}
 }
