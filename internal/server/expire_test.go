@@ -193,3 +193,76 @@ func TestNoArtifactsForExpiredTasks(t *testing.T) {
 		t.Fatalf("artifact of an expired task: %v, want 410", err)
 	}
 }
+
+// TestExpirySweepResumesAfterRestart: af serve dies mid-sweep, after a
+// batch's artifacts were deleted and before its records were; the
+// restarted server's sweep finishes the graph and leaves no object behind.
+func TestExpirySweepResumesAfterRestart(t *testing.T) {
+	t.Parallel()
+	m := miniotest.Start(t, "artifacts")
+	ctx := ctxT(t)
+	e := newEnv(t, envOpts{s3: m.S3, bucket: "artifacts"})
+	g := testGraph(5, e.clock.Now())
+	if _, err := e.submit.CreateGraph(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	for _, gt := range g.Tasks {
+		m.Put(t, "artifacts", "art/"+gt.TaskID+"/0/public/log.txt", []byte("x"))
+	}
+	e.clock.Advance(31 * 24 * time.Hour)
+	if _, err := e.q.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Hour)
+
+	// The sweep the server would run, dying in its second batch after S3
+	// and before the queue.
+	calls := 0
+	_, err := e.q.Sweep(ctx, queue.SweepOptions{Batch: 2, BeforeDelete: func(ctx context.Context, ids []string) error {
+		calls++
+		if err := e.srv.deleteArtifacts(ctx, ids); err != nil {
+			return err
+		}
+		if calls == 2 {
+			return errors.New("killed")
+		}
+		return nil
+	}})
+	if err == nil || calls != 2 {
+		t.Fatalf("interrupted sweep: %v after %d batches", err, calls)
+	}
+	if keys := listKeys(t, m, "artifacts", "art/"); len(keys) != 2 {
+		t.Fatalf("after two batches' deletions the bucket holds %q, want the last 2 tasks' objects", keys)
+	}
+	path := e.q.Path()
+	if err := e.q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	q, err := queue.Open(path, queue.Options{Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	cfg := e.cfg
+	cfg.ExpireBatch = 2
+	srv, err := New(cfg, Deps{Queue: q, Clock: e.clock, S3: m.S3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := srv.SweepExpired(ctx)
+	if err != nil || rep.Tasks != 4 || rep.MaxBatch != 2 || len(rep.Done) != 1 {
+		t.Fatalf("sweep after the restart: %+v %v, want the 4 tasks left", rep, err)
+	}
+	if keys := listKeys(t, m, "artifacts", "art/"); len(keys) != 0 {
+		t.Fatalf("the bucket still holds %q", keys)
+	}
+	for _, gt := range g.Tasks {
+		if _, err := q.Task(ctx, gt.TaskID); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("task %s after the sweep: %v", gt.TaskID, err)
+		}
+		if _, ok, err := q.Expired(ctx, "task", gt.TaskID); !ok || err != nil {
+			t.Fatalf("task %s has no tombstone: %v", gt.TaskID, err)
+		}
+	}
+}
