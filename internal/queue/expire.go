@@ -36,7 +36,8 @@ import (
 // The buckets are created on open if missing, so a queue file written
 // before expiry existed gains them (and its graphs are indexed once).
 var (
-	bExpiry    = []byte("expiry")      // be64(expires) graphID -> "": every distinct task expiry of each graph
+	bExpiry    = []byte("expiry")      // be64(expires) graphID -> "": each graph's latest task expiry (and stale earlier ones)
+	bGraphExp  = []byte("graphexpiry") // graphID -> be64(latest task expiry)
 	bExpired   = []byte("expired")     // kind 0 id -> tombstone JSON ("g" graphs, "t" tasks)
 	bExpiredAt = []byte("expiredtime") // be64(drop at) kind 0 id -> "": tombstones by their own expiry
 	bSweeping  = []byte("sweeping")    // graphID -> "": graphs whose tasks are being deleted
@@ -126,12 +127,18 @@ func initExpiry(tx *bolt.Tx) error {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
-	if tx.Bucket(bExpiry) != nil {
+	if tx.Bucket(bGraphExp) != nil && tx.Bucket(bExpiry) != nil {
 		return nil
 	}
-	exp, err := tx.CreateBucket(bExpiry)
-	if err != nil {
-		return fmt.Errorf("create bucket %s: %w", bExpiry, err)
+	for _, name := range [][]byte{bExpiry, bGraphExp} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return fmt.Errorf("rebuild bucket %s: %w", name, err)
+			}
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
 	}
 	tasks := tx.Bucket(bTasks)
 	if tasks == nil {
@@ -142,21 +149,25 @@ func initExpiry(tx *bolt.Tx) error {
 		if err := decodeTask(v, &t); err != nil {
 			return fmt.Errorf("index expiry: decode task %s: %w", k, err)
 		}
-		return exp.Put(timeKey(t.Expires, t.GraphID), nil)
+		return noteExpiry(tx, t.GraphID, t.Expires)
 	})
 }
 
-// noteExpiry records that graphID has a task expiring at t; insertTasks
-// calls it for every new task. Most tasks of a graph share one expiry, so
-// most calls find the key there already.
-func (w *wtx) noteExpiry(graphID string, t time.Time) error {
-	b := w.tx.Bucket(bExpiry)
-	k := timeKey(t, graphID)
-	if b.Get(k) != nil {
+// noteExpiry records that graphID has a task expiring at t, when that is
+// later than its latest so far; insertTasks calls it for every new task.
+// Most tasks of a graph share one expiry, so most calls only read.
+func noteExpiry(tx *bolt.Tx, graphID string, t time.Time) error {
+	ge := tx.Bucket(bGraphExp)
+	if v := ge.Get([]byte(graphID)); len(v) == 8 && !t.After(keyTime(v)) {
 		return nil
 	}
-	return b.Put(k, nil)
+	if err := ge.Put([]byte(graphID), timeKey(t, "")); err != nil {
+		return err
+	}
+	return tx.Bucket(bExpiry).Put(timeKey(t, graphID), nil)
 }
+
+func (w *wtx) noteExpiry(graphID string, t time.Time) error { return noteExpiry(w.tx, graphID, t) }
 
 // Expired returns the tombstone of an expired graph (kind "graph") or task
 // (kind "task"), if there is one.
@@ -343,20 +354,20 @@ func (w *wtx) markGraph(graphID string, o SweepOptions) (int, error) {
 	if g.State == taskdef.GraphRunning || g.Resolved == nil || g.Resolved.Add(o.Margin).After(w.now) {
 		return notYet, nil
 	}
-	var last time.Time
-	prefix := pairKey(graphID, "")
-	c := w.graphTasks.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		var t taskRec
-		if _, err := getTask(w.tasks, string(k[len(prefix):]), &t); err != nil {
-			return notYet, err
-		}
-		if t.Expires.After(last) {
-			last = t.Expires
-		}
+	// The graph's latest task expiry, kept up to date by noteExpiry, so
+	// marking reads one key however large the graph.
+	ge := w.tx.Bucket(bGraphExp)
+	v := ge.Get([]byte(graphID))
+	if len(v) != 8 {
+		return notYet, fmt.Errorf("graph %s has no expiry recorded (damaged file?)", graphID)
 	}
+	last := keyTime(v).UTC()
 	if last.After(w.now) {
+		// A later expiry has an entry of its own.
 		return stale, nil
+	}
+	if err := ge.Delete([]byte(graphID)); err != nil {
+		return notYet, err
 	}
 	tomb, err := json.Marshal(Tombstone{Kind: "graph", ID: graphID, Expires: last, Deleted: w.now})
 	if err != nil {

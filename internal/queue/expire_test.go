@@ -245,7 +245,7 @@ func TestExpiryIndexOfAnOlderFile(t *testing.T) {
 	}
 	mustCreate(t, q, expiring("graph-old", 2, time.Hour, 2*time.Hour))
 	err = q.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bExpiry, bExpired, bExpiredAt, bSweeping} {
+		for _, b := range [][]byte{bExpiry, bGraphExp, bExpired, bExpiredAt, bSweeping} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
