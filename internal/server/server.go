@@ -38,6 +38,9 @@
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
 //	artifact_put_ttl: 15m           # life of a presigned upload URL (at most 168h)
 //	max_graph_bytes: 67108864       # body cap of POST /api/v1/graphs (64 MiB); other routes: 64 KiB to 16 MiB
+//	expire_every: 10m               # how often expired graphs are deleted (negative: never)
+//	expire_batch: 500               # tasks deleted per transaction
+//	expired_kept: 2160h             # how long an expired id answers 410 "expired"
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
@@ -49,9 +52,18 @@
 // create one (get a presigned PUT, valid for artifact_put_ttl, default
 // 15 minutes) while the run is running, or up to artifact_grace after it resolved, so
 // a worker can upload its final log after reporting. The PUT carries the
-// task's expiry as the object's Expires header; the server never deletes
-// artifacts, so an artifact never expires before its task. Reading an
-// artifact redirects (303) to a presigned GET.
+// task's expiry as the object's Expires header. Reading an artifact
+// redirects (303) to a presigned GET.
+//
+// # Expiry
+//
+// Every expire_every (default 10m; 0 in a config means the default, a
+// negative value turns expiry off) the server deletes the graphs whose
+// every task is past its expires time, with their tasks, runs and
+// artifacts (the objects under <prefix><taskId>/, deleted first), at most
+// expire_batch (default 500) tasks per transaction. An expired graph or
+// task id answers 410 Gone saying when it expired, for expired_kept
+// (default 2160h, 90 days) after its expiry, then 404.
 //
 // # The file index
 //
@@ -112,6 +124,9 @@ type Deps struct {
 	// TickEvery is how often Serve expires leases and deadlines (default
 	// 1 s).
 	TickEvery time.Duration
+	// OnSweep, when set, is told the outcome of every expiry sweep of
+	// Serve's loop (tests wait on it instead of sleeping).
+	OnSweep func(queue.SweepReport, error)
 }
 
 // Server is the HTTP API.
@@ -138,6 +153,8 @@ type Server struct {
 	// cancel); notifyWG waits for those emails on shutdown.
 	mailer   *notify.Mailer
 	notifyWG sync.WaitGroup
+
+	onSweep func(queue.SweepReport, error)
 }
 
 // New builds the server. cfg must have been normalized (LoadConfig,
@@ -160,6 +177,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		tick:      deps.TickEvery,
 		pages:     deps.Pages,
 		indexPath: deps.IndexPath,
+		onSweep:   deps.OnSweep,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -230,6 +248,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(tickDone)
 		s.tickLoop(tickCtx)
 	}()
+	expireDone := make(chan struct{})
+	go func() {
+		defer close(expireDone)
+		if s.cfg.ExpireEvery > 0 {
+			s.expireLoop(tickCtx)
+		}
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("serving", "addr", ln.Addr().String())
@@ -249,6 +274,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopTick()
 	<-tickDone
+	<-expireDone
 	s.notifyWG.Wait()
 	s.closeIndex()
 	if errors.Is(err, http.ErrServerClosed) {
@@ -719,6 +745,8 @@ func classify(err error) (int, string) {
 		return he.status, he.code
 	case errors.Is(err, queue.ErrNotFound):
 		return http.StatusNotFound, "NotFound"
+	case errors.Is(err, queue.ErrExpired):
+		return http.StatusGone, "Expired"
 	case errors.Is(err, queue.ErrInvalid):
 		return http.StatusBadRequest, "InvalidRequest"
 	case errors.Is(err, queue.ErrNotRunOwner):
@@ -739,6 +767,7 @@ func classify(err error) (int, string) {
 
 // writeError answers {"error", "code"} with the error's status.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	err = s.expiredErr(r, err)
 	status, code := classify(err)
 	if wroteHeader(w) {
 		// The answer is already under way (a failed encode or a
