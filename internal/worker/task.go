@@ -107,11 +107,10 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 	// runs: a report that waits for an unreachable queue keeps the run
 	// ours for as long as the queue can still be told.
 	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopLease()
 	var renewer, logLoop sync.WaitGroup
 	renewer.Add(1)
 	go func() { defer renewer.Done(); w.renewLease(leaseCtx, cancel, c, progress, lease, log) }()
-	defer renewer.Wait()
+	defer func() { stopLease(); renewer.Wait() }()
 	logLoop.Add(1)
 	go func() { defer logLoop.Done(); w.uploadLogLoop(runCtx, c, tlog, log) }()
 

@@ -288,13 +288,6 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	backoff := time.Second
 	for ctx.Err() == nil {
-		if d := w.claimPause(); d > 0 {
-			select {
-			case <-w.clock.After(d):
-			case <-ctx.Done():
-				continue
-			}
-		}
 		// Wait for a free slot, then ask for as many tasks as slots free.
 		select {
 		case slots <- struct{}{}:
@@ -310,6 +303,20 @@ func (w *Worker) Run(ctx context.Context) error {
 			default:
 			}
 			break
+		}
+		// With the slots in hand, so a run that just handed back a task
+		// whose image is missing has had its say.
+		if d := w.claimPause(); d > 0 {
+			select {
+			case <-w.clock.After(d):
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				for i := 0; i < free; i++ {
+					<-slots
+				}
+				continue
+			}
 		}
 		claims, err := w.cfg.Queue.ClaimWork(ctx, taskdef.ClaimRequest{
 			WorkerGroup: w.cfg.WorkerGroup, WorkerID: w.cfg.WorkerID, Tasks: free,
