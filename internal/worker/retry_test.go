@@ -74,21 +74,33 @@ func TestMinIOOutageWhileMappersRun(t *testing.T) {
 	if err := c.MinIO.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("minio restarted after %s", time.Since(down).Round(time.Millisecond))
+	up := time.Now()
+	t.Logf("minio restarted after %s", up.Sub(down).Round(time.Millisecond))
 	c.WaitGraph(t, g.GraphID, 3*time.Minute)
 	wantCleanResult(t, c, g, set)
-	runs, retriedGETs := 0, 0
+	runs, retriedGETs, waitedUploads := 0, 0, 0
 	for _, m := range mapperIDs(g) {
 		ts := taskStatus(t, c, m)
 		runs += len(ts.Runs)
+		// A's mappers started before the kill and have 5 s of work: one
+		// resolved after the restart waited for S3 with its result.
+		if r := ts.Runs[0]; r.WorkerID == a && r.Started.Before(down) && r.Resolved.After(up) {
+			waitedUploads++
+		}
 		if log := liveLog(t, c, m); strings.Contains(log, "s3 GET "+clustertest.InputBucket+"/") && strings.Contains(log, "failed (") {
 			retriedGETs++
 		}
-		t.Logf("mapper %s: %d run(s), last on %s", m, len(ts.Runs), lastRun(ts).WorkerID)
+		for _, r := range ts.Runs {
+			t.Logf("mapper %s run %d on %s: %s/%s %s", m, r.RunID, r.WorkerID, r.State, r.ReasonResolved, r.Message)
+		}
 	}
 	if runs != len(mapperIDs(g)) {
 		t.Errorf("%d mapper runs, want one each: the outage should be ridden out where it happened", runs)
 	}
+	if waitedUploads == 0 {
+		t.Errorf("no mapper of worker A was resolved after the restart: no upload waited out the outage")
+	}
+	t.Logf("outage %s: %d mappers retried S3 GETs, %d waited with their result upload", up.Sub(down).Round(time.Millisecond), retriedGETs, waitedUploads)
 	if retriedGETs == 0 {
 		t.Errorf("no mapper's log names a retried S3 GET: worker B did not read during the outage")
 	}

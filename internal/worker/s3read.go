@@ -260,8 +260,10 @@ func preconditionFailed(err error) bool {
 func transientS3(err error) bool {
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
+		// Status 0: the SDK's wrapper of a request that got no answer
+		// (connection refused, reset, timed out).
 		s := re.HTTPStatusCode()
-		return s >= 500 || s == http.StatusTooManyRequests || s == http.StatusRequestTimeout
+		return s == 0 || s >= 500 || s == http.StatusTooManyRequests || s == http.StatusRequestTimeout
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {

@@ -302,3 +302,58 @@ func TestFeederResumesCutStreams(t *testing.T) {
 		t.Fatalf("the task log does not name the retried GETs:\n%s", logs)
 	}
 }
+
+// TestResumingReaderWaitsForS3: a GET made while MinIO is down (connection
+// refused) is retried with backoff and succeeds once MinIO is back.
+func TestResumingReaderWaitsForS3(t *testing.T) {
+	t.Parallel()
+	mc := miniotest.Start(t, "telemetry")
+	mc.Put(t, "telemetry", "k", []byte("the object\n"))
+	mc.Kill()
+	var mu sync.Mutex
+	var retries []string
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := openS3(context.Background(), mc.S3, "telemetry", "k", s3Retry{Tries: 40, First: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+			func(try int, _ time.Duration, err error) {
+				mu.Lock()
+				retries = append(retries, err.Error())
+				mu.Unlock()
+			})
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer r.Close()
+		b, err := io.ReadAll(r)
+		done <- result{b, err}
+	}()
+	// Restart once the reader has retried at least once.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(retries)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader did not retry while MinIO was down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := mc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || string(res.body) != "the object\n" {
+		t.Fatalf("read %q, %v; want the object once MinIO is back (retries: %q)", res.body, res.err, retries)
+	}
+	if !strings.Contains(retries[0], "connection refused") {
+		t.Errorf("first retry was for %q, want connection refused", retries[0])
+	}
+}
