@@ -105,8 +105,6 @@ type resumingReader struct {
 	// size is the object's length from the first answer (-1 unknown);
 	// off is how many of its bytes were delivered.
 	size, off int64
-	// resumes counts the ranged GETs made (read by tests and the log).
-	resumes int
 	// onRetry, when set, is told of each retry (the task's log).
 	onRetry func(try int, wait time.Duration, err error)
 	// err ends every later Read once the retries ran out.
@@ -159,7 +157,6 @@ func (r *resumingReader) get(cause error) error {
 					r.size = *out.ContentLength
 				}
 			} else {
-				r.resumes++
 				// An answer without If-Match honoured (a proxy, an old
 				// store) would restart the object: refuse to splice it.
 				if tag := aws.ToString(out.ETag); tag != "" && tag != r.etag {

@@ -646,6 +646,9 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 	}()
 	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), pr, tlog)
 	_ = pr.CloseWithError(errors.New("container ended"))
+	if n := f.resumes.Load(); n > 0 {
+		tlog.logf("s3: %d GET(s) retried after faults of S3 or the network", n)
+	}
 	st := f.stats()
 	if !ok {
 		out.stats = st
