@@ -835,7 +835,7 @@ func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]s
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sizes[i], errs[i] = w.fetchOne(ctx, id, paths[i])
+			sizes[i], errs[i] = w.fetchWithRetries(ctx, id, paths[i])
 		}()
 	}
 	wg.Wait()
@@ -847,6 +847,28 @@ func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]s
 		total += sizes[i]
 	}
 	return paths, total, nil
+}
+
+// fetchWithRetries is fetchOne retried with backoff, as an S3 input read
+// is: the queue or S3 unreachable, a 5xx or a broken download. A missing
+// artifact and the worker's own full disk are not retried.
+func (w *Worker) fetchWithRetries(ctx context.Context, taskID, path string) (int64, error) {
+	policy := s3Retry{Clock: w.clock}.fill()
+	for try := 1; ; try++ {
+		n, err := w.fetchOne(ctx, taskID, path)
+		if err == nil || ctx.Err() != nil || diskFull(err) || errors.Is(err, queueclient.ErrNotFound) ||
+			errors.Is(err, queueclient.ErrForbidden) || errors.Is(err, queueclient.ErrUnauthorized) {
+			return n, err
+		}
+		if try >= policy.Tries {
+			return n, fmt.Errorf("%w (after %d tries)", err, try)
+		}
+		select {
+		case <-w.clock.After(policy.wait(try)):
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
 }
 
 func (w *Worker) fetchOne(ctx context.Context, taskID, path string) (int64, error) {
