@@ -32,7 +32,8 @@
 //   - Artifact uploads (result, logs) retry connection errors, 5xx and an
 //     expired presigned URL with a fresh URL each time
 //     (queueclient.Run.UploadArtifact), then end exception/
-//     resource-unavailable.
+//     resource-unavailable. A reducer's downloads of its mappers' results
+//     retry like input reads; a missing result is not retried.
 //   - A task whose image is not on this worker is handed back at once
 //     (exception/resource-unavailable, naming the image and how to load
 //     it) and the worker pauses its claims, 2 s doubling to 30 s, so a

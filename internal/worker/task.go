@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/extsort"
 	"github.com/af-project/af/internal/jobspec"
@@ -503,6 +505,11 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 		}
 		var ex *runner.Exception
 		if errors.As(err, &ex) {
+			if ex.Reason == taskdef.ReasonResourceUnavail && cerrdefs.IsNotFound(ex.Err) {
+				// The image went between the spec read and the create:
+				// handed back, as a missing image is.
+				w.imageMissed(rs.Image)
+			}
 			// With its cause: Docker's own reason when it refused the
 			// container.
 			return exception(ex.Reason, "%s", ex.Error()), false
