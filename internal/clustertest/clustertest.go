@@ -263,7 +263,7 @@ type WorkerOptions struct {
 	QueueURL string
 	// UploadAttempts, when set, is how many times an artifact upload is
 	// tried, with short waits (tests of failing uploads); zero keeps the
-	// queue client's default patience (about 30 s).
+	// queue client's default patience (20-40 s of waits).
 	UploadAttempts int
 }
 

@@ -169,7 +169,7 @@ const (
 	// DefaultMaxWait caps the backoff window.
 	DefaultMaxWait = 5 * time.Second
 	// DefaultUploadAttempts, DefaultUploadMinWait and DefaultUploadMaxWait
-	// are an artifact upload's: at least about 30 s of waits in all, so a
+	// are an artifact upload's: 20-40 s of waits in all, so a
 	// result survives an S3 restart instead of costing the task's run.
 	DefaultUploadAttempts = 9
 	DefaultUploadMinWait  = 500 * time.Millisecond
