@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +69,12 @@ type Cluster struct {
 	// Logs collects every component's log lines.
 	Logs *testbin.SyncBuffer
 	Log  *slog.Logger
+
+	// What StartServer needs to start the queue server again.
+	srvCfg     server.Config
+	srvDeps    server.Deps
+	lease      time.Duration
+	stopServer func()
 }
 
 // Start brings up MinIO, SMTP and the queue server.
@@ -133,22 +140,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := cfg.Normalize("clustertest"); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(cfg, server.Deps{
-		Queue: c.Queue, S3: c.MinIO.S3, Presign: presign, Logger: c.Log.With("component", "server"),
+	c.srvCfg, c.lease = cfg, lease
+	c.srvDeps = server.Deps{
+		S3: c.MinIO.S3, Presign: presign, Logger: c.Log.With("component", "server"),
 		TickEvery: 100 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	c.serve(t, ln)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Logf("server: %v", err)
-		}
-		c.Queue.Close()
+		c.StopServer(t)
 		if t.Failed() {
 			t.Logf("cluster logs:\n%s", tail(c.Logs.String(), 20000))
 		}
@@ -157,6 +156,69 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c.Submit = queueclient.New(c.URL, c.SubmitToken, fast)
 	c.Work = queueclient.New(c.URL, c.WorkToken, fast)
 	return c
+}
+
+// serve runs the queue server on ln over c.Queue until StopServer.
+func (c *Cluster) serve(t testing.TB, ln net.Listener) {
+	t.Helper()
+	deps := c.srvDeps
+	deps.Queue = c.Queue
+	srv, err := server.New(c.srvCfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	c.stopServer = func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Logf("server: %v", err)
+		}
+		c.Queue.Close()
+	}
+}
+
+// StopServer stops the queue server and closes its database, as a
+// stopped af serve would: its listener is closed, so clients get
+// connection refused until StartServer. Stopping a stopped server does
+// nothing.
+func (c *Cluster) StopServer(t testing.TB) {
+	t.Helper()
+	if c.stopServer != nil {
+		c.stopServer()
+		c.stopServer = nil
+	}
+}
+
+// StartServer starts the queue server again on the same address over the
+// same data dir (queue.db reopened), as a restarted af serve. c.Queue is
+// the reopened queue afterwards.
+func (c *Cluster) StartServer(t testing.TB) {
+	t.Helper()
+	if c.stopServer != nil {
+		t.Fatal("clustertest: StartServer while the server runs")
+	}
+	q, err := queue.Open(filepath.Join(c.Dir, "queue.db"), queue.Options{Logger: c.Log, LeaseDuration: c.lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Queue = q
+	addr := strings.TrimPrefix(c.URL, "http://")
+	var ln net.Listener
+	// The port was ours a moment ago; a connection in TIME_WAIT does
+	// not hold a listening socket, so this normally binds at once.
+	for i := 0; ; i++ {
+		ln, err = net.Listen("tcp", addr)
+		if err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	c.serve(t, ln)
 }
 
 func tail(s string, n int) string {
@@ -196,6 +258,13 @@ type WorkerOptions struct {
 	ReapEvery, ReapGrace time.Duration
 	// MaxScratchBytes is the worker's --max-scratch-bytes (0: its default).
 	MaxScratchBytes int64
+	// QueueURL, when set, is where the worker reaches the queue instead
+	// of URL: a test's proxy in front of it that fails chosen calls.
+	QueueURL string
+	// UploadAttempts, when set, is how many times an artifact upload is
+	// tried, with short waits (tests of failing uploads); zero keeps the
+	// queue client's default patience (20-40 s of waits).
+	UploadAttempts int
 }
 
 // Worker is an in-process worker.
@@ -234,8 +303,16 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 	if err != nil {
 		t.Fatal(err)
 	}
+	qopts := []queueclient.Option{queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond)}
+	if o.UploadAttempts > 0 {
+		qopts = append(qopts, queueclient.WithUploadRetries(o.UploadAttempts, 20*time.Millisecond, 200*time.Millisecond))
+	}
+	queueURL := c.URL
+	if o.QueueURL != "" {
+		queueURL = o.QueueURL
+	}
 	w, err := worker.New(worker.Config{
-		Queue: queueclient.New(c.URL, c.WorkToken, queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond)),
+		Queue: queueclient.New(queueURL, c.WorkToken, qopts...),
 		Key:   c.Key, S3: awsconf.WorkerS3{Endpoint: c.MinIO.Endpoint}, Docker: d, Runner: rn, Mailer: mailer, MonitorURL: c.URL,
 		WorkerGroup: "test", WorkerID: id, Capacity: o.Capacity, ScratchRoot: filepath.Join(c.Dir, "scratch-"+id),
 		Input: o.Input, Grace: o.Grace, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,10 @@ type Server struct {
 	// DataDir is the server's storage directory.
 	DataDir string
 
+	// bin, addr and consoleAddr start it again (Restart).
+	bin, addr, consoleAddr string
+
+	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
 	logs *testbin.SyncBuffer
@@ -119,23 +124,9 @@ func Launch(dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	logs := &testbin.SyncBuffer{Limit: 1 << 20}
-	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", consoleAddr, dataDir)
-	cmd.Env = append(os.Environ(),
-		"MINIO_ROOT_USER="+RootUser,
-		"MINIO_ROOT_PASSWORD="+RootPassword,
-		"MINIO_BROWSER=off",
-		"MINIO_UPDATE=off",
-	)
-	cmd.Stdout = logs
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run %s: %w", bin, err)
-	}
-	s := &Server{Endpoint: "http://" + addr, DataDir: dataDir, cmd: cmd, done: make(chan struct{}), logs: logs}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	if err := s.waitReady(30 * time.Second); err != nil {
-		_ = s.Stop()
+	s := &Server{Endpoint: "http://" + addr, DataDir: dataDir, bin: bin, addr: addr, consoleAddr: consoleAddr,
+		logs: &testbin.SyncBuffer{Limit: 1 << 20}}
+	if err := s.launch(); err != nil {
 		return nil, err
 	}
 	cfg, err := awsconf.Load(context.Background(), awsconf.Options{
@@ -151,6 +142,54 @@ func Launch(dir string) (*Server, error) {
 	return s, nil
 }
 
+// launch runs the MinIO process and waits until it is ready.
+func (s *Server) launch() error {
+	cmd := exec.Command(s.bin, "server", "--quiet", "--address", s.addr, "--console-address", s.consoleAddr, s.DataDir)
+	cmd.Env = append(os.Environ(),
+		"MINIO_ROOT_USER="+RootUser,
+		"MINIO_ROOT_PASSWORD="+RootPassword,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	)
+	cmd.Stdout = s.logs
+	cmd.Stderr = s.logs
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	if err := s.waitReady(30 * time.Second); err != nil {
+		_ = s.Stop()
+		return err
+	}
+	return nil
+}
+
+// Kill stops the server at once (SIGKILL), as a crash or a lost host
+// would: clients get connection refused until Restart. The data stays.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts a stopped or killed server again on the same address
+// over the same data, and waits until it is ready.
+func (s *Server) Restart() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	return s.launch()
+}
+
 // waitReady polls the liveness endpoint until it answers or the server
 // exits.
 func (s *Server) waitReady(limit time.Duration) error {
@@ -164,8 +203,11 @@ func (s *Server) waitReady(limit time.Duration) error {
 				return nil
 			}
 		}
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
 		select {
-		case <-s.done:
+		case <-done:
 			return fmt.Errorf("minio exited before it was ready: %s", s.logs.String())
 		case <-time.After(25 * time.Millisecond):
 		}
@@ -177,20 +219,23 @@ func (s *Server) waitReady(limit time.Duration) error {
 
 // Stop ends the server.
 func (s *Server) Stop() error {
-	if s.cmd.Process == nil {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
 		return nil
 	}
 	select {
-	case <-s.done:
+	case <-done:
 		return nil
 	default:
 	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Process.Signal(os.Interrupt)
 	select {
-	case <-s.done:
+	case <-done:
 	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
 	return nil
 }

@@ -37,3 +37,27 @@ func TestStopEndsServer(t *testing.T) {
 		t.Fatal("server still answers after Stop")
 	}
 }
+
+// TestKillAndRestartKeepData: a killed server refuses connections, and
+// Restart brings it back on the same endpoint with its objects.
+func TestKillAndRestartKeepData(t *testing.T) {
+	t.Parallel()
+	s := Start(t, "inputs")
+	s.Put(t, "inputs", "k", []byte("kept"))
+	s.Kill()
+	ctx := context.Background()
+	if _, err := s.S3.ListBuckets(ctx, &s3.ListBucketsInput{}); err == nil {
+		t.Fatal("server still answers after Kill")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("inputs"), Key: aws.String("k")})
+	if err != nil {
+		t.Fatalf("get after restart: %v", err)
+	}
+	defer out.Body.Close()
+	if body, _ := io.ReadAll(out.Body); string(body) != "kept" {
+		t.Fatalf("got %q after restart, want kept", body)
+	}
+}

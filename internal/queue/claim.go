@@ -282,14 +282,16 @@ var reportableExceptions = map[string]bool{
 	taskdef.ReasonWorkerShutdown:   true,
 	taskdef.ReasonIntermittentTask: true,
 	taskdef.ReasonMalformedPayload: false,
-	taskdef.ReasonResourceUnavail:  false,
+	taskdef.ReasonResourceUnavail:  true,
 	taskdef.ReasonInternalError:    false,
 	taskdef.ReasonSuperseded:       false,
 }
 
 // ReportException resolves the current running run exception. Reasons
-// worker-shutdown and intermittent-task start a new pending run at once
-// while retries remain; malformed-payload, resource-unavailable,
+// worker-shutdown, intermittent-task and resource-unavailable (a fault of
+// the worker's host or of a service it needs: S3 after the worker's own
+// retries, its disk, a job image it lacks) start a new pending run at once
+// while retries remain, which another worker may claim; malformed-payload,
 // internal-error and superseded are final.
 func (q *Queue) ReportException(ctx context.Context, taskID string, runID int, token string, r taskdef.ReportRequest) (taskdef.ReportResponse, error) {
 	if _, ok := reportableExceptions[r.Reason]; !ok {

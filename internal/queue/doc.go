@@ -14,7 +14,8 @@
 //	     │                        │  │   retries left │
 //	     │                        │  └────────────────┘◀── claim-expired,
 //	     │                        │                         worker-shutdown,
-//	     │                        │                         intermittent-task
+//	     │                        │                         intermittent-task,
+//	     │                        │                         resource-unavailable
 //	     │                        └──── rerun ◀──── completed | failed | exception
 //	     │
 //	     └──▶ exception (deadline-exceeded, canceled, dependency-failed);
@@ -27,10 +28,18 @@
 // pair and the reasons that may take it; the function `transition` is the
 // only code that changes a state, and it checks the table first. A failed
 // run is the job's own failure and never retries automatically; the
-// exception reasons claim-expired, worker-shutdown and intermittent-task
-// retry as a new run while retriesLeft > 0 and are final after that;
-// malformed-payload, resource-unavailable, internal-error, superseded,
+// exception reasons claim-expired, worker-shutdown, intermittent-task and
+// resource-unavailable retry as a new run while retriesLeft > 0 and are
+// final after that; malformed-payload, internal-error, superseded,
 // deadline-exceeded, canceled and dependency-failed are final at once.
+//
+// The split is the host's fault against the job's: resource-unavailable is
+// what a worker reports once its own retries of a service are exhausted
+// (S3 down longer than it waits, uploads refused, its disk full, a job image
+// it lacks), so a new run, on another worker or later, may succeed, and the
+// last run's message names what was unavailable. A job that exits non-zero
+// or writes a bad output is failed; a payload the worker refuses is
+// malformed-payload; neither is retried.
 //
 // Dependencies follow TaskCluster's requires: with all-completed (the
 // default) a task becomes pending when every dependency completed, and is

@@ -283,7 +283,7 @@ func TestRequiresCascade(t *testing.T) {
 			return err
 		}, sException, sException, sPending, taskdef.GraphRunning},
 		{"exception", func(q *Queue, c taskdef.Claim) error {
-			_, err := q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonResourceUnavail})
+			_, err := q.ReportException(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{Reason: taskdef.ReasonInternalError})
 			return err
 		}, sException, sException, sPending, taskdef.GraphRunning},
 		{"worker shutdown without retries", func(q *Queue, c taskdef.Claim) error {

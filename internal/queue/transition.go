@@ -64,7 +64,7 @@ var transitions = map[edge][]string{
 		taskdef.ReasonMalformedPayload, taskdef.ReasonResourceUnavail, taskdef.ReasonInternalError,
 		taskdef.ReasonSuperseded, taskdef.ReasonDeadlineExceeded, taskdef.ReasonCanceled,
 	},
-	{sRunning, sPending}:   {taskdef.ReasonClaimExpired, taskdef.ReasonWorkerShutdown, taskdef.ReasonIntermittentTask},
+	{sRunning, sPending}:   {taskdef.ReasonClaimExpired, taskdef.ReasonWorkerShutdown, taskdef.ReasonIntermittentTask, taskdef.ReasonResourceUnavail},
 	{sCompleted, sPending}: {taskdef.ReasonRerun},
 	{sFailed, sPending}:    {taskdef.ReasonRerun},
 	{sException, sPending}: {taskdef.ReasonRerun},
@@ -82,6 +82,10 @@ var retryable = map[string]bool{
 	taskdef.ReasonClaimExpired:     true,
 	taskdef.ReasonWorkerShutdown:   true,
 	taskdef.ReasonIntermittentTask: true,
+	// A fault of the worker's host or of a service it needs (S3, its
+	// disk, a job image it lacks), reported after the worker's own
+	// retries: another run, on another worker or later, may succeed.
+	taskdef.ReasonResourceUnavail: true,
 }
 
 // errTransition marks a refused transition. Operations check their own

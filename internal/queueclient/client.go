@@ -123,6 +123,10 @@ type Client struct {
 	maxWait  time.Duration
 	agent    string
 	sleep    func(context.Context, time.Duration) error
+	// uploadAttempts, uploadMin and uploadMax are the artifact uploads'
+	// own, longer, patience.
+	uploadAttempts       int
+	uploadMin, uploadMax time.Duration
 }
 
 // Option configures a Client.
@@ -148,6 +152,15 @@ func WithBackoff(first, max time.Duration) Option {
 	return func(c *Client) { c.minWait, c.maxWait = first, max }
 }
 
+// WithUploadRetries sets how many times an artifact upload is tried in
+// all (at least 1) and its backoff, whose waits are the upper half of a
+// window doubling from first to max.
+func WithUploadRetries(attempts int, first, maxWait time.Duration) Option {
+	return func(c *Client) {
+		c.uploadAttempts, c.uploadMin, c.uploadMax = max(attempts, 1), first, maxWait
+	}
+}
+
 // WithUserAgent names the caller in the server's logs.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.agent = ua } }
 
@@ -160,6 +173,12 @@ const (
 	DefaultMinWait = 100 * time.Millisecond
 	// DefaultMaxWait caps the backoff window.
 	DefaultMaxWait = 5 * time.Second
+	// DefaultUploadAttempts, DefaultUploadMinWait and DefaultUploadMaxWait
+	// are an artifact upload's: 20-40 s of waits in all, so a
+	// result survives an S3 restart instead of costing the task's run.
+	DefaultUploadAttempts = 9
+	DefaultUploadMinWait  = 500 * time.Millisecond
+	DefaultUploadMaxWait  = 8 * time.Second
 )
 
 // New returns a client of the queue at baseURL (e.g.
@@ -173,6 +192,10 @@ func New(baseURL, token string, opts ...Option) *Client {
 		maxWait:  DefaultMaxWait,
 		agent:    "af-queueclient",
 		sleep:    sleepCtx,
+
+		uploadAttempts: DefaultUploadAttempts,
+		uploadMin:      DefaultUploadMinWait,
+		uploadMax:      DefaultUploadMaxWait,
 	}
 	for _, o := range opts {
 		o(c)
@@ -215,6 +238,20 @@ func (c *Client) backoff(n int) time.Duration {
 		return 0
 	}
 	return time.Duration(rand.Int64N(int64(w)) + 1)
+}
+
+// uploadBackoff is the wait before upload retry n (n >= 1): the upper
+// half of a doubling window, so the waits add up to a known least
+// patience.
+func (c *Client) uploadBackoff(n int) time.Duration {
+	w := c.uploadMin << min(n-1, 20)
+	if w > c.uploadMax || w <= 0 {
+		w = c.uploadMax
+	}
+	if w <= 1 {
+		return max(w, 0)
+	}
+	return w/2 + time.Duration(rand.Int64N(int64(w/2)+1))
 }
 
 // request describes one call.
@@ -588,18 +625,56 @@ func (r *Run) CreateArtifact(ctx context.Context, name, contentType string) (tas
 }
 
 // UploadArtifact creates an artifact and PUTs body to S3. size must be the
-// body's length (S3 needs it up front). The body is sent once: a failed PUT
-// is not retried, since body may not be rewindable. Errors name the upload
-// URL's host and path, never its query.
+// body's length (S3 needs it up front). A body that is an io.ReadSeeker is
+// retried from its start on connection errors, 5xx and throttling answers
+// and an expired presigned URL, each attempt with a fresh URL from the
+// queue, with backoff (see WithUploadRetries); any other body is sent once.
+// Errors name the upload URL's host and path, never its query.
 func (r *Run) UploadArtifact(ctx context.Context, name, contentType string, body io.Reader, size int64) error {
+	seeker, _ := body.(io.ReadSeeker)
+	attempts := 1
+	if seeker != nil {
+		attempts = r.c.uploadAttempts
+	}
+	var last error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		if attempt > 1 {
+			if err := r.c.sleep(ctx, r.c.uploadBackoff(attempt-1)); err != nil {
+				return errors.Join(err, last)
+			}
+			if _, err := seeker.Seek(0, io.SeekStart); err != nil {
+				return fmt.Errorf("upload artifact %s: rewind the body: %w", name, err)
+			}
+		}
+		retry, err := r.uploadOnce(ctx, name, contentType, body, size)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if !retry || ctx.Err() != nil {
+			return err
+		}
+	}
+	if attempts > 1 {
+		return fmt.Errorf("%w (after %d tries)", last, attempts)
+	}
+	return last
+}
+
+// uploadOnce is one attempt of UploadArtifact; retry says whether another
+// may succeed.
+func (r *Run) uploadOnce(ctx context.Context, name, contentType string, body io.Reader, size int64) (bool, error) {
 	a, err := r.CreateArtifact(ctx, name, contentType)
 	if err != nil {
-		return err
+		// CreateArtifact retried the queue itself; one that stays
+		// unreachable or failing may come back within the upload's
+		// longer patience.
+		return retryable(ctx, err) || errors.Is(err, ErrUnreachable), err
 	}
 	where := redact.URLString(a.PutURL)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, a.PutURL, body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, a.PutURL, io.NopCloser(body))
 	if err != nil {
-		return fmt.Errorf("upload artifact %s: %w", name, requestErr(err))
+		return false, fmt.Errorf("upload artifact %s: %w", name, requestErr(err))
 	}
 	req.ContentLength = size
 	if size == 0 {
@@ -616,32 +691,47 @@ func (r *Run) UploadArtifact(ctx context.Context, name, contentType string, body
 	}
 	resp, err := r.c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("upload artifact %s of task %s run %d: %w", name, r.taskID, r.runID, requestErr(err))
+		return true, fmt.Errorf("upload artifact %s of task %s run %d: %w", name, r.taskID, r.runID, requestErr(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("upload artifact %s of task %s run %d: PUT %s: S3 answered %s%s", name, r.taskID, r.runID, where, resp.Status, s3Error(resp.Body))
+		code, msg := s3ErrorParts(resp.Body)
+		retry := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout ||
+			// The URL expired between CreateArtifact and the PUT (a
+			// slow disk, a paused process): the next try gets a new one.
+			resp.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(msg), "expired")
+		return retry, fmt.Errorf("upload artifact %s of task %s run %d: PUT %s: S3 answered %s%s", name, r.taskID, r.runID, where, resp.Status, formatS3Error(code, msg))
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
+	return false, nil
 }
 
 // s3Error is the code and message of an S3 error answer, as ": Code:
 // Message", or "" when there is none. Only those two are kept: S3's
 // SignatureDoesNotMatch answer also echoes the signature it was given and
 // the canonical request with the credential, which must not reach a log.
-func s3Error(body io.Reader) string {
+func s3Error(body io.Reader) string { return formatS3Error(s3ErrorParts(body)) }
+
+// s3ErrorParts reads an S3 error answer's code and message.
+func s3ErrorParts(body io.Reader) (code, message string) {
 	data, _ := io.ReadAll(io.LimitReader(body, 16<<10))
 	var e struct {
 		Code    string `xml:"Code"`
 		Message string `xml:"Message"`
 	}
-	if xml.Unmarshal(data, &e) != nil || e.Code == "" {
+	if xml.Unmarshal(data, &e) != nil {
+		return "", ""
+	}
+	return e.Code, e.Message
+}
+
+func formatS3Error(code, message string) string {
+	if code == "" {
 		return ""
 	}
-	msg := e.Code
-	if e.Message != "" {
-		msg += ": " + e.Message
+	msg := code
+	if message != "" {
+		msg += ": " + message
 	}
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"

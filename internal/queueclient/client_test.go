@@ -20,7 +20,7 @@ import (
 // covered end to end in internal/server.
 
 func fastClient(url string, opts ...Option) *Client {
-	return New(url, "tok-123", append([]Option{WithBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)...)
+	return New(url, "tok-123", append([]Option{WithBackoff(time.Millisecond, 5*time.Millisecond), WithUploadRetries(3, time.Millisecond, 5*time.Millisecond)}, opts...)...)
 }
 
 func TestRetriesOn5xxThenSucceeds(t *testing.T) {

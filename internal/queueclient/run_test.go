@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -148,5 +151,111 @@ func TestQueueErrorsHaveNoURL(t *testing.T) {
 	if strings.Contains(msg, `"http://`) || strings.Contains(msg, "secret-run-token") || !strings.Contains(msg, "connection refused") ||
 		!strings.Contains(msg, "POST /api/v1/tasks/abcdefgh/runs/0/reclaim") {
 		t.Errorf("message %q", msg)
+	}
+}
+
+// TestUploadRetriesWithAFreshURL: an upload whose PUT meets a 503, a cut
+// connection and an expired URL is tried again from the body's start,
+// each time with a new presigned URL from the queue, and lands whole; a
+// 4xx that is not an expiry, and a body that cannot be rewound, are tried
+// once.
+func TestUploadRetriesWithAFreshURL(t *testing.T) {
+	t.Parallel()
+	body := strings.Repeat("a line of the result\n", 5000)
+	tests := []struct {
+		name string
+		// answers are the S3 answers to successive PUTs: a status, or
+		// 0 to cut the connection.
+		answers   []int
+		expired   bool
+		seekable  bool
+		wantPuts  int
+		wantErr   string
+		wantStore bool
+	}{
+		{name: "503, cut, expired, ok", answers: []int{503, 0, 403, 200}, expired: true, seekable: true, wantPuts: 4, wantStore: true},
+		{name: "gives up after its tries", answers: []int{503, 503, 503, 503}, seekable: true, wantPuts: 3, wantErr: "after 3 tries"},
+		{name: "403 not an expiry is final", answers: []int{403, 200}, seekable: true, wantPuts: 1, wantErr: "403"},
+		{name: "a stream is sent once", answers: []int{503, 200}, wantPuts: 1, wantErr: "503"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			puts, urls := 0, 0
+			var stored string
+			var seenURLs []string
+			s3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				answer := tc.answers[min(puts, len(tc.answers)-1)]
+				puts++
+				seenURLs = append(seenURLs, r.URL.RawQuery)
+				mu.Unlock()
+				switch answer {
+				case 0:
+					conn, _, err := http.NewResponseController(w).Hijack()
+					if err == nil {
+						conn.Close()
+					}
+				case 200:
+					if string(b) != body {
+						t.Errorf("S3 got %d bytes, want the body's %d", len(b), len(body))
+					}
+					mu.Lock()
+					stored = string(b)
+					mu.Unlock()
+				case 403:
+					msg := "Access Denied."
+					if tc.expired {
+						msg = "Request has expired"
+					}
+					w.WriteHeader(403)
+					_, _ = w.Write([]byte(`<Error><Code>AccessDenied</Code><Message>` + msg + `</Message></Error>`))
+				default:
+					w.WriteHeader(answer)
+				}
+			}))
+			defer s3.Close()
+			queue := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				urls++
+				n := urls
+				mu.Unlock()
+				_ = json.NewEncoder(w).Encode(taskdef.ArtifactResponse{PutURL: fmt.Sprintf("%s/b/k?X-Amz-Signature=%d", s3.URL, n), ContentType: "text/plain"})
+			}))
+			defer queue.Close()
+			// Three tries in all, or as many as there are answers.
+			tries := max(3, min(len(tc.answers), tc.wantPuts))
+			run := fastClient(queue.URL, WithUploadRetries(tries, time.Millisecond, 5*time.Millisecond)).Run("abcdefgh", 0, "tok")
+			var rd io.Reader = strings.NewReader(body)
+			if !tc.seekable {
+				rd = io.MultiReader(strings.NewReader(body))
+			}
+			err := run.UploadArtifact(context.Background(), "public/result.txt", "text/plain", rd, int64(len(body)))
+			mu.Lock()
+			defer mu.Unlock()
+			if puts != tc.wantPuts || urls != tc.wantPuts {
+				t.Fatalf("%d PUTs with %d presigned URLs, want %d of each", puts, urls, tc.wantPuts)
+			}
+			for i := 1; i < len(seenURLs); i++ {
+				if seenURLs[i] == seenURLs[i-1] {
+					t.Errorf("PUT %d reused the URL of PUT %d", i, i-1)
+				}
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				noQuery(t, tc.name, err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantStore && stored != body {
+				t.Fatal("the body S3 stored is not the upload's")
+			}
+		})
 	}
 }

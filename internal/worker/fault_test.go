@@ -814,29 +814,3 @@ func TestStdinInputEndToEnd(t *testing.T) {
 		})
 	}
 }
-
-// TestMissingImageIsAnExceptionNamingIt: a task whose image is not on the
-// worker is the infrastructure's problem, not the job's, and the message
-// says how to get the image there.
-func TestMissingImageIsAnExceptionNamingIt(t *testing.T) {
-	t.Parallel()
-	clustertest.RequireImages(t)
-	c := clustertest.Start(t, clustertest.Options{})
-	set := smallData(t, 3, 5, 26)
-	image := "af-test/no-such-image:" + strings.ToLower(taskdef.NewID()[:8])
-	g := graphFor(t, c, image, upload(t, c, set))
-	createGraph(t, c, g)
-	id := uniqueID("noimage")
-	c.StartWorker(t, id, clustertest.WorkerOptions{Capacity: 1})
-	c.WaitGraph(t, g.GraphID, time.Minute)
-	ts := taskStatus(t, c, mapperIDs(g)[0])
-	r := lastRun(ts)
-	if ts.State != taskdef.StateException || r.ReasonResolved != taskdef.ReasonMalformedPayload {
-		t.Fatalf("mapper %s/%s, want exception/%s", ts.State, r.ReasonResolved, taskdef.ReasonMalformedPayload)
-	}
-	for _, want := range []string{image, id, "make images"} {
-		if !strings.Contains(r.Message, want) {
-			t.Errorf("message lacks %q: %s", want, r.Message)
-		}
-	}
-}

@@ -7,8 +7,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
@@ -64,6 +64,10 @@ type feeder struct {
 	open         *decompress.Opener
 	// logLine writes a line to the task's log.
 	logLine func(format string, args ...any)
+	// retry is how S3 reads ride out faults (zero: defaultS3Retry).
+	retry s3Retry
+	// resumes counts the S3 GETs retried after a fault.
+	resumes atomic.Int64
 
 	// Progress counters, read by the lease renewer while feeding runs.
 	files, bytes, raw, lines, badLines, badFiles atomic.Int64
@@ -233,17 +237,20 @@ func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, res *file
 		// no dimensions for it.
 		dims = nil
 	}
-	out, err := f.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(f.bucket), Key: aws.String(in.Key)})
+	body, err := openS3(ctx, f.s3, f.bucket, in.Key, f.retry, func(try int, wait time.Duration, err error) {
+		f.resumes.Add(1)
+		f.logLine("s3 GET %s/%s failed (%v): try %d in %s", f.bucket, in.Key, err, try, wait.Round(time.Millisecond))
+	})
 	if err != nil {
 		res.err = classifyS3(in.Key, err)
 		return
 	}
-	defer out.Body.Close()
+	defer body.Close()
 	format := decompress.FormatOf(in.Key)
 	if f.noDecompress {
 		format = decompress.Plain
 	}
-	dec, err := f.open.OpenFormat(in.Key, format, countingReader{r: out.Body, n: &f.bytes})
+	dec, err := f.open.OpenFormat(in.Key, format, countingReader{r: body, n: &f.bytes})
 	if err != nil {
 		res.err = err
 		return
@@ -290,6 +297,14 @@ func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, res *file
 // classifyS3 separates a file's own problems (missing) from the
 // infrastructure's (expired credentials, S3 unreachable).
 func classifyS3(key string, err error) error {
+	var changed *s3ObjectChanged
+	if errors.As(err, &changed) {
+		return changed
+	}
+	var un *s3Unavailable
+	if errors.As(err, &un) {
+		return &inputException{reason: taskdef.ReasonResourceUnavail, err: un}
+	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {

@@ -114,8 +114,13 @@ func TestFailedUploadLeaksNoPresignedURL(t *testing.T) {
 	files := upload(t, c, set)
 	// About 2.5 s of work: the live log goes up on the way.
 	g := withEnv(graphFor(t, c, image, files), map[string]string{envSleep: "0.02"})
+	// Every result upload is cut: one run per task, two tries per upload,
+	// so the failure is reported instead of retried for minutes.
+	for i := range g.Tasks {
+		g.Tasks[i].Task.Retries = 0
+	}
 	createGraph(t, c, g)
-	c.StartWorker(t, uniqueID("leak"), clustertest.WorkerOptions{Capacity: 1})
+	c.StartWorker(t, uniqueID("leak"), clustertest.WorkerOptions{Capacity: 1, UploadAttempts: 2})
 	c.WaitGraph(t, g.GraphID, 2*time.Minute)
 
 	front.mu.Lock()

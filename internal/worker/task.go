@@ -12,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/extsort"
@@ -99,18 +102,27 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	progress := &progressSource{}
+	lease := &leaseTime{}
+	lease.set(c.TakenUntil)
 
-	var bg sync.WaitGroup
-	bg.Add(2)
-	go func() { defer bg.Done(); w.renewLease(runCtx, cancel, c, progress, log) }()
-	go func() { defer bg.Done(); w.uploadLogLoop(runCtx, c, tlog, log) }()
+	// The lease is renewed until the report is in, not only while the job
+	// runs: a report that waits for an unreachable queue keeps the run
+	// ours for as long as the queue can still be told.
+	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
+	var renewer, logLoop sync.WaitGroup
+	renewer.Add(1)
+	go func() { defer renewer.Done(); w.renewLease(leaseCtx, cancel, c, progress, lease, log) }()
+	defer func() { stopLease(); renewer.Wait() }()
+	logLoop.Add(1)
+	go func() { defer logLoop.Done(); w.uploadLogLoop(runCtx, c, tlog, log) }()
 
 	out := w.execute(runCtx, c, tlog, progress)
 	cause := context.Cause(runCtx)
 	cancel(nil)
-	bg.Wait()
+	logLoop.Wait()
 
 	if errors.Is(cause, errNotCurrent) {
+		stopLease()
 		tlog.logf("stopped: %v", cause)
 		w.uploadLog(ctx, c, tlog, log)
 		log.Info("run abandoned: no longer current")
@@ -125,25 +137,25 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 	tlog.logf("stats: files %d, bytes %d (raw %d), records in %d, out %d, bad lines %d, bad files %d",
 		out.stats.Files, out.stats.Bytes, out.stats.RawBytes, out.stats.RecordsIn, out.stats.RecordsOut, out.stats.BadLines, out.stats.BadFiles)
 	// The log goes up before the report: once the run resolves, readers
-	// expect its final log.
-	reportCtx, cancelReport := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	// expect its final log. Both may take until the lease ends.
+	reportCtx, cancelReport := context.WithCancel(context.WithoutCancel(ctx))
+	if ctx.Err() != nil {
+		// Shutting down: the grace period is spent, so the report gets a
+		// short while, not the lease; the run's record stays if it fails
+		// and the next start hands the run back.
+		cancelReport()
+		reportCtx, cancelReport = context.WithTimeout(context.WithoutCancel(ctx), shutdownReportWait)
+	}
 	defer cancelReport()
-	w.uploadLog(reportCtx, c, tlog, log)
+	logCtx, cancelLog := context.WithDeadline(reportCtx, lease.get())
+	w.uploadLog(logCtx, c, tlog, log)
+	cancelLog()
 
 	// The message is read by anyone who may read the queue and mailed to
 	// the owner: no presigned URL in it, whatever error it quotes.
 	req := taskdef.ReportRequest{Reason: out.reason, Message: redact.Text(out.message), Stats: out.stats}
-	run := w.cfg.Queue.Claimed(c)
-	var resp taskdef.ReportResponse
-	var err error
-	switch out.state {
-	case taskdef.StateCompleted:
-		resp, err = run.ReportCompleted(reportCtx, req)
-	case taskdef.StateFailed:
-		resp, err = run.ReportFailed(reportCtx, req)
-	default:
-		resp, err = run.ReportException(reportCtx, req)
-	}
+	resp, err := w.report(reportCtx, c, out.state, req, lease, log)
+	stopLease()
 	if err != nil {
 		log.Warn("report task", "state", out.state, "err", err)
 		var ae *queueclient.APIError
@@ -158,8 +170,107 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 	w.forget(c, log)
 	log.Info("task resolved", "state", out.state, "reason", out.reason, "duration", w.clock.Now().Sub(start))
 	if resp.GraphResolved {
-		w.notifyOwner(reportCtx, c, log)
+		nctx, cancelNotify := context.WithTimeout(reportCtx, 2*time.Minute)
+		defer cancelNotify()
+		w.notifyOwner(nctx, c, log)
 	}
+}
+
+// shutdownReportWait bounds a report made while the worker shuts down.
+const shutdownReportWait = 15 * time.Second
+
+// leaseTime is the run's takenUntil as last renewed, shared by the lease
+// renewer and the report.
+type leaseTime struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+func (l *leaseTime) set(t time.Time) {
+	l.mu.Lock()
+	if t.After(l.until) {
+		l.until = t
+	}
+	l.mu.Unlock()
+}
+
+func (l *leaseTime) get() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.until
+}
+
+// Report retry backoff: a doubling wait from reportMinWait to
+// reportMaxWait between rounds of the queue client's own retries.
+const (
+	reportMinWait = 500 * time.Millisecond
+	reportMaxWait = 10 * time.Second
+)
+
+// report sends the run's report, retrying while the queue is unreachable
+// or failing until the run's lease would have expired: the run's result is
+// kept (a finished mapper's artifact is already up) and only the report is
+// missing, so a queue that comes back within the lease gets it and the
+// task is not run again. After the lease, the queue has expired the run
+// (claim-expired) and runs the task again; the worker says so and gives
+// up. A 4xx answer is final at once.
+func (w *Worker) report(ctx context.Context, c taskdef.Claim, state taskdef.TaskState, req taskdef.ReportRequest, lease *leaseTime, log *slog.Logger) (taskdef.ReportResponse, error) {
+	run := w.cfg.Queue.Claimed(c)
+	wait := reportMinWait
+	for try := 1; ; try++ {
+		until := lease.get()
+		rctx, cancel := context.WithDeadline(ctx, until)
+		var resp taskdef.ReportResponse
+		var err error
+		switch state {
+		case taskdef.StateCompleted:
+			resp, err = run.ReportCompleted(rctx, req)
+		case taskdef.StateFailed:
+			resp, err = run.ReportFailed(rctx, req)
+		default:
+			resp, err = run.ReportException(rctx, req)
+		}
+		cancel()
+		if err == nil {
+			if try > 1 {
+				log.Info("report delivered after the queue came back", "state", state, "tries", try)
+			}
+			return resp, nil
+		}
+		var ae *queueclient.APIError
+		if errors.As(err, &ae) && ae.Status < 500 {
+			return resp, err
+		}
+		left := lease.get().Sub(w.clock.Now())
+		if left <= 0 {
+			log.Warn("gave up reporting: the run's lease expired, so the queue runs the task again", "state", state, "takenUntil", lease.get(), "tries", try, "err", err)
+			return resp, fmt.Errorf("report %s: the run's lease expired at %s after %d tries: %w", state, lease.get().UTC().Format(time.RFC3339), try, err)
+		}
+		log.Warn("report task: the queue is unreachable; keeping the result and retrying until the lease expires", "state", state, "try", try, "retry_in", min(wait, left), "lease_left", left.Round(time.Second), "err", err)
+		select {
+		case <-w.clock.After(min(wait, left)):
+		case <-ctx.Done():
+			return resp, err
+		}
+		wait = min(wait*2, reportMaxWait)
+	}
+}
+
+// diskFull says whether err is the worker's own disk out of space (or
+// quota).
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// hostFault is the outcome of a failed write or read of the worker's own
+// (not the job's): a full disk is this host's fault, an exception the
+// queue retries, on another worker or later, naming the disk; anything
+// else is an internal error.
+func (w *Worker) hostFault(what string, err error) outcome {
+	if diskFull(err) {
+		return exception(taskdef.ReasonResourceUnavail, "%s: the disk of worker %s's scratch root %s is full (%v); free space there, or give the worker a larger disk; the queue runs the task again", what, w.cfg.WorkerID, w.cfg.ScratchRoot, err)
+	}
+	return exception(taskdef.ReasonInternalError, "%s: %v", what, err)
 }
 
 // forget drops the run's record from the state dir: it is reported or no
@@ -201,9 +312,9 @@ func (p *progressSource) stats() taskdef.Stats {
 // renewLease reclaims the task well before takenUntil, carrying progress,
 // until ctx ends. A 409 means the run is no longer ours: the task is
 // stopped.
-func (w *Worker) renewLease(ctx context.Context, cancel context.CancelCauseFunc, c taskdef.Claim, p *progressSource, log *slog.Logger) {
-	takenUntil := c.TakenUntil
+func (w *Worker) renewLease(ctx context.Context, cancel context.CancelCauseFunc, c taskdef.Claim, p *progressSource, lease *leaseTime, log *slog.Logger) {
 	for {
+		takenUntil := lease.get()
 		// Renew at a third of the remaining lease, so two renewals can fail
 		// before it runs out.
 		wait := max(takenUntil.Sub(w.clock.Now())/3, 200*time.Millisecond)
@@ -217,7 +328,7 @@ func (w *Worker) renewLease(ctx context.Context, cancel context.CancelCauseFunc,
 		rcancel()
 		switch {
 		case err == nil:
-			takenUntil = resp.TakenUntil
+			lease.set(resp.TakenUntil)
 		case errors.Is(err, queueclient.ErrConflict) || errors.Is(err, queueclient.ErrNotFound) || errors.Is(err, queueclient.ErrForbidden):
 			// Forbidden: the queue does not take this run's token (a run
 			// of an old database), so the run can never be reported.
@@ -261,7 +372,10 @@ func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, pr
 	if err != nil {
 		var missing *imageMissingError
 		if errors.As(err, &missing) {
-			return exception(taskdef.ReasonMalformedPayload, "%v", err)
+			// The host's fault, not the job's: handed back at once, for
+			// a worker that has the image (see imageMissed).
+			w.imageMissed(p.Image)
+			return exception(taskdef.ReasonResourceUnavail, "%v; the queue runs the task again, on a worker that has it", err)
 		}
 		var bad *badSpecError
 		if errors.As(err, &bad) {
@@ -269,12 +383,13 @@ func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, pr
 		}
 		return exception(taskdef.ReasonInternalError, "read the job spec of image %s: %v", p.Image, err)
 	}
+	w.imageFound()
 	td, err := w.prepareTaskDir(c)
 	if td != nil {
 		defer td.close()
 	}
 	if err != nil {
-		return exception(taskdef.ReasonInternalError, "prepare scratch dir: %v", err)
+		return w.hostFault("prepare the task's scratch dir", err)
 	}
 	if p.Kind == taskdef.KindMapper {
 		return w.runMapper(ctx, c, spec, td, tlog, progress)
@@ -390,6 +505,11 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 		}
 		var ex *runner.Exception
 		if errors.As(err, &ex) {
+			if ex.Reason == taskdef.ReasonResourceUnavail && cerrdefs.IsNotFound(ex.Err) {
+				// The image went between the spec read and the create:
+				// handed back, as a missing image is.
+				w.imageMissed(rs.Image)
+			}
 			// With its cause: Docker's own reason when it refused the
 			// container.
 			return exception(ex.Reason, "%s", ex.Error()), false
@@ -491,6 +611,7 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		noDecompress: spec.Decompress == jobspec.DecompressNone,
 		open:         w.cfg.Decompress,
 		logLine:      tlog.logf,
+		retry:        s3Retry{Clock: w.clock},
 	}
 	if len(p.Schema) == 0 {
 		f.schema = layout.Telemetry()
@@ -532,6 +653,9 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 	}()
 	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), pr, tlog)
 	_ = pr.CloseWithError(errors.New("container ended"))
+	if n := f.resumes.Load(); n > 0 {
+		tlog.logf("s3: %d GET(s) retried after faults of S3 or the network", n)
+	}
 	st := f.stats()
 	if !ok {
 		out.stats = st
@@ -554,7 +678,7 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 			o.stats = st
 			return o
 		}
-		o := exception(taskdef.ReasonInternalError, "sort mapper output: %v", err)
+		o := w.hostFault("sort mapper output", err)
 		o.stats = st
 		return o
 	}
@@ -630,6 +754,9 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 	// anyway, and in /scratch they would count against its limit.
 	paths, bytesIn, err := w.fetchInputs(ctx, ids, filepath.Join(td.work, "inputs"))
 	if err != nil {
+		if diskFull(err) {
+			return w.hostFault("fetch mapper results", err)
+		}
 		return exception(taskdef.ReasonResourceUnavail, "fetch mapper results: %v", err)
 	}
 	files := make([]io.Reader, len(paths))
@@ -673,8 +800,9 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 		return o
 	}
 	st.RecordsOut = lines
+	// A section reader, so a failed upload can be retried from the start.
 	if err := w.cfg.Queue.Claimed(c).UploadArtifact(ctx, taskdef.ResultArtifact, "text/plain; charset=utf-8",
-		io.LimitReader(output, size), size); err != nil {
+		io.NewSectionReader(output, 0, size), size); err != nil {
 		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
 		o.stats = st
 		return o
@@ -714,7 +842,7 @@ func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]s
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sizes[i], errs[i] = w.fetchOne(ctx, id, paths[i])
+			sizes[i], errs[i] = w.fetchWithRetries(ctx, id, paths[i])
 		}()
 	}
 	wg.Wait()
@@ -726,6 +854,28 @@ func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]s
 		total += sizes[i]
 	}
 	return paths, total, nil
+}
+
+// fetchWithRetries is fetchOne retried with backoff, as an S3 input read
+// is: the queue or S3 unreachable, a 5xx or a broken download. A missing
+// artifact and the worker's own full disk are not retried.
+func (w *Worker) fetchWithRetries(ctx context.Context, taskID, path string) (int64, error) {
+	policy := s3Retry{Clock: w.clock}.fill()
+	for try := 1; ; try++ {
+		n, err := w.fetchOne(ctx, taskID, path)
+		if err == nil || ctx.Err() != nil || diskFull(err) || errors.Is(err, queueclient.ErrNotFound) ||
+			errors.Is(err, queueclient.ErrForbidden) || errors.Is(err, queueclient.ErrUnauthorized) {
+			return n, err
+		}
+		if try >= policy.Tries {
+			return n, fmt.Errorf("%w (after %d tries)", err, try)
+		}
+		select {
+		case <-w.clock.After(policy.wait(try)):
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
 }
 
 func (w *Worker) fetchOne(ctx context.Context, taskID, path string) (int64, error) {

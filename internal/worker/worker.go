@@ -109,6 +109,49 @@ type Worker struct {
 	specs  *specCache
 	mailer *notify.Mailer
 	state  *runState
+
+	// A task whose image this worker lacks is handed back; the worker then
+	// pauses its claims (imageMissed) so that a worker with the image,
+	// already waiting in its long-poll, claims the new run first.
+	missMu     sync.Mutex
+	missStreak int
+	pauseUntil time.Time
+}
+
+// Claim pauses after a task whose image is missing: the first one 2 s,
+// doubling with each missing image in a row, up to 30 s.
+const (
+	missPauseFirst = 2 * time.Second
+	missPauseMax   = 30 * time.Second
+)
+
+// imageMissed notes a claimed task whose image is not on this worker and
+// pauses the worker's claims. The queue hands out the oldest pending task
+// and cannot be asked to skip an image, so a pause is how this worker
+// keeps from claiming the task again at once: the new run goes to the
+// workers already waiting for work, and on a pool where no worker has
+// the image the task ends after its retries with a message that names it.
+func (w *Worker) imageMissed(image string) {
+	w.missMu.Lock()
+	defer w.missMu.Unlock()
+	w.missStreak++
+	d := min(missPauseFirst<<min(w.missStreak-1, 10), missPauseMax)
+	w.pauseUntil = w.clock.Now().Add(d)
+	w.log.Warn("a claimed task's image is not on this worker: handing the task back and pausing claims", "image", image, "pause", d)
+}
+
+// imageFound ends a run of missing images.
+func (w *Worker) imageFound() {
+	w.missMu.Lock()
+	w.missStreak = 0
+	w.missMu.Unlock()
+}
+
+// claimPause is how long claims still pause.
+func (w *Worker) claimPause() time.Duration {
+	w.missMu.Lock()
+	defer w.missMu.Unlock()
+	return w.pauseUntil.Sub(w.clock.Now())
 }
 
 // New checks cfg and fills its defaults.
@@ -260,6 +303,20 @@ func (w *Worker) Run(ctx context.Context) error {
 			default:
 			}
 			break
+		}
+		// With the slots in hand, so a run that just handed back a task
+		// whose image is missing has had its say.
+		if d := w.claimPause(); d > 0 {
+			select {
+			case <-w.clock.After(d):
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				for i := 0; i < free; i++ {
+					<-slots
+				}
+				continue
+			}
 		}
 		claims, err := w.cfg.Queue.ClaimWork(ctx, taskdef.ClaimRequest{
 			WorkerGroup: w.cfg.WorkerGroup, WorkerID: w.cfg.WorkerID, Tasks: free,
