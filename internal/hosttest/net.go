@@ -53,8 +53,8 @@ type Net struct {
 	// Bridge is the bridge's name; RootIP is the root namespace's address
 	// on it (how the test process and a person reach the hosts).
 	Bridge, RootIP string
-	logf         Logf
-	lock         *os.File
+	logf           Logf
+	lock           *os.File
 
 	mu     sync.Mutex
 	hosts  []*Host
