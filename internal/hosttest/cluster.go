@@ -1,12 +1,14 @@
 package hosttest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -203,13 +205,23 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 		return c, err
 	}
 
+	// Today's worker emails owners itself (--smtp); once af serve's outbox
+	// does, the flag goes: pass it only to a worker that has it.
+	var smtpFlag []string
+	hctx, hcancel := context.WithTimeout(ctx, 30*time.Second)
+	help, _ := exec.CommandContext(hctx, o.Bin.Worker, "--help").CombinedOutput()
+	hcancel()
+	if bytes.Contains(help, []byte("-smtp ")) {
+		smtpFlag = []string{"--smtp", "smtp://" + smtpAddr + "?starttls=never&from=af@localhost"}
+	}
+
 	// Workers: each its own id, scratch and state dir, all on this
 	// machine's Docker engine (its unix socket works from any namespace).
 	for _, h := range c.WorkerHosts {
 		id := fmt.Sprintf("%s%d-%s", Prefix, nt.N, h.Name)
 		argv := append([]string{o.Bin.Worker, "--queue", c.URL, "--key", c.KeyPath, "--worker-id", id,
 			"--worker-group", "hosts", "--scratch", filepath.Join(o.Dir, h.Name, "scratch"),
-			"--state-dir", filepath.Join(o.Dir, h.Name, "state"), "--s3-endpoint", c.S3Endpoint, "--grace", "5s"}, o.WorkerArgs...)
+			"--state-dir", filepath.Join(o.Dir, h.Name, "state"), "--s3-endpoint", c.S3Endpoint, "--grace", "5s"}, append(smtpFlag, o.WorkerArgs...)...)
 		p := NewProc(h, "worker-"+h.Name, logPath("worker-"+h.Name), []string{"AF_TOKEN=" + c.WorkToken}, o.Logf, argv...)
 		c.Workers = append(c.Workers, p)
 		c.WorkerIDs = append(c.WorkerIDs, id)

@@ -84,8 +84,11 @@ func TestGraphAcrossHosts(t *testing.T) {
 	clustertest.RequireImages(t, "af/os-count-go")
 	c := Start(t, Options{})
 	want, _ := c.LoadTelemetry(t)
-	gs := c.WaitResolved(t, c.Submit(t, "af/os-count-go"), graphLimit)
+	graphID := c.Submit(t, "af/os-count-go")
+	gs := c.WaitResolved(t, graphID, graphLimit)
 	completed(t, c, gs, want)
+	// The owner hears of it through the SMTP host.
+	c.WaitEmail(t, "analyst@example.com", c.URL+"/graphs/"+graphID, 30*time.Second)
 	hosts := map[string]int{}
 	for _, ts := range gs.Tasks {
 		for _, r := range ts.Runs {
@@ -97,6 +100,18 @@ func TestGraphAcrossHosts(t *testing.T) {
 	t.Logf("completed runs per worker host: %v", hosts)
 	if len(hosts) < 2 {
 		t.Fatalf("one worker host ran every task: %v\n%s", hosts, Describe(gs))
+	}
+	// MinIO stopped and started on its data dir keeps the artifacts.
+	if err := c.StopMinIO(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.StartMinIO(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Result(t, gs); got != want {
+		t.Errorf("after a MinIO restart the result reads\n%s\nwant\n%s", got, want)
 	}
 	for id := range hosts {
 		if !slices.Contains(c.WorkerIDs, id) {

@@ -216,3 +216,22 @@ func Describe(gs taskdef.GraphStatus) string {
 	}
 	return b.String()
 }
+
+// WaitEmail waits until the SMTP sink received a message to rcpt whose
+// text contains substr (whoever sent it: a worker or af serve).
+func (c *Cluster) WaitEmail(t testing.TB, rcpt, substr string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		for _, msg := range strings.Split(c.SMTPSink.Log(1<<30), "----- email from ")[1:] {
+			head, _, _ := strings.Cut(msg, "\n")
+			if strings.Contains(head, " to ") && strings.Contains(head, rcpt) && strings.Contains(msg, substr) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no email to %s mentioning %q within %s; the sink got:\n%s", rcpt, substr, limit, c.SMTPSink.Log(8000))
+		}
+		time.Sleep(100 * time.Millisecond) // polling the sink's log
+	}
+}
