@@ -242,3 +242,77 @@ func TestServeRestarted(t *testing.T) {
 	gs = c.WaitResolved(t, graphID, graphLimit)
 	completed(t, c, gs, want)
 }
+
+// TestSeveralFaults: in one graph, a worker partitioned from the queue
+// mid-task, a second killed -9 mid-task and started again on its state
+// dir, and af serve killed and restarted; healed, the graph completes with
+// the right counts and neither faulted run is counted.
+func TestSeveralFaults(t *testing.T) {
+	t.Parallel()
+	clustertest.RequireImages(t, "af/os-count-go")
+	c := Start(t, Options{Lease: shortLease})
+	want, _ := c.LoadTelemetry(t)
+	w1, w2 := c.WorkerHosts[0], c.WorkerHosts[1]
+	graphID, task1, run1 := holdOneTask(t, c)
+	if err := c.Net.Partition(w1, c.QueueHost, Both); err != nil {
+		t.Fatal(err)
+	}
+	// The second worker, cut from MinIO too, takes a task and is killed.
+	if err := c.Net.Partition(w2, c.S3Host, Both); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Workers[1].Start(); err != nil {
+		t.Fatal(err)
+	}
+	gs := c.WaitFor(t, graphID, "a run on "+c.WorkerIDs[1], 30*time.Second, func(gs taskdef.GraphStatus) bool {
+		_, _, ok := runOn(gs, c.WorkerIDs[1])
+		return ok
+	})
+	task2, run2, _ := runOn(gs, c.WorkerIDs[1])
+	if err := c.Workers[1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.RestartServe(ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Net.Heal(w2, c.S3Host); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range c.Workers[1:] {
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gs = c.WaitResolved(t, graphID, graphLimit)
+	completed(t, c, gs, want)
+	ranElsewhereOrAgain(t, findTask(t, gs, task2), run2, c.WorkerIDs[1])
+	ranElsewhere(t, findTask(t, gs, task1), run1, c.WorkerIDs[0])
+	if err := c.Net.HealAll(); err != nil {
+		t.Fatal(err)
+	}
+	gs = c.WaitResolved(t, graphID, time.Second)
+	if got := c.Result(t, gs); got != want {
+		t.Errorf("after healing the result is\n%s\nwant\n%s", got, want)
+	}
+}
+
+// ranElsewhereOrAgain fails unless the run of a worker that was killed
+// and restarted did not complete and a later run of the task did (on any
+// worker: the restarted one may take it back).
+func ranElsewhereOrAgain(t *testing.T, ts taskdef.TaskStatus, runID int, faulted string) {
+	t.Helper()
+	var again bool
+	for _, r := range ts.Runs {
+		switch {
+		case r.RunID == runID && r.State == taskdef.StateCompleted:
+			t.Errorf("task %s: run %d of the killed worker %s is counted as completed", ts.TaskID, runID, faulted)
+		case r.RunID > runID && r.State == taskdef.StateCompleted:
+			again = true
+		}
+	}
+	if !again {
+		t.Errorf("task %s did not run again after run %d on %s: %+v", ts.TaskID, runID, faulted, ts.Runs)
+	}
+}
