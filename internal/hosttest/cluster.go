@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
-	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/server"
 )
 
@@ -274,8 +272,8 @@ func (c *Cluster) Env() []string {
 	}
 }
 
-// Close stops every process (workers first, SIGTERM then SIGKILL),
-// removes job containers the workers left, and tears down the network.
+// Close stops every process (workers first, SIGTERM then SIGKILL) and
+// tears down the network, with the job containers the workers left.
 // Safe to call twice and on a half-built cluster.
 func (c *Cluster) Close() error {
 	var errs []error
@@ -290,28 +288,8 @@ func (c *Cluster) Close() error {
 			errs = append(errs, p.Stop())
 		}
 	}
-	errs = append(errs, c.removeContainers())
 	if c.Net != nil {
 		errs = append(errs, c.Net.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// removeContainers removes job containers of this cluster's workers (a
-// worker killed with -9 leaves its running one).
-func (c *Cluster) removeContainers() error {
-	if len(c.WorkerIDs) == 0 {
-		return nil
-	}
-	var errs []error
-	for _, id := range c.WorkerIDs {
-		out, err := output("docker", "ps", "-aq", "--filter", "label="+runner.LabelWorkerID+"="+id)
-		if err != nil {
-			continue
-		}
-		for _, cid := range strings.Fields(out) {
-			errs = append(errs, run(c.logf, "docker", "rm", "-f", cid))
-		}
 	}
 	return errors.Join(errs...)
 }

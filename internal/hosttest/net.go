@@ -31,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/af-project/af/internal/runner"
 )
 
 // Prefix starts the name of every bridge, veth, namespace and rule comment
@@ -339,6 +341,7 @@ func sweep(n int, logf Logf) error {
 			_ = run(logf, "ip", "link", "del", l) // a veth goes with its namespace
 		}
 	}
+	removeJobContainers(n, logf)
 	bridge := fmt.Sprintf("%s%dbr", Prefix, n)
 	for range 10 {
 		if run(nil, "iptables", "-D", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT", "-m", "comment", "--comment", fmt.Sprintf("%s%d", Prefix, n)) != nil {
@@ -449,4 +452,22 @@ func output(argv ...string) (string, error) {
 	cmd.Stderr = io.Discard
 	out, err := cmd.Output()
 	return string(out), err
+}
+
+// removeJobContainers removes the job containers of subnet n's workers
+// (worker ids afh<N>-<host>): a worker killed with -9 leaves its running
+// one. Docker not answering is no error here; the workers' reapers remove
+// such containers later.
+func removeJobContainers(n int, logf Logf) {
+	out, err := output("docker", "ps", "-a", "--filter", "label="+runner.LabelManaged+"=true", "--format", `{{.ID}} {{.Label "`+runner.LabelWorkerID+`"}}`)
+	if err != nil {
+		return
+	}
+	own := fmt.Sprintf("%s%d-", Prefix, n)
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && strings.HasPrefix(f[1], own) {
+			_ = run(logf, "docker", "rm", "-f", f[0])
+		}
+	}
 }
