@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 # pure-Go worker that needs neither.
 TAGS ?= isal
 
-.PHONY: all build test test-short bench bench-compare deps host-deps lint images demo demo-down clean
+.PHONY: all build test test-short bench bench-compare deps host-deps lint images demo demo-down cluster cluster-down clean
 
 all: build
 
@@ -78,6 +78,17 @@ demo: deps build images
 
 demo-down:
 	bash demo/down.sh
+
+# cluster runs af on several hosts on this machine for trying by hand: a
+# private bridge and a network namespace each for af serve, MinIO, an SMTP
+# sink and three workers (needs root; see scripts/cluster.sh). It prints
+# the queue URL, a submit token and how to inject faults; cluster-down
+# stops it and removes the namespaces.
+cluster: deps build images
+	bash scripts/cluster.sh up
+
+cluster-down:
+	bash scripts/cluster.sh down
 
 clean:
 	rm -rf $(BIN)

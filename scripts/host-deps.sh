@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages af's tests, images, demo and benchmarks use,
 # when they are missing. Usage: scripts/host-deps.sh [test|bench]
-#   test:  debootstrap (the Python base image), chromium (monitor page
+#   test:  iproute2 and iptables (internal/hosttest: hosts as network
+#          namespaces), debootstrap (the Python base image), chromium (monitor page
 #          tests), the compression tools the tests compare against, curl, and
 #          the job benchmark's baselines (python3-boto3, -dask, -distributed),
 #          whose own test runs them on a few MiB
 #   bench: test's, plus bc
 set -euo pipefail
 what=${1:-test}
-pkgs=(debootstrap libisal-dev chromium xz-utils zstd bzip2 gzip ca-certificates curl python3 python3-boto3 python3-dask python3-distributed)
+pkgs=(iproute2 iptables debootstrap libisal-dev chromium xz-utils zstd bzip2 gzip ca-certificates curl python3 python3-boto3 python3-dask python3-distributed)
 case "$what" in
 test) ;;
 bench) pkgs+=(bc) ;;
