@@ -39,8 +39,11 @@
 //
 // A graph is running until every task resolved, then completed if all
 // completed, failed otherwise. The report whose transaction resolved the
-// last task gets ReportResponse.GraphResolved, so exactly one worker
-// notifies the owner (a retried report of that same run gets it again).
+// last task gets ReportResponse.GraphResolved (a retried report of that
+// same run gets it again). The same transaction writes the owner's email
+// to the outbox (outbox.go), whatever ended the graph: a report, a tick
+// (deadline, lost lease with no retries left) or a cancel; af serve's
+// sender (internal/outbox) delivers it. Workers send no email.
 //
 // # Leases
 //
