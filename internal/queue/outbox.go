@@ -416,3 +416,43 @@ func cut(s string, n int) string {
 	}
 	return s
 }
+
+// deleteGraphOutbox removes every outbox entry of a graph (with its due
+// key and its count), for the expiry that deletes the graph itself: a
+// pending entry of a graph that is gone could only be skipped.
+func (w *wtx) deleteGraphOutbox(graphID string) error {
+	ob, due := w.tx.Bucket(bOutbox), w.tx.Bucket(bOutboxDue)
+	prefix := append([]byte(graphID), 0)
+	var keys [][]byte
+	var entries []OutboxEntry
+	c := ob.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+8 {
+			continue
+		}
+		var e OutboxEntry
+		if err := decodeOutbox(v, &e); err != nil {
+			return fmt.Errorf("decode outbox entry %s: %w", outboxID(k), err)
+		}
+		keys = append(keys, append([]byte(nil), k...))
+		entries = append(entries, e)
+	}
+	for i, k := range keys {
+		e := entries[i]
+		counter := map[string][]byte{OutboxPending: cntOutboxPending, OutboxSent: cntOutboxSent, OutboxSkipped: cntOutboxSkipped, OutboxFailed: cntOutboxFailed}[e.Status]
+		if e.Status == OutboxPending {
+			if err := due.Delete(outboxDueKey(e.NextAttempt, k)); err != nil {
+				return err
+			}
+		}
+		if err := ob.Delete(k); err != nil {
+			return err
+		}
+		if counter != nil {
+			if err := addCounter(w.cnts, counter, -1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

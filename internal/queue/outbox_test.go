@@ -268,6 +268,49 @@ func TestOutboxOldFile(t *testing.T) {
 	}
 }
 
+// TestDeleteGraphOutbox: the expiry's hook removes a graph's entries,
+// pending or done, with their due keys and counts, and no other graph's.
+func TestDeleteGraphOutbox(t *testing.T) {
+	t.Parallel()
+	q, clk := newQueue(t)
+	mustCreate(t, q, mapReduce("graph-od01", 1, 0))
+	completeAll(t, q)
+	clk.Advance(time.Minute)
+	if _, err := q.Rerun(bg, "graph-od01-reduce"); err != nil {
+		t.Fatal(err)
+	}
+	completeAll(t, q)
+	mustCreate(t, q, mapReduce("graph-od02", 1, 0))
+	completeAll(t, q)
+	es := mustEntries(t, q, "graph-od01")
+	if len(es) != 2 {
+		t.Fatalf("entries %+v", es)
+	}
+	if err := q.OutboxDone(bg, es[0].ID, OutboxSkipped, "re-opened"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.write(bg, func(w *wtx) error { return w.deleteGraphOutbox("graph-od01") }); err != nil {
+		t.Fatal(err)
+	}
+	if es := mustEntries(t, q, "graph-od01"); len(es) != 0 {
+		t.Errorf("left %+v", es)
+	}
+	if st, _ := q.OutboxStats(bg); st != (OutboxStats{Pending: 1}) {
+		t.Errorf("stats %+v", st)
+	}
+	// The graph itself stays here (resolved, without its entry), which
+	// checkConsistent would flag: delete its record as the expiry does.
+	err := q.write(bg, func(w *wtx) error {
+		if err := w.graphs.Delete([]byte("graph-od01")); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestOutboxCodec(t *testing.T) {
 	t.Parallel()
 	for _, e := range []OutboxEntry{
