@@ -187,6 +187,17 @@ func (c *Config) Normalize(name string) error {
 	if c.MaxGraphBytes <= 0 {
 		c.MaxGraphBytes = DefaultMaxGraphBytes
 	}
+	switch c.SMTP.StartTLS {
+	case "", "auto", "always", "never":
+	default:
+		return fmt.Errorf("%s: smtp.starttls %q must be auto, always or never", name, c.SMTP.StartTLS)
+	}
+	if c.SMTP.RetryMin < 0 || c.SMTP.RetryMax < 0 || c.SMTP.GiveUpAfter < 0 {
+		return fmt.Errorf("%s: smtp.retry_min, retry_max and give_up_after must not be negative", name)
+	}
+	if c.SMTP.RetryMin > 0 && c.SMTP.RetryMax > 0 && c.SMTP.RetryMax < c.SMTP.RetryMin {
+		return fmt.Errorf("%s: smtp.retry_max %s is shorter than retry_min %s", name, time.Duration(c.SMTP.RetryMax), time.Duration(c.SMTP.RetryMin))
+	}
 	if c.MonitorURL == "" {
 		c.MonitorURL = "http://" + c.Listen
 	}
