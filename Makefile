@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 # pure-Go worker that needs neither.
 TAGS ?= isal
 
-.PHONY: all build test test-short bench deps host-deps lint images demo demo-down clean
+.PHONY: all build test test-short bench bench-compare deps host-deps lint images demo demo-down clean
 
 all: build
 
@@ -65,6 +65,11 @@ images:
 bench: deps images
 	bash scripts/host-deps.sh bench
 	bash bench/run.sh
+
+# bench-compare times the paths a change can slow (container input, claim+
+# complete, the job end to end) against BASE in one run: make bench-compare BASE=REV
+bench-compare: deps images
+	bash bench/compare.sh $(BASE) $(or $(ROUNDS),3)
 
 # demo runs the whole system on this machine: MinIO, af serve, two
 # workers, an SMTP sink, sample data, and two jobs (Python and Go).

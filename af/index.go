@@ -79,7 +79,7 @@ func runIndexBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("index build", "index build --bucket BUCKET [--prefix P] [--schema FILE] [--db PATH] [--list-skipped]", stderr)
 	db := indexDBFlag(fs)
 	bucket := fs.String("bucket", "", "S3 bucket holding the input files (required on the first build; later builds default to the indexed one)")
-	prefix := fs.String("prefix", "", "key prefix the layout lives under")
+	prefix := fs.String("prefix", "", "key prefix the layout lives under (default \"\" on the first build; later builds default to the indexed one, and another is refused)")
 	schemaPath := fs.String("schema", layout.DefaultSchemaPath, "telemetry_schema.json naming the dimensions (the built-in telemetry schema when the default file is absent)")
 	listSkipped := fs.Bool("list-skipped", false, "print every key outside the layout, not just the first few")
 	qf := addQueueFlags(fs)
@@ -93,61 +93,63 @@ func runIndexBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if q, ok := remoteIndex(fs, qf); ok {
-		return remoteIndexBuild(ctx, q, *qf.url, *bucket, *prefix, *schemaPath, set["schema"], *listSkipped, stdout, stderr)
+		return remoteIndexBuild(ctx, q, *qf.url, *bucket, *prefix, *schemaPath, set, *listSkipped, stdout, stderr)
 	}
 
+	req, err := indexBuildRequest(*bucket, *prefix, *schemaPath, set)
+	if err != nil {
+		return err
+	}
 	idx, err := index.Open(*db, index.Options{})
 	if err != nil {
 		return err
 	}
 	defer idx.Close()
-
-	// A refresh may leave out what the index already knows.
-	oldBucket, oldPrefix, oldSchema, srcErr := idx.Source()
-	built := srcErr == nil
-	if srcErr != nil && !errors.Is(srcErr, index.ErrNotBuilt) {
-		return srcErr
-	}
-	if *bucket == "" {
-		if !built {
-			return fmt.Errorf("%w: --bucket is required: name the S3 bucket holding the input files (%s has not been built yet)", errUsage, *db)
-		}
-		*bucket = oldBucket
-		if !set["prefix"] {
-			*prefix = oldPrefix
-		}
-	}
-	var schema layout.Schema
-	switch {
-	case set["schema"]:
-		if schema, err = layout.LoadSchema(*schemaPath); err != nil {
-			return err
-		}
-	case built:
-		schema = oldSchema
-	default:
-		schema, err = layout.LoadSchema(*schemaPath)
-		if errors.Is(err, os.ErrNotExist) {
-			schema, err = layout.Telemetry(), nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-
 	cfg, err := awsconf.Load(ctx, awsconf.Options{})
 	if err != nil {
 		return err
 	}
-	return indexBuild(ctx, idx, awsconf.S3(cfg), *bucket, *prefix, schema, *listSkipped, stdout, stderr)
+	return indexBuild(ctx, idx, awsconf.S3(cfg), req, *listSkipped, stdout, stderr)
 }
 
-// indexBuild builds idx from the listing and prints the report: the
+// indexBuildRequest turns the flags into the index's refresh request:
+// what was not set is left for the index's rule (index.Refresh) to fill
+// from what it holds, locally and on a server alike.
+func indexBuildRequest(bucket, prefix, schemaPath string, set map[string]bool) (index.Request, error) {
+	req := index.Request{Bucket: bucket}
+	if set["prefix"] {
+		req.Prefix = &prefix
+	}
+	if set["schema"] {
+		schema, err := layout.LoadSchema(schemaPath)
+		if err != nil {
+			return req, err
+		}
+		req.Schema = &schema
+		return req, nil
+	}
+	// A first build without --schema reads the default file when there
+	// is one.
+	schema, err := layout.LoadSchema(schemaPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		schema = layout.Telemetry()
+	case err != nil:
+		return req, err
+	}
+	req.FirstSchema = schema
+	return req, nil
+}
+
+// indexBuild refreshes idx from the listing and prints the report: the
 // command's logic, apart from where the index and the lister come from.
-func indexBuild(ctx context.Context, idx *index.DB, lister index.Lister, bucket, prefix string, schema layout.Schema, listSkipped bool, stdout, stderr io.Writer) error {
+func indexBuild(ctx context.Context, idx *index.DB, lister index.Lister, req index.Request, listSkipped bool, stdout, stderr io.Writer) error {
 	prog := newBuildProgressLine(stderr)
-	rep, err := idx.Build(ctx, lister, bucket, prefix, schema, prog.update)
+	rep, err := idx.Refresh(ctx, lister, req, prog.update)
 	prog.done()
+	if errors.Is(err, index.ErrInvalidRequest) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -33,9 +33,15 @@ func remoteIndex(fs *flag.FlagSet, qf queueFlags) (*queueclient.Client, bool) {
 	return qf.client(), true
 }
 
-func remoteIndexBuild(ctx context.Context, q *queueclient.Client, qurl, bucket, prefix, schemaPath string, schemaSet, listSkipped bool, stdout, stderr io.Writer) error {
-	req := queueclient.IndexBuildRequest{Bucket: bucket, Prefix: prefix}
-	if schemaSet {
+// remoteIndexBuild asks the server to refresh its index. What the flags
+// leave out (no --prefix: a nil Prefix) the server fills from what its
+// index holds, by the same rule as a local build (index.Refresh).
+func remoteIndexBuild(ctx context.Context, q *queueclient.Client, qurl, bucket, prefix, schemaPath string, set map[string]bool, listSkipped bool, stdout, stderr io.Writer) error {
+	req := queueclient.IndexBuildRequest{Bucket: bucket}
+	if set["prefix"] {
+		req.Prefix = &prefix
+	}
+	if set["schema"] {
 		// Validate locally first so a typo is reported against the file.
 		if _, err := layout.LoadSchema(schemaPath); err != nil {
 			return err

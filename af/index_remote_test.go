@@ -40,6 +40,10 @@ func TestIndexThroughServer(t *testing.T) {
 			want: []string{"saved_session/Firefox/nightly/30.0a1/20140301030201.20140308.v2.log.", "idle_daily/Firefox/nightly/30.0a1/20140301030201.20140308.v2.log."}},
 		{name: "stats", args: append([]string{"index", "stats"}, remote...),
 			want: []string{"objects: 8", "submission_date: 2 values", "20140307"}},
+		{name: "another prefix is refused as locally", args: append([]string{"index", "build", "--prefix", "logs"}, remote...),
+			wantErr: "the index holds s3://" + clustertest.InputBucket + "/ and cannot also hold s3://" + clustertest.InputBucket + "/logs/"},
+		{name: "a wrong bucket is a 409 naming the indexed one", args: append([]string{"index", "build", "--bucket", "no-such-bucket"}, remote...),
+			wantErr: "409 the index holds s3://" + clustertest.InputBucket + "/ and cannot also hold s3://no-such-bucket/"},
 		{name: "build needs the submit role", args: []string{"index", "build", "--bucket", "x", "--queue", c.URL, "--token", c.WorkToken},
 			wantErr: "token"},
 	}

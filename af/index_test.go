@@ -184,8 +184,17 @@ func TestIndexCommand(t *testing.T) {
 
 	// Building another bucket into the same file is refused.
 	s.MustBucket(t, "other")
-	if _, errOut, code := af("index", "build", "--db", db, "--bucket", "other"); code != 1 || !strings.Contains(errOut, "covers s3://telemetry/; it cannot also cover s3://other/") {
+	if _, errOut, code := af("index", "build", "--db", db, "--bucket", "other"); code != 1 || !strings.Contains(errOut, "the index holds s3://telemetry/ and cannot also hold s3://other/") {
 		t.Errorf("another bucket: exit %d: %s", code, errOut)
+	}
+	// So is another prefix of the same bucket (the server refuses it
+	// with the same words: internal/server TestIndexBuildRefusals).
+	if _, errOut, code := af("index", "build", "--db", db, "--prefix", "logs"); code != 1 || !strings.Contains(errOut, "the index holds s3://telemetry/ and cannot also hold s3://telemetry/logs/") {
+		t.Errorf("another prefix: exit %d: %s", code, errOut)
+	}
+	// A bucket that does not exist is a clear error, not S3's.
+	if _, errOut, code := af("index", "build", "--db", filepath.Join(dir, "new.db"), "--bucket", "no-such-bucket"); code != 1 || !strings.Contains(errOut, `bucket "no-such-bucket" does not exist`) {
+		t.Errorf("missing bucket: exit %d: %s", code, errOut)
 	}
 	if _, errOut, code := af("index", "frob"); code != 2 || !strings.Contains(errOut, `unknown subcommand "frob"`) {
 		t.Errorf("unknown subcommand: exit %d: %s", code, errOut)

@@ -15,6 +15,11 @@ tmp=$(mktemp)
     bash "$s"
     echo
   done
+  # Before/after sections come from bench/compare.sh runs, not from here:
+  # keep them.
+  if [ -f "$out" ]; then
+    awk '/^## / { keep = ($0 ~ /^## Before\/after/) } keep' "$out"
+  fi
 } > "$tmp"
 mv "$tmp" "$out"
 echo "wrote $out"

@@ -79,10 +79,10 @@ func (db *DB) Build(ctx context.Context, lister Lister, bucket, prefix string, s
 	prefix = layout.NormalizePrefix(prefix)
 	rep := BuildReport{Bucket: bucket, Prefix: prefix}
 	if bucket == "" {
-		return rep, fmt.Errorf("build index: no bucket given")
+		return rep, fmt.Errorf("build index: %w: no bucket given", ErrInvalidRequest)
 	}
-	if len(schema.Fields) < 2 {
-		return rep, fmt.Errorf("build index: the schema has %d dimension(s); the layout needs at least 2", len(schema.Fields))
+	if err := checkSchema(schema); err != nil {
+		return rep, fmt.Errorf("build index: %w", err)
 	}
 	if err := db.checkSource(bucket, prefix, schema); err != nil {
 		return rep, err
@@ -175,7 +175,7 @@ func (db *DB) list(ctx context.Context, lister Lister, bucket, prefix string, sc
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("list s3://%s/%s: %w", bucket, prefix, err)
+			return listErr(bucket, prefix, err)
 		}
 		for _, o := range page.Contents {
 			key := aws.ToString(o.Key)
@@ -214,7 +214,8 @@ func (db *DB) list(ctx context.Context, lister Lister, bucket, prefix string, sc
 }
 
 // checkSource refuses to build a different bucket, prefix or schema into
-// an index that has one: an index covers one source, and a schema change
+// an index that has one (the rule of refresh.go, checked again here for
+// callers of Build): an index covers one source, and a schema change
 // changes what the stored keys mean. The source is recorded only when a
 // build completes, so a first build that fails (a mistyped bucket, say)
 // commits the file to nothing.
@@ -224,13 +225,7 @@ func (db *DB) checkSource(bucket, prefix string, schema layout.Schema) error {
 		if err != nil || !ok {
 			return err
 		}
-		if s.bucket != bucket || s.prefix != prefix {
-			return fmt.Errorf("the index at %s covers s3://%s/%s; it cannot also cover s3://%s/%s: use another --db", db.path, s.bucket, s.prefix, bucket, prefix)
-		}
-		if !s.schema.Equal(schema) {
-			return fmt.Errorf("the index at %s was built with the dimensions %s, not %s: use the same schema or another --db", db.path, s.schema, schema)
-		}
-		return nil
+		return sameSource(s.bucket, s.prefix, s.schema, bucket, prefix, schema)
 	})
 }
 

@@ -318,8 +318,8 @@ func TestBuildRefusesAnotherSource(t *testing.T) {
 		schema         layout.Schema
 		want           string
 	}{
-		{"b2", "p", layout.Telemetry(), "covers s3://b/p/; it cannot also cover s3://b2/p/"},
-		{"b", "q", layout.Telemetry(), "covers s3://b/p/"},
+		{"b2", "p", layout.Telemetry(), "the index holds s3://b/p/ and cannot also hold s3://b2/p/"},
+		{"b", "q", layout.Telemetry(), "the index holds s3://b/p/"},
 		{"b", "p", layout.Schema{Fields: []string{"x", "y", "z"}}, "was built with the dimensions reason"},
 		{"", "p", layout.Telemetry(), "no bucket"},
 	} {

@@ -53,33 +53,26 @@ import (
 
 	"github.com/af-project/af/internal/taskdef"
 	"gopkg.in/yaml.v3"
+
+	"github.com/af-project/af/sdk/contract"
 )
 
 // Path is where a job image keeps its spec.
 const Path = "/etc/analysis-tools.yml"
 
 // The container contract's names, shared by the worker, the runner and the
-// helpers.
+// helpers. They are defined in sdk/contract, which the Go SDK imports
+// without this package's YAML parsing.
 const (
-	// EnvInput is the path the helper reads its input from, or "-" for
-	// stdin.
-	EnvInput = "AF_INPUT"
-	// EnvOutput is the path of the file the helper writes its output to.
-	EnvOutput = "AF_OUTPUT"
-	// EnvTaskKind is TaskMap or TaskReduce.
-	EnvTaskKind = "AF_TASK_KIND"
-	// ScratchDir is where the task's scratch dir is mounted, read-write.
-	ScratchDir = "/scratch"
-	// InputFIFO is the usual EnvInput when records go through a FIFO.
-	InputFIFO = ScratchDir + "/input"
-	// OutputFile is the usual EnvOutput.
-	OutputFile = ScratchDir + "/output"
-	// StdinInput is the EnvInput value meaning "read stdin".
-	StdinInput = "-"
-	// TaskMap and TaskReduce are the values of EnvTaskKind and the
-	// helpers' first argument.
-	TaskMap    = "map"
-	TaskReduce = "reduce"
+	EnvInput    = contract.EnvInput
+	EnvOutput   = contract.EnvOutput
+	EnvTaskKind = contract.EnvTaskKind
+	ScratchDir  = contract.ScratchDir
+	InputFIFO   = contract.InputFIFO
+	OutputFile  = contract.OutputFile
+	StdinInput  = contract.StdinInput
+	TaskMap     = contract.TaskMap
+	TaskReduce  = contract.TaskReduce
 	// UserID is the non-root user job containers run as (the af user of
 	// the base image).
 	UserID = "10001:10001"

@@ -80,6 +80,13 @@ func (f *fakeAPI) routes(mux *http.ServeMux) {
 			}{g, map[string]any{"env": map[string]string{"CREDENTIALS": "PLAINTEXT-SECRET-MUST-NOT-SHOW"}}})
 		}
 		f.mu.Unlock()
+		if !ok && strings.HasPrefix(r.PathValue("id"), "Expired") {
+			// What af serve answers for a graph it deleted at expiry.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusGone)
+			fmt.Fprintf(w, `{"code":"Expired","error":"graph %s expired at 2026-03-01T12:00:00Z: af serve deleted its tasks, runs, logs and results"}`, r.PathValue("id"))
+			return
+		}
 		if !ok {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotFound)

@@ -121,6 +121,7 @@ func TestPagesInBrowser(t *testing.T) {
 	t.Run("2000 tasks", func(t *testing.T) { testBigGraph(t, browser) })
 	t.Run("graph list", func(t *testing.T) { testList(t, browser) })
 	t.Run("unknown graph", func(t *testing.T) { testUnknownGraph(t, browser) })
+	t.Run("expired graph", func(t *testing.T) { testExpiredGraph(t, browser) })
 	t.Run("result through a presigned S3 redirect", func(t *testing.T) { testResultViaS3(t, browser) })
 }
 
@@ -418,6 +419,20 @@ func testUnknownGraph(t *testing.T, browser *browsertest.Browser) {
 	var banner string
 	must(t, tab.Eval(`document.getElementById('banner').textContent`, &banner))
 	if !strings.Contains(banner, "graph NoSuchGraph01 not found") {
+		t.Errorf("banner %q does not pass on the API's message", banner)
+	}
+}
+
+// testExpiredGraph: a graph af serve deleted at its expiry (410) reads
+// "Graph expired" with the API's message, and the page stops polling.
+func testExpiredGraph(t *testing.T, browser *browsertest.Browser) {
+	_, srv := startSite(t, Options{PollInterval: 300 * time.Millisecond})
+	tab := browser.NewTab(t)
+	must(t, tab.Navigate(srv.URL+"/graphs/ExpiredGraph01", wait))
+	must(t, tab.WaitFor(`document.getElementById('graph-name').textContent === 'Graph expired'`, wait))
+	var banner string
+	must(t, tab.Eval(`document.getElementById('banner').textContent`, &banner))
+	if !strings.Contains(banner, "graph ExpiredGraph01 expired at 2026-03-01T12:00:00Z") {
 		t.Errorf("banner %q does not pass on the API's message", banner)
 	}
 }

@@ -644,6 +644,9 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 		if err := w.graphTasks.Put(pairKey(t.GraphID, nt.id), nil); err != nil {
 			return err
 		}
+		if err := w.noteExpiry(t.GraphID, t.Expires); err != nil {
+			return err
+		}
 	}
 	for i, nt := range tasks {
 		r := &recs[i]

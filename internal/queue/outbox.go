@@ -418,8 +418,9 @@ func cut(s string, n int) string {
 }
 
 // deleteGraphOutbox removes every outbox entry of a graph (with its due
-// key and its count), for the expiry that deletes the graph itself: a
-// pending entry of a graph that is gone could only be skipped.
+// key and its count); the expiry calls it when it deletes the graph
+// record (markGraph): a pending entry of a graph that is gone could only
+// be skipped.
 func (w *wtx) deleteGraphOutbox(graphID string) error {
 	ob, due := w.tx.Bucket(bOutbox), w.tx.Bucket(bOutboxDue)
 	prefix := append([]byte(graphID), 0)

@@ -130,6 +130,10 @@ func Open(path string, opts Options) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("open queue database %s: %w", path, err)
 	}
+	if err := db.Update(initExpiry); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open queue database %s: %w", path, err)
+	}
 	q := &Queue{
 		db:     db,
 		path:   path,

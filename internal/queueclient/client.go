@@ -52,6 +52,9 @@ var (
 	ErrForbidden = errors.New("token lacks the role")
 	// ErrNotFound is a 404: no such graph, task, run or artifact.
 	ErrNotFound = errors.New("not found")
+	// ErrExpired is a 410: the graph or task expired and af serve deleted
+	// it; the message says when.
+	ErrExpired = errors.New("expired")
 	// ErrConflict is a 409: a different definition under an existing id,
 	// or a report or reclaim from a run that is no longer current.
 	ErrConflict = errors.New("conflict")
@@ -96,6 +99,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusForbidden
 	case ErrNotFound:
 		return e.Status == http.StatusNotFound
+	case ErrExpired:
+		return e.Status == http.StatusGone
 	case ErrConflict:
 		return e.Status == http.StatusConflict
 	case ErrTooLarge:
@@ -714,7 +719,9 @@ func (c *Client) IndexQuery(ctx context.Context, filterJSON []byte) (taskdef.Ind
 // mean the source the index was last built from.
 type IndexBuildRequest struct {
 	Bucket string `json:"bucket,omitempty"`
-	Prefix string `json:"prefix,omitempty"`
+	// Prefix is nil to keep the index's prefix; a pointer to "" asks for
+	// the whole bucket.
+	Prefix *string `json:"prefix,omitempty"`
 	// Schema is the telemetry_schema.json document; empty keeps the
 	// index's.
 	Schema json.RawMessage `json:"schema,omitempty"`
@@ -722,7 +729,10 @@ type IndexBuildRequest struct {
 
 // IndexBuild asks the server to refresh its file index from S3 (the
 // server holds the index file, so this is how `af index build` reaches it
-// while `af serve` runs) and returns the build report.
+// while `af serve` runs) and returns the build report. Another bucket,
+// prefix or schema than the index holds is a 409 (ErrConflict) whose
+// message says what the server indexes; a bucket S3 will not list is a
+// 400 (ErrInvalid); neither is retried.
 func (c *Client) IndexBuild(ctx context.Context, req IndexBuildRequest) (index.BuildReport, error) {
 	var out index.BuildReport
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/index/build", body: req}, &out)

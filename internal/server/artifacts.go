@@ -107,6 +107,12 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) (err err
 		return err
 	}
 	now := s.clock.Now()
+	// An expired task's artifacts are being deleted (or will be): one
+	// created now could outlive every record of it.
+	if !st.Expires.IsZero() && !now.Before(st.Expires) {
+		return &httpError{status: http.StatusGone, code: "Expired",
+			msg: fmt.Sprintf("task %s expired at %s: its artifacts are deleted, and no new ones can be created", id, st.Expires.UTC().Format(time.RFC3339))}
+	}
 	// The run's worker may write while it runs, and for a short grace
 	// after it resolved so its last log lines and an exception's log
 	// survive; later writes would rewrite history under a reader.

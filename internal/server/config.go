@@ -113,6 +113,15 @@ type Config struct {
 	// DefaultMaxGraphBytes). A graph over it is refused with 413 having
 	// read no more than this of it.
 	MaxGraphBytes int64 `yaml:"max_graph_bytes,omitempty"`
+	// ExpireEvery is how often the server deletes expired graphs, tasks,
+	// runs and artifacts (default DefaultExpireEvery; negative: never).
+	ExpireEvery Duration `yaml:"expire_every,omitempty"`
+	// ExpireBatch bounds the tasks one expiry transaction deletes
+	// (default queue.DefaultSweepBatch).
+	ExpireBatch int `yaml:"expire_batch,omitempty"`
+	// ExpiredKept is how long an expired graph or task id answers 410
+	// "expired" (then 404; default queue.DefaultTombstoneTTL).
+	ExpiredKept Duration `yaml:"expired_kept,omitempty"`
 }
 
 // Duration is a time.Duration written as "20m" in YAML.
@@ -154,6 +163,8 @@ const (
 	// per file plus each mapper's sealed credentials). Creating a graph
 	// grows af serve by about 2.5 times its size (TestGraphBodyMemory).
 	DefaultMaxGraphBytes = 64 << 20
+	// DefaultExpireEvery is how often expired graphs are deleted.
+	DefaultExpireEvery = 10 * time.Minute
 	// DefaultArtifactBucket is the bucket a generated config names.
 	DefaultArtifactBucket = "af-artifacts"
 	// ConfigFileName is the generated config's name inside the data dir.
@@ -197,6 +208,15 @@ func (c *Config) Normalize(name string) error {
 	}
 	if c.SMTP.RetryMin > 0 && c.SMTP.RetryMax > 0 && c.SMTP.RetryMax < c.SMTP.RetryMin {
 		return fmt.Errorf("%s: smtp.retry_max %s is shorter than retry_min %s", name, time.Duration(c.SMTP.RetryMax), time.Duration(c.SMTP.RetryMin))
+	}
+	if c.ExpireEvery == 0 {
+		c.ExpireEvery = Duration(DefaultExpireEvery)
+	}
+	if c.ExpireBatch <= 0 {
+		c.ExpireBatch = queue.DefaultSweepBatch
+	}
+	if c.ExpiredKept <= 0 {
+		c.ExpiredKept = Duration(queue.DefaultTombstoneTTL)
 	}
 	if c.MonitorURL == "" {
 		c.MonitorURL = "http://" + c.Listen
@@ -321,6 +341,9 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 #   artifact_grace: 10m
 #   artifact_put_ttl: 15m          # life of a presigned upload URL
 #   max_graph_bytes: 67108864      # the largest graph body accepted (64 MiB)
+#   expire_every: 10m              # delete expired graphs, runs, artifacts (negative: never)
+#   expire_batch: 500              # tasks deleted per transaction
+#   expired_kept: 2160h            # an expired id answers 410 "expired" this long
 `
 	// O_EXCL: two servers starting at once must not overwrite each
 	// other's tokens.

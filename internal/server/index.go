@@ -116,59 +116,66 @@ func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
 }
 
 // IndexBuildRequest is the body of POST /api/v1/index/build; empty fields
-// keep what the index was last built from.
+// (a null or absent prefix) keep what the index was last built from.
 type IndexBuildRequest struct {
 	Bucket string          `json:"bucket,omitempty"`
-	Prefix string          `json:"prefix,omitempty"`
+	Prefix *string         `json:"prefix,omitempty"`
 	Schema json.RawMessage `json:"schema,omitempty"`
 }
 
 // maxReportKeys bounds the skipped keys a build answer lists.
 const maxReportKeys = 1000
 
+// indexBuild refreshes the index by the rule a local build follows
+// (index.Refresh): another source than the index holds is a 409 naming
+// what it holds, a bucket S3 will not list a 400; neither is a 5xx, which
+// clients would retry.
 func (s *Server) indexBuild(w http.ResponseWriter, r *http.Request) error {
 	if s.lister == nil {
 		return &httpError{status: http.StatusServiceUnavailable, code: "NoS3", msg: "this server has no S3 client to list inputs with"}
 	}
-	var req IndexBuildRequest
-	if err := decode(w, r, maxSmallBody, &req); err != nil {
+	var in IndexBuildRequest
+	if err := decode(w, r, maxSmallBody, &in); err != nil {
 		return err
+	}
+	req := index.Request{Bucket: in.Bucket, Prefix: in.Prefix, FirstSchema: layout.Telemetry()}
+	if len(in.Schema) > 0 {
+		schema, err := layout.ParseSchema("schema", in.Schema)
+		if err != nil {
+			return &httpError{status: http.StatusBadRequest, code: "InvalidSchema", msg: err.Error()}
+		}
+		req.Schema = &schema
 	}
 	db, err := s.openIndex()
 	if err != nil {
 		return err
 	}
-	bucket, prefix, schema, err := db.Source()
-	switch {
-	case errors.Is(err, index.ErrNotBuilt):
-		if req.Bucket == "" {
-			return badRequest("the index has never been built: name the input bucket")
-		}
-		schema = layout.Telemetry()
-	case err != nil:
-		return err
-	}
-	if req.Bucket != "" {
-		bucket, prefix = req.Bucket, req.Prefix
-	}
-	if len(req.Schema) > 0 {
-		schema, err = layout.ParseSchema("schema", req.Schema)
-		if err != nil {
-			return &httpError{status: http.StatusBadRequest, code: "InvalidSchema", msg: err.Error()}
-		}
-	}
 	if !s.buildMu.TryLock() {
 		return &httpError{status: http.StatusConflict, code: "BuildRunning", msg: "an index build is already running on this server; wait for it"}
 	}
 	defer s.buildMu.Unlock()
-	rep, err := db.Build(r.Context(), s.lister, bucket, prefix, schema, nil)
+	rep, err := db.Refresh(r.Context(), s.lister, req, nil)
 	if err != nil {
-		return fmt.Errorf("index build: %w", err)
+		return indexBuildErr(err)
 	}
 	if len(rep.SkippedKeys) > maxReportKeys {
 		rep.SkippedKeys = rep.SkippedKeys[:maxReportKeys]
 	}
 	return writeJSON(w, http.StatusOK, rep)
+}
+
+// indexBuildErr gives the refresh rule's refusals their 4xx; the message
+// is the index's own, word for word what a local build prints.
+func indexBuildErr(err error) error {
+	switch {
+	case errors.Is(err, index.ErrInvalidRequest):
+		return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: err.Error()}
+	case errors.Is(err, index.ErrOtherSource):
+		return &httpError{status: http.StatusConflict, code: "IndexSource", msg: err.Error()}
+	case errors.Is(err, index.ErrBucket):
+		return &httpError{status: http.StatusBadRequest, code: "BucketNotListable", msg: err.Error()}
+	}
+	return fmt.Errorf("index build: %w", err)
 }
 
 func (s *Server) indexStats(w http.ResponseWriter, r *http.Request) error {

@@ -81,13 +81,13 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	wg.Wait()
 
 	// Building needs the submit role; the first build names the bucket.
-	if _, err := e.work.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: "data"}); !errors.Is(err, queueclient.ErrForbidden) {
+	if _, err := e.work.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")}); !errors.Is(err, queueclient.ErrForbidden) {
 		t.Fatalf("build with a work token: %v", err)
 	}
 	if _, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{}); !errors.Is(err, queueclient.ErrInvalid) {
 		t.Fatalf("first build without a bucket: %v", err)
 	}
-	rep, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: "data"})
+	rep, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")})
 	if err != nil {
 		t.Fatal(err)
 	}

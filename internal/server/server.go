@@ -46,6 +46,9 @@
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
 //	artifact_put_ttl: 15m           # life of a presigned upload URL (at most 168h)
 //	max_graph_bytes: 67108864       # body cap of POST /api/v1/graphs (64 MiB); other routes: 64 KiB to 16 MiB
+//	expire_every: 10m               # how often expired graphs are deleted (negative: never)
+//	expire_batch: 500               # tasks deleted per transaction
+//	expired_kept: 2160h             # how long an expired id answers 410 "expired"
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
@@ -57,9 +60,18 @@
 // create one (get a presigned PUT, valid for artifact_put_ttl, default
 // 15 minutes) while the run is running, or up to artifact_grace after it resolved, so
 // a worker can upload its final log after reporting. The PUT carries the
-// task's expiry as the object's Expires header; the server never deletes
-// artifacts, so an artifact never expires before its task. Reading an
-// artifact redirects (303) to a presigned GET.
+// task's expiry as the object's Expires header. Reading an artifact
+// redirects (303) to a presigned GET.
+//
+// # Expiry
+//
+// Every expire_every (default 10m; 0 in a config means the default, a
+// negative value turns expiry off) the server deletes the graphs whose
+// every task is past its expires time, with their tasks, runs and
+// artifacts (the objects under <prefix><taskId>/, deleted first), at most
+// expire_batch (default 500) tasks per transaction. An expired graph or
+// task id answers 410 Gone saying when it expired, for expired_kept
+// (default 2160h, 90 days) after its expiry, then 404.
 //
 // # The file index
 //
@@ -120,6 +132,9 @@ type Deps struct {
 	// TickEvery is how often Serve expires leases and deadlines (default
 	// 1 s).
 	TickEvery time.Duration
+	// OnSweep, when set, is told the outcome of every expiry sweep of
+	// Serve's loop (tests wait on it instead of sleeping).
+	OnSweep func(queue.SweepReport, error)
 }
 
 // Server is the HTTP API.
@@ -145,6 +160,8 @@ type Server struct {
 	// sender delivers the outbox: every graph resolution's email.
 	sender   *outbox.Sender
 	mailDest string
+
+	onSweep func(queue.SweepReport, error)
 }
 
 // New builds the server. cfg must have been normalized (LoadConfig,
@@ -167,6 +184,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		tick:      deps.TickEvery,
 		pages:     deps.Pages,
 		indexPath: deps.IndexPath,
+		onSweep:   deps.OnSweep,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -243,6 +261,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("owner emails from the outbox", "smtp", s.mailDest)
 		s.sender.Run(tickCtx)
 	}()
+	expireDone := make(chan struct{})
+	go func() {
+		defer close(expireDone)
+		if s.cfg.ExpireEvery > 0 {
+			s.expireLoop(tickCtx)
+		}
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("serving", "addr", ln.Addr().String())
@@ -263,6 +288,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stopTick()
 	<-tickDone
 	<-sendDone
+	<-expireDone
 	s.closeIndex()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -713,6 +739,8 @@ func classify(err error) (int, string) {
 		return he.status, he.code
 	case errors.Is(err, queue.ErrNotFound):
 		return http.StatusNotFound, "NotFound"
+	case errors.Is(err, queue.ErrExpired):
+		return http.StatusGone, "Expired"
 	case errors.Is(err, queue.ErrInvalid):
 		return http.StatusBadRequest, "InvalidRequest"
 	case errors.Is(err, queue.ErrNotRunOwner):
@@ -733,6 +761,7 @@ func classify(err error) (int, string) {
 
 // writeError answers {"error", "code"} with the error's status.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	err = s.expiredErr(r, err)
 	status, code := classify(err)
 	if wroteHeader(w) {
 		// The answer is already under way (a failed encode or a

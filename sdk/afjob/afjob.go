@@ -34,7 +34,8 @@
 //
 // The worker starts the binary as `<binary> map|reduce` with AF_INPUT (a
 // FIFO path or "-" for stdin) and AF_OUTPUT (the output file); see
-// internal/jobspec and internal/records for the contract.
+// sdk/contract (the names) and internal/records (the framed format) for the
+// contract.
 package afjob
 
 import (
@@ -49,8 +50,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/af-project/af/internal/jobspec"
 	"github.com/af-project/af/internal/records"
+	"github.com/af-project/af/sdk/contract"
 )
 
 // Job is an analyst's MapReduce job. Map and Reduce are required.
@@ -205,12 +206,12 @@ type Stats struct {
 // exits 0 on success and 1 when the job fails, with the error (and the
 // stack, for a panic) on stderr.
 func Main(job Job) {
-	kind := os.Getenv(jobspec.EnvTaskKind)
+	kind := os.Getenv(contract.EnvTaskKind)
 	if len(os.Args) > 1 {
 		kind = os.Args[1]
 	}
 	start := time.Now()
-	st, err := runFiles(job, kind, os.Getenv(jobspec.EnvInput), os.Getenv(jobspec.EnvOutput))
+	st, err := runFiles(job, kind, os.Getenv(contract.EnvInput), os.Getenv(contract.EnvOutput))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "afjob: %s failed: %v\n", kind, err)
 		os.Exit(1)
@@ -221,10 +222,10 @@ func Main(job Job) {
 
 func runFiles(job Job, kind, in, out string) (Stats, error) {
 	if out == "" {
-		return Stats{}, fmt.Errorf("%s is not set; the worker sets it to the output file's path", jobspec.EnvOutput)
+		return Stats{}, fmt.Errorf("%s is not set; the worker sets it to the output file's path", contract.EnvOutput)
 	}
 	var r io.Reader = os.Stdin
-	if in != "" && in != jobspec.StdinInput {
+	if in != "" && in != contract.StdinInput {
 		f, err := os.Open(in)
 		if err != nil {
 			return Stats{}, fmt.Errorf("open input: %w", err)
@@ -254,12 +255,12 @@ func Run(job Job, kind string, r io.Reader, w io.Writer) (st Stats, err error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	ctx := &Context{FieldSeparator: "\t", RecordSeparator: "\n", w: bw}
 	switch kind {
-	case jobspec.TaskMap:
+	case contract.TaskMap:
 		if job.Map == nil {
 			return st, errors.New("the job has no Map function")
 		}
 		st, err = runMap(job, ctx, r)
-	case jobspec.TaskReduce:
+	case contract.TaskReduce:
 		if job.Reduce == nil {
 			return st, errors.New("the job has no Reduce function")
 		}

@@ -123,6 +123,12 @@
           setLive(false, 'not found');
           return; // nothing will appear by waiting
         }
+        if (res.status === 410) {
+          // af serve deleted the graph at its expiry; the banner says when.
+          $('graph-name').textContent = 'Graph expired';
+          setLive(false, 'expired');
+          return;
+        }
         schedule();
         return;
       } else {
