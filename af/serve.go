@@ -35,6 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	data := fs.String("data", "af-data", "data directory (queue.db, index.db, and config.yaml when --config is not given)")
 	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created (mode 0600) with fresh tokens on first start, which shows them only when stdout is a terminal")
 	poolKey := fs.String("pool-key", "", "the worker pool's public key `FILE` (af.pub from af keygen), served to submitters; overrides pool_key in the config")
+	smtpAddr := fs.String("smtp", "", "SMTP relay `HOST:PORT` af serve emails owners through (from its outbox, with retries); overrides smtp.addr in the config, whose smtp: section has the sender, user, password_env, starttls and retry settings; empty logs the emails")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	printToken := fs.String("print-token", "", "print the token of `ROLE` (admin, submit or work) from the config and exit, e.g. export AF_TOKEN=$(af serve --data DIR --print-token submit); tokens are never logged")
 	if err := parseErr(fs.Parse(args)); err != nil {
@@ -89,6 +90,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *poolKey != "" {
 		cfg.PoolKey = *poolKey
+	}
+	if *smtpAddr != "" {
+		cfg.SMTP.Addr = *smtpAddr
 	}
 	// A relative data dir in a config file is relative to the file.
 	if *cfgPath != "" && !set["data"] && !filepath.IsAbs(cfg.Data) {

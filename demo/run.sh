@@ -68,7 +68,8 @@ say "making the worker pool's key pair"
 
 say "starting the SMTP sink on 127.0.0.1:$SMTP_PORT and af serve on 127.0.0.1:$AF_PORT"
 start smtp "$bin/demo-smtpsink" --listen "127.0.0.1:$SMTP_PORT"
-start serve "$bin/af" serve --data "$state/af-data" --listen "127.0.0.1:$AF_PORT" --pool-key "$state/keys/af.pub"
+# af serve emails the owners (from its outbox); the workers need no SMTP.
+start serve "$bin/af" serve --data "$state/af-data" --listen "127.0.0.1:$AF_PORT" --pool-key "$state/keys/af.pub" --smtp "127.0.0.1:$SMTP_PORT"
 wait_for "af serve" "http://127.0.0.1:$AF_PORT/api/v1/pool-key"
 # The tokens are in config.yaml (mode 0600) only, never in af serve's log.
 token() { "$bin/af" serve --data "$state/af-data" --print-token "$1"; }
@@ -83,7 +84,7 @@ say "building the file index through af serve"
 say "starting two workers"
 for w in 1 2; do
 	start "worker$w" "$bin/worker" --token "$WORK_TOKEN" --key "$state/keys/af.key" --worker-id "demo-worker-$w" \
-		--s3-endpoint "$AWS_ENDPOINT_URL" --worker-group demo --scratch "$state/scratch-$w" --smtp "smtp://127.0.0.1:$SMTP_PORT?starttls=never&from=af@localhost"
+		--s3-endpoint "$AWS_ENDPOINT_URL" --worker-group demo --scratch "$state/scratch-$w"
 done
 
 status=0

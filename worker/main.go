@@ -20,7 +20,6 @@ import (
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
-	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/runner"
@@ -104,8 +103,9 @@ Flags (each also read from the environment variable shown):
 	capacity := fs.Int("capacity", envInt("AF_CAPACITY", 1), "tasks run at once (AF_CAPACITY)")
 	group := fs.String("worker-group", env("AF_WORKER_GROUP", "default"), "worker group (AF_WORKER_GROUP)")
 	id := fs.String("worker-id", env("AF_WORKER_ID", host), "worker id, stable across restarts and unique per Docker engine (AF_WORKER_ID)")
-	smtpFlag := fs.String("smtp", os.Getenv("AF_SMTP"), "SMTP server for owner emails: host:port or smtp://user@host:port?starttls=always&from=addr; password from AF_SMTP_PASSWORD; empty logs the emails (AF_SMTP)")
-	monitorURL := fs.String("monitor-url", os.Getenv("AF_MONITOR_URL"), "base URL of af serve in emails (default: the queue URL) (AF_MONITOR_URL)")
+	// Kept so old command lines still start; workers send no email.
+	smtpFlag := fs.String("smtp", os.Getenv("AF_SMTP"), "deprecated and ignored: af serve sends the owners' emails from its outbox (its config's smtp: section); workers need no SMTP settings (AF_SMTP)")
+	monitorURL := fs.String("monitor-url", os.Getenv("AF_MONITOR_URL"), "deprecated and ignored: email links come from af serve's monitor_url (AF_MONITOR_URL)")
 	scratch := fs.String("scratch", os.Getenv("AF_SCRATCH"), "directory for task scratch dirs (default: a private dir under $TMPDIR) (AF_SCRATCH)")
 	stateDir := fs.String("state-dir", os.Getenv("AF_STATE_DIR"), "private directory (0700) recording the runs this worker holds, with their run tokens, so a restart hands them back to the queue at once; must be outside --scratch (default: <scratch>.state beside the scratch dir) (AF_STATE_DIR)")
 	input := fs.String("input", env("AF_INPUT_MODE", "fifo"), "how records reach the container: fifo (scratch-dir FIFO, bypasses the Docker daemon) or stdin (AF_INPUT_MODE)")
@@ -192,13 +192,9 @@ Flags (each also read from the environment variable shown):
 	if err != nil {
 		return fmt.Errorf("--s3-endpoint: %w", err)
 	}
-	smtpCfg, err := notify.ParseFlag(*smtpFlag, os.Getenv)
-	if err != nil {
-		return err
-	}
-	mailer, err := notify.New(smtpCfg, logger)
-	if err != nil {
-		return err
+	if *smtpFlag != "" || *monitorURL != "" {
+		// Not the value: it may hold a user name.
+		logger.Warn("--smtp and --monitor-url (AF_SMTP, AF_MONITOR_URL) are ignored: af serve emails owners from its outbox; drop them from the worker's command line")
 	}
 	docker, err := runner.NewDockerClient()
 	if err != nil {
@@ -211,8 +207,8 @@ Flags (each also read from the environment variable shown):
 	}
 	logger.Info("reading job inputs from S3", "endpoint", endpointOrAWS(s3At.Endpoint), "region", s3At.Region)
 	w, err := worker.New(worker.Config{
-		Queue: queueclient.New(*queueURL, *token), Key: key, S3: s3At, Docker: docker, Runner: rn, Mailer: mailer,
-		MonitorURL: *monitorURL, WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
+		Queue: queueclient.New(*queueURL, *token), Key: key, S3: s3At, Docker: docker, Runner: rn,
+		WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
 		StateDir: *stateDir,
 		Input:    mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
 		Ceilings: ceilings, ReapEvery: reapEvery, MaxScratchBytes: scratchLimit(int64(maxScratch)),

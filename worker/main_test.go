@@ -22,7 +22,8 @@ func TestHelpNeverPrintsTheToken(t *testing.T) {
 		t.Fatalf("--help printed the token:\n%s", out.String())
 	}
 	for _, want := range []string{"--queue URL --token T --key af.key", "AF_QUEUE_URL", "-capacity", "-s3-endpoint", "AF_WORKER_S3_ENDPOINT", "AWS_ENDPOINT_URL",
-		"-max-scratch-bytes", "AF_WORKER_MAX_SCRATCH_BYTES", "(default 10GiB)"} {
+		"-max-scratch-bytes", "AF_WORKER_MAX_SCRATCH_BYTES", "(default 10GiB)",
+		"-smtp string\n    \tdeprecated and ignored: af serve sends the owners' emails from its outbox"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
@@ -38,6 +39,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--queue", "http://127.0.0.1:1"}, "no token"},
 		{[]string{"--token", "t", "--input", "pipe"}, `--input "pipe": want fifo or stdin`},
 		{[]string{"--token", "t", "--key", "/nonexistent/af.key"}, "/nonexistent/af.key"},
+		// --smtp is ignored, not parsed: a value that is no SMTP URL does
+		// not stop the worker (the key does, here).
+		{[]string{"--token", "t", "--smtp", "smtp://%zz", "--key", "/nonexistent/af.key"}, "/nonexistent/af.key"},
 		{[]string{"--token", "t", "--log-level", "loud"}, "--log-level"},
 		{[]string{"--token", "t", "--gzip", "zlib"}, `--gzip: gzip decoder "zlib": want auto, isal or go`},
 		{[]string{"--token", "t", "--max-scratch-bytes", "10 gigs"}, `size "10 gigs": unknown unit`},

@@ -1,6 +1,7 @@
 // Package clustertest starts a whole af installation for integration
 // tests, all of it real: MinIO for S3 and STS, the queue server on a
-// loopback listener over a bbolt file, an SMTP server, the worker pool's
+// loopback listener over a bbolt file, an SMTP server (the queue server
+// emails owners through it from its outbox), the worker pool's
 // key pair, and workers on the machine's Docker engine. Nothing here
 // skips: a missing MinIO, Docker engine or job image fails the test with
 // the command that fixes it.
@@ -12,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,7 +23,6 @@ import (
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/miniotest"
-	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/runner"
@@ -122,6 +121,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 		S3:         server.S3Config{Endpoint: c.MinIO.Endpoint, Bucket: ArtifactBucket},
 		PoolKey:    c.PubPath,
 		MonitorURL: c.URL,
+		// The server emails owners from its outbox; workers send none.
+		SMTP: server.SMTPConfig{Addr: c.SMTP.Addr(), From: "af@localhost", StartTLS: "never", RetryMin: server.Duration(200 * time.Millisecond), RetryMax: server.Duration(2 * time.Second)},
 	}
 	var presign *s3.PresignClient
 	if opts.ArtifactFront != nil {
@@ -295,14 +296,6 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 	if err != nil {
 		t.Fatal(err)
 	}
-	smtpCfg, err := notify.ParseFlag("smtp://"+c.SMTP.Addr()+"?from=af@localhost&starttls=never", os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mailer, err := notify.New(smtpCfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	qopts := []queueclient.Option{queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond)}
 	if o.UploadAttempts > 0 {
 		qopts = append(qopts, queueclient.WithUploadRetries(o.UploadAttempts, 20*time.Millisecond, 200*time.Millisecond))
@@ -313,7 +306,7 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 	}
 	w, err := worker.New(worker.Config{
 		Queue: queueclient.New(queueURL, c.WorkToken, qopts...),
-		Key:   c.Key, S3: awsconf.WorkerS3{Endpoint: c.MinIO.Endpoint}, Docker: d, Runner: rn, Mailer: mailer, MonitorURL: c.URL,
+		Key:   c.Key, S3: awsconf.WorkerS3{Endpoint: c.MinIO.Endpoint}, Docker: d, Runner: rn,
 		WorkerGroup: "test", WorkerID: id, Capacity: o.Capacity, ScratchRoot: filepath.Join(c.Dir, "scratch-"+id),
 		Input: o.Input, Grace: o.Grace, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,
 		ReapEvery: o.ReapEvery, ReapGrace: o.ReapGrace, MaxScratchBytes: o.MaxScratchBytes,

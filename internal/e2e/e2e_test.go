@@ -91,7 +91,7 @@ func filterData(t *testing.T, c *clustertest.Cluster) (want string, selected int
 func startWorkerProcess(t *testing.T, c *clustertest.Cluster, bin, id string) {
 	t.Helper()
 	cmd := exec.Command(bin, "--queue", c.URL, "--key", c.KeyPath, "--worker-id", id, "--worker-group", "e2e",
-		"--scratch", filepath.Join(c.Dir, "scratch-"+id), "--smtp", "smtp://"+c.SMTP.Addr()+"?starttls=never&from=af@localhost",
+		"--scratch", filepath.Join(c.Dir, "scratch-"+id),
 		"--grace", "5s")
 	// The worker finds MinIO through the standard AWS_ENDPOINT_URL (the
 	// flag's default): it reads S3 only at its own endpoint.

@@ -1,7 +1,8 @@
-// Package notify emails a graph's owner when the graph ends: the worker
-// that resolves the last task composes a message (job name, outcome,
-// monitor and result links, and for failures which tasks failed and why)
-// and sends it over SMTP with STARTTLS and AUTH PLAIN as the relay needs.
+// Package notify composes and sends the email a graph's owner gets when
+// the graph ends: job name, outcome, monitor and result links, and for
+// failures which tasks failed and why, sent over SMTP with STARTTLS and
+// AUTH PLAIN as the relay needs. af serve's outbox (internal/outbox)
+// decides when to send and retries; this package makes one attempt.
 //
 // With no SMTP server configured the message is logged at info level in
 // full, so it is never lost; credentials are never logged.
@@ -21,6 +22,7 @@ import (
 	"net"
 	"net/mail"
 	"net/smtp"
+	"net/textproto"
 	"os"
 	"strings"
 	"time"
@@ -46,13 +48,22 @@ type Message struct {
 	Text string
 	// HTML, if set, is sent as an alternative to Text.
 	HTML string
+	// MessageID, if set, is the Message-ID header ("<id@host>"); empty
+	// makes a random one. The outbox sets the same one on every attempt
+	// of an email so a relay can drop a duplicate.
+	MessageID string
 }
+
+// ErrRecipientRefused marks a delivery the relay refused for good at RCPT
+// (a 5xx reply such as 550 no such user); other failures may pass.
+var ErrRecipientRefused = errors.New("the relay refuses the recipient permanently")
 
 // Mailer sends messages through one relay.
 type Mailer struct {
 	cfg   SMTPConfig
 	log   *slog.Logger
 	clock Clock
+	quiet bool
 }
 
 // Option configures a Mailer.
@@ -60,6 +71,15 @@ type Option func(*Mailer)
 
 // WithClock sets the clock used for the Date header.
 func WithClock(c Clock) Option { return func(m *Mailer) { m.clock = c } }
+
+// Quiet leaves logging each delivery and failure to the caller (the outbox
+// logs its own, and keeps the message to retry, so the body need not be
+// logged to be kept). Messages with no SMTP server configured are still
+// logged: that is their delivery.
+func Quiet() Option { return func(m *Mailer) { m.quiet = true } }
+
+// Describe says where messages go, without the password.
+func (m *Mailer) Describe() string { return m.cfg.String() }
 
 // New makes a Mailer. A cfg without Host makes a Mailer that logs messages
 // instead of sending them. logger may be nil (discard).
@@ -103,9 +123,15 @@ func (m *Mailer) Send(ctx context.Context, msg Message) error {
 		return nil
 	}
 	if err := m.deliver(ctx, from.Address, to.Address, raw); err != nil {
+		if m.quiet {
+			return fmt.Errorf("notify: send to %s via SMTP server %s: %w", to.Address, m.cfg.Addr(), err)
+		}
 		m.log.Error("notify: message not delivered",
 			"smtp", m.cfg, "to", to.Address, "subject", cleanHeader(msg.Subject), "body", msg.Text, "err", err)
 		return fmt.Errorf("notify: send to %s via SMTP server %s: %w", to.Address, m.cfg.Addr(), err)
+	}
+	if m.quiet {
+		return nil
 	}
 	m.log.Info("notify: message sent", "smtp", m.cfg, "to", to.Address, "subject", cleanHeader(msg.Subject))
 	return nil
@@ -180,6 +206,12 @@ func (m *Mailer) deliver(ctx context.Context, from, to string, raw []byte) error
 		return fail(fmt.Errorf("mail from %s: %w", from, err))
 	}
 	if err := c.Rcpt(to); err != nil {
+		var te *textproto.Error
+		if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 {
+			// The relay refuses this recipient for good (550 no such
+			// user): no retry of this message can succeed.
+			return fmt.Errorf("%w: rcpt to %s: %w", ErrRecipientRefused, to, err)
+		}
 		return fail(fmt.Errorf("rcpt to %s: %w", to, err))
 	}
 	w, err := c.Data()
@@ -225,12 +257,16 @@ func localName() string {
 func (m *Mailer) render(from, to *mail.Address, msg Message) ([]byte, error) {
 	var b bytes.Buffer
 	id := randomHex(12)
+	msgID := "<" + id + "@af>"
+	if v := cleanLimit(msg.MessageID, 200); validMessageID(v) {
+		msgID = v
+	}
 	writeHeader := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
 	writeHeader("From", from.String())
 	writeHeader("To", to.String())
 	writeHeader("Subject", encodeSubject(msg.Subject))
 	writeHeader("Date", m.clock.Now().Format(time.RFC1123Z))
-	writeHeader("Message-ID", "<"+id+"@af>")
+	writeHeader("Message-ID", msgID)
 	// RFC 3834: tells vacation responders not to answer.
 	writeHeader("Auto-Submitted", "auto-generated")
 	writeHeader("MIME-Version", "1.0")
@@ -300,6 +336,20 @@ func encodeSubject(s string) string {
 	}
 	// Fold between encoded words so each line stays short.
 	return strings.ReplaceAll(enc, "?= =?", "?=\r\n =?")
+}
+
+// validMessageID accepts "<left@right>" of printable ASCII without spaces
+// or further angle brackets, so the header cannot be broken by the value.
+func validMessageID(s string) bool {
+	if len(s) < 5 || s[0] != '<' || s[len(s)-1] != '>' || strings.Count(s, "@") != 1 {
+		return false
+	}
+	for _, r := range s[1 : len(s)-1] {
+		if r <= ' ' || r > '~' || r == '<' || r == '>' {
+			return false
+		}
+	}
+	return true
 }
 
 func randomHex(n int) string {

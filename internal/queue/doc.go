@@ -88,9 +88,11 @@
 // canceled once. A canceled graph's tasks cannot be rerun one by one
 // (ErrConflict); RerunFailed, which reruns its canceled tasks with the
 // failed ones, is how it is re-opened. The report whose transaction
-// resolved the last task gets ReportResponse.GraphResolved, so exactly one
-// worker notifies the owner (a retried report of that same run gets it
-// again).
+// resolved the last task gets ReportResponse.GraphResolved (a retried
+// report of that same run gets it again). The same transaction writes the
+// owner's email to the outbox (outbox.go), whatever ended the graph: a
+// report, a tick (deadline, lost lease with no retries left) or a cancel;
+// af serve's sender (internal/outbox) delivers it. Workers send no email.
 //
 // # Leases
 //

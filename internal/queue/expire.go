@@ -382,6 +382,11 @@ func (w *wtx) markGraph(graphID string, o SweepOptions) (int, error) {
 	if err := w.graphTime.Delete(timeKey(g.Created, graphID)); err != nil {
 		return notYet, err
 	}
+	// Its owner emails go with it: a pending one could only be skipped
+	// (there is no status left to compose it from).
+	if err := w.deleteGraphOutbox(graphID); err != nil {
+		return notYet, err
+	}
 	// The record goes now, so the graph reads as expired from this
 	// transaction on; its tasks follow batch by batch.
 	delete(w.graphCache, graphID)

@@ -92,6 +92,11 @@ func TestSweepDeletesExpiredGraphsInBatches(t *testing.T) {
 	if _, err := q.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The deadline ended A: its owner's email is in the outbox, and the
+	// sweep deletes it with the graph.
+	if es, _ := q.OutboxEntries(ctx, "graph-aa"); len(es) != 1 {
+		t.Fatalf("graph-aa outbox before the sweep: %+v", es)
+	}
 	rec := &batchRecorder{t: t, q: q}
 	rep, err := q.Sweep(ctx, SweepOptions{Batch: 5, BeforeDelete: rec.before, TombstoneTTL: 24 * time.Hour})
 	if err != nil {
@@ -117,6 +122,9 @@ func TestSweepDeletesExpiredGraphsInBatches(t *testing.T) {
 		if ee.Tombstone.GraphID != "graph-aa" || !ee.Tombstone.Expires.Equal(t0.Add(2*time.Hour)) {
 			t.Errorf("task tombstone %+v", ee.Tombstone)
 		}
+	}
+	if es, _ := q.OutboxEntries(ctx, "graph-aa"); len(es) != 0 {
+		t.Errorf("graph-aa outbox after the sweep: %+v", es)
 	}
 	ee := wantExpired(t, q, "graph", "graph-aa")
 	if msg := ee.Error(); !strings.Contains(msg, "graph graph-aa expired at "+t0.Add(2*time.Hour).Format(time.RFC3339)) {

@@ -196,10 +196,16 @@ func checkConsistent(t testing.TB, q *Queue) {
 				return fmt.Errorf("counter %s = %d, want %d", s, n, counts[s])
 			}
 		}
+		if err := checkOutbox(tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bGraphs).ForEach(func(k, _ []byte) error {
 			var g graphRec
 			if _, err := getGraph(tx.Bucket(bGraphs), string(k), &g); err != nil {
 				return err
+			}
+			if g.Resolved != nil && tx.Bucket(bOutbox).Get(outboxKey(string(k), *g.Resolved)) == nil {
+				return fmt.Errorf("graph %s resolved at %v has no outbox entry", k, g.Resolved)
 			}
 			want := graphCounts[string(k)]
 			unresolved, total := 0, 0
@@ -233,4 +239,45 @@ func checkConsistent(t testing.TB, q *Queue) {
 	if err != nil {
 		t.Errorf("database inconsistent: %v", err)
 	}
+}
+
+// checkOutbox verifies that the due index lists exactly the pending
+// entries, at their next attempt, and that the counters match the entries.
+func checkOutbox(tx *bolt.Tx) error {
+	want := map[string]bool{}
+	counts := map[string]int{}
+	err := tx.Bucket(bOutbox).ForEach(func(k, v []byte) error {
+		var e OutboxEntry
+		if err := decodeOutbox(v, &e); err != nil {
+			return fmt.Errorf("outbox entry %s: %w", outboxID(k), err)
+		}
+		counts[e.Status]++
+		if e.Status == OutboxPending {
+			want[string(outboxDueKey(e.NextAttempt, k))] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	got := 0
+	err = tx.Bucket(bOutboxDue).ForEach(func(k, _ []byte) error {
+		got++
+		if !want[string(k)] {
+			return fmt.Errorf("outbox due index has %x, no pending entry at that time", k)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if got != len(want) {
+		return fmt.Errorf("outbox due index has %d entries, %d pending", got, len(want))
+	}
+	for st, key := range map[string][]byte{OutboxPending: cntOutboxPending, OutboxSent: cntOutboxSent, OutboxSkipped: cntOutboxSkipped, OutboxFailed: cntOutboxFailed} {
+		if n := readCounter(tx.Bucket(bCounts), key); n != counts[st] {
+			return fmt.Errorf("outbox counter %s = %d, want %d", st, n, counts[st])
+		}
+	}
+	return nil
 }

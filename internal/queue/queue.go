@@ -85,6 +85,9 @@ type Queue struct {
 	// becomes pending, so long-polling claimers wake without polling.
 	wakeMu sync.Mutex
 	wake   chan struct{}
+	// outboxWake (under wakeMu) is closed when an outbox entry is
+	// written; nil until a sender asks for it.
+	outboxWake chan struct{}
 }
 
 // Open creates the queue database at path or opens an existing one. A file

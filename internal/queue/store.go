@@ -60,6 +60,11 @@ func initSchema(tx *bolt.Tx) error {
 				return fmt.Errorf("bucket %q is missing; the file is damaged", b)
 			}
 		}
+		for _, b := range addedBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
 		return nil
 	}
 	nonEmpty := false
@@ -67,7 +72,7 @@ func initSchema(tx *bolt.Tx) error {
 	if nonEmpty {
 		return fmt.Errorf("not an af queue database (no %q bucket)", bMeta)
 	}
-	for _, b := range allBuckets {
+	for _, b := range append(append([][]byte(nil), allBuckets...), addedBuckets...) {
 		if _, err := tx.CreateBucket(b); err != nil {
 			return fmt.Errorf("create bucket %s: %w", b, err)
 		}

@@ -89,9 +89,9 @@ func (q *Queue) writer() {
 func (q *Queue) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
 	bad := -1
-	woke := false
+	woke, outboxed := false, false
 	err := q.db.Update(func(tx *bolt.Tx) error {
-		woke = false
+		woke, outboxed = false, false
 		now := q.clock.Now()
 		for i, r := range batch {
 			w := newWtx(tx, q, now)
@@ -105,6 +105,9 @@ func (q *Queue) commit(batch []*writeReq) {
 			}
 			if errs[i] == nil && w.woke {
 				woke = true
+			}
+			if errs[i] == nil && w.outboxed {
+				outboxed = true
 			}
 		}
 		return nil
@@ -130,6 +133,9 @@ func (q *Queue) commit(batch []*writeReq) {
 	if woke {
 		q.notify()
 	}
+	if outboxed {
+		q.notifyOutbox()
+	}
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
@@ -146,6 +152,8 @@ type wtx struct {
 	graphTasks, graphTime                                        *bolt.Bucket
 	// woke is set when a task became pending.
 	woke bool
+	// outboxed is set when an outbox entry was written.
+	outboxed bool
 	// resolved lists the graphs this function's changes resolved.
 	resolved map[string]bool
 	// actorTask and actorRun name the report being processed, recorded on
@@ -200,8 +208,14 @@ func (w *wtx) count(s taskdef.TaskState, d int) {
 }
 
 // flush writes what the function changed in the graph records and
-// counters.
+// counters, and the outbox entry of every graph it resolved (in the same
+// transaction as the resolution: see outbox.go).
 func (w *wtx) flush() error {
+	for id := range w.resolved {
+		if err := w.writeOutbox(id, w.graphCache[id]); err != nil {
+			return err
+		}
+	}
 	for id := range w.dirty {
 		if err := w.graphs.Put([]byte(id), encodeGraph(w.graphCache[id])); err != nil {
 			return err

@@ -58,9 +58,9 @@ type S3Config struct {
 	Prefix string `yaml:"prefix,omitempty"`
 }
 
-// SMTPConfig is where the server emails owners about graphs it ends
-// itself (deadline passed, retries exhausted, canceled); workers email
-// about the graphs their reports end. With no addr the message is logged.
+// SMTPConfig is the relay the server emails owners through. Every graph
+// resolution's email comes from the server's durable outbox (workers send
+// none and need no SMTP settings). With no addr the message is logged.
 type SMTPConfig struct {
 	Addr string `yaml:"addr,omitempty"`
 	From string `yaml:"from,omitempty"`
@@ -68,6 +68,16 @@ type SMTPConfig struct {
 	// variable named by PasswordEnv, never from this file.
 	Username    string `yaml:"username,omitempty"`
 	PasswordEnv string `yaml:"password_env,omitempty"`
+	// StartTLS is auto (default: upgrade when offered), always or never.
+	StartTLS string `yaml:"starttls,omitempty"`
+	// RetryMin is the wait after an email's first failed attempt (default
+	// 30s); it doubles per failure up to RetryMax (default 1h), with
+	// jitter.
+	RetryMin Duration `yaml:"retry_min,omitempty"`
+	RetryMax Duration `yaml:"retry_max,omitempty"`
+	// GiveUpAfter stops retrying an email this long after its graph
+	// resolved (default 168h); it is then marked failed and logged.
+	GiveUpAfter Duration `yaml:"give_up_after,omitempty"`
 }
 
 // Config is `af serve`'s configuration file (YAML).
@@ -187,6 +197,17 @@ func (c *Config) Normalize(name string) error {
 	}
 	if c.MaxGraphBytes <= 0 {
 		c.MaxGraphBytes = DefaultMaxGraphBytes
+	}
+	switch c.SMTP.StartTLS {
+	case "", "auto", "always", "never":
+	default:
+		return fmt.Errorf("%s: smtp.starttls %q must be auto, always or never", name, c.SMTP.StartTLS)
+	}
+	if c.SMTP.RetryMin < 0 || c.SMTP.RetryMax < 0 || c.SMTP.GiveUpAfter < 0 {
+		return fmt.Errorf("%s: smtp.retry_min, retry_max and give_up_after must not be negative", name)
+	}
+	if c.SMTP.RetryMin > 0 && c.SMTP.RetryMax > 0 && c.SMTP.RetryMax < c.SMTP.RetryMin {
+		return fmt.Errorf("%s: smtp.retry_max %s is shorter than retry_min %s", name, time.Duration(c.SMTP.RetryMax), time.Duration(c.SMTP.RetryMin))
 	}
 	if c.ExpireEvery == 0 {
 		c.ExpireEvery = Duration(DefaultExpireEvery)

@@ -32,18 +32,22 @@ tokens:
   - {name: w, role: work, sha256: ` + hash + `}
 s3: {endpoint: "http://minio:9000", public_endpoint: "http://s3.example.org", region: eu-west-1, bucket: arts, prefix: "af/"}
 pool_key: /etc/af/af.pub
-smtp: {addr: "smtp:25", from: "af@example.org", username: u, password_env: AF_SMTP_PASSWORD}
+smtp: {addr: "smtp:25", from: "af@example.org", username: u, password_env: AF_SMTP_PASSWORD, starttls: always, retry_min: 10s, retry_max: 20m, give_up_after: 48h}
 monitor_url: https://af.example.org/
 lease_duration: 90s
 artifact_grace: 1m
 max_graph_bytes: 1000
 `, "", func(t *testing.T, c Config) {
 			if c.Reads() || c.S3.Bucket != "arts" || c.S3.PublicEndpoint != "http://s3.example.org" || c.MonitorURL != "https://af.example.org" ||
-				time.Duration(c.LeaseDuration) != 90*time.Second || c.MaxGraphBytes != 1000 || c.SMTP.PasswordEnv != "AF_SMTP_PASSWORD" {
+				time.Duration(c.LeaseDuration) != 90*time.Second || c.MaxGraphBytes != 1000 || c.SMTP.PasswordEnv != "AF_SMTP_PASSWORD" ||
+				c.SMTP.StartTLS != "always" || time.Duration(c.SMTP.RetryMin) != 10*time.Second || time.Duration(c.SMTP.RetryMax) != 20*time.Minute ||
+				time.Duration(c.SMTP.GiveUpAfter) != 48*time.Hour {
 				t.Errorf("parsed %+v", c)
 			}
 		}},
 		{"empty", "", "empty config", nil},
+		{"bad starttls", "tokens: [{name: a, role: admin, token: " + tok + "}]\nsmtp: {addr: \"m:25\", starttls: sometimes}", "smtp.starttls", nil},
+		{"retry_max below retry_min", "tokens: [{name: a, role: admin, token: " + tok + "}]\nsmtp: {retry_min: 1m, retry_max: 10s}", "retry_max", nil},
 		{"no tokens", "listen: x:1", "no tokens", nil},
 		{"unknown key", "tokens: [{name: a, role: admin, token: " + tok + "}]\npublic_read: true", "public_read", nil},
 		{"bad role", "tokens: [{name: a, role: root, token: " + tok + "}]", `role "root"`, nil},

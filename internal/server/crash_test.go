@@ -36,11 +36,18 @@ type serveProc struct {
 // startServe runs `af serve --config cfg` and waits until it answers.
 func startServe(t *testing.T, bin, cfg, url string) *serveProc {
 	t.Helper()
+	return startServeWith(t, bin, cfg, url, "warn")
+}
+
+// startServeWith is startServe at a log level, with extra environment.
+func startServeWith(t *testing.T, bin, cfg, url, level string, env ...string) *serveProc {
+	t.Helper()
 	p := &serveProc{logs: &testbin.SyncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--config", cfg, "--log-level", "warn")
+	p.cmd = exec.Command(bin, "serve", "--config", cfg, "--log-level", level)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// No S3 in this test: keep the AWS SDK away from any real account.
 	p.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=none", "AWS_SECRET_ACCESS_KEY=none", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "AWS_EC2_METADATA_DISABLED=true")
+	p.cmd.Env = append(p.cmd.Env, env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/af-project/af/internal/outbox"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -26,7 +27,7 @@ type metrics struct {
 	artifacts *prometheus.CounterVec
 }
 
-func newMetrics(q *queue.Queue) *metrics {
+func newMetrics(q *queue.Queue, sender *outbox.Sender) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		claims: prometheus.NewCounter(prometheus.CounterOpts{
@@ -53,6 +54,7 @@ func newMetrics(q *queue.Queue) *metrics {
 	}
 	m.reg.MustRegister(m.claims, m.inflight, m.reports, m.latency, m.artifacts,
 		&taskCollector{q: q},
+		&outboxCollector{q: q, sender: sender},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -113,5 +115,49 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range allStates {
 		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}
+
+// outboxCollector reads the owner emails' states from the queue and the
+// sender's attempts at scrape time.
+type outboxCollector struct {
+	q      *queue.Queue
+	sender *outbox.Sender
+}
+
+var (
+	outboxDesc = prometheus.NewDesc("af_outbox_emails",
+		"Owner emails in the outbox by state: pending (to send or retry), sent, skipped (no owner, graph re-opened or gone), failed (given up).",
+		[]string{"state"}, nil)
+	outboxAttemptsDesc = prometheus.NewDesc("af_outbox_attempts_total",
+		"Delivery attempts of owner emails by this process, by result (sent, retry, skipped, failed).",
+		[]string{"result"}, nil)
+)
+
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- outboxDesc
+	ch <- outboxAttemptsDesc
+}
+
+func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.q.OutboxStats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(outboxDesc, err)
+	} else {
+		for _, v := range []struct {
+			state string
+			n     int
+		}{{queue.OutboxPending, st.Pending}, {queue.OutboxSent, st.Sent}, {queue.OutboxSkipped, st.Skipped}, {queue.OutboxFailed, st.Failed}} {
+			ch <- prometheus.MustNewConstMetric(outboxDesc, prometheus.GaugeValue, float64(v.n), v.state)
+		}
+	}
+	if c.sender == nil {
+		return
+	}
+	got := c.sender.Attempts()
+	for _, r := range []string{queue.OutboxSent, "retry", queue.OutboxSkipped, queue.OutboxFailed} {
+		ch <- prometheus.MustNewConstMetric(outboxAttemptsDesc, prometheus.CounterValue, float64(got[r]), r)
 	}
 }

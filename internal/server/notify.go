@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/af-project/af/internal/notify"
-	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/outbox"
 )
 
 // mailerFor builds the owners' mailer from the config's smtp section; with
@@ -25,17 +25,38 @@ func mailerFor(c SMTPConfig, s *Server) (*notify.Mailer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("smtp.addr %q: port must be a number", c.Addr)
 		}
-		mc = notify.SMTPConfig{Host: host, Port: p, Username: c.Username, From: c.From}
+		mc = notify.SMTPConfig{Host: host, Port: p, Username: c.Username, From: c.From, StartTLS: c.StartTLS}
 		if c.PasswordEnv != "" {
 			mc.Password = os.Getenv(c.PasswordEnv)
 		}
 	}
-	return notify.New(mc, s.log.With("component", "notify"))
+	return notify.New(mc, s.log.With("component", "notify"), notify.Quiet())
+}
+
+// senderFor builds the outbox sender: every graph resolution's email, sent
+// from this server (workers send none).
+// It also returns where the emails go, for the log (no password).
+func senderFor(c SMTPConfig, s *Server) (*outbox.Sender, string, error) {
+	mailer, err := mailerFor(c, s)
+	if err != nil {
+		return nil, "", err
+	}
+	var clock outbox.Clock
+	if oc, ok := s.clock.(outbox.Clock); ok {
+		clock = oc // a test's fake clock moves the retries too
+	}
+	return outbox.New(s.q, mailer, outbox.Options{
+		BaseURL:    s.cfg.MonitorURL,
+		MinBackoff: time.Duration(c.RetryMin),
+		MaxBackoff: time.Duration(c.RetryMax),
+		MaxAge:     time.Duration(c.GiveUpAfter),
+		Clock:      clock,
+		Logger:     s.log.With("component", "outbox"),
+	}), mailer.Describe(), nil
 }
 
 // tickLoop expires leases and deadlines on the queue. A graph that a tick
-// ends (deadline passed, retries exhausted) was ended by no worker's
-// report, so no worker tells its owner: the server does.
+// ends gets its owner's email from the outbox, like every other.
 func (s *Server) tickLoop(ctx context.Context) {
 	t := time.NewTicker(s.tick)
 	defer t.Stop()
@@ -45,49 +66,8 @@ func (s *Server) tickLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		rep, err := s.q.Tick(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("queue tick", "err", err)
-			}
-			continue
-		}
-		for _, id := range rep.ResolvedGraphs {
-			s.notifyOwner(ctx, id, "the queue")
+		if _, err := s.q.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("queue tick", "err", err)
 		}
 	}
-}
-
-// notifyOwner emails the owner of a graph the server itself ended.
-func (s *Server) notifyOwner(ctx context.Context, graphID, by string) {
-	if s.mailer == nil {
-		return
-	}
-	s.notifyWG.Add(1)
-	go func() {
-		defer s.notifyWG.Done()
-		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		gs, err := s.q.Graph(nctx, graphID)
-		if err != nil {
-			s.log.Warn("graph status for the owner's email", "graph", graphID, "err", err)
-			return
-		}
-		msg := notify.Compose(notify.FromStatus(gs, s.cfg.MonitorURL))
-		if msg.To == "" {
-			return
-		}
-		if err := s.mailer.Send(nctx, msg); err != nil {
-			s.log.Warn("email the owner", "graph", graphID, "err", err)
-			return
-		}
-		s.log.Info("owner notified", "graph", graphID, "state", gs.State, "ended_by", by)
-	}()
-}
-
-// graphRunning reports whether the graph has unresolved tasks, so cancel
-// knows whether it is the one ending it.
-func (s *Server) graphRunning(ctx context.Context, graphID string) bool {
-	gs, err := s.q.Graph(ctx, graphID)
-	return err == nil && gs.State == taskdef.GraphRunning
 }

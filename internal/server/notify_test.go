@@ -12,10 +12,12 @@ import (
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/smtptest"
+	"github.com/af-project/af/internal/taskdef"
 )
 
-// TestServerEmailsOwnersOfGraphsItEnds: graphs no worker report ends (a
-// passed deadline, a cancel) still reach their owner, through the server.
+// TestServerEmailsOwnersOfGraphsItEnds: whatever ends a graph (the last
+// worker report, a passed deadline, a cancel), its owner gets one email,
+// from the server's outbox (workers send none).
 func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -25,6 +27,18 @@ func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
 		// wantSubject is the outcome the subject names.
 		wantSubject string
 	}{
+		{name: "report", end: func(t *testing.T, c *queueclient.Client, _ *clocktest.Fake, _ string) {
+			w := queueclient.New(c.BaseURL(), workTok)
+			for i := 0; i < 3; i++ {
+				cs, err := w.ClaimWork(ctxT(t), taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w", Tasks: 1}, 0)
+				if err != nil || len(cs) != 1 {
+					t.Fatalf("claim %d: %v %v", i, cs, err)
+				}
+				if _, err := w.Claimed(cs[0]).ReportCompleted(ctxT(t), taskdef.ReportRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, wantBody: "Result:", wantSubject: "completed"},
 		{name: "deadline", end: func(t *testing.T, _ *queueclient.Client, clock *clocktest.Fake, _ string) {
 			clock.Advance(25 * time.Hour)
 		}, wantBody: "deadline-exceeded", wantSubject: "failed"},
@@ -45,7 +59,7 @@ func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { q.Close() })
-			cfg := Config{Data: dir, Tokens: []Token{{Name: "s", Role: RoleSubmit, Token: submitTok}},
+			cfg := Config{Data: dir, Tokens: []Token{{Name: "s", Role: RoleSubmit, Token: submitTok}, {Name: "w", Role: RoleWork, Token: workTok}},
 				SMTP: SMTPConfig{Addr: mail.Addr(), From: "af@example.org"}, MonitorURL: "http://af.example.org"}
 			if err := cfg.Normalize("test"); err != nil {
 				t.Fatal(err)
@@ -76,6 +90,20 @@ func TestServerEmailsOwnersOfGraphsItEnds(t *testing.T) {
 			}
 			if !strings.Contains(m.Text, "http://af.example.org/graphs/"+g.GraphID) || !strings.Contains(m.Text, tc.wantBody) {
 				t.Fatalf("email body lacks the monitor link or %q:\n%s", tc.wantBody, m.Text)
+			}
+			// Exactly one: the entry is marked sent, and no other exists.
+			octx := ctxT(t)
+			es, err := q.OutboxEntries(octx, g.GraphID)
+			for octx.Err() == nil && err == nil && len(es) == 1 && es[0].Status == queue.OutboxPending {
+				// The mark follows the relay's answer by one commit.
+				<-time.After(10 * time.Millisecond)
+				es, err = q.OutboxEntries(octx, g.GraphID)
+			}
+			if err != nil || len(es) != 1 || es[0].Status != queue.OutboxSent || len(mail.Messages()) != 1 {
+				t.Fatalf("outbox %+v %v, %d messages; want one entry sent, one message", es, err, len(mail.Messages()))
+			}
+			if !strings.Contains(srv.metricsText(t), `af_outbox_emails{state="sent"} 1`) {
+				t.Errorf("metrics lack the sent email")
 			}
 		})
 	}

@@ -32,7 +32,15 @@
 //	  bucket: af-artifacts          # empty disables artifacts
 //	  prefix: ""
 //	pool_key: /etc/af/af.pub        # `af keygen`'s public key, served at /api/v1/pool-key
-//	smtp: {addr: "", from: "", username: "", password_env: ""}  # kept for notifications
+//	smtp:                           # owners' emails, sent by this server from its outbox
+//	  addr: ""                      # relay host:port; empty logs the emails
+//	  from: af@localhost
+//	  username: ""
+//	  password_env: ""              # env var holding the password
+//	  starttls: auto                # auto, always or never
+//	  retry_min: 30s                # backoff after a failed attempt, doubling...
+//	  retry_max: 1h                 # ...up to this, with jitter
+//	  give_up_after: 168h           # then the email is marked failed
 //	monitor_url: http://af.example.org
 //	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
@@ -95,7 +103,7 @@ import (
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/monitor"
-	"github.com/af-project/af/internal/notify"
+	"github.com/af-project/af/internal/outbox"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -149,10 +157,9 @@ type Server struct {
 	lister    index.Lister
 	buildMu   sync.Mutex
 
-	// mailer tells owners about graphs the server ends itself (ticks,
-	// cancel); notifyWG waits for those emails on shutdown.
-	mailer   *notify.Mailer
-	notifyWG sync.WaitGroup
+	// sender delivers the outbox: every graph resolution's email.
+	sender   *outbox.Sender
+	mailDest string
 
 	onSweep func(queue.SweepReport, error)
 }
@@ -202,12 +209,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.pages == nil {
 		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor")})
 	}
-	mailer, err := mailerFor(cfg.SMTP, s)
+	sender, dest, err := senderFor(cfg.SMTP, s)
 	if err != nil {
 		return nil, err
 	}
-	s.mailer = mailer
-	s.metrics = newMetrics(s.q)
+	s.sender, s.mailDest = sender, dest
+	s.metrics = newMetrics(s.q, s.sender)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -248,6 +255,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(tickDone)
 		s.tickLoop(tickCtx)
 	}()
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		s.log.Info("owner emails from the outbox", "smtp", s.mailDest)
+		s.sender.Run(tickCtx)
+	}()
 	expireDone := make(chan struct{})
 	go func() {
 		defer close(expireDone)
@@ -274,8 +287,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopTick()
 	<-tickDone
+	<-sendDone
 	<-expireDone
-	s.notifyWG.Wait()
 	s.closeIndex()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -504,13 +517,10 @@ func writeJSONTagged(w http.ResponseWriter, r *http.Request, v any) error {
 
 func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	wasRunning := s.graphRunning(r.Context(), id)
+	// The cancel's transaction writes the owner's email to the outbox.
 	st, err := s.q.CancelGraph(r.Context(), id)
 	if err != nil {
 		return err
-	}
-	if wasRunning && st.State != taskdef.GraphRunning {
-		s.notifyOwner(r.Context(), id, "cancel")
 	}
 	return writeJSON(w, http.StatusOK, st)
 }

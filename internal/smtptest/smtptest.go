@@ -67,6 +67,8 @@ type config struct {
 	implicitTLS        bool
 	onMessage          func(Message)
 	logger             *slog.Logger
+	refuse             int
+	rejectRcpt         map[string]bool
 }
 
 // WithAuth requires AUTH PLAIN with these credentials before MAIL.
@@ -86,6 +88,22 @@ func WithImplicitTLS() Option { return func(c *config) { c.implicitTLS = true } 
 // from the connection's goroutine (fn must not block for long).
 func OnMessage(fn func(Message)) Option { return func(c *config) { c.onMessage = fn } }
 
+// RefuseFirst answers the first n MAIL commands with 451 4.3.0 (a
+// temporary refusal, as a relay under load or greylisting gives), so
+// senders' retries can be tested; Refused counts them.
+func RefuseFirst(n int) Option { return func(c *config) { c.refuse = n } }
+
+// RejectRecipient answers RCPT TO addr with 550 5.1.1 (no such user), a
+// permanent refusal.
+func RejectRecipient(addr string) Option {
+	return func(c *config) {
+		if c.rejectRcpt == nil {
+			c.rejectRcpt = map[string]bool{}
+		}
+		c.rejectRcpt[strings.ToLower(addr)] = true
+	}
+}
+
 // WithLogger logs connection errors to l.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
@@ -98,6 +116,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	messages []Message
+	refused  int
 	// changed is closed and replaced whenever a message arrives, so any
 	// number of waiters wake up without polling.
 	changed chan struct{}
@@ -189,6 +208,13 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Refused is how many MAIL commands RefuseFirst refused so far.
+func (s *Server) Refused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
 // Messages returns a copy of the messages received so far.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
@@ -210,6 +236,24 @@ func (s *Server) Wait(ctx context.Context, n int) ([]Message, error) {
 		case <-changed:
 		case <-ctx.Done():
 			return s.Messages(), fmt.Errorf("smtptest: %d of %d messages arrived at %s: %w", got, n, s.Addr(), ctx.Err())
+		}
+	}
+}
+
+// WaitRefused blocks until RefuseFirst has refused at least n MAIL
+// commands or ctx ends.
+func (s *Server) WaitRefused(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		got, changed := s.refused, s.changed
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("smtptest: %d of %d refusals at %s: %w", got, n, s.Addr(), ctx.Err())
 		}
 	}
 }
@@ -279,11 +323,26 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	if se.srv.cfg.username != "" && se.authUser == "" {
 		return smtp.ErrAuthRequired
 	}
+	srv := se.srv
+	srv.mu.Lock()
+	refuse := srv.refused < srv.cfg.refuse
+	if refuse {
+		srv.refused++
+		close(srv.changed)
+		srv.changed = make(chan struct{})
+	}
+	srv.mu.Unlock()
+	if refuse {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "smtptest: try again later"}
+	}
 	se.from = from
 	return nil
 }
 
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if se.srv.cfg.rejectRcpt[strings.ToLower(to)] {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "smtptest: no such user"}
+	}
 	se.to = append(se.to, to)
 	return nil
 }

@@ -382,8 +382,8 @@ type ReportRequest struct {
 }
 
 // ReportResponse tells the reporting worker the task's new status and
-// whether its report ended the graph, in which case that worker notifies the
-// owner.
+// whether its report ended the graph (for its log: the owner's email comes
+// from af serve's outbox, not from the worker).
 type ReportResponse struct {
 	Status        TaskStatus `json:"status"`
 	GraphResolved bool       `json:"graphResolved"`

@@ -1,7 +1,9 @@
 // Package worker is the worker daemon's logic: it claims tasks from the
 // queue, opens their sealed credentials, streams the inputs from S3 into the
-// job's container, publishes the output and logs as artifacts, resolves the
-// task, and emails the owner when its report ends the graph.
+// job's container, publishes the output and logs as artifacts, and resolves
+// the task. It sends no email and holds no SMTP settings: the queue
+// transaction that ends a graph writes the owner's email to af serve's
+// outbox (internal/outbox), which delivers it.
 //
 // Sealed credentials are bound to the graph, the job image and the input
 // key prefixes af submit minted them for (creds.Credentials.Permits): a

@@ -593,6 +593,16 @@ func TestKilledWorkerTaskRunsAgain(t *testing.T) {
 	if got, want := result(t, c, g), synth.FormatOSCounts(set.CountByOS(nil)); got != want {
 		t.Fatalf("result after the kill\n%s\nwant (a clean run's counts)\n%s", got, want)
 	}
+	// One email for the graph, from af serve's outbox: the killed worker
+	// sent none, and the retry's worker sends none either.
+	c.SMTP.WaitFor(t, 1, time.Minute)
+	waitUntil(t, 30*time.Second, "the owner's email is marked sent", func() (bool, string) {
+		st, err := c.Queue.OutboxStats(context.Background())
+		return err == nil && st.Pending == 0 && st.Sent == 1, fmt.Sprintf("outbox %+v %v", st, err)
+	})
+	if n := len(c.SMTP.Messages()); n != 1 {
+		t.Errorf("%d emails for one graph across a worker crash, want 1", n)
+	}
 	ts := taskStatus(t, c, victim)
 	if len(ts.Runs) < 2 {
 		t.Fatalf("killed task has runs %+v, want the killed run and a retry", ts.Runs)

@@ -182,10 +182,7 @@ func (w *Worker) handBack(ctx context.Context) {
 		})
 		switch {
 		case err == nil:
-			log.Info("handed back a run the previous worker process held", "state", resp.Status.State)
-			if resp.GraphResolved {
-				w.notifyOwner(rctx, taskdef.Claim{TaskID: r.TaskID, RunID: r.RunID, Task: taskdef.Task{GraphID: resp.Status.GraphID}}, log)
-			}
+			log.Info("handed back a run the previous worker process held", "state", resp.Status.State, "graphResolved", resp.GraphResolved)
 		case errors.Is(err, queueclient.ErrConflict), errors.Is(err, queueclient.ErrNotFound), errors.Is(err, queueclient.ErrForbidden):
 			log.Info("a run the previous worker process held is no longer ours", "err", err)
 		default:

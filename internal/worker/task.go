@@ -21,7 +21,6 @@ import (
 	"github.com/af-project/af/internal/extsort"
 	"github.com/af-project/af/internal/jobspec"
 	"github.com/af-project/af/internal/layout"
-	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/runner"
@@ -168,12 +167,9 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 		return
 	}
 	w.forget(c, log)
-	log.Info("task resolved", "state", out.state, "reason", out.reason, "duration", w.clock.Now().Sub(start))
-	if resp.GraphResolved {
-		nctx, cancelNotify := context.WithTimeout(reportCtx, 2*time.Minute)
-		defer cancelNotify()
-		w.notifyOwner(nctx, c, log)
-	}
+	// A report that ended the graph emails nobody: the transaction that
+	// resolved it wrote the owner's email to af serve's outbox.
+	log.Info("task resolved", "state", out.state, "reason", out.reason, "graphResolved", resp.GraphResolved, "duration", w.clock.Now().Sub(start))
 }
 
 // shutdownReportWait bounds a report made while the worker shuts down.
@@ -893,26 +889,6 @@ func (w *Worker) fetchOne(ctx context.Context, taskID, path string) (int64, erro
 		err = cerr
 	}
 	return n, err
-}
-
-// notifyOwner emails the graph's owner; this worker's report ended the
-// graph.
-func (w *Worker) notifyOwner(ctx context.Context, c taskdef.Claim, log *slog.Logger) {
-	gs, err := w.cfg.Queue.Graph(ctx, c.Task.GraphID)
-	if err != nil {
-		log.Warn("graph status for the owner's email", "graph", c.Task.GraphID, "err", err)
-		return
-	}
-	msg := notify.Compose(notify.FromStatus(gs, w.cfg.MonitorURL))
-	if msg.To == "" {
-		log.Info("graph ended; it has no owner to email", "graph", gs.GraphID, "state", gs.State)
-		return
-	}
-	if err := w.mailer.Send(ctx, msg); err != nil {
-		log.Warn("email the owner", "graph", gs.GraphID, "to", msg.To, "err", err)
-		return
-	}
-	log.Info("owner notified", "graph", gs.GraphID, "to", msg.To, "state", gs.State)
 }
 
 // redactKeyID keeps enough of an access key id to match it in STS logs.

@@ -17,7 +17,6 @@ import (
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/decompress"
-	"github.com/af-project/af/internal/notify"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/taskdef"
@@ -42,11 +41,6 @@ type Config struct {
 	// credentials name another endpoint is refused; the zero value is
 	// AWS's regional S3.
 	S3 awsconf.WorkerS3
-	// Mailer sends the owner's email; nil or unconfigured logs it instead.
-	Mailer *notify.Mailer
-	// MonitorURL is where people reach `af serve` (links in emails);
-	// default: the queue's URL.
-	MonitorURL string
 
 	WorkerGroup string
 	WorkerID    string
@@ -103,12 +97,11 @@ const DefaultMaxScratchBytes int64 = 10 << 30
 
 // Worker claims and runs tasks until its context ends.
 type Worker struct {
-	cfg    Config
-	log    *slog.Logger
-	clock  Clock
-	specs  *specCache
-	mailer *notify.Mailer
-	state  *runState
+	cfg   Config
+	log   *slog.Logger
+	clock Clock
+	specs *specCache
+	state *runState
 
 	// A task whose image this worker lacks is handed back; the worker then
 	// pauses its claims (imageMissed) so that a worker with the image,
@@ -214,9 +207,6 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
 	}
-	if cfg.MonitorURL == "" {
-		cfg.MonitorURL = cfg.Queue.BaseURL()
-	}
 	if cfg.ScratchRoot == "" {
 		cfg.ScratchRoot = filepath.Join(os.TempDir(), "af-worker-"+cfg.WorkerID)
 	}
@@ -233,17 +223,9 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	mailer := cfg.Mailer
-	if mailer == nil {
-		m, err := notify.New(notify.SMTPConfig{}, cfg.Logger)
-		if err != nil {
-			return nil, err
-		}
-		mailer = m
-	}
 	return &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), clock: cfg.Clock,
-		specs: newSpecCache(cfg.Docker, cfg.WorkerID), mailer: mailer, state: state,
+		specs: newSpecCache(cfg.Docker, cfg.WorkerID), state: state,
 	}, nil
 }
 
