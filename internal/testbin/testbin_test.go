@@ -1,6 +1,8 @@
 package testbin
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -56,15 +58,27 @@ func TestSyncBuffer(t *testing.T) {
 
 func TestFreeAddr(t *testing.T) {
 	t.Parallel()
-	addr, err := FreeAddr()
-	if err != nil {
-		t.Fatal(err)
+	// "Free a moment ago" is all FreeAddr can promise: another process
+	// drawing from the same range may take the port before we listen, so
+	// three races in a row, not one, fail the test.
+	var addr string
+	var errs []error
+	for range 3 {
+		a, err := FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", a)
+		if err == nil {
+			l.Close()
+			addr = a
+			break
+		}
+		errs = append(errs, fmt.Errorf("listen on the free address %s: %w", a, err))
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen on the free address %s: %v", addr, err)
+	if addr == "" {
+		t.Fatal(errors.Join(errs...))
 	}
-	l.Close()
 	// Below the ephemeral range, so no outgoing connection can take it.
 	_, port, _ := net.SplitHostPort(addr)
 	lo, hi := belowEphemeral()
