@@ -391,10 +391,7 @@ func (b *cancelBody) Close() error {
 func readAPIError(resp *http.Response, method, path string) error {
 	e := &APIError{Status: resp.StatusCode, Method: method, Path: path}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var body struct {
-		Error string `json:"error"`
-		Code  string `json:"code"`
-	}
+	var body taskdef.ErrorResponse
 	if json.Unmarshal(data, &body) == nil && body.Error != "" {
 		e.Message, e.Code = body.Error, body.Code
 	} else {

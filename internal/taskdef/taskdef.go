@@ -448,6 +448,16 @@ type GraphSummary struct {
 	Counts   map[TaskState]int `json:"counts"`
 }
 
+// ErrorResponse is the body of every error answer of the API (any 4xx or
+// 5xx the server itself writes). Code is a stable name for the kind of
+// error (NotFound, Conflict, IndexSource, ...); Error says what happened
+// and how to fix it. Code comes first, so the body reads as it did when
+// it was a JSON object with sorted keys.
+type ErrorResponse struct {
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
+
 // GraphList is GET /api/v1/graphs, newest first.
 type GraphList struct {
 	Graphs []GraphSummary `json:"graphs"`
