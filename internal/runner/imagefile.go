@@ -26,10 +26,12 @@ var ErrImageFileTooLarge = errors.New("file in the image is too large")
 // ReadImageFile copies one regular file, at most maxBytes long, out of an
 // image through a created, never started container (ImageFileConfig), and
 // removes the container on every path. Each Docker call has the runner's
-// call timeout; the container's deadline label is one call timeout away.
+// call timeout; the container's deadline label is two call timeouts away.
 // The image must be on the engine (the runner never pulls).
 func (r *Runner) ReadImageFile(ctx context.Context, image, path string, maxBytes int64) ([]byte, error) {
-	cfg, host, err := ImageFileConfig(image, r.opts.WorkerID, time.Now().Add(r.opts.CallTimeout))
+	// The deadline covers both calls that use the container (create, then
+	// copy), so no reaper removes it while it is being read.
+	cfg, host, err := ImageFileConfig(image, r.opts.WorkerID, time.Now().Add(2*r.opts.CallTimeout))
 	if err != nil {
 		return nil, err
 	}
