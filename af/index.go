@@ -18,6 +18,7 @@ import (
 	"github.com/af-project/af/internal/filter"
 	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 func init() {
@@ -153,7 +154,7 @@ func indexBuild(ctx context.Context, idx *index.DB, lister index.Lister, req ind
 	if err != nil {
 		return err
 	}
-	writeBuildReport(stdout, idx.Path(), rep, listSkipped)
+	writeBuildReport(stdout, idx.Path(), rep.Wire(), listSkipped)
 	return nil
 }
 
@@ -161,7 +162,7 @@ func indexBuild(ctx context.Context, idx *index.DB, lister index.Lister, req ind
 // without --list-skipped.
 const maxSkippedShown = 5
 
-func writeBuildReport(w io.Writer, path string, rep index.BuildReport, listSkipped bool) {
+func writeBuildReport(w io.Writer, path string, rep taskdef.IndexBuildReport, listSkipped bool) {
 	fmt.Fprintf(w, "indexed s3://%s/%s into %s: %s objects (%s listed) in %s\n", rep.Bucket, rep.Prefix, path,
 		thousands(rep.Indexed), thousands(rep.Listed), rep.Duration.Round(time.Millisecond))
 	fmt.Fprintf(w, "added %s, updated %s, removed %s, unchanged %s\n", thousands(rep.Added), thousands(rep.Updated), thousands(rep.Removed), thousands(rep.Unchanged))
@@ -261,13 +262,13 @@ func indexStats(ctx context.Context, idx *index.DB, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printIndexStats(stdout, idx.Path(), st)
+	printIndexStats(stdout, idx.Path(), st.Wire())
 	return nil
 }
 
 // printIndexStats prints an index's totals and each dimension's values;
 // where names the index (its file, or the server holding it).
-func printIndexStats(stdout io.Writer, where string, st index.Stats) {
+func printIndexStats(stdout io.Writer, where string, st taskdef.IndexStats) {
 	fmt.Fprintf(stdout, "index %s: s3://%s/%s", where, st.Bucket, st.Prefix)
 	if !st.Built.IsZero() {
 		fmt.Fprintf(stdout, ", built %s", st.Built.UTC().Format(time.RFC3339))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 // The index belongs to one process at a time (bbolt locks its file), so
@@ -37,7 +38,7 @@ func remoteIndex(fs *flag.FlagSet, qf queueFlags) (*queueclient.Client, bool) {
 // leave out (no --prefix: a nil Prefix) the server fills from what its
 // index holds, by the same rule as a local build (index.Refresh).
 func remoteIndexBuild(ctx context.Context, q *queueclient.Client, qurl, bucket, prefix, schemaPath string, set map[string]bool, listSkipped bool, stdout, stderr io.Writer) error {
-	req := queueclient.IndexBuildRequest{Bucket: bucket}
+	req := taskdef.IndexBuildRequest{Bucket: bucket}
 	if set["prefix"] {
 		req.Prefix = &prefix
 	}

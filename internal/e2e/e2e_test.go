@@ -24,7 +24,6 @@ import (
 	"github.com/af-project/af/internal/filter"
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
-	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/synth"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -67,7 +66,7 @@ func filterData(t *testing.T, c *clustertest.Cluster) (want string, selected int
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Submit.IndexBuild(context.Background(), queueclient.IndexBuildRequest{Bucket: clustertest.InputBucket, Schema: schemaJSON}); err != nil {
+	if _, err := c.Submit.IndexBuild(context.Background(), taskdef.IndexBuildRequest{Bucket: clustertest.InputBucket, Schema: schemaJSON}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := filter.ParseFile(filepath.Join(repoRoot(), "filters", "Filter.json"), schema)

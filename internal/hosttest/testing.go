@@ -108,7 +108,7 @@ func (c *Cluster) LoadTelemetry(t testing.TB) (want string, selected int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Client().IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: InputBucket, Schema: schemaJSON}); err != nil {
+	if _, err := c.Client().IndexBuild(ctx, taskdef.IndexBuildRequest{Bucket: InputBucket, Schema: schemaJSON}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := filter.ParseFile(filepath.Join(RepoRoot(), "filters", "Filter.json"), schema)

@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 // Lister is the part of *s3.Client a build needs.
@@ -318,4 +319,9 @@ func (db *DB) merge(batch []entry, prev string, hasPrev, last bool, rep *BuildRe
 		rep.Removed += len(dels)
 		return nil
 	})
+}
+
+// Wire returns the report as POST /api/v1/index/build sends it.
+func (rep BuildReport) Wire() taskdef.IndexBuildReport {
+	return taskdef.IndexBuildReport(rep)
 }

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 // Stats describes the whole index.
@@ -103,4 +104,27 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 		return nil
 	})
 	return st, err
+}
+
+// Wire returns the stats as GET /api/v1/index/stats sends them.
+func (st Stats) Wire() taskdef.IndexStats {
+	w := taskdef.IndexStats{
+		Bucket: st.Bucket, Prefix: st.Prefix,
+		Schema:  taskdef.IndexSchema{Fields: st.Schema.Fields},
+		Built:   st.Built,
+		Objects: st.Objects, Bytes: st.Bytes,
+	}
+	if st.Dims != nil {
+		w.Dims = make([]taskdef.IndexDimStats, len(st.Dims))
+	}
+	for i, d := range st.Dims {
+		w.Dims[i].Field = d.Field
+		if d.Values != nil {
+			w.Dims[i].Values = make([]taskdef.IndexValueCount, len(d.Values))
+		}
+		for j, v := range d.Values {
+			w.Dims[i].Values[j] = taskdef.IndexValueCount(v)
+		}
+	}
+	return w
 }

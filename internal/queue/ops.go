@@ -12,18 +12,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// GraphSummary is one line of the graph list.
-type GraphSummary struct {
-	GraphID  string                    `json:"graphId"`
-	Name     string                    `json:"name"`
-	Owner    string                    `json:"owner"`
-	State    taskdef.GraphState        `json:"state"`
-	Created  time.Time                 `json:"created"`
-	Resolved *time.Time                `json:"resolved,omitempty"`
-	Tasks    int                       `json:"tasks"`
-	Counts   map[taskdef.TaskState]int `json:"counts"`
-}
-
 // TickReport says what one Tick resolved.
 type TickReport struct {
 	// ClaimsExpired counts runs whose lease passed; Retried those of them
@@ -138,15 +126,16 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 	return gs, err
 }
 
-// Graphs lists up to limit graphs, newest first (limit <= 0: 100).
-func (q *Queue) Graphs(ctx context.Context, limit int) ([]GraphSummary, error) {
+// Graphs lists up to limit graphs, newest first (limit <= 0: 100), as
+// GET /api/v1/graphs sends them.
+func (q *Queue) Graphs(ctx context.Context, limit int) ([]taskdef.GraphSummary, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
 		limit = 100
 	}
-	out := []GraphSummary{}
+	out := []taskdef.GraphSummary{}
 	err := q.db.View(func(tx *bolt.Tx) error {
 		gb := tx.Bucket(bGraphs)
 		c := tx.Bucket(bGraphTime).Cursor()
@@ -160,7 +149,7 @@ func (q *Queue) Graphs(ctx context.Context, limit int) ([]GraphSummary, error) {
 			if !ok {
 				continue
 			}
-			out = append(out, GraphSummary{
+			out = append(out, taskdef.GraphSummary{
 				GraphID: id, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
 				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts,
 			})

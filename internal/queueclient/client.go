@@ -35,7 +35,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -392,10 +391,7 @@ func (b *cancelBody) Close() error {
 func readAPIError(resp *http.Response, method, path string) error {
 	e := &APIError{Status: resp.StatusCode, Method: method, Path: path}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var body struct {
-		Error string `json:"error"`
-		Code  string `json:"code"`
-	}
+	var body taskdef.ErrorResponse
 	if json.Unmarshal(data, &body) == nil && body.Error != "" {
 		e.Message, e.Code = body.Error, body.Code
 	} else {
@@ -816,33 +812,21 @@ func (c *Client) IndexQuery(ctx context.Context, filterJSON []byte) (taskdef.Ind
 	return out, err
 }
 
-// IndexBuildRequest is the body of POST /api/v1/index/build. Empty fields
-// mean the source the index was last built from.
-type IndexBuildRequest struct {
-	Bucket string `json:"bucket,omitempty"`
-	// Prefix is nil to keep the index's prefix; a pointer to "" asks for
-	// the whole bucket.
-	Prefix *string `json:"prefix,omitempty"`
-	// Schema is the telemetry_schema.json document; empty keeps the
-	// index's.
-	Schema json.RawMessage `json:"schema,omitempty"`
-}
-
 // IndexBuild asks the server to refresh its file index from S3 (the
 // server holds the index file, so this is how `af index build` reaches it
 // while `af serve` runs) and returns the build report. Another bucket,
 // prefix or schema than the index holds is a 409 (ErrConflict) whose
 // message says what the server indexes; a bucket S3 will not list is a
 // 400 (ErrInvalid); neither is retried.
-func (c *Client) IndexBuild(ctx context.Context, req IndexBuildRequest) (index.BuildReport, error) {
-	var out index.BuildReport
+func (c *Client) IndexBuild(ctx context.Context, req taskdef.IndexBuildRequest) (taskdef.IndexBuildReport, error) {
+	var out taskdef.IndexBuildReport
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/index/build", body: req}, &out)
 	return out, err
 }
 
 // IndexStats returns the server's file index statistics.
-func (c *Client) IndexStats(ctx context.Context) (index.Stats, error) {
-	var out index.Stats
+func (c *Client) IndexStats(ctx context.Context) (taskdef.IndexStats, error) {
+	var out taskdef.IndexStats
 	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/index/stats"}, &out)
 	return out, err
 }

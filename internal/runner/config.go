@@ -357,6 +357,43 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 	return cfg, host, nil
 }
 
+// ImageFileTaskID is the LabelTaskID of the containers ReadImageFile
+// creates: they belong to no task.
+const ImageFileTaskID = "image-file-reader"
+
+// ImageFileConfig is the container ReadImageFile copies a file out of. It
+// is created and never started, so nothing of the image runs; it is still
+// labelled like every container the runner creates, with a deadline, so
+// any worker's reaper removes it should this worker die before it does.
+func ImageFileConfig(image, workerID string, deadline time.Time) (*container.Config, *container.HostConfig, error) {
+	if image == "" {
+		return nil, nil, configErr("task has no image: set payload.image")
+	}
+	if workerID == "" {
+		return nil, nil, errors.New("image file reader has no worker id")
+	}
+	if deadline.IsZero() {
+		return nil, nil, errors.New("image file reader has no deadline")
+	}
+	cfg := &container.Config{
+		Image: image,
+		// Images FROM scratch have no command; this one never runs.
+		Cmd:             []string{"/af-image-file-reader-never-runs"},
+		NetworkDisabled: true,
+		Labels: map[string]string{
+			LabelManaged:  "true",
+			LabelTaskID:   ImageFileTaskID,
+			LabelWorkerID: workerID,
+			LabelDeadline: FormatDeadline(deadline),
+		},
+	}
+	host := &container.HostConfig{
+		NetworkMode: "none",
+		LogConfig:   container.LogConfig{Type: "none"},
+	}
+	return cfg, host, nil
+}
+
 // FormatDeadline is t as the LabelDeadline label holds it: whole seconds,
 // rounded up so the label never comes before the deadline.
 func FormatDeadline(t time.Time) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/af-project/af/internal/filter"
 	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 // indexDB is the opened file index.
@@ -115,14 +116,6 @@ func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
 	return bw.Flush()
 }
 
-// IndexBuildRequest is the body of POST /api/v1/index/build; empty fields
-// (a null or absent prefix) keep what the index was last built from.
-type IndexBuildRequest struct {
-	Bucket string          `json:"bucket,omitempty"`
-	Prefix *string         `json:"prefix,omitempty"`
-	Schema json.RawMessage `json:"schema,omitempty"`
-}
-
 // maxReportKeys bounds the skipped keys a build answer lists.
 const maxReportKeys = 1000
 
@@ -134,7 +127,7 @@ func (s *Server) indexBuild(w http.ResponseWriter, r *http.Request) error {
 	if s.lister == nil {
 		return &httpError{status: http.StatusServiceUnavailable, code: "NoS3", msg: "this server has no S3 client to list inputs with"}
 	}
-	var in IndexBuildRequest
+	var in taskdef.IndexBuildRequest
 	if err := decode(w, r, maxSmallBody, &in); err != nil {
 		return err
 	}
@@ -161,7 +154,7 @@ func (s *Server) indexBuild(w http.ResponseWriter, r *http.Request) error {
 	if len(rep.SkippedKeys) > maxReportKeys {
 		rep.SkippedKeys = rep.SkippedKeys[:maxReportKeys]
 	}
-	return writeJSON(w, http.StatusOK, rep)
+	return writeJSON(w, http.StatusOK, rep.Wire())
 }
 
 // indexBuildErr gives the refresh rule's refusals their 4xx; the message
@@ -187,5 +180,5 @@ func (s *Server) indexStats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return indexErr(err)
 	}
-	return writeJSON(w, http.StatusOK, st)
+	return writeJSON(w, http.StatusOK, st.Wire())
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 // countingTransport counts the requests a client sends.
@@ -38,7 +39,7 @@ func TestIndexBuildRefusals(t *testing.T) {
 	counter := &countingTransport{}
 	client := queueclient.New(e.http.URL, submitTok, queueclient.WithHTTPClient(&http.Client{Transport: counter}),
 		queueclient.WithBackoff(time.Millisecond, 10*time.Millisecond))
-	if _, err := client.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")}); err != nil {
+	if _, err := client.IndexBuild(ctx, taskdef.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")}); err != nil {
 		t.Fatal(err)
 	}
 	// The same source in a local index file, for the local messages.
@@ -53,18 +54,18 @@ func TestIndexBuildRefusals(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		req    queueclient.IndexBuildRequest
+		req    taskdef.IndexBuildRequest
 		status int
 		code   string
 		want   string
 	}{
-		{name: "another prefix", req: queueclient.IndexBuildRequest{Prefix: ptr("logs")}, status: http.StatusConflict, code: "IndexSource",
+		{name: "another prefix", req: taskdef.IndexBuildRequest{Prefix: ptr("logs")}, status: http.StatusConflict, code: "IndexSource",
 			want: "the index holds s3://telemetry/data/ and cannot also hold s3://telemetry/logs/"},
-		{name: "the whole bucket", req: queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("")}, status: http.StatusConflict, code: "IndexSource",
+		{name: "the whole bucket", req: taskdef.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("")}, status: http.StatusConflict, code: "IndexSource",
 			want: "cannot also hold s3://telemetry/ "},
-		{name: "another bucket", req: queueclient.IndexBuildRequest{Bucket: "other"}, status: http.StatusConflict, code: "IndexSource",
+		{name: "another bucket", req: taskdef.IndexBuildRequest{Bucket: "other"}, status: http.StatusConflict, code: "IndexSource",
 			want: "cannot also hold s3://other/data/"},
-		{name: "another schema", req: queueclient.IndexBuildRequest{Schema: []byte(`{"version":1,"dimensions":[{"field_name":"x","allowed_values":"*"},{"field_name":"y","allowed_values":"*"}]}`)}, status: http.StatusConflict, code: "IndexSource",
+		{name: "another schema", req: taskdef.IndexBuildRequest{Schema: []byte(`{"version":1,"dimensions":[{"field_name":"x","allowed_values":"*"},{"field_name":"y","allowed_values":"*"}]}`)}, status: http.StatusConflict, code: "IndexSource",
 			want: "was built with the dimensions"},
 	} {
 		before := counter.n.Load()
@@ -96,7 +97,7 @@ func TestIndexBuildRefusals(t *testing.T) {
 	client = queueclient.New(fresh.http.URL, submitTok, queueclient.WithHTTPClient(&http.Client{Transport: counter}),
 		queueclient.WithBackoff(time.Millisecond, 10*time.Millisecond))
 	before := counter.n.Load()
-	_, err = client.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "no-such-bucket"})
+	_, err = client.IndexBuild(ctx, taskdef.IndexBuildRequest{Bucket: "no-such-bucket"})
 	var ae *queueclient.APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != "BucketNotListable" || !strings.Contains(ae.Message, `bucket "no-such-bucket" does not exist`) {
 		t.Fatalf("missing bucket: %v, want 400 saying it does not exist", err)
@@ -113,7 +114,7 @@ func TestIndexBuildRefusals(t *testing.T) {
 		t.Errorf("missing bucket: local build says %v, the server %s", lerr, ae.Message)
 	}
 	// The refused first build committed the server's index to nothing.
-	if _, err := client.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")}); err != nil {
+	if _, err := client.IndexBuild(ctx, taskdef.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")}); err != nil {
 		t.Fatalf("build after the refusal: %v", err)
 	}
 }

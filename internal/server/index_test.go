@@ -18,6 +18,7 @@ import (
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 func filterDoc(channel string) []byte {
@@ -81,13 +82,13 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	wg.Wait()
 
 	// Building needs the submit role; the first build names the bucket.
-	if _, err := e.work.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")}); !errors.Is(err, queueclient.ErrForbidden) {
+	if _, err := e.work.IndexBuild(ctx, taskdef.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")}); !errors.Is(err, queueclient.ErrForbidden) {
 		t.Fatalf("build with a work token: %v", err)
 	}
-	if _, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{}); !errors.Is(err, queueclient.ErrInvalid) {
+	if _, err := e.submit.IndexBuild(ctx, taskdef.IndexBuildRequest{}); !errors.Is(err, queueclient.ErrInvalid) {
 		t.Fatalf("first build without a bucket: %v", err)
 	}
-	rep, err := e.submit.IndexBuild(ctx, queueclient.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")})
+	rep, err := e.submit.IndexBuild(ctx, taskdef.IndexBuildRequest{Bucket: "telemetry", Prefix: ptr("data")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	if _, err := m.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("telemetry"), Key: aws.String(want[0])}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = e.admin.IndexBuild(ctx, queueclient.IndexBuildRequest{})
+	rep, err = e.admin.IndexBuild(ctx, taskdef.IndexBuildRequest{})
 	if err != nil || rep.Listed != 700 || rep.Removed != 1 {
 		t.Fatalf("refresh %+v %v", rep, err)
 	}

@@ -470,18 +470,7 @@ func (s *Server) listGraphs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := taskdef.GraphList{Graphs: make([]taskdef.GraphSummary, 0, len(gs))}
-	for _, g := range gs {
-		out.Graphs = append(out.Graphs, graphSummary(g))
-	}
-	return writeJSON(w, http.StatusOK, out)
-}
-
-func graphSummary(g queue.GraphSummary) taskdef.GraphSummary {
-	return taskdef.GraphSummary{
-		GraphID: g.GraphID, Name: g.Name, Owner: g.Owner, State: g.State,
-		Created: g.Created, Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts,
-	}
+	return writeJSON(w, http.StatusOK, taskdef.GraphList{Graphs: gs})
 }
 
 func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
@@ -775,7 +764,7 @@ func classify(err error) (int, string) {
 	return http.StatusInternalServerError, "InternalError"
 }
 
-// writeError answers {"error", "code"} with the error's status.
+// writeError answers a taskdef.ErrorResponse with the error's status.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	err = s.expiredErr(r, err)
 	status, code := classify(err)
@@ -789,7 +778,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	setErrorNote(w, err.Error())
-	_ = writeJSON(w, status, map[string]string{"error": err.Error(), "code": code})
+	_ = writeJSON(w, status, taskdef.ErrorResponse{Code: code, Error: err.Error()})
 }
 
 // writeJSON encodes v as the answer.

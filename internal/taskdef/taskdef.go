@@ -448,6 +448,16 @@ type GraphSummary struct {
 	Counts   map[TaskState]int `json:"counts"`
 }
 
+// ErrorResponse is the body of every error answer of the API (any 4xx or
+// 5xx the server itself writes). Code is a stable name for the kind of
+// error (NotFound, Conflict, IndexSource, ...); Error says what happened
+// and how to fix it. Code comes first, so the body reads as it did when
+// it was a JSON object with sorted keys.
+type ErrorResponse struct {
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
+
 // GraphList is GET /api/v1/graphs, newest first.
 type GraphList struct {
 	Graphs []GraphSummary `json:"graphs"`
@@ -477,4 +487,68 @@ type IndexResult struct {
 	Files   int64       `json:"files"`
 	Bytes   int64       `json:"bytes"`
 	Error   string      `json:"error,omitempty"`
+}
+
+// IndexBuildRequest is the body of POST /api/v1/index/build. Empty fields
+// mean the source the index was last built from.
+type IndexBuildRequest struct {
+	Bucket string `json:"bucket,omitempty"`
+	// Prefix is nil (null or absent) to keep the index's prefix; a pointer
+	// to "" asks for the whole bucket.
+	Prefix *string `json:"prefix,omitempty"`
+	// Schema is the telemetry_schema.json document; empty keeps the
+	// index's.
+	Schema json.RawMessage `json:"schema,omitempty"`
+}
+
+// IndexBuildReport is the answer of POST /api/v1/index/build: what the
+// build found and changed. Its JSON keys are the Go field names (the
+// index's own report was sent as is before it moved here, and clients
+// read those names).
+type IndexBuildReport struct {
+	Bucket, Prefix string
+	// Listed is every object under the prefix; Indexed those that fit the
+	// layout and are now in the index; Skipped those that do not fit.
+	Listed, Indexed, Skipped int
+	// Added, Updated (size, ETag or last-modified changed), Removed (no
+	// longer listed) and Unchanged compare the listing with the index as
+	// it was.
+	Added, Updated, Removed, Unchanged int
+	// SkippedKeys are the keys outside the layout, in listing order; the
+	// server sends at most the first thousand.
+	SkippedKeys []string
+	// Duration is in nanoseconds on the wire.
+	Duration time.Duration
+}
+
+// IndexStats is GET /api/v1/index/stats: the whole index's totals and each
+// dimension's distinct values. JSON keys are the Go field names.
+type IndexStats struct {
+	Bucket, Prefix string
+	Schema         IndexSchema
+	// Built is when the last build finished (zero if none finished).
+	Built   time.Time
+	Objects int
+	Bytes   int64
+	// Dims has one entry per schema dimension, in schema order.
+	Dims []IndexDimStats
+}
+
+// IndexSchema names the index's dimensions, in key order.
+type IndexSchema struct {
+	Fields []string
+}
+
+// IndexDimStats lists one dimension's distinct values.
+type IndexDimStats struct {
+	Field string
+	// Values are sorted by value.
+	Values []IndexValueCount
+}
+
+// IndexValueCount is how many objects, and bytes, have one value.
+type IndexValueCount struct {
+	Value   string
+	Objects int
+	Bytes   int64
 }

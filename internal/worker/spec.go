@@ -1,17 +1,14 @@
 package worker
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/af-project/af/internal/awsconf"
@@ -75,7 +72,8 @@ func (e *badSpecError) Unwrap() error { return e.err }
 // specCache reads /etc/analysis-tools.yml out of job images, once per
 // image id: a tag moved to a new build gets its new spec.
 type specCache struct {
-	docker   *client.Client
+	docker   *client.Client // image inspection only
+	runner   *runner.Runner // reads the file
 	workerID string
 	timeout  time.Duration
 
@@ -83,8 +81,11 @@ type specCache struct {
 	specs map[string]jobspec.Spec // by image id
 }
 
-func newSpecCache(d *client.Client, workerID string) *specCache {
-	return &specCache{docker: d, workerID: workerID, timeout: 30 * time.Second, specs: map[string]jobspec.Spec{}}
+// maxSpecBytes bounds the analysis-tools.yml read out of an image.
+const maxSpecBytes = 1 << 20
+
+func newSpecCache(d *client.Client, r *runner.Runner, workerID string) *specCache {
+	return &specCache{docker: d, runner: r, workerID: workerID, timeout: 30 * time.Second, specs: map[string]jobspec.Spec{}}
 }
 
 func (c *specCache) get(ctx context.Context, image string) (jobspec.Spec, error) {
@@ -117,50 +118,18 @@ func (c *specCache) get(ctx context.Context, image string) (jobspec.Spec, error)
 	return s, nil
 }
 
-// readFile copies one file out of an image through a created, never
-// started container, so nothing of the image runs.
+// readFile reads one file out of an image through the runner (which
+// creates every container); a file the image lacks, or one that is not a
+// regular file or is too large, is the image's fault.
 func (c *specCache) readFile(ctx context.Context, image, path string) ([]byte, error) {
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	created, err := c.docker.ContainerCreate(cctx, &container.Config{
-		Image: image,
-		// Images FROM scratch have no command; this one never runs.
-		Cmd:             []string{"/af-spec-reader-never-runs"},
-		NetworkDisabled: true,
-		Labels: map[string]string{
-			runner.LabelManaged: "true", runner.LabelWorkerID: c.workerID, runner.LabelTaskID: "spec-reader",
-			// Should this worker die before removing it, any worker's
-			// reaper does.
-			runner.LabelDeadline: runner.FormatDeadline(time.Now().Add(c.timeout)),
-		},
-	}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
-	if err != nil {
-		return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
+	data, err := c.runner.ReadImageFile(ctx, image, path, maxSpecBytes)
+	switch {
+	case errors.Is(err, runner.ErrNoImageFile):
+		return nil, &badSpecError{err: fmt.Errorf("image %s has no %s: a job image must say how to run the job there (see analysis-tools.yml in the af repository)", image, path)}
+	case errors.Is(err, runner.ErrNotImageFile):
+		return nil, &badSpecError{err: fmt.Errorf("image %s: %s is not a file", image, path)}
+	case errors.Is(err, runner.ErrImageFileTooLarge):
+		return nil, &badSpecError{err: err}
 	}
-	defer func() {
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
-		defer rcancel()
-		_ = c.docker.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true})
-	}()
-	rc, _, err := c.docker.CopyFromContainer(cctx, created.ID, path)
-	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return nil, &badSpecError{err: fmt.Errorf("image %s has no %s: a job image must say how to run the job there (see analysis-tools.yml in the af repository)", image, path)}
-		}
-		return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil, &badSpecError{err: fmt.Errorf("image %s: %s is not a file", image, path)}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			return io.ReadAll(io.LimitReader(tr, 1<<20))
-		}
-	}
+	return data, err
 }

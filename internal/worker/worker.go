@@ -225,7 +225,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	return &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), clock: cfg.Clock,
-		specs: newSpecCache(cfg.Docker, cfg.WorkerID), state: state,
+		specs: newSpecCache(cfg.Docker, cfg.Runner, cfg.WorkerID), state: state,
 	}, nil
 }
 
