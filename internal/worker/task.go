@@ -757,7 +757,7 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 	}
 	// A merge of thousands of results opens at most extsort.DefaultFanIn
 	// of them at once, merging runs of them into the work dir first.
-	merger, err := extsort.MergeFiles(paths, ids, extsort.MergeOptions{Dir: td.work})
+	merger, err := extsort.MergeFiles(paths, ids, extsort.MergeOptions{Dir: td.work, FanIn: w.cfg.MergeFanIn})
 	if err != nil {
 		var le *extsort.LineError
 		var oe *extsort.OrderError
