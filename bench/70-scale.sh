@@ -24,6 +24,10 @@ run() { # FANIN: the SCALE line of one run
   echo "$cmd"
   echo "$out" | grep '^SCALE '
 }
+merge_cmd="go test -run '^\$' -bench BenchmarkMerge3000 -benchtime 3x -count 1 ./internal/extsort"
+merge_out=$(eval "$merge_cmd" 2>&1) || { echo "$merge_out" >&2; exit 1; }
+# mmetric BENCH UNIT: the value a BenchmarkMerge3000 sub-benchmark reports.
+mmetric() { echo "$merge_out" | awk -v b="$1" -v u="$2" '$1 ~ "^"b"(-[0-9]+)?$" { for (i = 3; i < NF; i++) if ($(i+1) == u) v = $i } END { print (v == "") ? "NaN" : v }'; }
 after=$(run 256)
 before=$(run $((mappers + 1)))
 
@@ -40,6 +44,7 @@ Commands (load average when run: $load, on a machine shared with other work):
 
     $(echo "$after" | head -1)
     $(echo "$before" | head -1)
+    $merge_cmd
 
 One mapper per tiny gzip file (3 documents, internal/synth), one reducer,
 image af/os-count-go, two in-process workers of capacity 1 against
@@ -65,4 +70,17 @@ than the second column.
 | reducer: peak merge inputs open at once | $(field "$a" reduce_merge_fds) | $(field "$b" reduce_merge_fds) |
 | reducer: peak open files of the process (idle: $(field "$a" base_fds)) | $(field "$a" reduce_peak_fds) | $(field "$b" reduce_peak_fds) |
 | reducer: peak RSS of the process during the reduce (VmHWM) | $(mib "$(field "$a" reduce_vmhwm_kib)") MiB | $(mib "$(field "$b" reduce_vmhwm_kib)") MiB |
+The merge alone, 3,000 small sorted files in process (no containers, no
+network): main's reducer (every file open, one NewNamedMerger with a
+256 KiB read buffer per input) against MergeFiles with fan-in 256. Open
+files and live heap (after a GC) are read once the merge has started;
+peak open files are sampled over the whole merge, its passes included.
+A pass holds 256 inputs' 64 KiB buffers (16 MiB) while it runs.
+
+| measurement | fan-in 256 (multi-pass) | one pass over all (main) |
+|---|---|---|
+| open files once the final merge has started | $(mmetric BenchmarkMerge3000/FanIn256 open-files) | $(mmetric BenchmarkMerge3000/OnePass open-files) |
+| peak open files over the merge | $(mmetric BenchmarkMerge3000/FanIn256 peak-open-files) | $(mmetric BenchmarkMerge3000/OnePass peak-open-files) |
+| live heap of the final merge | $(mmetric BenchmarkMerge3000/FanIn256 heap-MiB) MiB | $(mmetric BenchmarkMerge3000/OnePass heap-MiB) MiB |
+| time to merge | $(mmetric BenchmarkMerge3000/FanIn256 ns/op | awk '{ printf "%.2f", $1 / 1e9 }') s | $(mmetric BenchmarkMerge3000/OnePass ns/op | awk '{ printf "%.2f", $1 / 1e9 }') s |
 MD

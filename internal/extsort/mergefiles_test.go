@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -183,4 +185,100 @@ func TestMergeFilesOpenFiles(t *testing.T) {
 		t.Error("merge of 3,000 inputs differs from the stable reference")
 	}
 	t.Logf("3,000 inputs, fan-in %d: peak %d open files above the start", fan, peak.Load()-int64(base))
+}
+
+// BenchmarkMerge3000 merges 3,000 small sorted files (a 3,000-mapper
+// reducer's inputs) as main's reducer did (every file open, one
+// NewNamedMerger with its 256 KiB buffer per input) and with MergeFiles
+// (fan-in 256), reporting the open files and live heap once the merge has
+// started (after a GC) and the peak open files over the whole merge.
+func BenchmarkMerge3000(b *testing.B) {
+	const inputs = 3000
+	dir := b.TempDir()
+	lines := randomLines(9000, 500, 40)
+	per := make([][]string, inputs)
+	for i, l := range lines {
+		per[i%inputs] = append(per[i%inputs], l)
+	}
+	var paths, names []string
+	for i := range inputs {
+		in := per[i]
+		slices.SortStableFunc(in, func(a, b string) int { return strings.Compare(key(a), key(b)) })
+		p := filepath.Join(dir, fmt.Sprintf("in-%05d", i))
+		if err := os.WriteFile(p, []byte(strings.Join(in, "")), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		paths, names = append(paths, p), append(names, fmt.Sprintf("task-%d", i))
+	}
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	heap := func() float64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return float64(m.HeapAlloc) / (1 << 20)
+	}
+	measure := func(b *testing.B, open func() (*Merger, func())) {
+		for b.Loop() {
+			base, h0 := fds(), heap()
+			var peak atomic.Int64
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if n := int64(fds()); n > peak.Load() {
+						peak.Store(n)
+					}
+				}
+			}()
+			m, closeAll := open()
+			if _, _, err := m.Next(); err != nil {
+				b.Fatal(err)
+			}
+			openNow, h := fds()-base, heap()-h0
+			if _, err := m.WriteTo(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+			close(stop)
+			<-done
+			closeAll()
+			b.ReportMetric(float64(openNow), "open-files")
+			b.ReportMetric(float64(peak.Load())-float64(base), "peak-open-files")
+			b.ReportMetric(h, "heap-MiB")
+		}
+	}
+	b.Run("OnePass", func(b *testing.B) {
+		measure(b, func() (*Merger, func()) {
+			var files []*os.File
+			readers := make([]io.Reader, len(paths))
+			for i, p := range paths {
+				f, err := os.Open(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				files = append(files, f)
+				readers[i] = f
+			}
+			return NewNamedMerger(readers, names), func() {
+				for _, f := range files {
+					f.Close()
+				}
+			}
+		})
+	})
+	b.Run("FanIn256", func(b *testing.B) {
+		tmp := b.TempDir()
+		measure(b, func() (*Merger, func()) {
+			fm, err := MergeFiles(paths, names, MergeOptions{Dir: tmp})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return fm.Merger, func() { fm.Close() }
+		})
+	})
 }
