@@ -70,6 +70,7 @@ than the second column.
 | reducer: peak merge inputs open at once | $(field "$a" reduce_merge_fds) | $(field "$b" reduce_merge_fds) |
 | reducer: peak open files of the process (idle: $(field "$a" base_fds)) | $(field "$a" reduce_peak_fds) | $(field "$b" reduce_peak_fds) |
 | reducer: peak RSS of the process during the reduce (VmHWM) | $(mib "$(field "$a" reduce_vmhwm_kib)") MiB | $(mib "$(field "$b" reduce_vmhwm_kib)") MiB |
+
 The merge alone, 3,000 small sorted files in process (no containers, no
 network): main's reducer (every file open, one NewNamedMerger with a
 256 KiB read buffer per input) against MergeFiles with fan-in 256. Open
