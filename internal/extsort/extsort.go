@@ -3,10 +3,10 @@
 // to the first tab). A mapper's output is sorted with Sort, which holds at
 // most a memory bound of lines and spills sorted runs to temporary files past
 // it; the reducer's inputs, each already sorted, are merged with MergeFiles,
-// which opens at most a fan-in of them at once (several passes past it), or
-// in one pass with NewMerger. Both are stable: lines with equal keys keep their input order
-// (and, across merged inputs, the order of the inputs), so a reducer sees a
-// key's values in a deterministic order.
+// which opens at most a fan-in of them at once (in passes past it), or in
+// one pass with NewMerger. All are stable: lines with equal keys keep their
+// input order (and, across merged inputs, the order of the inputs), so a
+// reducer sees a key's values in a deterministic order.
 //
 // Keys compare as raw bytes. The JSON encoding of a key is deterministic for
 // the helpers (json.dumps, encoding/json), so equal keys have equal bytes and
@@ -331,8 +331,9 @@ func NewMerger(inputs ...io.Reader) *Merger {
 	return NewNamedMerger(inputs, names)
 }
 
-// NewNamedMerger is NewMerger with a name per input for error messages (the
-// reducer names each mapper's result by its task id).
+// NewNamedMerger is NewMerger with a name per input for error messages.
+// It holds every input open with a 256 KiB buffer each; MergeFiles bounds
+// both for many inputs.
 func NewNamedMerger(inputs []io.Reader, names []string) *Merger {
 	return newMerger(inputs, names, bufSize)
 }
