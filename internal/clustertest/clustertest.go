@@ -266,6 +266,8 @@ type WorkerOptions struct {
 	// tried, with short waits (tests of failing uploads); zero keeps the
 	// queue client's default patience (20-40 s of waits).
 	UploadAttempts int
+	// MergeFanIn is the worker's reducer merge fan-in (0: its default).
+	MergeFanIn int
 }
 
 // Worker is an in-process worker.
@@ -310,6 +312,7 @@ func (c *Cluster) StartWorker(t testing.TB, id string, o WorkerOptions) *Worker 
 		WorkerGroup: "test", WorkerID: id, Capacity: o.Capacity, ScratchRoot: filepath.Join(c.Dir, "scratch-"+id),
 		Input: o.Input, Grace: o.Grace, ClaimWait: 2 * time.Second, LogEvery: 500 * time.Millisecond, Logger: log,
 		ReapEvery: o.ReapEvery, ReapGrace: o.ReapGrace, MaxScratchBytes: o.MaxScratchBytes,
+		MergeFanIn: o.MergeFanIn,
 	})
 	if err != nil {
 		t.Fatal(err)

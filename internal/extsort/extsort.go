@@ -2,10 +2,11 @@
 // write: `<json key>\t<json value>\n`, ordered by the bytes of the key (up
 // to the first tab). A mapper's output is sorted with Sort, which holds at
 // most a memory bound of lines and spills sorted runs to temporary files past
-// it; the reducer's inputs, each already sorted, are merged in one pass with
-// NewMerger. Both are stable: lines with equal keys keep their input order
-// (and, across merged inputs, the order of the inputs), so a reducer sees a
-// key's values in a deterministic order.
+// it; the reducer's inputs, each already sorted, are merged with MergeFiles,
+// which opens at most a fan-in of them at once (in passes past it), or in
+// one pass with NewMerger. All are stable: lines with equal keys keep their
+// input order (and, across merged inputs, the order of the inputs), so a
+// reducer sees a key's values in a deterministic order.
 //
 // Keys compare as raw bytes. The JSON encoding of a key is deterministic for
 // the helpers (json.dumps, encoding/json), so equal keys have equal bytes and
@@ -330,12 +331,17 @@ func NewMerger(inputs ...io.Reader) *Merger {
 	return NewNamedMerger(inputs, names)
 }
 
-// NewNamedMerger is NewMerger with a name per input for error messages (the
-// reducer names each mapper's result by its task id).
+// NewNamedMerger is NewMerger with a name per input for error messages.
+// It holds every input open with a 256 KiB buffer each; MergeFiles bounds
+// both for many inputs.
 func NewNamedMerger(inputs []io.Reader, names []string) *Merger {
+	return newMerger(inputs, names, bufSize)
+}
+
+func newMerger(inputs []io.Reader, names []string, buf int) *Merger {
 	m := &Merger{}
 	for i, r := range inputs {
-		m.h = append(m.h, &source{lr: newLineReader(r, names[i]), idx: i})
+		m.h = append(m.h, &source{lr: &lineReader{br: bufio.NewReaderSize(r, buf), name: names[i]}, idx: i})
 	}
 	return m
 }
@@ -432,4 +438,144 @@ func (m *Merger) WriteTo(w io.Writer) (int64, error) {
 			return n, fmt.Errorf("write merged output: %w", err)
 		}
 	}
+}
+
+// DefaultFanIn is the most inputs MergeFiles opens at once: with a 64 KiB
+// read buffer per input a pass holds 16 MiB of buffers and 257 files.
+const DefaultFanIn = 256
+
+// mergeBufSize is the read buffer per input of MergeFiles; smaller than
+// Sort's because a merge holds FanIn of them.
+const mergeBufSize = 64 << 10
+
+// MergeOptions configure MergeFiles.
+type MergeOptions struct {
+	// Dir holds the intermediate files of a multi-pass merge (a dir of the
+	// worker's own); "" means os.TempDir().
+	Dir string
+	// FanIn bounds the inputs open at once; 0 means DefaultFanIn. Values
+	// below 2 are raised to 2.
+	FanIn int
+}
+
+// FileMerger is a merge of sorted files that holds at most FanIn of them
+// open. Close it to close the files and remove its intermediate files.
+type FileMerger struct {
+	*Merger
+	files []*os.File
+	temps []string
+}
+
+// Close closes the open inputs and removes the intermediate files.
+func (f *FileMerger) Close() error {
+	var first error
+	for _, fl := range f.files {
+		if err := fl.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, p := range f.temps {
+		os.Remove(p)
+	}
+	f.files, f.temps = nil, nil
+	return first
+}
+
+// MergeFiles merges the sorted files at paths (named by names in errors)
+// with bounded memory and open files: while more than FanIn inputs remain,
+// it merges runs of FanIn consecutive inputs into intermediate files in
+// opt.Dir, then returns the merge of what is left. Merging consecutive
+// inputs keeps NewNamedMerger's contract: lines with equal keys come out in
+// the order of their inputs. Every line is checked (LineError, OrderError
+// name the original input) in the first pass that reads it.
+func MergeFiles(paths, names []string, opt MergeOptions) (*FileMerger, error) {
+	if len(names) != len(paths) {
+		return nil, fmt.Errorf("merge files: %d names for %d paths", len(names), len(paths))
+	}
+	fan := opt.FanIn
+	if fan <= 0 {
+		fan = DefaultFanIn
+	}
+	fan = max(fan, 2)
+	fm := &FileMerger{}
+	cur, curNames := paths, names
+	for pass := 1; len(cur) > fan; pass++ {
+		var next, nextNames, made []string
+		for lo := 0; lo < len(cur); lo += fan {
+			hi := min(lo+fan, len(cur))
+			if hi-lo == 1 {
+				// A lone tail needs no pass of its own.
+				next, nextNames = append(next, cur[lo]), append(nextNames, curNames[lo])
+				continue
+			}
+			p, err := mergeRun(cur[lo:hi], curNames[lo:hi], opt.Dir)
+			if p != "" {
+				made = append(made, p)
+			}
+			if err != nil {
+				fm.temps = append(fm.temps, made...)
+				fm.Close()
+				return nil, err
+			}
+			next = append(next, p)
+			nextNames = append(nextNames, fmt.Sprintf("merge pass %d of %s..%s", pass, curNames[lo], curNames[hi-1]))
+		}
+		// The previous pass's intermediates are merged into this one's,
+		// but for a lone tail carried over as it is.
+		for _, p := range fm.temps {
+			if len(next) > 0 && next[len(next)-1] == p {
+				made = append(made, p)
+				continue
+			}
+			os.Remove(p)
+		}
+		fm.temps = made
+		cur, curNames = next, nextNames
+	}
+	readers, err := fm.open(cur)
+	if err != nil {
+		fm.Close()
+		return nil, err
+	}
+	fm.Merger = newMerger(readers, curNames, mergeBufSize)
+	return fm, nil
+}
+
+func (fm *FileMerger) open(paths []string) ([]io.Reader, error) {
+	readers := make([]io.Reader, len(paths))
+	for i, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("open merge input: %w", err)
+		}
+		fm.files = append(fm.files, f)
+		readers[i] = f
+	}
+	return readers, nil
+}
+
+// mergeRun merges paths into a new file in dir and returns its path (also
+// on error, when the file was created, so the caller removes it).
+func mergeRun(paths, names []string, dir string) (string, error) {
+	in := &FileMerger{}
+	defer in.Close()
+	readers, err := in.open(paths)
+	if err != nil {
+		return "", err
+	}
+	out, err := os.CreateTemp(dir, "af-merge-pass-*")
+	if err != nil {
+		return "", fmt.Errorf("merge pass: %w", err)
+	}
+	bw := bufio.NewWriterSize(out, bufSize)
+	_, err = newMerger(readers, names, mergeBufSize).WriteTo(bw)
+	if err == nil {
+		if err = bw.Flush(); err != nil {
+			err = fmt.Errorf("merge pass: %w", err)
+		}
+	}
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("merge pass: %w", cerr)
+	}
+	return out.Name(), err
 }

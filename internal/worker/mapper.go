@@ -87,7 +87,7 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		return *bad
 	}
 	defer output.Close()
-	// Sort the job's output by key so the reducer merges in one pass, in
+	// Sort the job's output by key so the reducer only merges, in
 	// the worker's own dir.
 	sorted := filepath.Join(td.work, "result.sorted")
 	ss, err := sortFile(ctxReader{ctx, io.LimitReader(output, size)}, sorted, td.work, w.cfg.SortMemory)

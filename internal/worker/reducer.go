@@ -37,16 +37,23 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 		}
 		return exception(taskdef.ReasonResourceUnavail, "fetch mapper results: %v", err)
 	}
-	files := make([]io.Reader, len(paths))
-	for i, path := range paths {
-		f, err := os.Open(path)
-		if err != nil {
-			return exception(taskdef.ReasonInternalError, "open mapper result: %v", err)
+	// A merge of thousands of results opens at most extsort.DefaultFanIn
+	// of them at once, merging runs of them into the work dir first.
+	merger, err := extsort.MergeFiles(paths, ids, extsort.MergeOptions{Dir: td.work, FanIn: w.cfg.MergeFanIn})
+	if err != nil {
+		var le *extsort.LineError
+		var oe *extsort.OrderError
+		if errors.As(err, &le) || errors.As(err, &oe) {
+			// Workers upload sorted results; this one was not written by
+			// a worker, so rerunning the reducer cannot help.
+			return failed("merge mapper results: %v; rerun the mapper tasks whose results are malformed", err)
 		}
-		defer f.Close()
-		files[i] = f
+		if diskFull(err) {
+			return w.hostFault("merge mapper results", err)
+		}
+		return exception(taskdef.ReasonInternalError, "merge mapper results: %v", err)
 	}
-	merger := extsort.NewNamedMerger(files, ids)
+	defer merger.Close()
 	pr, pw := io.Pipe()
 	go func() {
 		_, err := merger.WriteTo(pw)

@@ -66,6 +66,9 @@ type Config struct {
 	Decompress *decompress.Opener
 	// SortMemory bounds the mapper output sort's memory (default 64 MiB).
 	SortMemory int
+	// MergeFanIn bounds how many mapper results a reducer's merge opens at
+	// once (default extsort.DefaultFanIn); more are merged in passes.
+	MergeFanIn int
 	// MaxScratchBytes is the most a task's job may store in its /scratch
 	// (default DefaultMaxScratchBytes; negative means no limit): a job over
 	// it is stopped and its task failed, and no file it writes, its output
