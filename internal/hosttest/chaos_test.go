@@ -35,7 +35,7 @@ type chaosProfile struct {
 var chaosProfiles = map[string]chaosProfile{
 	// short is CI's: one round of every fault kind, about 200 mappers,
 	// the whole test within 3-4 minutes on a 2-core machine.
-	"short": {name: "short", minMappers: 200, rounds: 1, window: 40 * time.Second, limit: 4 * time.Minute},
+	"short": {name: "short", minMappers: 200, rounds: 2, window: 40 * time.Second, limit: 4 * time.Minute},
 	// long is make chaos's: more graphs and five rounds of faults.
 	"long": {name: "long", minMappers: 600, rounds: 5, window: 45 * time.Second, limit: 10 * time.Minute},
 }
@@ -75,6 +75,7 @@ type chaos struct {
 	mu     sync.Mutex
 	counts map[string]int
 	held   []heldRun
+	events []string
 	// procMu[i] serializes kills and restarts of worker i.
 	procMu []sync.Mutex
 	errs   []string
@@ -93,9 +94,10 @@ func (ch *chaos) between(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(ch.rng.Int64N(int64(hi-lo)))
 }
 
-func (ch *chaos) count(kind string) {
+func (ch *chaos) count(kind string, start time.Time, format string, args ...any) {
 	ch.mu.Lock()
 	ch.counts[kind]++
+	ch.events = append(ch.events, fmt.Sprintf("%6.1fs %s: ", time.Since(start).Seconds(), kind)+fmt.Sprintf(format, args...))
 	ch.mu.Unlock()
 }
 
@@ -133,7 +135,7 @@ func (ch *chaos) heldBy(id string) []heldRun {
 }
 
 // round schedules one fault of every kind within [base, base+window).
-func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Duration) {
+func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, r int, base, window time.Duration) {
 	c := ch.c
 	n := len(c.Workers)
 	lease := shortLease
@@ -163,7 +165,7 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Du
 				ch.fail("%s of %s: %v", kind, p.Name, err)
 				return
 			}
-			ch.count(kind)
+			ch.count(kind, start, "%s, down %s", p.Name, down.Round(time.Millisecond))
 			time.Sleep(down) // the schedule: down for a while
 			if err := p.Start(); err != nil {
 				ch.fail("restart %s: %v", p.Name, err)
@@ -171,10 +173,18 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Du
 		})
 	}
 	// A worker cut from the queue for longer than a lease, so the runs it
-	// holds expire and its late reports are refused; another (or the
-	// same) cut from MinIO, overlapping.
+	// holds expire and its late reports are refused; one cut from MinIO,
+	// overlapping: in even rounds the same worker, its MinIO cut
+	// bracketing the queue cut (so its mappers are still retrying reads
+	// when the queue comes back and hear their run is no longer current),
+	// in odd rounds a random worker at a random time.
 	wq, ws := ch.intn(n), ch.intn(n)
 	qWhen, qFor := off(0.05, 0.5), ch.between(lease+4*time.Second, lease+10*time.Second)
+	sWhen, sFor := off(0.1, 0.6), ch.between(8*time.Second, 16*time.Second)
+	if r%2 == 0 {
+		ws, sWhen = wq, max(qWhen-2*time.Second, 0)
+		sFor = qWhen + qFor + 3*time.Second - sWhen
+	}
 	go1(func() {
 		at(start, qWhen)
 		h := c.WorkerHosts[wq]
@@ -185,7 +195,7 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Du
 			ch.fail("partition %s from the queue: %v", h.Name, err)
 			return
 		}
-		ch.count(fPartQueue)
+		ch.count(fPartQueue, start, "%s for %s, holding %d runs", h.Name, qFor.Round(time.Millisecond), len(held))
 		time.Sleep(qFor)
 		if err := c.Net.Heal(h, c.QueueHost); err != nil {
 			ch.fail("heal %s: %v", h.Name, err)
@@ -197,7 +207,6 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Du
 		}
 		ch.mu.Unlock()
 	})
-	sWhen, sFor := off(0.1, 0.6), ch.between(8*time.Second, 16*time.Second)
 	go1(func() {
 		at(start, sWhen)
 		h := c.WorkerHosts[ws]
@@ -205,7 +214,7 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Du
 			ch.fail("partition %s from MinIO: %v", h.Name, err)
 			return
 		}
-		ch.count(fPartS3)
+		ch.count(fPartS3, start, "%s for %s", h.Name, sFor.Round(time.Millisecond))
 		time.Sleep(sFor)
 		if err := c.Net.Heal(h, c.S3Host); err != nil {
 			ch.fail("heal %s: %v", h.Name, err)
@@ -221,7 +230,7 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Du
 			ch.fail("restart af serve: %v", err)
 			return
 		}
-		ch.count(fServeKill)
+		ch.count(fServeKill, start, "restarted")
 	})
 	// MinIO stopped for 20 s.
 	mWhen := off(0.1, 0.6)
@@ -231,7 +240,7 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, base, window time.Du
 			ch.fail("stop MinIO: %v", err)
 			return
 		}
-		ch.count(fMinIOStopped)
+		ch.count(fMinIOStopped, start, "for 20s")
 		time.Sleep(20 * time.Second)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -349,7 +358,7 @@ func TestChaos(t *testing.T) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for r := range prof.rounds {
-		ch.round(&wg, start, time.Duration(r)*prof.window/2, prof.window)
+		ch.round(&wg, start, r, time.Duration(r)*prof.window/2, prof.window)
 	}
 	wg.Wait()
 	if err := c.Net.HealAll(); err != nil {
@@ -362,7 +371,7 @@ func TestChaos(t *testing.T) {
 			_ = p.Start()
 		}
 	}
-	t.Logf("fault schedule done in %s: %v", time.Since(start).Round(time.Second), ch.counts)
+	t.Logf("fault schedule done in %s:\n%s", time.Since(start).Round(time.Second), strings.Join(ch.events, "\n"))
 	for _, e := range ch.errs {
 		t.Errorf("fault schedule: %s", e)
 	}
@@ -406,7 +415,7 @@ func TestChaos(t *testing.T) {
 	// A run held by a worker cut from the queue longer than a lease is
 	// not the one that completed (unless it finished before the cut);
 	// the worker's log shows its late reports refused.
-	refusedLogs := 0
+	refused, gaveUp := 0, 0
 	for _, h := range ch.held {
 		var ts taskdef.TaskStatus
 		for _, gs := range statuses {
@@ -425,7 +434,15 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	for _, w := range c.Workers {
-		refusedLogs += strings.Count(w.Log(1<<30), "no longer current")
+		log := w.Log(1 << 30)
+		for _, line := range strings.Split(log, "\n") {
+			switch {
+			case strings.Contains(line, "no longer current") || strings.Contains(line, ": 409 "):
+				refused++
+			case strings.Contains(line, "gave up reporting"):
+				gaveUp++
+			}
+		}
 	}
 
 	// Each owner gets exactly one email per graph (from af serve's
@@ -476,7 +493,8 @@ func TestChaos(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "| graphs (Python and Go) | %d |\n| tasks (%d mappers per graph + reducer) | %d |\n", k, selected, tasks)
 	fmt.Fprintf(&b, "| runs | %d |\n| retries (runs beyond the first) | %d |\n", runs, retries)
-	fmt.Fprintf(&b, "| runs held across a queue partition (none completed) | %d |\n| late calls refused (worker logs) | %d |\n", len(ch.held), refusedLogs)
+	fmt.Fprintf(&b, "| runs held across a queue partition (none completed) | %d |\n", len(ch.held))
+	fmt.Fprintf(&b, "| late calls refused by the queue (worker logs) | %d |\n| reports given up at the lease (worker logs) | %d |\n", refused, gaveUp)
 	fmt.Fprintf(&b, "| lost | %d |\n| duplicated | %d |\n| emails (one per graph) | %d |\n| wall time | %s |\n", lost, dup, emails, wall)
 	t.Logf("chaos figures:\n%s", b.String())
 	if dir := os.Getenv("AF_TEST_OUTPUT"); dir != "" {
