@@ -78,6 +78,9 @@ type chaos struct {
 	events []string
 	// procMu[i] serializes kills and restarts of worker i.
 	procMu []sync.Mutex
+	// serveMu and minioMu serialize af serve's and MinIO's faults: a
+	// later round's waits until an earlier one's restart is done.
+	serveMu, minioMu sync.Mutex
 	errs   []string
 }
 
@@ -224,6 +227,8 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, r int, base, window 
 	vWhen := off(0.1, 0.7)
 	go1(func() {
 		at(start, vWhen)
+		ch.serveMu.Lock()
+		defer ch.serveMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := c.RestartServe(ctx, syscall.SIGKILL); err != nil {
@@ -236,6 +241,8 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, r int, base, window 
 	mWhen := off(0.1, 0.6)
 	go1(func() {
 		at(start, mWhen)
+		ch.minioMu.Lock()
+		defer ch.minioMu.Unlock()
 		if err := c.StopMinIO(); err != nil {
 			ch.fail("stop MinIO: %v", err)
 			return
