@@ -78,6 +78,10 @@ type chaos struct {
 	events []string
 	// procMu[i] serializes kills and restarts of worker i.
 	procMu []sync.Mutex
+	// queueCutMu[i] and s3CutMu[i] serialize worker i's cuts from the
+	// queue and from MinIO: a heal of one round's cut must not end an
+	// overlapping round's cut early (a held run could then complete).
+	queueCutMu, s3CutMu []sync.Mutex
 	// serveMu and minioMu serialize af serve's and MinIO's faults: a
 	// later round's waits until an earlier one's restart is done.
 	serveMu, minioMu sync.Mutex
@@ -190,6 +194,8 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, r int, base, window 
 	}
 	go1(func() {
 		at(start, qWhen)
+		ch.queueCutMu[wq].Lock()
+		defer ch.queueCutMu[wq].Unlock()
 		h := c.WorkerHosts[wq]
 		held := ch.heldBy(c.WorkerIDs[wq])
 		mark := len(c.Workers[wq].Log(1 << 30))
@@ -212,6 +218,8 @@ func (ch *chaos) round(wg *sync.WaitGroup, start time.Time, r int, base, window 
 	})
 	go1(func() {
 		at(start, sWhen)
+		ch.s3CutMu[ws].Lock()
+		defer ch.s3CutMu[ws].Unlock()
 		h := c.WorkerHosts[ws]
 		if err := c.Net.Partition(h, c.S3Host, Both); err != nil {
 			ch.fail("partition %s from MinIO: %v", h.Name, err)
@@ -358,7 +366,8 @@ func TestChaos(t *testing.T) {
 	if k < 2 {
 		k = 2
 	}
-	ch := &chaos{t: t, c: c, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), counts: map[string]int{}, procMu: make([]sync.Mutex, len(c.Workers))}
+	ch := &chaos{t: t, c: c, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), counts: map[string]int{}, procMu: make([]sync.Mutex, len(c.Workers)),
+		queueCutMu: make([]sync.Mutex, len(c.Workers)), s3CutMu: make([]sync.Mutex, len(c.Workers))}
 	owners := map[string]string{}
 	for i := range k {
 		image := "af/os-count-go"
