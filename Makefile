@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 # pure-Go worker that needs neither.
 TAGS ?= isal
 
-.PHONY: all build test test-short bench bench-compare deps host-deps lint images demo demo-down cluster cluster-down clean
+.PHONY: all build test test-short bench bench-compare deps host-deps lint images demo demo-down cluster cluster-down chaos clean
 
 all: build
 
@@ -89,6 +89,13 @@ cluster: deps build images
 
 cluster-down:
 	bash scripts/cluster.sh down
+
+# chaos runs the long chaos test on a hosttest cluster (several hosts in
+# network namespaces, faults overlapping; needs root) and prints its figures
+# as markdown for BENCHMARKS.md. AF_CHAOS=short for CI's profile,
+# AF_CHAOS_SEED=N to replay a schedule.
+chaos: deps build images
+	bash bench/70-chaos.sh
 
 clean:
 	rm -rf $(BIN)
