@@ -56,26 +56,24 @@ func (r *Runner) ReadImageFile(ctx context.Context, image, path string, maxBytes
 	}
 	defer rc.Close()
 	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("image %s: %s: %w", image, path, ErrNotImageFile)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			// The archive of a path holds that path first: anything
-			// else than a regular file is refused, links included.
-			return nil, fmt.Errorf("image %s: %s: %w", image, path, ErrNotImageFile)
-		}
-		data, err := io.ReadAll(io.LimitReader(tr, maxBytes+1))
-		if err != nil {
-			return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
-		}
-		if int64(len(data)) > maxBytes {
-			return nil, fmt.Errorf("image %s: %s is over %d bytes: %w", image, path, maxBytes, ErrImageFileTooLarge)
-		}
-		return data, nil
+	h, err := tr.Next()
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("image %s: %s: %w", image, path, ErrNotImageFile)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
+	}
+	if h.Typeflag != tar.TypeReg {
+		// The archive of a path holds that path first: anything
+		// else than a regular file is refused, links included.
+		return nil, fmt.Errorf("image %s: %s: %w", image, path, ErrNotImageFile)
+	}
+	data, err := io.ReadAll(io.LimitReader(tr, maxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s from image %s: %w", path, image, err)
+	}
+	if int64(len(data)) > maxBytes {
+		return nil, fmt.Errorf("image %s: %s is over %d bytes: %w", image, path, maxBytes, ErrImageFileTooLarge)
+	}
+	return data, nil
 }
