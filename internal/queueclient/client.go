@@ -22,6 +22,7 @@ package queueclient
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -66,6 +67,10 @@ var (
 	ErrUnavailable = errors.New("feature not available")
 	// ErrUnreachable wraps connection failures that outlived the retries.
 	ErrUnreachable = errors.New("queue unreachable")
+	// ErrCertificate is an https queue whose certificate this client
+	// does not trust (an unknown CA, another host name, expired). It is
+	// not retried: give the CA with WithRootCAs.
+	ErrCertificate = errors.New("queue's TLS certificate not trusted")
 )
 
 // APIError is an error answer of the queue: the HTTP status and the
@@ -126,6 +131,14 @@ type Client struct {
 	// own, longer, patience.
 	uploadAttempts       int
 	uploadMin, uploadMax time.Duration
+	// roots, when set, are the CAs https is checked against
+	// (WithRootCAs).
+	roots *x509.CertPool
+	// insecureHTTP allows tokens over plain http to any host;
+	// insecure is the error calls carrying a token return without it
+	// (nil when the URL is https or loopback).
+	insecureHTTP bool
+	insecure     error
 }
 
 // Option configures a Client.
@@ -182,6 +195,9 @@ const (
 
 // New returns a client of the queue at baseURL (e.g.
 // http://127.0.0.1:8080) using the bearer token (empty for reads only).
+// Over plain http to a host that is not loopback, every call carrying a
+// token fails with ErrInsecureHTTP before sending anything, unless
+// WithInsecureHTTP is given.
 func New(baseURL, token string, opts ...Option) *Client {
 	c := &Client{
 		base:     strings.TrimRight(baseURL, "/"),
@@ -208,6 +224,10 @@ func New(baseURL, token string, opts ...Option) *Client {
 		t.MaxIdleConns = 256
 		c.hc = &http.Client{Transport: t}
 	}
+	if c.roots != nil {
+		c.hc = withRoots(c.hc, c.roots)
+	}
+	c.insecure = checkTransport(c.base, c.insecureHTTP)
 	return c
 }
 
@@ -339,6 +359,10 @@ func (c *Client) once(ctx context.Context, r request, body []byte) (*http.Respon
 	if r.timeout > 0 {
 		actx, cancel = context.WithTimeout(ctx, r.timeout)
 	}
+	if c.insecure != nil && (c.token != "" || r.runToken != "") {
+		cancel()
+		return nil, c.insecure
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -364,6 +388,10 @@ func (c *Client) once(ctx context.Context, r request, body []byte) (*http.Respon
 		cancel()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
+		}
+		if isCertError(err) {
+			// No retry makes an untrusted certificate trusted.
+			return nil, &certError{base: c.base, err: cause(err)}
 		}
 		return nil, &netError{method: r.method, base: c.base, path: r.path, err: cause(err)}
 	}
