@@ -31,11 +31,11 @@ func TestIsLoopback(t *testing.T) {
 		{"LocalHost", true},
 		{"localhost.", true},
 		// Not certainly this machine.
-		{"127.1", false},         // a short form some resolvers read as 127.0.0.1, Go's parser does not
-		{"0.0.0.0", false},       // the unspecified address, not loopback
-		{"::", false},            // likewise
-		{"10.0.0.1", false},      // another host
-		{"128.0.0.1", false},     // just outside 127.0.0.0/8
+		{"127.1", false},     // a short form some resolvers read as 127.0.0.1, Go's parser does not
+		{"0.0.0.0", false},   // the unspecified address, not loopback
+		{"::", false},        // likewise
+		{"10.0.0.1", false},  // another host
+		{"128.0.0.1", false}, // just outside 127.0.0.0/8
 		{"queue.example.org", false},
 		{"localhost.example.org", false}, // DNS decides where it goes
 		{"foo.localhost", false},
