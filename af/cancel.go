@@ -25,7 +25,11 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one graph id", errUsage)
 	}
-	st, err := qf.client().CancelGraph(ctx, fs.Arg(0))
+	q, err := qf.client()
+	if err != nil {
+		return err
+	}
+	st, err := q.CancelGraph(ctx, fs.Arg(0))
 	if err != nil {
 		return explainQueueErr(err, *qf.url)
 	}

@@ -93,7 +93,9 @@ func runIndexBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if q, ok := remoteIndex(fs, qf); ok {
+	if q, ok, err := remoteIndex(fs, qf); err != nil {
+		return err
+	} else if ok {
 		return remoteIndexBuild(ctx, q, *qf.url, *bucket, *prefix, *schemaPath, set, *listSkipped, stdout, stderr)
 	}
 
@@ -193,7 +195,9 @@ func runIndexQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: want one filter file, e.g. filters/Filter.json", errUsage)
 	}
-	if q, ok := remoteIndex(fs, qf); ok {
+	if q, ok, err := remoteIndex(fs, qf); err != nil {
+		return err
+	} else if ok {
 		return remoteIndexQuery(ctx, q, *qf.url, pos[0], stdout, stderr)
 	}
 	idx, err := index.Open(*db, index.Options{ReadOnly: true})
@@ -245,7 +249,9 @@ func runIndexStats(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, pos)
 	}
-	if q, ok := remoteIndex(fs, qf); ok {
+	if q, ok, err := remoteIndex(fs, qf); err != nil {
+		return err
+	} else if ok {
 		return remoteIndexStats(ctx, q, *qf.url, stdout)
 	}
 	idx, err := index.Open(*db, index.Options{ReadOnly: true})

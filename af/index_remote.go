@@ -22,16 +22,17 @@ import (
 //
 // remoteIndex decides: an explicit --db means the local file; otherwise a
 // queue named by --queue or AF_QUEUE_URL means the server.
-func remoteIndex(fs *flag.FlagSet, qf queueFlags) (*queueclient.Client, bool) {
+func remoteIndex(fs *flag.FlagSet, qf queueFlags) (*queueclient.Client, bool, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["db"] {
-		return nil, false
+		return nil, false, nil
 	}
 	if !set["queue"] && os.Getenv("AF_QUEUE_URL") == "" {
-		return nil, false
+		return nil, false, nil
 	}
-	return qf.client(), true
+	q, err := qf.client()
+	return q, true, err
 }
 
 // remoteIndexBuild asks the server to refresh its index. What the flags

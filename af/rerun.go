@@ -57,15 +57,19 @@ func runRerun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return fmt.Errorf("%w: want exactly one task id (or a graph id with --failed)", errUsage)
 	}
+	q, err := qf.client()
+	if err != nil {
+		return err
+	}
 	if *failed {
-		resp, err := qf.client().RerunFailed(ctx, fs.Arg(0))
+		resp, err := q.RerunFailed(ctx, fs.Arg(0))
 		if err != nil {
 			return explainQueueErr(err, *qf.url)
 		}
 		printGraphRerun(stdout, resp)
 		return nil
 	}
-	st, err := qf.client().Rerun(ctx, fs.Arg(0))
+	st, err := q.Rerun(ctx, fs.Arg(0))
 	if err != nil {
 		return explainQueueErr(err, *qf.url)
 	}

@@ -38,7 +38,10 @@ func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one graph id", errUsage)
 	}
-	q := qf.client()
+	q, err := qf.client()
+	if err != nil {
+		return err
+	}
 	if *wait {
 		if _, err := submit.Follow(ctx, q, fs.Arg(0), stderr, isTerminal(stderr), time.Second); err != nil {
 			return explainQueueErr(err, *qf.url)
@@ -104,7 +107,10 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one task id", errUsage)
 	}
-	q := qf.client()
+	q, err := qf.client()
+	if err != nil {
+		return err
+	}
 	taskID := fs.Arg(0)
 	var printed int64
 	for {

@@ -30,31 +30,67 @@ func init() {
 // AF_QUEUE_URL: `af serve`'s default address.
 const defaultQueueURL = "http://127.0.0.1:8080"
 
-// queueFlags are the --queue and --token flags of every command that talks
-// to the queue.
+// queueFlags are the flags of every command that talks to the queue:
+// where it is, the token, the CA its https certificate is signed by, and
+// the consent to send the token over plain http to another host.
 type queueFlags struct {
-	url, token *string
+	url, token, ca *string
+	insecure       *bool
 }
 
 func addQueueFlags(fs *flag.FlagSet) queueFlags {
 	return queueFlags{
-		url: fs.String("queue", envOr("AF_QUEUE_URL", defaultQueueURL), "queue URL (env AF_QUEUE_URL)"),
+		url: fs.String("queue", envOr("AF_QUEUE_URL", defaultQueueURL), "queue URL (env AF_QUEUE_URL); https:// when af serve has --tls-cert"),
 		// The default stays empty so --help never prints AF_TOKEN.
-		token: fs.String("token", "", "bearer token (default: env AF_TOKEN)"),
+		token:    fs.String("token", "", "bearer token (default: env AF_TOKEN)"),
+		ca:       fs.String("ca", envOr("AF_CA_FILE", ""), "PEM `FILE` of the CA that signed af serve's https certificate, trusted besides the system's CAs (env AF_CA_FILE)"),
+		insecure: fs.Bool("insecure-http", envBool("AF_INSECURE_HTTP"), "send the token over plain http to a host that is not loopback (env AF_INSECURE_HTTP=1); anyone on the network path can read it, so use https instead where you can"),
 	}
 }
 
-func (f queueFlags) client() *queueclient.Client {
+// client is the queue client the flags describe. A bad --ca file is an
+// error here; a token bound for plain http to another host is refused
+// here, before anything is sent.
+func (f queueFlags) client() (*queueclient.Client, error) {
 	token := *f.token
 	if token == "" {
 		token = os.Getenv("AF_TOKEN")
 	}
-	return queueclient.New(*f.url, token, queueclient.WithUserAgent("af-cli"))
+	opts := []queueclient.Option{queueclient.WithUserAgent("af-cli")}
+	if *f.ca != "" {
+		pool, err := queueclient.LoadCAFile(*f.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--ca (AF_CA_FILE): %w", err)
+		}
+		opts = append(opts, queueclient.WithRootCAs(pool))
+	}
+	if *f.insecure {
+		opts = append(opts, queueclient.WithInsecureHTTP())
+	}
+	c := queueclient.New(*f.url, token, opts...)
+	if err := c.CheckTransport(); err != nil {
+		return nil, explainQueueErr(err, *f.url)
+	}
+	return c, nil
+}
+
+// envBool reads a yes/no environment variable: 1, true, yes (any case)
+// are yes.
+func envBool(key string) bool {
+	switch strings.ToLower(os.Getenv(key)) {
+	case "1", "true", "yes":
+		return true
+	}
+	return false
 }
 
 // explainQueueErr turns the client's errors into what the user should do.
 func explainQueueErr(err error, queueURL string) error {
 	switch {
+	case errors.Is(err, queueclient.ErrInsecureHTTP):
+		return fmt.Errorf("%w; to send it anyway over a network you trust, pass --insecure-http or set AF_INSECURE_HTTP=1", err)
+	case errors.Is(err, queueclient.ErrCertificate):
+		return fmt.Errorf("%w — if af serve's certificate comes from a private CA, pass --ca FILE or set AF_CA_FILE to that CA's PEM certificate", err)
 	case errors.Is(err, queueclient.ErrUnreachable):
 		return fmt.Errorf("%w — is `af serve` running? set --queue or AF_QUEUE_URL", err)
 	case errors.Is(err, queueclient.ErrUnauthorized), errors.Is(err, queueclient.ErrForbidden):
@@ -73,7 +109,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one graph id", errUsage)
 	}
-	st, err := qf.client().Graph(ctx, fs.Arg(0))
+	q, err := qf.client()
+	if err != nil {
+		return err
+	}
+	st, err := q.Graph(ctx, fs.Arg(0))
 	if err != nil {
 		return explainQueueErr(err, *qf.url)
 	}

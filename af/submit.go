@@ -119,7 +119,10 @@ Flags:
 	if err != nil {
 		return err
 	}
-	q := qf.client()
+	q, err := qf.client()
+	if err != nil {
+		return err
+	}
 	s := &submit.Submitter{Queue: q, AWS: awsCfg}
 	if !*noImageCheck {
 		d, err := runner.NewDockerClient()

@@ -48,6 +48,15 @@ func env(key, def string) string {
 	return def
 }
 
+// envBool reads a yes/no variable: 1, true and yes (any case) are yes.
+func envBool(key string) bool {
+	switch strings.ToLower(os.Getenv(key)) {
+	case "1", "true", "yes":
+		return true
+	}
+	return false
+}
+
 func envInt(key string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
 		return v
@@ -96,7 +105,9 @@ Flags (each also read from the environment variable shown):
 `)
 		fs.PrintDefaults()
 	}
-	queueURL := fs.String("queue", env("AF_QUEUE_URL", "http://127.0.0.1:8080"), "queue URL (AF_QUEUE_URL)")
+	queueURL := fs.String("queue", env("AF_QUEUE_URL", "http://127.0.0.1:8080"), "queue URL; https:// when af serve has --tls-cert (AF_QUEUE_URL)")
+	caFile := fs.String("ca", os.Getenv("AF_CA_FILE"), "PEM `FILE` of the CA that signed af serve's https certificate, trusted besides the system's CAs for the queue and the artifact uploads (AF_CA_FILE)")
+	insecureHTTP := fs.Bool("insecure-http", envBool("AF_INSECURE_HTTP"), "send the work token over plain http to a queue host that is not loopback; anyone on the network path can read it, so prefer https (AF_INSECURE_HTTP=1)")
 	// The default is read after parsing so --help never prints the token.
 	token := fs.String("token", "", "token with the work role (default $AF_TOKEN)")
 	keyPath := fs.String("key", env("AF_WORKER_KEY", "af.key"), "the pool's private key made by `af keygen` (AF_WORKER_KEY)")
@@ -167,6 +178,22 @@ Flags (each also read from the environment variable shown):
 	if *token == "" {
 		return errors.New("no token: pass --token or set AF_TOKEN to a token with the work role (af serve prints where its config with the tokens is)")
 	}
+	qopts := []queueclient.Option{queueclient.WithUserAgent("af-worker")}
+	if *caFile != "" {
+		pool, err := queueclient.LoadCAFile(*caFile)
+		if err != nil {
+			return fmt.Errorf("--ca (AF_CA_FILE): %w", err)
+		}
+		qopts = append(qopts, queueclient.WithRootCAs(pool))
+	}
+	if *insecureHTTP {
+		qopts = append(qopts, queueclient.WithInsecureHTTP())
+	}
+	queue := queueclient.New(*queueURL, *token, qopts...)
+	if err := queue.CheckTransport(); err != nil {
+		// Refused at start, before the first claim would carry the token.
+		return fmt.Errorf("--queue %s: %w; to send it anyway over a network you trust, pass --insecure-http or set AF_INSECURE_HTTP=1", *queueURL, err)
+	}
 	var mode runner.InputMode
 	switch strings.ToLower(*input) {
 	case "fifo":
@@ -207,7 +234,7 @@ Flags (each also read from the environment variable shown):
 	}
 	logger.Info("reading job inputs from S3", "endpoint", endpointOrAWS(s3At.Endpoint), "region", s3At.Region)
 	w, err := worker.New(worker.Config{
-		Queue: queueclient.New(*queueURL, *token), Key: key, S3: s3At, Docker: docker, Runner: rn,
+		Queue: queue, Key: key, S3: s3At, Docker: docker, Runner: rn,
 		WorkerGroup: *group, WorkerID: *id, Capacity: *capacity, ScratchRoot: *scratch,
 		StateDir: *stateDir,
 		Input:    mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,

@@ -32,6 +32,9 @@ func TestHelpNeverPrintsTheToken(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	t.Setenv("AF_TOKEN", "")
+	t.Setenv("AF_QUEUE_URL", "")
+	t.Setenv("AF_CA_FILE", "")
+	t.Setenv("AF_INSECURE_HTTP", "")
 	tests := []struct {
 		args []string
 		want string
@@ -45,6 +48,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--token", "t", "--log-level", "loud"}, "--log-level"},
 		{[]string{"--token", "t", "--gzip", "zlib"}, `--gzip: gzip decoder "zlib": want auto, isal or go`},
 		{[]string{"--token", "t", "--max-scratch-bytes", "10 gigs"}, `size "10 gigs": unknown unit`},
+		// The work token goes over plain http only to loopback unless
+		// the operator allows it; allowed, the start goes on (to the
+		// key, here).
+		{[]string{"--token", "t", "--queue", "http://10.0.0.1:8080"}, "refusing to send a token over plain http to a host that is not loopback (10.0.0.1:8080): use an https:// queue URL"},
+		{[]string{"--token", "t", "--queue", "http://queue.example.org"}, "pass --insecure-http or set AF_INSECURE_HTTP=1"},
+		{[]string{"--token", "t", "--queue", "http://10.0.0.1:8080", "--insecure-http", "--key", "/nonexistent/af.key"}, "/nonexistent/af.key"},
+		{[]string{"--token", "t", "--queue", "https://10.0.0.1:8080", "--key", "/nonexistent/af.key"}, "/nonexistent/af.key"},
+		{[]string{"--token", "t", "--ca", "/nonexistent/ca.pem"}, "--ca (AF_CA_FILE): CA file: open /nonexistent/ca.pem: no such file or directory"},
 	}
 	if !decompress.BuiltWithISAL {
 		tests = append(tests, struct {
