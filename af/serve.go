@@ -30,12 +30,14 @@ func init() {
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "serve [--listen ADDR] [--data DIR] [--config FILE] [--print-token ROLE]", stderr)
+	fs := newFlags("serve", "serve [--listen ADDR] [--data DIR] [--config FILE] [--tls-cert FILE --tls-key FILE] [--print-token ROLE]", stderr)
 	listen := fs.String("listen", server.DefaultListen, "HTTP address to listen on")
 	data := fs.String("data", "af-data", "data directory (queue.db, index.db, and config.yaml when --config is not given)")
 	cfgPath := fs.String("config", "", "config file (YAML); default <data>/config.yaml, created (mode 0600) with fresh tokens on first start, which shows them only when stdout is a terminal")
 	poolKey := fs.String("pool-key", "", "the worker pool's public key `FILE` (af.pub from af keygen), served to submitters; overrides pool_key in the config")
 	smtpAddr := fs.String("smtp", "", "SMTP relay `HOST:PORT` af serve emails owners through (from its outbox, with retries); overrides smtp.addr in the config, whose smtp: section has the sender, user, password_env, starttls and retry settings; empty logs the emails")
+	tlsCert := fs.String("tls-cert", "", "serve https only (TLS 1.2 or later) with the PEM certificate `FILE` (the server's certificate, then any intermediates); needs --tls-key; renewed files are picked up without a restart; overrides tls_cert in the config. Clients whose system does not trust its CA take the CA with --ca or AF_CA_FILE")
+	tlsKey := fs.String("tls-key", "", "the PEM private key `FILE` of --tls-cert (unencrypted; keep it mode 0600); overrides tls_key in the config")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	printToken := fs.String("print-token", "", "print the token of `ROLE` (admin, submit or work) from the config and exit, e.g. export AF_TOKEN=$(af serve --data DIR --print-token submit); tokens are never logged")
 	if err := parseErr(fs.Parse(args)); err != nil {
@@ -80,13 +82,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.Data = *data
 	}
+	// A monitor URL that was only derived from the listen address and
+	// the scheme follows the flags that change them.
+	derived := cfg.MonitorURL == cfg.Scheme()+"://"+cfg.Listen
 	if set["listen"] {
-		// A monitor URL that was only derived from the old address
-		// follows the new one.
-		if cfg.MonitorURL == "http://"+cfg.Listen {
-			cfg.MonitorURL = "http://" + *listen
-		}
 		cfg.Listen = *listen
+	}
+	if *tlsCert != "" || *tlsKey != "" {
+		if *tlsCert == "" || *tlsKey == "" {
+			return fmt.Errorf("%w: --tls-cert and --tls-key go together: give the certificate and its private key", errUsage)
+		}
+		cfg.TLSCert, cfg.TLSKey = *tlsCert, *tlsKey
+	}
+	if derived {
+		cfg.MonitorURL = cfg.Scheme() + "://" + cfg.Listen
 	}
 	if *poolKey != "" {
 		cfg.PoolKey = *poolKey
@@ -154,7 +163,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "af serve: listening on %s (data %s)\n", queueURL(cfg.Listen), cfg.Data)
+	for _, w := range srv.TLSWarnings() {
+		fmt.Fprintf(stdout, "af serve: warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "af serve: listening on %s (data %s)\n", queueURL(cfg), cfg.Data)
 	if err := srv.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -190,7 +202,7 @@ func printFirstStart(w io.Writer, path string, cfg server.Config, terminal bool)
 		path = abs
 	}
 	fmt.Fprintf(w, "af serve: created %s (mode 0600) with fresh admin, submit and work tokens; keep it private.\n", path)
-	url := queueURL(cfg.Listen)
+	url := queueURL(cfg)
 	if !terminal {
 		fmt.Fprintf(w, "af serve: the tokens are in that file only (not in this output); point af and worker at this server with:\n"+
 			"  export AF_QUEUE_URL=%s\n"+
@@ -257,14 +269,16 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// queueURL is the URL clients on this host use for a listen address.
-func queueURL(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
+// queueURL is the URL clients on this host use for the config's listen
+// address: https when the server has a certificate.
+func queueURL(cfg server.Config) string {
+	scheme := cfg.Scheme()
+	host, port, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
-		return "http://" + listen
+		return scheme + "://" + cfg.Listen
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

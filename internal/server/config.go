@@ -95,8 +95,15 @@ type Config struct {
 	// served at GET /api/v1/pool-key.
 	PoolKey string     `yaml:"pool_key,omitempty"`
 	SMTP    SMTPConfig `yaml:"smtp,omitempty"`
+	// TLSCert and TLSKey are the PEM files of the server's certificate
+	// (chain) and private key; set both and the server serves https
+	// only (TLS 1.2 and later), picking up renewed files without a
+	// restart. Both empty: plain http.
+	TLSCert string `yaml:"tls_cert,omitempty"`
+	TLSKey  string `yaml:"tls_key,omitempty"`
 	// MonitorURL is the base URL people open the monitor page at (links
-	// in emails and in `af submit` output); defaults to http://<listen>.
+	// in emails and in `af submit` output); defaults to http://<listen>,
+	// https://<listen> with TLS.
 	MonitorURL string `yaml:"monitor_url,omitempty"`
 	// LeaseDuration is how long a claim lasts before the worker must
 	// reclaim (default 5m; see queue.DefaultLeaseDuration).
@@ -171,6 +178,14 @@ const (
 	ConfigFileName = "config.yaml"
 )
 
+// Scheme is "https" when the server serves TLS, else "http".
+func (c *Config) Scheme() string {
+	if c.TLSCert != "" || c.TLSKey != "" {
+		return "https"
+	}
+	return "http"
+}
+
 // Reads reports whether reads need no token.
 func (c *Config) Reads() bool { return c.PublicReads == nil || *c.PublicReads }
 
@@ -218,8 +233,11 @@ func (c *Config) Normalize(name string) error {
 	if c.ExpiredKept <= 0 {
 		c.ExpiredKept = Duration(queue.DefaultTombstoneTTL)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("%s: tls_cert and tls_key go together: set both (the certificate and its private key, PEM) for https, or neither for plain http", name)
+	}
 	if c.MonitorURL == "" {
-		c.MonitorURL = "http://" + c.Listen
+		c.MonitorURL = c.Scheme() + "://" + c.Listen
 	}
 	c.MonitorURL = strings.TrimRight(c.MonitorURL, "/")
 	if len(c.Tokens) == 0 {
@@ -336,6 +354,8 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 #   public_reads: false            # reads need a token too
 #   pool_key: /etc/af/af.pub       # af keygen's public key, served to submitters
 #   s3: {endpoint: "", public_endpoint: "", region: "", prefix: ""}
+#   tls_cert: /etc/af/tls/cert.pem # https only, with tls_key (renewed files are picked up)
+#   tls_key: /etc/af/tls/key.pem
 #   monitor_url: https://af.example.org
 #   lease_duration: 5m
 #   artifact_grace: 10m

@@ -135,6 +135,10 @@ type Deps struct {
 	// OnSweep, when set, is told the outcome of every expiry sweep of
 	// Serve's loop (tests wait on it instead of sleeping).
 	OnSweep func(queue.SweepReport, error)
+	// CertCheckEvery is how often, at most, a TLS handshake looks
+	// whether tls_cert or tls_key changed (default
+	// DefaultCertCheckEvery).
+	CertCheckEvery time.Duration
 }
 
 // Server is the HTTP API.
@@ -162,6 +166,11 @@ type Server struct {
 	mailDest string
 
 	onSweep func(queue.SweepReport, error)
+
+	// certs serves tls_cert/tls_key (nil: plain http); tlsWarnings
+	// are what LoadCertificate warned about at start.
+	certs       *certReloader
+	tlsWarnings []string
 }
 
 // New builds the server. cfg must have been normalized (LoadConfig,
@@ -209,6 +218,20 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.pages == nil {
 		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor")})
 	}
+	if cfg.TLS() {
+		every := deps.CertCheckEvery
+		if every <= 0 {
+			every = DefaultCertCheckEvery
+		}
+		certs, warnings, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, every, func() time.Time { return s.clock.Now() }, s.log.With("component", "tls"))
+		if err != nil {
+			return nil, err
+		}
+		s.certs, s.tlsWarnings = certs, warnings
+		for _, w := range warnings {
+			s.log.Warn(w)
+		}
+	}
 	sender, dest, err := senderFor(cfg.SMTP, s)
 	if err != nil {
 		return nil, err
@@ -218,6 +241,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.handler = s.routes()
 	return s, nil
 }
+
+// TLSWarnings are the certificate's problems that do not stop the server
+// (expired, not yet valid, expiring within a week), for af serve to show.
+func (s *Server) TLSWarnings() []string { return s.tlsWarnings }
 
 // Handler returns the HTTP handler of every route.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -269,8 +296,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("serving", "addr", ln.Addr().String())
+	if s.certs != nil {
+		// https only: a plain-http request on this port gets Go's 400
+		// "Client sent an HTTP request to an HTTPS server".
+		hs.TLSConfig = s.certs.tlsConfig()
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	s.log.Info("serving", "addr", ln.Addr().String(), "tls", s.certs != nil)
 
 	var err error
 	select {

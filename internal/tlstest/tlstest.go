@@ -38,7 +38,7 @@ type Leaf struct {
 }
 
 // LeafOptions change a leaf from the defaults (valid from an hour ago
-// for a day).
+// for 30 days).
 type LeafOptions struct {
 	NotBefore, NotAfter time.Time
 }
@@ -54,7 +54,7 @@ func NewCA(name string) (*CA, error) {
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"af tests"}},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
+		NotAfter:              now.Add(90 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -90,7 +90,7 @@ func (ca *CA) Server(o LeafOptions, hosts ...string) (*Leaf, error) {
 		o.NotBefore = now.Add(-time.Hour)
 	}
 	if o.NotAfter.IsZero() {
-		o.NotAfter = now.Add(24 * time.Hour)
+		o.NotAfter = now.Add(30 * 24 * time.Hour)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
