@@ -60,6 +60,12 @@ type Browser struct {
 type Options struct {
 	// Width and Height are the window size; default 1400×1000.
 	Width, Height int
+	// TrustSPKI are base64 SHA-256 hashes of certificates' public keys
+	// (tlstest.Leaf.SPKIHash) that Chromium accepts for https although
+	// no CA it knows signed them (--ignore-certificate-errors-spki-list):
+	// it pins the test's own server certificates, every other one is
+	// still checked.
+	TrustSPKI []string
 }
 
 // Start launches Chromium for the test (headless, GPU off, a temporary
@@ -91,6 +97,9 @@ func Start(t testing.TB, opts ...Options) *Browser {
 	)
 	if os.Geteuid() == 0 {
 		alloc = append(alloc, chromedp.NoSandbox)
+	}
+	if len(opts) > 0 && len(opts[0].TrustSPKI) > 0 {
+		alloc = append(alloc, chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(opts[0].TrustSPKI, ",")))
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), alloc...)
 	ctx, cancel := chromedp.NewContext(actx)

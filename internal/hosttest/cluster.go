@@ -3,6 +3,8 @@ package hosttest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +23,7 @@ import (
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/server"
+	"github.com/af-project/af/internal/tlstest"
 )
 
 // Buckets and ports of every cluster (each host has its own address, so
@@ -81,6 +84,11 @@ type Cluster struct {
 	PubPath         string
 	ConfigPath      string
 	Dir             string
+	// CAFile is the PEM of the cluster's own CA, which signed af serve's
+	// certificate for the queue host's address: the queue is https only,
+	// so tokens never cross the bridge in the clear. Roots trusts it.
+	CAFile string
+	Roots  *x509.CertPool
 	// S3 is a root client of the cluster's MinIO, for tests' data.
 	S3   *s3.Client
 	logf Logf
@@ -133,7 +141,7 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 		}
 		c.WorkerHosts = append(c.WorkerHosts, h)
 	}
-	c.URL = fmt.Sprintf("http://%s:%d", c.QueueHost.IP, QueuePort)
+	c.URL = fmt.Sprintf("https://%s:%d", c.QueueHost.IP, QueuePort)
 	c.S3Endpoint = fmt.Sprintf("http://%s:%d", c.S3Host.IP, MinIOPort)
 	s3env := []string{"AWS_ACCESS_KEY_ID=" + RootUser, "AWS_SECRET_ACCESS_KEY=" + RootPassword, "AWS_REGION=" + region}
 	logPath := func(name string) string { return filepath.Join(o.Dir, "logs", name+".log") }
@@ -176,6 +184,19 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 		return c, err
 	}
 	c.SubmitToken, c.WorkToken, c.AdminToken = "s-"+server.NewToken(), "w-"+server.NewToken(), "a-"+server.NewToken()
+	ca, err := tlstest.NewCA("af hosttest CA")
+	if err != nil {
+		return c, err
+	}
+	leaf, err := ca.Server(tlstest.LeafOptions{}, c.QueueHost.IP)
+	if err != nil {
+		return c, err
+	}
+	tlsFiles, err := tlstest.WriteFiles(filepath.Join(o.Dir, "tls"), "queue", ca, leaf)
+	if err != nil {
+		return c, err
+	}
+	c.CAFile, c.Roots = tlsFiles.CA, ca.Pool()
 	scfg := server.Config{
 		Listen: net.JoinHostPort(c.QueueHost.IP, strconv.Itoa(QueuePort)),
 		Data:   filepath.Join(o.Dir, "af-data"),
@@ -188,6 +209,8 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 		PoolKey:       c.PubPath,
 		SMTP:          server.SMTPConfig{Addr: smtpAddr, From: "af@localhost"},
 		MonitorURL:    c.URL,
+		TLSCert:       tlsFiles.Cert,
+		TLSKey:        tlsFiles.Key,
 		LeaseDuration: server.Duration(o.Lease),
 	}
 	b, err := yaml.Marshal(scfg)
@@ -217,7 +240,7 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 	// machine's Docker engine (its unix socket works from any namespace).
 	for _, h := range c.WorkerHosts {
 		id := fmt.Sprintf("%s%d-%s", Prefix, nt.N, h.Name)
-		argv := append([]string{o.Bin.Worker, "--queue", c.URL, "--key", c.KeyPath, "--worker-id", id,
+		argv := append([]string{o.Bin.Worker, "--queue", c.URL, "--ca", c.CAFile, "--key", c.KeyPath, "--worker-id", id,
 			"--worker-group", "hosts", "--scratch", filepath.Join(o.Dir, h.Name, "scratch"),
 			"--state-dir", filepath.Join(o.Dir, h.Name, "state"), "--s3-endpoint", c.S3Endpoint, "--grace", "5s"}, append(smtpFlag, o.WorkerArgs...)...)
 		p := NewProc(h, "worker-"+h.Name, logPath("worker-"+h.Name), []string{"AF_TOKEN=" + c.WorkToken}, o.Logf, argv...)
@@ -238,7 +261,7 @@ func (c *Cluster) StartMinIO(ctx context.Context) error {
 	if err := c.MinIO.Start(); err != nil {
 		return err
 	}
-	return waitHTTP(ctx, c.S3Endpoint+"/minio/health/ready", c.MinIO)
+	return waitHTTP(ctx, c.S3Endpoint+"/minio/health/ready", c.MinIO, nil)
 }
 
 // StopMinIO stops MinIO (SIGTERM); its data stays.
@@ -250,7 +273,7 @@ func (c *Cluster) StartServe(ctx context.Context) error {
 	if err := c.Serve.Start(); err != nil {
 		return err
 	}
-	return waitHTTP(ctx, c.URL+"/api/v1/pool-key", c.Serve)
+	return waitHTTP(ctx, c.URL+"/api/v1/pool-key", c.Serve, c.Roots)
 }
 
 // RestartServe stops af serve with sig and starts it again on the same
@@ -266,7 +289,7 @@ func (c *Cluster) RestartServe(ctx context.Context, sig syscall.Signal) error {
 // cluster from the root namespace: the queue, the submit token, MinIO.
 func (c *Cluster) Env() []string {
 	return []string{
-		"AF_QUEUE_URL=" + c.URL, "AF_TOKEN=" + c.SubmitToken,
+		"AF_QUEUE_URL=" + c.URL, "AF_TOKEN=" + c.SubmitToken, "AF_CA_FILE=" + c.CAFile,
 		"AWS_ENDPOINT_URL=" + c.S3Endpoint, "AWS_ACCESS_KEY_ID=" + RootUser,
 		"AWS_SECRET_ACCESS_KEY=" + RootPassword, "AWS_REGION=" + region,
 	}
@@ -294,10 +317,15 @@ func (c *Cluster) Close() error {
 	return errors.Join(errs...)
 }
 
-func waitHTTP(ctx context.Context, url string, p *Proc) error {
+// waitHTTP polls url until it answers; roots, when set, are the CAs its
+// https certificate is checked against.
+func waitHTTP(ctx context.Context, url string, p *Proc, roots *x509.CertPool) error {
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
+	if roots != nil {
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	}
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := client.Do(req); err == nil {

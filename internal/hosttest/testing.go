@@ -70,7 +70,7 @@ func Start(t testing.TB, o Options) *Cluster {
 
 // Client is a submit-token client of the cluster's queue.
 func (c *Cluster) Client() *queueclient.Client {
-	return queueclient.New(c.URL, c.SubmitToken, queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond))
+	return queueclient.New(c.URL, c.SubmitToken, queueclient.WithRootCAs(c.Roots), queueclient.WithBackoff(20*time.Millisecond, 500*time.Millisecond))
 }
 
 // RepoRoot is the module's root directory (filters/, images/).
