@@ -94,6 +94,12 @@ Flags:
 		return fmt.Errorf("%w: want FILTER.json and IMAGE", errUsage)
 	}
 	filterPath, image := fs.Arg(0), fs.Arg(1)
+	// Before any credentials are minted: a token that would go over
+	// plain http, or a bad --ca, stops here.
+	q, err := qf.client()
+	if err != nil {
+		return err
+	}
 	filterJSON, err := os.ReadFile(filterPath)
 	if err != nil {
 		return fmt.Errorf("read filter: %w", err)
@@ -116,10 +122,6 @@ Flags:
 		}
 	}
 	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
-	if err != nil {
-		return err
-	}
-	q, err := qf.client()
 	if err != nil {
 		return err
 	}
