@@ -41,7 +41,9 @@
 //	  retry_min: 30s                # backoff after a failed attempt, doubling...
 //	  retry_max: 1h                 # ...up to this, with jitter
 //	  give_up_after: 168h           # then the email is marked failed
-//	monitor_url: http://af.example.org
+//	tls_cert: /etc/af/tls/cert.pem  # with tls_key: https only, TLS 1.2+ (or --tls-cert/--tls-key)
+//	tls_key: /etc/af/tls/key.pem
+//	monitor_url: https://af.example.org  # default http(s)://<listen>
 //	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
 //	artifact_put_ttl: 15m           # life of a presigned upload URL (at most 168h)
@@ -52,6 +54,23 @@
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
+//
+// # TLS
+//
+// With tls_cert and tls_key (or af serve --tls-cert/--tls-key) the server
+// serves https only, TLS 1.2 or later, and a plain-http request on its
+// port gets a 400. LoadCertificate checks the files at start: a missing
+// or unreadable file, one with no PEM block of its kind, the two
+// swapped, or a key that is not the certificate's is an error naming the
+// file and the fix; a certificate outside its validity or expiring within
+// a week is only a warning (TLSWarnings), since it may be being renewed.
+// While serving, a handshake looks at the files' size and modification
+// time at most every CertCheckEvery (10 s) and takes up renewed files; a
+// change that does not load keeps the last good certificate and is
+// logged once, naming the file (TestCertificateReload). With TLS the
+// default monitor_url is https://<listen>. Clients (queueclient) trust
+// the system's CAs plus --ca/AF_CA_FILE, and send tokens over plain http
+// only to loopback unless told --insecure-http.
 //
 // # Artifacts
 //
