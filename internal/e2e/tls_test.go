@@ -133,6 +133,24 @@ func TestTLSEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A worker without the CA claims nothing and says what to do.
+	lostOut := &testbin.SyncBuffer{}
+	lost := exec.Command(workerBin, "--queue", url, "--key", key, "--worker-id", "tls-no-ca",
+		"--worker-group", "e2e", "--scratch", filepath.Join(dir, "scratch-no-ca"), "--grace", "1s")
+	lost.Env = append(os.Environ(), "AF_TOKEN="+workTok, "AWS_ENDPOINT_URL="+m.Endpoint, "AF_CA_FILE=")
+	lost.Stdout, lost.Stderr = lostOut, lostOut
+	if err := lost.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(lostOut.String(), "restart the worker with --ca FILE or AF_CA_FILE"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("a worker without the CA did not say to pass --ca:\n%s", lostOut.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the process's output
+	}
+	_ = lost.Process.Signal(os.Interrupt)
+	_ = lost.Wait()
+
 	// A worker trusting the CA (and reading MinIO over http).
 	workerOut := &testbin.SyncBuffer{}
 	worker := exec.Command(workerBin, "--queue", url, "--ca", files.CA, "--key", key, "--worker-id", "tls-w1",

@@ -313,7 +313,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			w.log.Warn("claim work", "err", err, "retry_in", backoff)
+			if errors.Is(err, queueclient.ErrCertificate) {
+				// Retried all the same: the server's certificate
+				// may be what gets fixed.
+				w.log.Error("claim work: the queue's certificate is not trusted; if a private CA signed it, restart the worker with --ca FILE or AF_CA_FILE set to that CA's PEM certificate", "err", err, "retry_in", backoff)
+			} else {
+				w.log.Warn("claim work", "err", err, "retry_in", backoff)
+			}
 			select {
 			case <-w.clock.After(backoff):
 			case <-ctx.Done():
