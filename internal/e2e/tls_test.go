@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,6 +272,33 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	if _, err := tab.Screenshot("monitor-https"); err != nil {
 		t.Fatal(err)
+	}
+
+	// The control: another certificate from the same CA, not pinned,
+	// is refused by the same browser; the flag pins one key, it does
+	// not turn checking off.
+	otherLeaf, err := ca.Server(tlstest.LeafOptions{}, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPair, err := otherLeaf.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "<html><body id=unpinned>not pinned</body></html>")
+	}))
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{otherPair}}
+	other.StartTLS()
+	defer other.Close()
+	tab2 := br.NewTab(t)
+	err = tab2.Navigate(other.URL, 30*time.Second)
+	var unpinned bool
+	if evalErr := tab2.Eval(`!!document.getElementById('unpinned')`, &unpinned); err == nil && evalErr == nil && unpinned {
+		t.Error("Chromium opened a page whose certificate is not pinned")
+	}
+	if err == nil || !strings.Contains(err.Error(), "ERR_CERT") {
+		t.Errorf("navigating to the unpinned certificate: %v, want a certificate error", err)
 	}
 }
 
