@@ -30,8 +30,9 @@ const certExpiryWarning = 7 * 24 * time.Hour
 // tls_key) name them. Errors name the file and how to fix it: missing or
 // unreadable, no PEM block of the right kind, a key that does not match
 // the certificate. warnings are for a certificate that expired, is not
-// valid yet, or expires within a week: clients will refuse it (or soon),
-// but the operator may be renewing it, so the server still starts.
+// valid yet, or expires within a week (clients will refuse it, or soon,
+// but the operator may be renewing it, so the server still starts), and
+// for a key file others may read.
 func LoadCertificate(certFile, keyFile string, now time.Time) (cert tls.Certificate, warnings []string, err error) {
 	certPEM, err := readTLSFile("tls_cert (--tls-cert)", certFile)
 	if err != nil {
@@ -59,6 +60,9 @@ func LoadCertificate(certFile, keyFile string, now time.Time) (cert tls.Certific
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
 			return tls.Certificate{}, nil, fmt.Errorf("tls_cert %s: %w", certFile, err)
 		}
+	}
+	if fi, err := os.Stat(keyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		warnings = append(warnings, fmt.Sprintf("tls_key %s has mode %04o: others on this host can read the server's private key; run chmod 600 %s", keyFile, fi.Mode().Perm(), keyFile))
 	}
 	switch {
 	case now.After(leaf.NotAfter):

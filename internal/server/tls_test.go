@@ -73,6 +73,10 @@ func TestLoadCertificate(t *testing.T) {
 	futCert, futKey := pair("future", future)
 	soonCert, soonKey := pair("soon", soon)
 	missing := filepath.Join(dir, "missing.pem")
+	openKey := writeFile(t, filepath.Join(dir, "open-key.pem"), good.KeyPEM)
+	if err := os.Chmod(openKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, cert, key string
 		err             []string // all in the error; nil: loads
@@ -91,6 +95,7 @@ func TestLoadCertificate(t *testing.T) {
 		{"expired", expCert, expKey, nil, "tls_cert " + expCert + " expired on"},
 		{"not yet valid", futCert, futKey, nil, "tls_cert " + futCert + " is not valid until"},
 		{"expiring soon", soonCert, soonKey, nil, "tls_cert " + soonCert + " expires on"},
+		{"key readable by others", cert, openKey, nil, "tls_key " + openKey + " has mode 0644: others on this host can read the server's private key; run chmod 600"},
 	}
 	for _, c := range cases {
 		_, warnings, err := LoadCertificate(c.cert, c.key, now)
