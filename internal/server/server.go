@@ -318,7 +318,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.certs != nil {
 		// https only: a plain-http request on this port gets Go's 400
 		// "Client sent an HTTP request to an HTTPS server".
-		hs.TLSConfig = s.certs.tlsConfig()
+		hs.TLSConfig, hs.Protocols = s.certs.tlsConfig(), httpProtocols()
 		go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	} else {
 		go func() { errc <- hs.Serve(ln) }()

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -19,7 +21,8 @@ import (
 // BenchmarkClaimComplete16TLS is BenchmarkClaimComplete16 over https, with
 // the TLS configuration af serve uses (its certReloader: TLS 1.2+, h2),
 // the workers trusting the test CA: what TLS costs the worker protocol.
-// Run both in one command to compare them under the same load.
+// Run both in one command to compare them under the same load;
+// AF_BENCH_H2=1 offers HTTP/2 as well, which the clients then use.
 func BenchmarkClaimComplete16TLS(b *testing.B) {
 	TuneGC()
 	workers := benchWorkers()
@@ -46,10 +49,25 @@ func BenchmarkClaimComplete16TLS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := &http.Server{Handler: e.http.Config.Handler, TLSConfig: certs.tlsConfig()}
+	hs := &http.Server{Handler: e.http.Config.Handler, TLSConfig: certs.tlsConfig(), Protocols: httpProtocols()}
+	if os.Getenv("AF_BENCH_H2") == "1" {
+		// The alternative httpProtocols turned down.
+		hs.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+		hs.Protocols = nil
+	}
 	go func() { _ = hs.ServeTLS(ln, "", "") }()
 	b.Cleanup(func() { _ = hs.Close() })
 	url := "https://" + ln.Addr().String()
+	// The protocol the clients get (their transport is a clone of
+	// http.DefaultTransport, which would take HTTP/2).
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: ca.Pool()}
+	resp, err := (&http.Client{Transport: t}).Get(url + "/api/v1/pool-key")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	b.Logf("clients speak %s", resp.Proto)
 	roots := queueclient.WithRootCAs(ca.Pool())
 	ctx := context.Background()
 	sub := queueclient.New(url, submitTok, roots)

@@ -239,6 +239,16 @@ func TestServeTLS(t *testing.T) {
 			}
 		}
 	}
+	// HTTP/1.1 only, even to a client that would take HTTP/2.
+	h2 := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: e.ca.Pool()}}}
+	if resp, err := h2.Get(e.url + "/api/v1/graphs/nosuchgraph0"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if resp.ProtoMajor != 1 {
+			t.Errorf("an HTTP/2-capable client got %s, want HTTP/1.1", resp.Proto)
+		}
+	}
 	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.ca.Pool(), MaxVersion: tls.VersionTLS11}}}
 	if resp, err := old.Get(e.url + "/api/v1/graphs/nosuchgraph0"); err == nil {
 		resp.Body.Close()
