@@ -36,7 +36,7 @@ func status(id string, t *taskRec, deps []string) taskdef.TaskStatus {
 	return taskdef.TaskStatus{
 		TaskID: id, GraphID: t.GraphID, State: t.State, RetriesLeft: t.RetriesLeft, Runs: runs,
 		Deadline: t.Deadline, Expires: t.Expires, Name: t.Name, Kind: t.Kind,
-		InputFiles: t.Files, InputBytes: t.Bytes, Dependencies: deps,
+		InputFiles: t.Files, InputBytes: t.Bytes, Dependencies: deps, CreatedBy: t.CreatedBy,
 	}
 }
 
@@ -111,6 +111,7 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 		gs = taskdef.GraphStatus{
 			GraphID: graphID, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
 			Resolved: g.Resolved, ResultTaskID: g.ResultTaskID, Tasks: make([]taskdef.TaskStatus, 0, g.Tasks),
+			CreatedBy: g.CreatedBy, CanceledBy: g.CanceledBy,
 		}
 		prefix := pairKey(graphID, "")
 		c := tx.Bucket(bGraphTask).Cursor()
@@ -151,7 +152,7 @@ func (q *Queue) Graphs(ctx context.Context, limit int) ([]taskdef.GraphSummary, 
 			}
 			out = append(out, taskdef.GraphSummary{
 				GraphID: id, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
-				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts,
+				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts, CreatedBy: g.CreatedBy,
 			})
 		}
 		return nil
@@ -186,8 +187,19 @@ func (q *Queue) Counts(ctx context.Context) (map[taskdef.TaskState]int, error) {
 // graph's tasks cannot be rerun one by one; RerunFailed re-opens it.
 func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphStatus, error) {
 	err := q.write(ctx, func(w *wtx) error {
-		if w.graphs.Get([]byte(graphID)) == nil {
+		g, err := w.graph(graphID)
+		if err != nil {
+			return err
+		}
+		if g == nil {
 			return notFoundf("graph %s does not exist", graphID)
+		}
+		if err := w.mayChange(graphID, g.Owner); err != nil {
+			return err
+		}
+		if !g.State.Resolved() {
+			g.CanceledBy = w.actor.Name
+			w.setGraph(graphID, g)
 		}
 		w.canceling = graphID
 		var ids []string

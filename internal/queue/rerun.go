@@ -375,6 +375,11 @@ func (q *Queue) Rerun(ctx context.Context, taskID string) (taskdef.RerunResponse
 		if err != nil {
 			return err
 		}
+		if g != nil {
+			if err := w.mayChange(t.GraphID, g.Owner); err != nil {
+				return err
+			}
+		}
 		if g != nil && g.State == taskdef.GraphCanceled {
 			return conflictf("task %s belongs to graph %s, which was canceled: its tasks cannot be rerun one by one; rerun every failed and canceled task with `af rerun %s --failed`, or submit the job again", taskID, t.GraphID, t.GraphID)
 		}
@@ -419,6 +424,9 @@ func (q *Queue) RerunFailed(ctx context.Context, graphID string) (taskdef.GraphR
 		}
 		if g == nil {
 			return notFoundf("graph %s does not exist", graphID)
+		}
+		if err := w.mayChange(graphID, g.Owner); err != nil {
+			return err
 		}
 		p := w.newRerunPlan()
 		prefix := pairKey(graphID, "")

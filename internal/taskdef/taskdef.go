@@ -213,6 +213,13 @@ type Run struct {
 	Stats          Stats      `json:"stats"`
 	// Message says why a run failed or ended in exception, for people.
 	Message string `json:"message,omitempty"`
+	// The audit trail: which identity created the run (a rerun's caller;
+	// "af serve" for a schedule or retry of its own), claimed it (the
+	// worker pool's identity) and resolved it (the reporting worker, the
+	// canceling user, or "af serve" for an expiry or deadline).
+	CreatedBy  string `json:"createdBy,omitempty"`
+	ClaimedBy  string `json:"claimedBy,omitempty"`
+	ResolvedBy string `json:"resolvedBy,omitempty"`
 	// TokenHash is the SHA-256 of the run's token (see Claim.RunToken),
 	// kept by the queue to check run-scoped calls. It never leaves the
 	// queue: not encoded, and cleared in the statuses the queue returns.
@@ -233,6 +240,8 @@ type TaskStatus struct {
 	InputFiles   int       `json:"inputFiles"`
 	InputBytes   int64     `json:"inputBytes"`
 	Dependencies []string  `json:"dependencies,omitempty"`
+	// CreatedBy is the identity that created the task.
+	CreatedBy string `json:"createdBy,omitempty"`
 }
 
 // GraphState summarises a graph: running until every task resolved, then
@@ -270,6 +279,11 @@ type GraphStatus struct {
 	// ResultTaskID is the reducer whose public/result.txt is the job's
 	// result.
 	ResultTaskID string `json:"resultTaskId,omitempty"`
+	// CreatedBy is the identity that created the graph (an admin creating
+	// it on behalf of Owner, or Owner itself); CanceledBy the one whose
+	// cancel last ended it.
+	CreatedBy  string `json:"createdBy,omitempty"`
+	CanceledBy string `json:"canceledBy,omitempty"`
 }
 
 // What a rerun does to a task, in RerunEffect.Effect.
@@ -446,6 +460,8 @@ type GraphSummary struct {
 	Resolved *time.Time        `json:"resolved,omitempty"`
 	Tasks    int               `json:"tasks"`
 	Counts   map[TaskState]int `json:"counts"`
+	// CreatedBy is the identity that created the graph.
+	CreatedBy string `json:"createdBy,omitempty"`
 }
 
 // ErrorResponse is the body of every error answer of the API (any 4xx or
