@@ -106,6 +106,7 @@ import (
 	"github.com/af-project/af/internal/outbox"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/users"
 )
 
 // Deps are what the server works with; the caller opens and closes them.
@@ -135,6 +136,9 @@ type Deps struct {
 	// OnSweep, when set, is told the outcome of every expiry sweep of
 	// Serve's loop (tests wait on it instead of sleeping).
 	OnSweep func(queue.SweepReport, error)
+	// Users keeps the identities, sessions and the capability secret;
+	// default a store in the queue's own file (users.New(Queue.Bolt())).
+	Users *users.Store
 }
 
 // Server is the HTTP API.
@@ -146,6 +150,7 @@ type Server struct {
 	log     *slog.Logger
 	clock   queue.Clock
 	tokens  tokenSet
+	users   *users.Store
 	metrics *metrics
 	handler http.Handler
 	tick    time.Duration
@@ -191,6 +196,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if s.clock == nil {
 		s.clock = queue.SystemClock{}
+	}
+	s.users = deps.Users
+	if s.users == nil {
+		u, err := users.New(s.q.Bolt(), s.clock.Now)
+		if err != nil {
+			return nil, err
+		}
+		s.users = u
 	}
 	if s.tick <= 0 {
 		s.tick = time.Second
@@ -300,7 +313,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h func(w http.ResponseWriter, r *http.Request) error) {
 	limit := s.bodyLimit(pattern)
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorize(w, r, need) {
+		r, ok := s.authorize(w, r, need)
+		if !ok {
 			return
 		}
 		if !s.limitBody(w, r, pattern, limit) {
@@ -312,43 +326,17 @@ func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h func(w h
 	}))
 }
 
-// authorize checks the bearer token against the route's role and writes
-// 401/403 when it does not suffice.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, need Role) bool {
-	if need == "" && s.cfg.Reads() {
-		return true
-	}
-	tok := bearer(r)
-	name, role, ok := s.tokens.lookup(tok)
-	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="af"`)
-		msg := "this route needs a bearer token: set --token or AF_TOKEN"
-		if tok != "" {
-			msg = "the bearer token is not one of the server's tokens: check --token or AF_TOKEN"
-		}
-		s.writeError(w, r, &httpError{status: http.StatusUnauthorized, code: "Unauthorized", msg: msg})
-		return false
-	}
-	setTokenName(w, name)
-	if !allows(role, need) {
-		s.writeError(w, r, &httpError{status: http.StatusForbidden, code: "Forbidden",
-			msg: fmt.Sprintf("token %q has role %s; this route needs role %s (or admin)", name, role, need)})
-		return false
-	}
-	return true
-}
-
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Graphs and tasks.
 	s.route(mux, "POST /api/v1/graphs", RoleSubmit, s.createGraph)
-	s.route(mux, "GET /api/v1/graphs", "", s.listGraphs)
-	s.route(mux, "GET /api/v1/graphs/{id}", "", s.getGraph)
+	s.route(mux, "GET /api/v1/graphs", accessRead, s.listGraphs)
+	s.route(mux, "GET /api/v1/graphs/{id}", accessRead, s.getGraph)
 	s.route(mux, "POST /api/v1/graphs/{id}/cancel", RoleSubmit, s.cancelGraph)
 	s.route(mux, "POST /api/v1/graphs/{id}/rerun", RoleSubmit, s.rerunGraph)
 	s.route(mux, "PUT /api/v1/tasks/{id}", RoleSubmit, s.createTask)
-	s.route(mux, "GET /api/v1/tasks/{id}", "", s.getTask)
-	s.route(mux, "GET /api/v1/tasks/{id}/definition", "", s.getTaskDefinition)
+	s.route(mux, "GET /api/v1/tasks/{id}", accessRead, s.getTask)
+	s.route(mux, "GET /api/v1/tasks/{id}/definition", accessRead, s.getTaskDefinition)
 	s.route(mux, "POST /api/v1/tasks/{id}/rerun", RoleSubmit, s.rerunTask)
 	// The worker protocol.
 	s.route(mux, "POST /api/v1/claim-work", RoleWork, s.claimWork)
@@ -358,24 +346,32 @@ func (s *Server) routes() http.Handler {
 	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/exception", RoleWork, s.report(reportException))
 	// Artifacts.
 	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", RoleWork, s.createArtifact)
-	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", "", s.getArtifact)
-	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts", "", s.listArtifacts)
-	s.route(mux, "GET /api/v1/tasks/{id}/artifacts/{name...}", "", s.getLatestArtifact)
+	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", accessRead, s.getArtifact)
+	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts", accessRead, s.listArtifacts)
+	s.route(mux, "GET /api/v1/tasks/{id}/artifacts/{name...}", accessRead, s.getLatestArtifact)
 	// The file index.
-	s.route(mux, "POST /api/v1/index/query", "", s.indexQuery)
+	s.route(mux, "POST /api/v1/index/query", accessAuth, s.indexQuery)
 	s.route(mux, "POST /api/v1/index/build", RoleSubmit, s.indexBuild)
-	s.route(mux, "GET /api/v1/index/stats", "", s.indexStats)
+	s.route(mux, "GET /api/v1/index/stats", accessAuth, s.indexStats)
+	// Identities (admin).
+	s.route(mux, "POST /api/v1/users", RoleAdmin, s.addUser)
+	s.route(mux, "GET /api/v1/users", RoleAdmin, s.listUsers)
+	s.route(mux, "POST /api/v1/users/{name}/rotate", RoleAdmin, s.rotateUser)
+	s.route(mux, "POST /api/v1/users/{name}/revoke", RoleAdmin, s.revokeUser)
 	// Everything else.
-	s.route(mux, "GET /api/v1/pool-key", "", s.poolKey)
+	s.route(mux, "GET /api/v1/pool-key", accessAuth, s.poolKey)
 	// Liveness for load balancers and scripts: open whatever the read
 	// policy, and it says nothing but "ok".
 	mux.HandleFunc("GET /api/v1/ping", func(w http.ResponseWriter, r *http.Request) {
 		_ = writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /metrics", s.readGuard(s.metrics.handler()))
-	mux.Handle("GET /graphs", s.readGuard(s.pages))
-	mux.Handle("GET /graphs/{$}", s.readGuard(s.pages))
-	mux.Handle("GET /graphs/{id}", s.readGuard(s.pages))
+	mux.Handle("GET /metrics", s.guard(accessMetrics, s.metrics.handler()))
+	mux.Handle("GET /graphs", s.pageGuard(s.pages))
+	mux.Handle("GET /graphs/{$}", s.pageGuard(s.pages))
+	mux.Handle("GET /graphs/{id}", s.pageGuard(s.pages))
+	mux.HandleFunc("GET /signin", s.signInPage)
+	mux.Handle("POST /signin", http.MaxBytesHandler(http.HandlerFunc(s.signIn), maxSmallBody))
+	mux.HandleFunc("POST /signout", s.signOut)
 	mux.Handle("GET /{$}", http.RedirectHandler("/graphs", http.StatusFound))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &httpError{status: http.StatusNotFound, code: "NotFound",
@@ -384,10 +380,10 @@ func (s *Server) routes() http.Handler {
 	return s.observe(mux)
 }
 
-// readGuard applies the read policy to a plain handler.
-func (s *Server) readGuard(h http.Handler) http.Handler {
+// guard applies an access kind to a plain handler.
+func (s *Server) guard(need Role, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.authorize(w, r, "") {
+		if r, ok := s.authorize(w, r, need); ok {
 			h.ServeHTTP(w, r)
 		}
 	})
@@ -429,10 +425,11 @@ func (t taskIn) definition() taskdef.Task {
 // graph is held only as the queue's encoding while it is created.
 func (s *Server) createGraph(w http.ResponseWriter, r *http.Request) error {
 	b := s.q.NewGraphBuilder()
-	if err := decodeGraph(r, b); err != nil {
+	id := who(r)
+	if err := decodeGraph(r, b, func(given string) (string, error) { return s.ownerFor(id, given) }); err != nil {
 		return err
 	}
-	st, err := b.Create(r.Context())
+	st, err := b.Create(s.actor(r))
 	if err != nil {
 		return err
 	}
@@ -444,7 +441,16 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxTaskBody, &in); err != nil {
 		return err
 	}
-	st, err := s.q.CreateTask(r.Context(), r.PathValue("id"), in.definition())
+	def := in.definition()
+	// A task that creates its graph names the owner in metadata.owner;
+	// one added to an existing graph must be the graph owner's call,
+	// which the queue asks in the transaction (Server.mayChange).
+	owner, err := s.ownerFor(who(r), def.Metadata.Owner)
+	if err != nil {
+		return err
+	}
+	def.Metadata.Owner = owner
+	st, err := s.q.CreateTask(s.actor(r), r.PathValue("id"), def)
 	if err != nil {
 		return err
 	}
@@ -466,7 +472,11 @@ func (s *Server) listGraphs(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = min(n, maxGraphList)
 	}
-	gs, err := s.q.Graphs(r.Context(), limit)
+	keep, err := s.listKeep(r)
+	if err != nil {
+		return err
+	}
+	gs, err := s.q.GraphsWhere(r.Context(), limit, keep)
 	if err != nil {
 		return err
 	}
@@ -474,6 +484,9 @@ func (s *Server) listGraphs(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
+	if err := s.canReadGraph(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	st, err := s.q.Graph(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -507,7 +520,7 @@ func writeJSONTagged(w http.ResponseWriter, r *http.Request, v any) error {
 func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	// The cancel's transaction writes the owner's email to the outbox.
-	st, err := s.q.CancelGraph(r.Context(), id)
+	st, err := s.q.CancelGraph(s.actor(r), id)
 	if err != nil {
 		return err
 	}
@@ -515,6 +528,9 @@ func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	if err := s.canReadTask(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	st, err := s.q.Task(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -523,6 +539,9 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getTaskDefinition(w http.ResponseWriter, r *http.Request) error {
+	if err := s.canReadTask(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	t, err := s.q.TaskDefinition(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -531,7 +550,7 @@ func (s *Server) getTaskDefinition(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) rerunTask(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.q.Rerun(r.Context(), r.PathValue("id"))
+	st, err := s.q.Rerun(s.actor(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -546,7 +565,7 @@ func (s *Server) rerunGraph(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("failed"); v != "true" {
 		return badRequest("say which tasks to rerun: ?failed=true reruns every failed or exception task of the graph (got failed=%q); to rerun one task, POST /api/v1/tasks/{id}/rerun", v)
 	}
-	st, err := s.q.RerunFailed(r.Context(), r.PathValue("id"))
+	st, err := s.q.RerunFailed(s.actor(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -583,7 +602,7 @@ func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.inflight.Inc()
-	claims, err := s.q.ClaimWaitRaw(r.Context(), req, wait)
+	claims, err := s.q.ClaimWaitRaw(s.actor(r), req, wait)
 	s.metrics.inflight.Dec()
 	if err != nil && len(claims) == 0 {
 		// A long-poll ended by shutdown or a client that went away has
@@ -657,7 +676,7 @@ func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxSmallBody, &req); err != nil {
 		return err
 	}
-	resp, err := s.q.Reclaim(r.Context(), id, run, runToken(r), req.Stats)
+	resp, err := s.q.Reclaim(s.actor(r), id, run, runToken(r), req.Stats)
 	if err != nil {
 		return err
 	}
@@ -689,16 +708,17 @@ func (s *Server) report(kind reportKind) func(w http.ResponseWriter, r *http.Req
 		}
 		var resp taskdef.ReportResponse
 		tok := runToken(r)
+		ctx := s.actor(r)
 		switch kind {
 		case reportCompleted:
-			resp, err = s.q.ReportCompleted(r.Context(), id, run, tok, req)
+			resp, err = s.q.ReportCompleted(ctx, id, run, tok, req)
 		case reportFailed:
-			resp, err = s.q.ReportFailed(r.Context(), id, run, tok, req)
+			resp, err = s.q.ReportFailed(ctx, id, run, tok, req)
 		default:
 			if req.Reason == "" {
 				return badRequest("an exception report needs a reason (worker-shutdown, malformed-payload, resource-unavailable, internal-error or intermittent-task)")
 			}
-			resp, err = s.q.ReportException(r.Context(), id, run, tok, req)
+			resp, err = s.q.ReportException(ctx, id, run, tok, req)
 		}
 		s.metrics.report(kind.String(), err)
 		if err != nil {
@@ -750,6 +770,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "InvalidRequest"
 	case errors.Is(err, queue.ErrNotRunOwner):
 		return http.StatusForbidden, "NotRunOwner"
+	case errors.Is(err, queue.ErrForbidden):
+		return http.StatusForbidden, "Forbidden"
 	case errors.Is(err, queue.ErrRunNotCurrent):
 		return http.StatusConflict, "RunNotCurrent"
 	case errors.Is(err, queue.ErrDeadlineExceeded):

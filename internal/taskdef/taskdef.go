@@ -348,6 +348,12 @@ type ClaimRequest struct {
 // artifact creation, the completed/failed/exception reports).
 const RunTokenHeader = "X-AF-Run-Token"
 
+// ReaderRunHeader names the run ("TASKID/RUNID") whose token a worker's
+// read carries in RunTokenHeader: a worker identity reads a task's status
+// and artifacts only for a running run it holds, of that task or of a
+// task that depends on it (a reducer fetching its mappers' results).
+const ReaderRunHeader = "X-AF-Reader-Run"
+
 // Claim is one task handed to a worker.
 type Claim struct {
 	TaskID     string    `json:"taskId"`
@@ -567,4 +573,43 @@ type IndexValueCount struct {
 	Value   string
 	Objects int
 	Bytes   int64
+}
+
+// User is an identity af serve knows (GET /api/v1/users), never with its
+// token. Source is "users" for the identities `af users add` made and
+// "config" for the tokens of af serve's config file (shared role tokens,
+// kept working as named identities; changed by editing the file).
+type User struct {
+	Name    string     `json:"name"`
+	Role    string     `json:"role"`
+	Email   string     `json:"email,omitempty"`
+	Source  string     `json:"source"`
+	Created *time.Time `json:"created,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Rotated *time.Time `json:"rotated,omitempty"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+}
+
+// UserList is GET /api/v1/users, by name.
+type UserList struct {
+	Users []User `json:"users"`
+}
+
+// UserRequest is POST /api/v1/users (admin): a new identity. Name is a
+// person's email address or a pool's or service's name; Role is submit,
+// work, read or admin; Email is where the owner's emails go (default:
+// Name, when it is an address); Expires, when set, ends the token.
+type UserRequest struct {
+	Name    string     `json:"name"`
+	Role    string     `json:"role"`
+	Email   string     `json:"email,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// UserToken answers the routes that make a token (add, rotate): the
+// identity and its token, shown this once and kept by the server only as
+// a hash.
+type UserToken struct {
+	User  User   `json:"user"`
+	Token string `json:"token"`
 }

@@ -4,12 +4,15 @@
 // mark. It also keeps the monitor's browser sessions (hashed ids with an
 // expiry) and the server's secret that signs per-graph read capabilities.
 //
-// They live in their own bbolt file (<data>/users.db) rather than in
-// queue.db: the queue's single writer and its schema are the claim path,
-// and users change a few times a day, by an admin; a file of their own
-// leaves queue.db's schema (and an existing data dir) untouched, so an
-// upgrade needs no migration. Nothing needs one transaction across both:
-// a graph names its owner by the identity's name, which never changes.
+// They live in buckets of their own ("users", "sessions", "usermeta")
+// inside queue.db, written through bbolt directly rather than the queue's
+// group-commit writer: one file to back up and one lock, the same life as
+// the queue that af serve (and every test) already opens and closes, and
+// an existing data dir upgrades by the buckets being created on first
+// use, with the queue's own schema untouched. Users change a few times a
+// day, so their rare write transactions cost the claim path nothing
+// measurable. Nothing needs one transaction across users and graphs: a
+// graph names its owner by the identity's name, which never changes.
 package users
 
 import (
@@ -75,7 +78,7 @@ type User struct {
 var (
 	bUsers    = []byte("users")    // name -> User JSON
 	bSessions = []byte("sessions") // sha256(session id) -> session JSON
-	bMeta     = []byte("meta")     // "secret" -> 32 random bytes
+	bMeta     = []byte("usermeta") // "secret" -> 32 random bytes
 	keySecret = []byte("secret")
 )
 
@@ -108,18 +111,15 @@ type Store struct {
 	secret []byte
 }
 
-// Open opens (creating) the users file at path. now is the clock (nil: the
-// system's).
-func Open(path string, now func() time.Time) (*Store, error) {
+// New keeps the users in db (the queue's file: queue.Queue.Bolt), creating
+// their buckets and the server secret on first use. now is the clock
+// (nil: the system's).
+func New(db *bolt.DB, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open users %s: %w (is another af serve using this data dir?)", path, err)
-	}
 	s := &Store{db: db, now: now}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err := db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bUsers, bSessions, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -140,14 +140,10 @@ func Open(path string, now func() time.Time) (*Store, error) {
 		err = s.reload()
 	}
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open users %s: %w", path, err)
+		return nil, fmt.Errorf("open users: %w", err)
 	}
 	return s, nil
 }
-
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
 
 // Secret is the server's key for signing read capabilities: 32 random
 // bytes drawn when the file was made, so capabilities survive restarts.
