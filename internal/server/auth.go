@@ -230,7 +230,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, need Role) (*
 		}
 		if id.Anon {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="af"`)
-			s.writeError(w, r, errAuth("/metrics needs an admin or read identity: set the scraper's bearer token (or metrics_public: true in the server's config)"))
+			s.writeError(w, r, errAuth("/metrics needs an admin or read identity: give the scraper a read identity's bearer token (AF_TOKEN), or set metrics_public: true in the server's config"))
 			return r, false
 		}
 		if id.Role != RoleAdmin && id.Role != RoleRead {
