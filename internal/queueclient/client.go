@@ -867,3 +867,34 @@ func (c *Client) PoolKey(ctx context.Context) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// AddUser makes a new identity (admin) and returns it with its token,
+// which the server shows this once.
+func (c *Client) AddUser(ctx context.Context, req taskdef.UserRequest) (taskdef.UserToken, error) {
+	var out taskdef.UserToken
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/users", body: req}, &out)
+	return out, err
+}
+
+// Users lists the identities (admin), never their tokens.
+func (c *Client) Users(ctx context.Context) ([]taskdef.User, error) {
+	var out taskdef.UserList
+	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/users"}, &out)
+	return out.Users, err
+}
+
+// RotateUser gives an identity a new token (admin); the old one stops
+// working.
+func (c *Client) RotateUser(ctx context.Context, name string) (taskdef.UserToken, error) {
+	var out taskdef.UserToken
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/users/" + esc(name) + "/rotate", body: struct{}{}}, &out)
+	return out, err
+}
+
+// RevokeUser ends an identity (admin): its token and sessions stop
+// working.
+func (c *Client) RevokeUser(ctx context.Context, name string) (taskdef.User, error) {
+	var out taskdef.User
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/users/" + esc(name) + "/revoke", body: struct{}{}}, &out)
+	return out, err
+}

@@ -104,6 +104,10 @@ func TestErrorAnswers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	big := `{"graphId":"` + strings.Repeat("x", 2<<20) + `"}`
+	g := testGraph(1, e.clock.Now())
+	if _, err := e.submit.CreateGraph(ctxT(t), g); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name   string
 		rc     routeCase
@@ -123,7 +127,7 @@ func TestErrorAnswers(t *testing.T) {
 		{"bad wait", routeCase{method: "POST", path: "/api/v1/claim-work?wait=soon", body: `{}`}, workTok, 400, "InvalidRequest", "wait"},
 		{"exception without reason", routeCase{method: "POST", path: "/api/v1/tasks/abcdefgh/runs/0/exception", body: `{}`}, workTok, 400, "InvalidRequest", "reason"},
 		{"no pool key", routeCase{method: "GET", path: "/api/v1/pool-key"}, readTok, 404, "NotFound", "af keygen"},
-		{"artifacts off", routeCase{method: "GET", path: "/api/v1/tasks/abcdefgh/runs/0/artifacts"}, readTok, 503, "ArtifactsDisabled", "s3.bucket"},
+		{"artifacts off", routeCase{method: "GET", path: "/api/v1/tasks/" + g.Tasks[0].TaskID + "/runs/0/artifacts"}, readTok, 503, "ArtifactsDisabled", "s3.bucket"},
 	}
 	for _, c := range cases {
 		status, body := do(t, e, c.rc, c.tok)

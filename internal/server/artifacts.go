@@ -215,14 +215,14 @@ func (s *Server) redirectArtifact(w http.ResponseWriter, r *http.Request, id str
 
 func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) (err error) {
 	defer func() { s.metrics.artifact("list", err) }()
-	if err := s.artifactsEnabled(); err != nil {
-		return err
-	}
 	id, runID, err := runParams(r)
 	if err != nil {
 		return err
 	}
 	if err := s.canReadTask(r, id); err != nil {
+		return err
+	}
+	if err := s.artifactsEnabled(); err != nil {
 		return err
 	}
 	if _, _, err := s.findRun(r.Context(), id, runID); err != nil {
