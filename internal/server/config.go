@@ -102,8 +102,8 @@ type Config struct {
 	// Tokens are the config file's identities: shared role tokens (the
 	// first start writes admin, submit and work), kept working beside the
 	// identities `af users add` makes.
-	Tokens      []Token  `yaml:"tokens"`
-	S3          S3Config `yaml:"s3"`
+	Tokens []Token  `yaml:"tokens"`
+	S3     S3Config `yaml:"s3"`
 	// PoolKey is the path of the worker pool's public key (`af keygen`),
 	// served at GET /api/v1/pool-key.
 	PoolKey string     `yaml:"pool_key,omitempty"`

@@ -164,17 +164,23 @@ smtp: {addr: %q, from: af@localhost, starttls: never, retry_min: 100ms, retry_ma
 	extra := testTask(ga.GraphID, "late", now)
 	extra.Metadata.Owner = ""
 	refusals := map[string]func() error{
-		"cancel":        func() error { _, err := bob.CancelGraph(ctx, ga.GraphID); return err },
-		"rerun task":    func() error { _, err := bob.Rerun(ctx, mapper); return err },
-		"rerun graph":   func() error { _, err := bob.RerunFailed(ctx, ga.GraphID); return err },
-		"add task":      func() error { _, err := bob.CreateTask(ctx, taskdef.NewID(), extra); return err },
-		"read graph":    func() error { _, err := bob.Graph(ctx, ga.GraphID); return err },
-		"read task":     func() error { _, err := bob.Task(ctx, mapper); return err },
-		"definition":    func() error { _, err := bob.TaskDefinition(ctx, mapper); return err },
-		"read log":      func() error { _, err := bob.GetArtifact(ctx, mapper, -1, taskdef.LiveLogArtifact); return err },
-		"read result":   func() error { _, err := bob.GetArtifact(ctx, mapper, 0, taskdef.ResultArtifact); return err },
-		"list run":      func() error { _, err := bob.Artifacts(ctx, mapper, 0); return err },
-		"depend on one": func() error { d := testTask(taskdef.NewID(), "thief", now); d.Metadata.Owner = ""; d.Dependencies = []string{mapper}; _, err := bob.CreateTask(ctx, taskdef.NewID(), d); return err },
+		"cancel":      func() error { _, err := bob.CancelGraph(ctx, ga.GraphID); return err },
+		"rerun task":  func() error { _, err := bob.Rerun(ctx, mapper); return err },
+		"rerun graph": func() error { _, err := bob.RerunFailed(ctx, ga.GraphID); return err },
+		"add task":    func() error { _, err := bob.CreateTask(ctx, taskdef.NewID(), extra); return err },
+		"read graph":  func() error { _, err := bob.Graph(ctx, ga.GraphID); return err },
+		"read task":   func() error { _, err := bob.Task(ctx, mapper); return err },
+		"definition":  func() error { _, err := bob.TaskDefinition(ctx, mapper); return err },
+		"read log":    func() error { _, err := bob.GetArtifact(ctx, mapper, -1, taskdef.LiveLogArtifact); return err },
+		"read result": func() error { _, err := bob.GetArtifact(ctx, mapper, 0, taskdef.ResultArtifact); return err },
+		"list run":    func() error { _, err := bob.Artifacts(ctx, mapper, 0); return err },
+		"depend on one": func() error {
+			d := testTask(taskdef.NewID(), "thief", now)
+			d.Metadata.Owner = ""
+			d.Dependencies = []string{mapper}
+			_, err := bob.CreateTask(ctx, taskdef.NewID(), d)
+			return err
+		},
 	}
 	for what, call := range refusals {
 		err := call()
