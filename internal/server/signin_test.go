@@ -222,4 +222,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func jsString(s string) string { return `'` + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + `'` }
+func jsString(s string) string {
+	return `'` + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + `'`
+}
