@@ -58,7 +58,7 @@ func explainQueueErr(err error, queueURL string) error {
 	case errors.Is(err, queueclient.ErrUnreachable):
 		return fmt.Errorf("%w — is `af serve` running? set --queue or AF_QUEUE_URL", err)
 	case errors.Is(err, queueclient.ErrUnauthorized), errors.Is(err, queueclient.ErrForbidden):
-		return fmt.Errorf("%w (queue %s; set --token or AF_TOKEN to a token of the right role from the server's config)", err, queueURL)
+		return fmt.Errorf("%w (queue %s; set --token or AF_TOKEN to your own identity's token: an admin makes one with `af users add NAME --role ROLE`)", err, queueURL)
 	}
 	return err
 }
