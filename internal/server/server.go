@@ -3,28 +3,56 @@
 // file index query and refresh routes, the worker pool's public key, the
 // monitor page routes and Prometheus /metrics.
 //
-// # Auth
+// # Identities and auth
 //
-// Requests carry "Authorization: Bearer <token>". Each token of the
-// config file has a role: submit (create graphs and tasks, cancel, rerun,
-// refresh the index), work (claim, reclaim, report, create artifacts) or
-// admin (everything). The run-scoped worker routes (reclaim, the
-// completed/failed/exception reports, artifact creation) also need the
-// run's token, which the claim answer hands to the claiming worker alone,
-// in the X-AF-Run-Token header: another holder of the work token gets 403
-// and changes nothing. Reads are open unless the config says
-// public_reads: false, in which case any valid token may read. Tokens are
-// kept as SHA-256 hashes, compared in constant time, and never logged.
+// Requests carry "Authorization: Bearer <token>". A token is an identity:
+// one of the config file's tokens (shared role tokens, named by their
+// name:) or one of the users `af users add` made (internal/users, kept in
+// queue.db). Each has a role: submit (create graphs and tasks, cancel,
+// rerun, refresh the index), work (claim, reclaim, report, create
+// artifacts), read (read every graph and /metrics) or admin (everything,
+// and the identity routes /api/v1/users). Tokens are kept as SHA-256
+// hashes, compared in constant time, and never logged; an expired or
+// revoked one gets 401 saying so. The run-scoped worker routes (reclaim,
+// the completed/failed/exception reports, artifact creation) also need
+// the run's token, which the claim answer hands to the claiming worker
+// alone, in the X-AF-Run-Token header.
+//
+// A graph's owner is the identity that created it; the owner field (af
+// submit --owner) may name another only for an admin, or, for the config
+// file's shared submit token, an owner that is no registered identity (so
+// old scripts keep their free-text --owner). Cancel, rerun and adding a
+// task to a graph (or a task depending on another graph's) need its owner
+// or an admin: 403 saying who owns it, decided in the change's own
+// transaction. Every change records who made it (queue.Actor).
+//
+// Reads are refused to anonymous callers unless public_reads: true. An
+// identity reads its own graphs (and lists only those; the shared submit
+// token those no registered identity owns), read and admin every graph,
+// and a work identity a task's status and artifacts only for a running
+// run it holds of that task or of one depending on it
+// (taskdef.ReaderRunHeader with the run's token). The index, the pool key
+// and the monitor pages need any identity; /metrics admin or read, unless
+// metrics_public: true. The monitor's /signin turns a pasted token into a
+// session cookie (HttpOnly, SameSite=Strict, Secure over TLS or an https
+// monitor_url; a random id stored hashed, for session_ttl) that
+// authenticates GET and HEAD only; POST /signout ends it. An owner's
+// email links carry ?cap=, a read capability for that one graph (an
+// HMAC-SHA256 of its id and expiry under a secret drawn on first start)
+// that opens its page, status, logs and result until the graph expires.
 //
 // # Config file (YAML)
 //
 //	listen: 127.0.0.1:8080          # HTTP address
 //	data: /var/lib/af               # queue.db and index.db live here
-//	public_reads: true              # false: reads need a token too
-//	tokens:                         # token or sha256 (hex of sha256 of the token)
+//	public_reads: false             # true: anyone reads every graph (default: each identity its own)
+//	metrics_public: false           # true: anyone scrapes /metrics (default: admin and read)
+//	session_ttl: 12h                # how long a monitor sign-in lasts
+//	tokens:                         # shared identities: token or sha256 (hex of sha256 of the token)
 //	  - {name: admin,  role: admin,  token: ...}
 //	  - {name: submit, role: submit, token: ...}
 //	  - {name: work,   role: work,   sha256: ...}
+//	  - {name: dash,   role: read,   sha256: ...}
 //	s3:                             # artifact bucket; credentials from the AWS env
 //	  endpoint: http://127.0.0.1:9000
 //	  public_endpoint: ""           # S3 URL presigned URLs use, if workers see another
