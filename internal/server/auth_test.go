@@ -155,10 +155,14 @@ func TestReadsOpenOrClosedByConfig(t *testing.T) {
 				}
 				for _, tok := range []string{readTok, submitTok, adminTok} {
 					status, body := do(t, e, rc, tok)
-					if status == http.StatusUnauthorized || status == http.StatusForbidden {
-						if tok == submitTok && rc.path == "/metrics" && tc.public == nil {
-							continue // /metrics: read and admin only
+					if tok == submitTok && rc.path == "/metrics" && tc.public == nil {
+						// /metrics: read and admin only.
+						if status != http.StatusForbidden || !strings.Contains(body, "metrics_public") {
+							t.Errorf("/metrics with the submit token: %d %s, want 403 naming metrics_public", status, body)
 						}
+						continue
+					}
+					if status == http.StatusUnauthorized || status == http.StatusForbidden {
 						t.Errorf("%s %s with a token: %d %s", rc.method, rc.path, status, body)
 					}
 				}

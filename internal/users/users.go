@@ -107,7 +107,8 @@ type Store struct {
 	now func() time.Time
 
 	mu     sync.RWMutex
-	all    []User // snapshot, for lookups
+	all    []User         // snapshot, for lookups
+	byName map[string]int // index into all
 	secret []byte
 }
 
@@ -164,8 +165,12 @@ func (s *Store) reload() error {
 	if err != nil {
 		return err
 	}
+	byName := make(map[string]int, len(all))
+	for i, u := range all {
+		byName[u.Name] = i
+	}
 	s.mu.Lock()
-	s.all = all
+	s.all, s.byName = all, byName
 	s.mu.Unlock()
 	return nil
 }
@@ -310,13 +315,13 @@ func (s *Store) List() []User {
 func (s *Store) Get(name string) (User, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, u := range s.all {
-		if u.Name == name {
-			u.Hash = nil
-			return u, true
-		}
+	i, ok := s.byName[name]
+	if !ok {
+		return User{}, false
 	}
-	return User{}, false
+	u := s.all[i]
+	u.Hash = nil
+	return u, true
 }
 
 // Lookup returns the identity whose token is tok: ErrUnknown when none,
