@@ -298,6 +298,14 @@ smtp: {addr: %q, from: af@localhost, starttls: never, retry_min: 100ms, retry_ma
 			t.Errorf("bob's reducer run: claimed by %q resolved by %q", r.ClaimedBy, r.ResolvedBy)
 		}
 	}
+	// Bob's email goes to the address his identity names (--email).
+	msgs, err = relay.Wait(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs[1].To) != 1 || msgs[1].To[0] != "bob.b@example.org" || !strings.Contains(msgs[1].Text, gb.GraphID) {
+		t.Errorf("bob's email to %v", msgs[1].To)
+	}
 
 	// Rotation: the old token stops (401), the new one works.
 	newTok, _, err := afCLI(t, bin, url, adminTok, "users", "rotate", "alice@example.com")
