@@ -111,6 +111,7 @@ smtp: {addr: %q, from: af@localhost, starttls: never, retry_min: 100ms, retry_ma
 	aliceTok := add("alice@example.com", "submit")
 	bobTok := add("bob@example.com", "submit", "--email", "bob.b@example.org")
 	poolTok := add("pool-a", "work")
+	leadTok := add("lead@example.com", "read", "--expires", "720h")
 	// Only an admin manages identities.
 	if _, errOut, err := afCLI(t, bin, url, aliceTok, "users", "add", "eve@example.com", "--role", "admin"); err == nil || !strings.Contains(errOut, "role admin") {
 		t.Fatalf("alice added an admin: %v %s", err, errOut)
@@ -122,12 +123,15 @@ smtp: {addr: %q, from: af@localhost, starttls: never, retry_min: 100ms, retry_ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"alice@example.com", "bob.b@example.org", "pool-a", "admin"} {
+	for _, want := range []string{"alice@example.com", "bob.b@example.org", "pool-a", "admin", "config"} {
 		if !strings.Contains(list, want) {
 			t.Errorf("af users list lacks %s:\n%s", want, list)
 		}
 	}
-	for _, tok := range []string{aliceTok, bobTok, poolTok, adminTok} {
+	if !regexp.MustCompile(`lead@example\.com\s+read\s+users\s+-\s+\d{4}-\d\d-\d\d`).MatchString(list) {
+		t.Errorf("af users list does not show lead's expiry:\n%s", list)
+	}
+	for _, tok := range []string{aliceTok, bobTok, poolTok, leadTok, adminTok} {
 		if strings.Contains(list, tok) {
 			t.Fatal("af users list shows a token")
 		}
@@ -196,6 +200,14 @@ smtp: {addr: %q, from: af@localhost, starttls: never, retry_min: 100ms, retry_ma
 	}
 	if _, err := pool.Graph(ctx, ga.GraphID); !errors.Is(err, queueclient.ErrForbidden) {
 		t.Errorf("the pool reading a graph: %v, want 403", err)
+	}
+	// The read identity reads every graph and changes none.
+	lead := queueclient.New(url, leadTok, fast)
+	if gs, err := lead.Graphs(ctx, 100); err != nil || len(gs) != 2 {
+		t.Errorf("lead's list: %d graphs, %v; want both", len(gs), err)
+	}
+	if _, err := lead.CancelGraph(ctx, ga.GraphID); !errors.Is(err, queueclient.ErrForbidden) {
+		t.Errorf("lead canceling: %v, want 403", err)
 	}
 
 	// The pool claims alice's mappers; holding a run of alice's graph it
