@@ -127,7 +127,15 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 		}
 		return tasks[i].Name < tasks[j].Name
 	})
-	fmt.Fprintf(w, "graph %s  %q  owner %s  %s  created %s\n\n", st.GraphID, st.Name, st.Owner, st.State, st.Created.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "graph %s  %q  owner %s  %s  created %s", st.GraphID, st.Name, st.Owner, st.State, st.Created.Local().Format(time.DateTime))
+	// The audit trail's graph-level names (--json has every run's).
+	if st.CreatedBy != "" && st.CreatedBy != st.Owner {
+		fmt.Fprintf(w, " by %s", st.CreatedBy)
+	}
+	if st.CanceledBy != "" {
+		fmt.Fprintf(w, "  canceled by %s", st.CanceledBy)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tID\tKIND\tSTATE\tRUNS\tWORKER\tDURATION\tFILES\tBYTES\tREASON")
 	counts := map[taskdef.TaskState]int{}
