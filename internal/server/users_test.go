@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -340,5 +339,4 @@ smtp: {addr: %q, from: af@localhost, starttls: never, retry_min: 100ms, retry_ma
 	if _, errOut, err := afCLI(t, bin, url, adminTok, "users", "revoke", "admin"); err == nil || !strings.Contains(errOut, "config file") {
 		t.Errorf("revoking the config's admin: %v %s", err, errOut)
 	}
-	_ = context.Background
 }
