@@ -147,7 +147,8 @@ func TestEmailedLinkExpiresWithItsGraph(t *testing.T) {
 	check("expired link", false)
 }
 
-// TestSignInInChromium: in headless Chromium, a graph's page sends a
+// TestSignInInChromium: in headless Chromium, the emailed link opens its
+// graph's page with its tasks without signing in; a graph's page sends a
 // visitor to sign in; pasting alice's token signs her in (the cookie is
 // HttpOnly, so the page's script cannot read it) and shows her graph;
 // signing out ends the session on the server. The Set-Cookie carries
@@ -162,8 +163,28 @@ func TestSignInInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	browser := browsertest.Start(t)
-	tab := browser.NewTab(t)
 	wait := 30 * time.Second
+
+	// The emailed link, in a browser that never signed in: the page's
+	// script carries the capability on to its reads, so the tasks and
+	// the result show.
+	e.complete(t, 3)
+	msgs, err := e.mail.Wait(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := regexp.MustCompile(`http://\S+/graphs/` + g.GraphID + `\?cap=[^\s"<>]+`).FindString(msgs[0].Text)
+	if link == "" {
+		t.Fatalf("no capability link in:\n%s", msgs[0].Text)
+	}
+	capTab := browser.NewTab(t)
+	must(t, capTab.Navigate(link, wait))
+	must(t, capTab.WaitFor(`location.pathname === '/graphs/`+g.GraphID+`' && document.querySelectorAll('#tasks .trow[data-state="completed"]').length === 3`, wait))
+	if n := len(capTab.Errors()); n > 0 {
+		t.Errorf("the capability page logged errors: %v", capTab.Errors())
+	}
+
+	tab := browser.NewTab(t)
 	must(t, tab.Navigate(e.url+"/graphs/"+g.GraphID, wait))
 	must(t, tab.WaitFor(`location.pathname === '/signin' && !!document.getElementById('signin-token')`, wait))
 	must(t, tab.Eval(`document.getElementById('signin-token').value = `+jsString(aliceTok)+`; true`, nil))
