@@ -27,7 +27,8 @@ func TestCommandsSayExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	cfg := server.Config{Data: dir, Tokens: []server.Token{{Name: "admin", Role: server.RoleAdmin, Token: server.NewToken()}}}
+	adminTok := server.NewToken()
+	cfg := server.Config{Data: dir, Tokens: []server.Token{{Name: "admin", Role: server.RoleAdmin, Token: adminTok}}}
 	if err := cfg.Normalize("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestCommandsSayExpired(t *testing.T) {
 	}
 	for _, args := range [][]string{{"status", gid}, {"result", gid}, {"logs", tid}} {
 		var stdout, stderr bytes.Buffer
-		code := run(append(args, "--queue", hs.URL), &stdout, &stderr)
+		code := run(append(args, "--queue", hs.URL, "--token", adminTok), &stdout, &stderr)
 		if code != 1 || !strings.Contains(stderr.String(), "expired at "+start.Add(2*time.Hour).Format(time.RFC3339)) || !strings.Contains(stderr.String(), "410") {
 			t.Errorf("af %s: exit %d, stderr %q; want the expiry", strings.Join(args, " "), code, stderr.String())
 		}

@@ -207,6 +207,8 @@ func printFirstStart(w io.Writer, path string, cfg server.Config, terminal bool)
 		fmt.Fprintf(w, "af serve: the tokens are in that file only (not in this output); point af and worker at this server with:\n"+
 			"  export AF_QUEUE_URL=%s\n"+
 			"  export AF_TOKEN=$(af serve --config %s --print-token submit)   # workers: --print-token work\n", url, shellQuote(path))
+		fmt.Fprintf(w, "af serve: give each person and worker pool an identity of its own (its graphs are its own):\n"+
+			"  AF_TOKEN=$(af serve --config %s --print-token admin) af users add alice@example.com --role submit\n", shellQuote(path))
 		return
 	}
 	for _, t := range cfg.Tokens {
@@ -220,6 +222,8 @@ func printFirstStart(w io.Writer, path string, cfg server.Config, terminal bool)
 	}
 	fmt.Fprintf(w, "Point af and worker at this server (shown once, on this terminal only; later: af serve --config %s --print-token ROLE):\n"+
 		"  export AF_QUEUE_URL=%s\n  export AF_TOKEN=%s   # the submit token; workers use the work token\n", shellQuote(path), url, submit)
+	fmt.Fprintf(w, "Give each person and worker pool an identity of its own (its graphs are its own), with the admin token:\n"+
+		"  af users add alice@example.com --role submit   # prints alice's token, once\n")
 }
 
 // printRoleToken prints the first token of role from the config at path,

@@ -94,7 +94,7 @@ func explainQueueErr(err error, queueURL string) error {
 	case errors.Is(err, queueclient.ErrUnreachable):
 		return fmt.Errorf("%w — is `af serve` running? set --queue or AF_QUEUE_URL", err)
 	case errors.Is(err, queueclient.ErrUnauthorized), errors.Is(err, queueclient.ErrForbidden):
-		return fmt.Errorf("%w (queue %s; set --token or AF_TOKEN to a token of the right role from the server's config)", err, queueURL)
+		return fmt.Errorf("%w (queue %s; set --token or AF_TOKEN to your own identity's token: an admin makes one with `af users add NAME --role ROLE`)", err, queueURL)
 	}
 	return err
 }
@@ -167,7 +167,15 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 		}
 		return tasks[i].Name < tasks[j].Name
 	})
-	fmt.Fprintf(w, "graph %s  %q  owner %s  %s  created %s\n\n", st.GraphID, st.Name, st.Owner, st.State, st.Created.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "graph %s  %q  owner %s  %s  created %s", st.GraphID, st.Name, st.Owner, st.State, st.Created.Local().Format(time.DateTime))
+	// The audit trail's graph-level names (--json has every run's).
+	if st.CreatedBy != "" && st.CreatedBy != st.Owner {
+		fmt.Fprintf(w, " by %s", st.CreatedBy)
+	}
+	if st.CanceledBy != "" {
+		fmt.Fprintf(w, "  canceled by %s", st.CanceledBy)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tID\tKIND\tSTATE\tRUNS\tWORKER\tDURATION\tFILES\tBYTES\tREASON")
 	counts := map[taskdef.TaskState]int{}

@@ -70,7 +70,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	owner := fs.String("owner", envOr("AF_OWNER", ""), "email address told when the job ends (env AF_OWNER)")
+	owner := fs.String("owner", envOr("AF_OWNER", ""), "the graph's owner, who is emailed when it ends (env AF_OWNER; default: the identity of your token). Only an admin may name another identity; the config file's shared submit token may name an owner that is no registered identity, as scripts did before identities")
 	name := fs.String("name", "", "job name (default: the image and filter)")
 	env := envFlag{}
 	fs.Var(env, "env", "K=V environment variable for the job's containers (repeatable)")

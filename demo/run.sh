@@ -70,13 +70,20 @@ say "starting the SMTP sink on 127.0.0.1:$SMTP_PORT and af serve on 127.0.0.1:$A
 start smtp "$bin/demo-smtpsink" --listen "127.0.0.1:$SMTP_PORT"
 # af serve emails the owners (from its outbox); the workers need no SMTP.
 start serve "$bin/af" serve --data "$state/af-data" --listen "127.0.0.1:$AF_PORT" --pool-key "$state/keys/af.pub" --smtp "127.0.0.1:$SMTP_PORT"
-wait_for "af serve" "http://127.0.0.1:$AF_PORT/api/v1/pool-key"
+wait_for "af serve" "http://127.0.0.1:$AF_PORT/api/v1/ping"
 # The tokens are in config.yaml (mode 0600) only, never in af serve's log.
 token() { "$bin/af" serve --data "$state/af-data" --print-token "$1"; }
-SUBMIT_TOKEN=$(token submit)
+ADMIN_TOKEN=$(token admin)
 WORK_TOKEN=$(token work)
-[ -n "$SUBMIT_TOKEN" ] && [ -n "$WORK_TOKEN" ] || die "no tokens in $state/af-data/config.yaml"
-export AF_QUEUE_URL="http://127.0.0.1:$AF_PORT" AF_TOKEN="$SUBMIT_TOKEN"
+[ -n "$ADMIN_TOKEN" ] && [ -n "$WORK_TOKEN" ] || die "no tokens in $state/af-data/config.yaml"
+export AF_QUEUE_URL="http://127.0.0.1:$AF_PORT"
+# The analyst is an identity of their own (the config's shared tokens stay
+# for the operator and the workers): their graphs are theirs, their email
+# goes to their address, and their token signs them in to the monitor.
+say "af users add analyst@example.com --role submit"
+SUBMIT_TOKEN=$(AF_TOKEN="$ADMIN_TOKEN" "$bin/af" users add analyst@example.com --role submit)
+[ -n "$SUBMIT_TOKEN" ] || die "af users add printed no token"
+export AF_TOKEN="$SUBMIT_TOKEN"
 
 say "building the file index through af serve"
 "$bin/af" index build --bucket telemetry
@@ -89,8 +96,8 @@ done
 
 status=0
 for image in af/os-count af/os-count-go; do
-	say "af submit filters/Filter.json $image --owner analyst@example.com --wait"
-	if "$bin/af" submit filters/Filter.json "$image" --owner analyst@example.com --max-files-per-task 4 --wait | tee "$state/result-${image#af/}.txt"; then
+	say "af submit filters/Filter.json $image --wait   (as analyst@example.com)"
+	if "$bin/af" submit filters/Filter.json "$image" --max-files-per-task 4 --wait | tee "$state/result-${image#af/}.txt"; then
 		# The result is the output's tail; compare it with what the
 		# generator says the job must answer.
 		if [ "$(tail -n "$(wc -l <"$state/expected.txt")" "$state/result-${image#af/}.txt")" = "$(cat "$state/expected.txt")" ]; then
@@ -122,7 +129,7 @@ EOF
 )
 say "services are running"
 cat <<EOF
-monitor:   http://127.0.0.1:$AF_PORT/graphs
+monitor:   http://127.0.0.1:$AF_PORT/graphs  (sign in with the analyst's token: AF_TOKEN in $state/env; the emailed links open without it)
 S3:        $AWS_ENDPOINT_URL (user afdemo)
 logs:      $state/logs/
 use af:    source $state/env   (queue URL, submit token, S3 keys; mode 0600)

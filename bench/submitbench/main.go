@@ -228,7 +228,7 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 	}
 
 	// The monitor page's data endpoint for the graph af submit posted.
-	g, err := timeGets(ctx, url+"/api/v1/graphs/"+last.graphID, o.gets)
+	g, err := timeGets(ctx, url+"/api/v1/graphs/"+last.graphID, token, o.gets)
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func run(ctx context.Context, o options, log *slog.Logger, out io.Writer) (err e
 		return err
 	}
 	log.Info("every mapper ran", "took", time.Since(t1).Round(time.Millisecond))
-	gRan, err := timeGets(ctx, url+"/api/v1/graphs/"+last.graphID, o.gets)
+	gRan, err := timeGets(ctx, url+"/api/v1/graphs/"+last.graphID, token, o.gets)
 	if err != nil {
 		return err
 	}
@@ -571,7 +571,7 @@ type gets struct {
 
 // timeGets fetches url n times in a row as the monitor page does (one
 // request per poll), each timed until the whole body is read.
-func timeGets(ctx context.Context, url string, n int) (gets, error) {
+func timeGets(ctx context.Context, url, token string, n int) (gets, error) {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	var g gets
 	var body []byte
@@ -581,6 +581,8 @@ func timeGets(ctx context.Context, url string, n int) (gets, error) {
 			return g, err
 		}
 		req.Header.Set("Accept", "application/json")
+		// Reads need an identity.
+		req.Header.Set("Authorization", "Bearer "+token)
 		start := time.Now()
 		resp, err := hc.Do(req)
 		if err != nil {

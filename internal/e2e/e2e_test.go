@@ -199,13 +199,20 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 	if !strings.Contains(msgs[0].Text, monitorURL) {
 		t.Fatalf("email lacks the monitor link:\n%s", msgs[0].Text)
 	}
-	resp, err := http.Get(monitorURL)
+	// The emailed link carries the graph's read capability: it opens the
+	// page without signing in (reads are closed to anonymous callers).
+	link := regexp.MustCompile(regexp.QuoteMeta(monitorURL) + `\?cap=[^\s"<>]+`).FindString(msgs[0].Text)
+	if link == "" {
+		t.Fatalf("email's monitor link has no read capability:\n%s", msgs[0].Text)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), graphID) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), graphID) || !strings.Contains(string(page), `id="app"`) {
 		t.Fatalf("monitor link: %s\n%.500s", resp.Status, page)
 	}
 }
@@ -289,7 +296,17 @@ func TestMonitorPageFollowsARunningGraph(t *testing.T) {
 	b := browsertest.Start(t)
 	tab := b.NewTab(t)
 	const wait = 3 * time.Minute
-	if err := tab.Navigate(c.URL+"/graphs/"+graphID, 30*time.Second); err != nil {
+	// Reads need an identity: sign in with the submit token first.
+	if err := tab.Navigate(c.URL+"/signin?next=/graphs/"+graphID, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Eval(`document.getElementById('signin-token').value = '`+c.SubmitToken+`'; true`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Click(`#signin-submit`, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.WaitFor(`location.pathname === '/graphs/`+graphID+`'`, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing runs yet: every mapper is pending.

@@ -52,6 +52,7 @@ type handler struct {
 	graph *template.Template
 	list  *template.Template
 	errT  *template.Template
+	sign  *template.Template
 	css   template.CSS
 	gjs   template.JS
 	ljs   template.JS
@@ -77,6 +78,7 @@ func Handler(opts Options) http.Handler {
 		graph: template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/graph.html")),
 		list:  template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/list.html")),
 		errT:  template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/error.html")),
+		sign:  template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/signin.html")),
 		css:   template.CSS(mustRead("assets/style.css")),
 		gjs:   template.JS(mustRead("assets/common.js") + mustRead("assets/graph.js")),
 		ljs:   template.JS(mustRead("assets/common.js") + mustRead("assets/list.js")),
@@ -87,8 +89,16 @@ func Handler(opts Options) http.Handler {
 		http.Redirect(w, r, "/graphs", http.StatusMovedPermanently)
 	})
 	mux.HandleFunc("GET /graphs/{id}", h.serveGraph)
-	return mux
+	return &routes{mux: mux, h: h}
 }
+
+// routes is the pages' handler, keeping its renderer for SignIn.
+type routes struct {
+	mux *http.ServeMux
+	h   *handler
+}
+
+func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.mux.ServeHTTP(w, r) }
 
 func mustRead(name string) string {
 	b, err := assets.ReadFile(name)
@@ -110,6 +120,10 @@ type page struct {
 	Limit   int
 	Preview int
 	Message string
+	// Next is where the sign-in form returns to.
+	Next string
+	// SignOut shows the sign-out button (a session is open).
+	SignOut bool
 }
 
 func (h *handler) base(title string) page {
@@ -124,8 +138,13 @@ func (h *handler) base(title string) page {
 	}
 }
 
+// SessionHeader is set by the server on a page request made with a
+// monitor session, so the page shows its sign-out button.
+const SessionHeader = "X-Af-Session"
+
 func (h *handler) serveList(w http.ResponseWriter, r *http.Request) {
 	p := h.base("Graphs · af")
+	p.SignOut = r.Header.Get(SessionHeader) != ""
 	p.JS = h.ljs
 	h.render(w, http.StatusOK, h.list, p)
 }
@@ -139,10 +158,20 @@ func (h *handler) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := h.base("Graph " + id + " · af")
+	p.SignOut = r.Header.Get(SessionHeader) != ""
 	p.GraphID = id
 	p.JS = h.gjs
 	h.render(w, http.StatusOK, h.graph, p)
 }
+
+// SignIn writes the sign-in page: a form posting a token to /signin that
+// returns to next (a local path), with message (why sign-in is needed) if
+// any.
+func SignIn(w http.ResponseWriter, status int, next, message string) {
+	signIn.render(w, status, signIn.sign, page{Title: "Sign in · af", Nonce: nonce(), CSS: signIn.css, Next: next, Message: message})
+}
+
+var signIn = Handler(Options{}).(*routes).h
 
 func (h *handler) render(w http.ResponseWriter, status int, t *template.Template, p page) {
 	var b bytes.Buffer
@@ -156,7 +185,7 @@ func (h *handler) render(w http.ResponseWriter, status int, t *template.Template
 	// Everything the page needs is inline: no script but ours runs, and
 	// nothing is loaded from elsewhere. connect-src allows http(s) because
 	// artifact links redirect to presigned S3 URLs on another origin.
-	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+p.Nonce+"'; style-src 'unsafe-inline'; img-src data:; connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+p.Nonce+"'; style-src 'unsafe-inline'; img-src data:; connect-src 'self' http: https:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cache-Control", "no-cache")

@@ -105,6 +105,28 @@ func FromStatus(gs taskdef.GraphStatus, baseURL string) GraphSummaryForMail {
 	return s
 }
 
+// AddQuery appends query (e.g. "cap=...", the graph's read capability) to
+// every link of the email: the monitor page, the result and the logs.
+func (s *GraphSummaryForMail) AddQuery(query string) {
+	if query == "" {
+		return
+	}
+	add := func(u string) string {
+		if u == "" {
+			return u
+		}
+		if strings.Contains(u, "?") {
+			return u + "&" + query
+		}
+		return u + "?" + query
+	}
+	s.MonitorURL = add(s.MonitorURL)
+	s.ResultURL = add(s.ResultURL)
+	for i := range s.Failed {
+		s.Failed[i].LogURL = add(s.Failed[i].LogURL)
+	}
+}
+
 // ArtifactURL is the public link of a task's latest artifact.
 func ArtifactURL(base, taskID, name string) string {
 	return strings.TrimSuffix(base, "/") + "/api/v1/tasks/" + url.PathEscape(taskID) + "/artifacts/" + name

@@ -543,3 +543,23 @@ func TestComposeCanceled(t *testing.T) {
 		}
 	}
 }
+
+// TestAddQuery: the read capability reaches every link of the email (the
+// monitor page, the result, each failed task's log), and an empty one
+// changes none.
+func TestAddQuery(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		query string
+		want  string
+	}{{"cap=1.abc", "?cap=1.abc"}, {"", ""}} {
+		s := GraphSummaryForMail{MonitorURL: "http://af/graphs/g1", ResultURL: "http://af/api/v1/tasks/r/artifacts/public/result.txt",
+			Failed: []FailedTask{{LogURL: "http://af/api/v1/tasks/m/artifacts/public/logs/live.log"}}}
+		s.AddQuery(tc.query)
+		for _, u := range []string{s.MonitorURL, s.ResultURL, s.Failed[0].LogURL} {
+			if !strings.HasSuffix(u, tc.want) || strings.Count(u, "?") != strings.Count(tc.want, "?") {
+				t.Errorf("query %q: link %s", tc.query, u)
+			}
+		}
+	}
+}

@@ -86,6 +86,13 @@ type Options struct {
 	Logger      *slog.Logger
 	// Rand returns a float in [0, 1) for the jitter; tests fix it.
 	Rand func() float64
+	// Address maps a graph's owner to the address the email goes to
+	// (nil: the owner itself).
+	Address func(owner string) string
+	// LinkQuery, when set, is the query the email's links carry (the
+	// server's per-graph read capability, so they open without signing
+	// in); "" leaves a link as it is.
+	LinkQuery func(gs taskdef.GraphStatus) string
 }
 
 // Backoff is the delay before attempt number attempts+1 after attempts
@@ -258,7 +265,14 @@ func (s *Sender) deliver(ctx context.Context, e queue.OutboxEntry) {
 		done(queue.OutboxSkipped, "graph re-opened before the email was sent")
 		return
 	}
-	msg := notify.Compose(notify.FromStatus(gs, s.o.BaseURL))
+	sum := notify.FromStatus(gs, s.o.BaseURL)
+	if s.o.Address != nil && sum.Owner != "" {
+		sum.Owner = s.o.Address(sum.Owner)
+	}
+	if s.o.LinkQuery != nil {
+		sum.AddQuery(s.o.LinkQuery(gs))
+	}
+	msg := notify.Compose(sum)
 	msg.MessageID = messageID(e.ID)
 	if msg.To == "" {
 		log.Info("outbox: graph has no owner; nothing to send", "state", gs.State)

@@ -22,10 +22,17 @@ import (
 // records (written before run tokens) still decode, their runs without a
 // hash; such a run cannot be reclaimed or reported (no token matches), so
 // it expires and the task runs again.
+//
+// Task records are version 3 since the audit trail: the task's creator
+// after NumDeps, and each run's createdBy, claimedBy and resolvedBy after
+// its token hash. Graph records are version 2: createdBy and canceledBy
+// at the end. Older versions decode with those fields empty.
 
 const (
-	recVersion       = 1 // graph records
-	taskRecVersion   = 2
+	recVersion       = 2 // graph records
+	recVersionV1     = 1
+	taskRecVersion   = 3
+	taskRecVersionV2 = 2
 	taskRecVersionV1 = 1
 )
 
@@ -132,6 +139,9 @@ func encodeTaskVersion(t *taskRec, v byte) []byte {
 	e.int(int64(t.Files))
 	e.int(t.Bytes)
 	e.int(int64(t.NumDeps))
+	if v >= 3 {
+		e.str(t.CreatedBy)
+	}
 	e.uint(uint64(len(t.Runs)))
 	for i := range t.Runs {
 		r := &t.Runs[i]
@@ -153,12 +163,17 @@ func encodeTaskVersion(t *taskRec, v byte) []byte {
 		if v >= 2 {
 			e.str(string(r.TokenHash))
 		}
+		if v >= 3 {
+			e.str(r.CreatedBy)
+			e.str(r.ClaimedBy)
+			e.str(r.ResolvedBy)
+		}
 	}
 	return e.b
 }
 
 func decodeTask(b []byte, t *taskRec) error {
-	if len(b) == 0 || (b[0] != taskRecVersion && b[0] != taskRecVersionV1) {
+	if len(b) == 0 || b[0] < taskRecVersionV1 || b[0] > taskRecVersion {
 		return fmt.Errorf("task record has unknown encoding")
 	}
 	v := b[0]
@@ -177,6 +192,9 @@ func decodeTask(b []byte, t *taskRec) error {
 	t.Files = int(d.int())
 	t.Bytes = d.int()
 	t.NumDeps = int(d.int())
+	if v >= 3 {
+		t.CreatedBy = d.str()
+	}
 	n := d.uint()
 	if d.err == nil && n > uint64(len(d.b)) {
 		d.err = errShortRecord
@@ -206,6 +224,11 @@ func decodeTask(b []byte, t *taskRec) error {
 				r.TokenHash = []byte(h)
 			}
 		}
+		if v >= 3 {
+			r.CreatedBy = d.str()
+			r.ClaimedBy = d.str()
+			r.ResolvedBy = d.str()
+		}
 	}
 	return d.err
 }
@@ -226,13 +249,16 @@ func encodeGraph(g *graphRec) []byte {
 	e.str(g.ResultTaskID)
 	e.str(g.ResolvedBy)
 	e.int(int64(g.ResolvedRun))
+	e.str(g.CreatedBy)
+	e.str(g.CanceledBy)
 	return e.b
 }
 
 func decodeGraph(b []byte, g *graphRec) error {
-	if len(b) == 0 || b[0] != recVersion {
+	if len(b) == 0 || (b[0] != recVersion && b[0] != recVersionV1) {
 		return fmt.Errorf("graph record has unknown encoding")
 	}
+	v := b[0]
 	d := decoder{b: b[1:]}
 	*g = graphRec{}
 	g.Name = d.str()
@@ -251,5 +277,9 @@ func decodeGraph(b []byte, g *graphRec) error {
 	g.ResultTaskID = d.str()
 	g.ResolvedBy = d.str()
 	g.ResolvedRun = int(d.int())
+	if v >= 2 {
+		g.CreatedBy = d.str()
+		g.CanceledBy = d.str()
+	}
 	return d.err
 }

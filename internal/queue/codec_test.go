@@ -20,9 +20,10 @@ func sampleRec() taskRec {
 			{RunID: 0, State: sException, ReasonCreated: "scheduled", ReasonResolved: "claim-expired",
 				WorkerGroup: "g", WorkerID: "w", TakenUntil: at(60), Scheduled: at(0), Started: at(1), Resolved: at(61),
 				Stats: taskdef.Stats{Files: 1, Bytes: 2, RawBytes: 3, RecordsIn: 4, RecordsOut: 5, BadLines: 6, BadFiles: 7}, Message: "lease",
-				TokenHash: hashRunToken("run-0-token")},
-			{RunID: 1, State: sPending, ReasonCreated: "retry", Scheduled: at(61)},
+				TokenHash: hashRunToken("run-0-token"), CreatedBy: "af serve", ClaimedBy: "pool-a", ResolvedBy: "af serve"},
+			{RunID: 1, State: sPending, ReasonCreated: "retry", Scheduled: at(61), CreatedBy: "alice@example.com"},
 		},
+		CreatedBy: "alice@example.com",
 	}
 }
 
@@ -39,7 +40,8 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 		}
 	}
 	g := graphRec{Name: "n", Owner: "o@x", Created: t0, Resolved: &t0, State: taskdef.GraphFailed, Tasks: 3, Unresolved: 0,
-		Counts: map[taskdef.TaskState]int{sCompleted: 2, sException: 1}, ResultTaskID: "r", ResolvedBy: "b", ResolvedRun: 4}
+		Counts: map[taskdef.TaskState]int{sCompleted: 2, sException: 1}, ResultTaskID: "r", ResolvedBy: "b", ResolvedRun: 4,
+		CreatedBy: "admin", CanceledBy: "bob@example.com"}
 	var gg graphRec
 	if err := decodeGraph(encodeGraph(&g), &gg); err != nil || !reflect.DeepEqual(gg, g) {
 		t.Errorf("graph round trip: %v\n got %+v\nwant %+v", err, gg, g)
@@ -115,4 +117,42 @@ func FuzzPrepareDefinition(f *testing.F) {
 		}
 		_ = diffTasks(nt.raw, seed)
 	})
+}
+
+// TestOlderRecordsDecodeWithoutTheAuditTrail: task records of versions 1
+// and 2 and graph records of version 1 (written before the audit trail)
+// still decode, with every "by" empty and everything else kept.
+func TestOlderRecordsDecodeWithoutTheAuditTrail(t *testing.T) {
+	t.Parallel()
+	rec := sampleRec()
+	want := rec
+	want.CreatedBy = ""
+	want.Runs = append([]taskdef.Run(nil), rec.Runs...)
+	for i := range want.Runs {
+		want.Runs[i].CreatedBy, want.Runs[i].ClaimedBy, want.Runs[i].ResolvedBy = "", "", ""
+	}
+	for _, v := range []byte{taskRecVersionV1, taskRecVersionV2} {
+		w := want
+		w.Runs = append([]taskdef.Run(nil), want.Runs...)
+		if v == taskRecVersionV1 {
+			for i := range w.Runs {
+				w.Runs[i].TokenHash = nil
+			}
+		}
+		var got taskRec
+		if err := decodeTask(encodeTaskVersion(&rec, v), &got); err != nil || !reflect.DeepEqual(got, w) {
+			t.Errorf("task record v%d: %v\n got %+v\nwant %+v", v, err, got, w)
+		}
+	}
+	// A version 1 graph record is version 2's without the two names.
+	g := graphRec{Name: "n", Owner: "o@x", Created: t0, State: taskdef.GraphRunning, Tasks: 1, Unresolved: 1,
+		Counts: map[taskdef.TaskState]int{sPending: 1}, CreatedBy: "x", CanceledBy: "y"}
+	b := encodeGraph(&g)
+	b = b[:len(b)-4] // the two one-byte names and their lengths
+	b[0] = recVersionV1
+	var got graphRec
+	g.CreatedBy, g.CanceledBy = "", ""
+	if err := decodeGraph(b, &got); err != nil || !reflect.DeepEqual(got, g) {
+		t.Errorf("graph record v1: %v\n got %+v\nwant %+v", err, got, g)
+	}
 }

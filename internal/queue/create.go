@@ -566,8 +566,14 @@ func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int
 			return invalidf("task %s: deadline %s is not in the future", nt.id, nt.def.Deadline.Format(time.RFC3339))
 		}
 		for _, d := range nt.def.Dependencies {
-			if _, ok := index[d]; !ok && w.defs.Get([]byte(d)) == nil {
+			if _, ok := index[d]; ok {
+				continue
+			}
+			if w.defs.Get([]byte(d)) == nil {
 				return invalidf("task %s: dependency %s does not exist (neither in the graph nor created before)", nt.id, d)
+			}
+			if err := w.mayDependOn(nt.id, d); err != nil {
+				return err
 			}
 		}
 	}
@@ -575,7 +581,7 @@ func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int
 	// Writes.
 	rec := graphRec{
 		Name: g.Name, Owner: g.Owner, Created: w.now, State: taskdef.GraphRunning,
-		Tasks: len(tasks), Unresolved: len(tasks),
+		Tasks: len(tasks), Unresolved: len(tasks), CreatedBy: w.actor.Name,
 		Counts: map[taskdef.TaskState]int{sUnscheduled: len(tasks)},
 	}
 	for _, nt := range tasks {
@@ -606,6 +612,7 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 			State: sUnscheduled, RetriesLeft: t.Retries, Retries: t.Retries, GraphID: t.GraphID,
 			Requires: t.Requires, Deadline: t.Deadline, Expires: t.Expires, Name: t.Metadata.Name,
 			Kind: t.Payload.Kind, Files: nt.files, Bytes: nt.bytes, NumDeps: len(t.Dependencies),
+			CreatedBy: w.actor.Name,
 		}
 		for _, d := range t.Dependencies {
 			flag := byte(0)
@@ -699,15 +706,25 @@ func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (
 			if w.defs.Get([]byte(d)) == nil {
 				return invalidf("task %s: dependency %s does not exist; create it first", taskID, d)
 			}
+			if err := w.mayDependOn(taskID, d); err != nil {
+				return err
+			}
 		}
 		g, err := w.graph(nt.def.GraphID)
 		if err != nil {
 			return err
 		}
+		if g != nil {
+			// Adding a task changes the graph (it re-opens a resolved
+			// one and its owner is emailed again): the owner's call.
+			if err := w.mayChange(nt.def.GraphID, g.Owner); err != nil {
+				return err
+			}
+		}
 		if g == nil {
 			g = &graphRec{
 				Name: nt.def.Metadata.Name, Owner: nt.def.Metadata.Owner, Created: w.now,
-				State: taskdef.GraphRunning, Counts: map[taskdef.TaskState]int{},
+				State: taskdef.GraphRunning, Counts: map[taskdef.TaskState]int{}, CreatedBy: w.actor.Name,
 			}
 			if err := w.graphTime.Put(timeKey(w.now, nt.def.GraphID), nil); err != nil {
 				return err

@@ -97,5 +97,5 @@ func notFoundf(format string, args ...any) error {
 // the rest of the batch.
 func refusal(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) ||
-		errors.Is(err, ErrConflict) || errors.Is(err, ErrNotRunOwner)
+		errors.Is(err, ErrConflict) || errors.Is(err, ErrNotRunOwner) || errors.Is(err, ErrForbidden)
 }

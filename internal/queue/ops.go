@@ -36,7 +36,7 @@ func status(id string, t *taskRec, deps []string) taskdef.TaskStatus {
 	return taskdef.TaskStatus{
 		TaskID: id, GraphID: t.GraphID, State: t.State, RetriesLeft: t.RetriesLeft, Runs: runs,
 		Deadline: t.Deadline, Expires: t.Expires, Name: t.Name, Kind: t.Kind,
-		InputFiles: t.Files, InputBytes: t.Bytes, Dependencies: deps,
+		InputFiles: t.Files, InputBytes: t.Bytes, Dependencies: deps, CreatedBy: t.CreatedBy,
 	}
 }
 
@@ -111,6 +111,7 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 		gs = taskdef.GraphStatus{
 			GraphID: graphID, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
 			Resolved: g.Resolved, ResultTaskID: g.ResultTaskID, Tasks: make([]taskdef.TaskStatus, 0, g.Tasks),
+			CreatedBy: g.CreatedBy, CanceledBy: g.CanceledBy,
 		}
 		prefix := pairKey(graphID, "")
 		c := tx.Bucket(bGraphTask).Cursor()
@@ -129,6 +130,58 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 // Graphs lists up to limit graphs, newest first (limit <= 0: 100), as
 // GET /api/v1/graphs sends them.
 func (q *Queue) Graphs(ctx context.Context, limit int) ([]taskdef.GraphSummary, error) {
+	return q.GraphsWhere(ctx, limit, nil)
+}
+
+// GraphOwner returns a graph's owner without reading its tasks (the
+// server's read checks).
+func (q *Queue) GraphOwner(ctx context.Context, graphID string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	var owner string
+	err := q.db.View(func(tx *bolt.Tx) error {
+		var g graphRec
+		ok, err := getGraph(tx.Bucket(bGraphs), graphID, &g)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFoundf("graph %s does not exist", graphID)
+		}
+		owner = g.Owner
+		return nil
+	})
+	return owner, err
+}
+
+// TaskOwner returns the graph and owner of a task.
+func (q *Queue) TaskOwner(ctx context.Context, taskID string) (graphID, owner string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", "", err
+	}
+	err = q.db.View(func(tx *bolt.Tx) error {
+		var t taskRec
+		ok, err := getTask(tx.Bucket(bTasks), taskID, &t)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFoundf("task %s does not exist", taskID)
+		}
+		var g graphRec
+		if _, err := getGraph(tx.Bucket(bGraphs), t.GraphID, &g); err != nil {
+			return err
+		}
+		graphID, owner = t.GraphID, g.Owner
+		return nil
+	})
+	return graphID, owner, err
+}
+
+// GraphsWhere is Graphs keeping only the graphs whose owner keep accepts
+// (nil: all); limit counts the kept ones.
+func (q *Queue) GraphsWhere(ctx context.Context, limit int, keep func(owner string) bool) ([]taskdef.GraphSummary, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -146,12 +199,12 @@ func (q *Queue) Graphs(ctx context.Context, limit int) ([]taskdef.GraphSummary, 
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if !ok || (keep != nil && !keep(g.Owner)) {
 				continue
 			}
 			out = append(out, taskdef.GraphSummary{
 				GraphID: id, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
-				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts,
+				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts, CreatedBy: g.CreatedBy,
 			})
 		}
 		return nil
@@ -186,8 +239,19 @@ func (q *Queue) Counts(ctx context.Context) (map[taskdef.TaskState]int, error) {
 // graph's tasks cannot be rerun one by one; RerunFailed re-opens it.
 func (q *Queue) CancelGraph(ctx context.Context, graphID string) (taskdef.GraphStatus, error) {
 	err := q.write(ctx, func(w *wtx) error {
-		if w.graphs.Get([]byte(graphID)) == nil {
+		g, err := w.graph(graphID)
+		if err != nil {
+			return err
+		}
+		if g == nil {
 			return notFoundf("graph %s does not exist", graphID)
+		}
+		if err := w.mayChange(graphID, g.Owner); err != nil {
+			return err
+		}
+		if !g.State.Resolved() {
+			g.CanceledBy = w.actor.Name
+			w.setGraph(graphID, g)
 		}
 		w.canceling = graphID
 		var ids []string

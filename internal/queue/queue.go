@@ -234,3 +234,8 @@ func (q *Queue) waitCh() <-chan struct{} {
 	defer q.wakeMu.Unlock()
 	return q.wake
 }
+
+// Bolt is the queue's bbolt database, for the packages that keep buckets
+// of their own in the same file (internal/users: identities and
+// sessions). They must not touch the queue's buckets.
+func (q *Queue) Bolt() *bolt.DB { return q.db }

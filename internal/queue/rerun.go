@@ -365,15 +365,22 @@ func (q *Queue) Rerun(ctx context.Context, taskID string) (taskdef.RerunResponse
 		if err != nil {
 			return err
 		}
+		g, err := w.graph(t.GraphID)
+		if err != nil {
+			return err
+		}
+		// Whose it is comes before what state it is in: another owner
+		// learns nothing of it.
+		if g != nil {
+			if err := w.mayChange(t.GraphID, g.Owner); err != nil {
+				return err
+			}
+		}
 		switch t.State {
 		case sUnscheduled:
 			return conflictf("task %s is unscheduled: it runs once its dependencies complete; only a resolved task can be rerun", taskID)
 		case sPending, sRunning:
 			return conflictf("task %s is %s; only a resolved task can be rerun", taskID, t.State)
-		}
-		g, err := w.graph(t.GraphID)
-		if err != nil {
-			return err
 		}
 		if g != nil && g.State == taskdef.GraphCanceled {
 			return conflictf("task %s belongs to graph %s, which was canceled: its tasks cannot be rerun one by one; rerun every failed and canceled task with `af rerun %s --failed`, or submit the job again", taskID, t.GraphID, t.GraphID)
@@ -419,6 +426,9 @@ func (q *Queue) RerunFailed(ctx context.Context, graphID string) (taskdef.GraphR
 		}
 		if g == nil {
 			return notFoundf("graph %s does not exist", graphID)
+		}
+		if err := w.mayChange(graphID, g.Owner); err != nil {
+			return err
 		}
 		p := w.newRerunPlan()
 		prefix := pairKey(graphID, "")

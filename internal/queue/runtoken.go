@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 
 	"github.com/af-project/af/internal/taskdef"
@@ -117,4 +118,48 @@ func (e *notOwnerError) Is(target error) bool { return target == ErrNotRunOwner 
 
 func notOwner(format string, args ...any) error {
 	return &notOwnerError{msg: fmt.Sprintf(format, args...)}
+}
+
+// AuthorizeInputRead checks a worker's read of task target's status or
+// artifacts for the run it holds: token must be the token of the current,
+// running run runID of task reader, and target must be reader itself or
+// one of its dependencies (a reducer fetches its mappers' results). This
+// is all a worker identity may read: its claims' inputs, not any graph.
+// A refusal is ErrNotRunOwner (with why), a missing reader ErrNotFound.
+func (q *Queue) AuthorizeInputRead(ctx context.Context, reader string, runID int, token, target string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return q.db.View(func(tx *bolt.Tx) error {
+		var t taskRec
+		ok, err := getTask(tx.Bucket(bTasks), reader, &t)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFoundf("task %s does not exist", reader)
+		}
+		cur := t.current()
+		if t.State != sRunning || cur == nil || cur.RunID != runID {
+			return notOwner("a worker reads only for a run it holds: task %s run %d is not running", reader, runID)
+		}
+		if err := checkRunToken(reader, cur, token); err != nil {
+			return err
+		}
+		if target == reader {
+			return nil
+		}
+		var def struct {
+			Dependencies []string `json:"dependencies"`
+		}
+		if err := json.Unmarshal(tx.Bucket(bDefs).Get([]byte(reader)), &def); err != nil {
+			return fmt.Errorf("decode task %s: %w", reader, err)
+		}
+		for _, d := range def.Dependencies {
+			if d == target {
+				return nil
+			}
+		}
+		return notOwner("task %s is not an input of task %s: a worker reads only its own task and that task's dependencies", target, reader)
+	})
 }

@@ -99,6 +99,8 @@ type taskRec struct {
 	Files    int              `json:"f,omitempty"`
 	Bytes    int64            `json:"b,omitempty"`
 	NumDeps  int              `json:"nd,omitempty"`
+	// CreatedBy is the identity that created the task.
+	CreatedBy string `json:"cb,omitempty"`
 }
 
 // current is the last run, or nil before the first.
@@ -125,6 +127,10 @@ type graphRec struct {
 	// ended the graph (and the owner is emailed once).
 	ResolvedBy  string `json:"rb,omitempty"`
 	ResolvedRun int    `json:"rr,omitempty"`
+	// CreatedBy and CanceledBy are the audit trail's identities: who
+	// created the graph, and whose cancel last ended it.
+	CreatedBy  string `json:"cb,omitempty"`
+	CanceledBy string `json:"xb,omitempty"`
 }
 
 func timeKey(t time.Time, id string) []byte {

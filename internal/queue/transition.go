@@ -134,6 +134,10 @@ type move struct {
 	// waiting is how many dependencies a task moved to unscheduled waits
 	// for; the caller has set the dependency flags to match.
 	waiting int
+	// by is the identity making the change, for the audit trail; empty
+	// means the transaction's actor (who asked for the operation: a
+	// cascade is made by whoever started it).
+	by string
 }
 
 // transition is the only code that changes a task's state. It checks the
@@ -148,6 +152,9 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 	from := t.State
 	now := w.now
 	cur := t.current()
+	if m.by == "" {
+		m.by = w.actor.Name
+	}
 
 	// Leave the from-state's index.
 	switch from {
@@ -187,7 +194,7 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 			created = taskdef.ReasonRerun
 		}
 		t.Runs = append(t.Runs, taskdef.Run{
-			RunID: len(t.Runs), State: sPending, ReasonCreated: created, Scheduled: tp(now),
+			RunID: len(t.Runs), State: sPending, ReasonCreated: created, Scheduled: tp(now), CreatedBy: m.by,
 		})
 		if err := w.pending.Put(timeKey(now, id), nil); err != nil {
 			return err
@@ -211,6 +218,7 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 		until := now.Add(w.q.lease)
 		cur.State = sRunning
 		cur.WorkerGroup, cur.WorkerID = m.workerGroup, m.workerID
+		cur.ClaimedBy = m.by
 		cur.TokenHash = m.tokenHash
 		cur.Started, cur.TakenUntil = tp(now), tp(until)
 		if err := w.running.Put(timeKey(until, id), nil); err != nil {
@@ -222,7 +230,7 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 		} else {
 			// An unscheduled task has no run to resolve: like TaskCluster,
 			// record one created and resolved by the exception.
-			r := taskdef.Run{RunID: len(t.Runs), ReasonCreated: taskdef.ReasonException, Scheduled: tp(now)}
+			r := taskdef.Run{RunID: len(t.Runs), ReasonCreated: taskdef.ReasonException, Scheduled: tp(now), CreatedBy: m.by}
 			endRun(&r, m.to, m, now)
 			t.Runs = append(t.Runs, r)
 		}
@@ -250,6 +258,7 @@ func endRun(r *taskdef.Run, state taskdef.TaskState, m move, now time.Time) {
 	r.State = state
 	r.ReasonResolved = m.reason
 	r.Resolved = tp(now)
+	r.ResolvedBy = m.by
 	if m.message != "" {
 		r.Message = m.message
 	}

@@ -25,8 +25,9 @@ import (
 const maxBatch = 256
 
 type writeReq struct {
-	fn   func(*wtx) error
-	done chan error
+	fn    func(*wtx) error
+	done  chan error
+	actor Actor
 }
 
 // errAbort rolls back a batch in which one function failed.
@@ -40,7 +41,7 @@ func (q *Queue) write(ctx context.Context, fn func(*wtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &writeReq{fn: fn, done: make(chan error, 1)}
+	r := &writeReq{fn: fn, done: make(chan error, 1), actor: actorFrom(ctx)}
 	q.closeMu.RLock()
 	if q.closed {
 		q.closeMu.RUnlock()
@@ -95,6 +96,7 @@ func (q *Queue) commit(batch []*writeReq) {
 		now := q.clock.Now()
 		for i, r := range batch {
 			w := newWtx(tx, q, now)
+			w.actor = r.actor
 			errs[i] = r.fn(w)
 			if errs[i] == nil {
 				errs[i] = w.flush()
@@ -162,6 +164,8 @@ type wtx struct {
 	actorRun  int
 	// canceling is the graph CancelGraph is resolving.
 	canceling string
+	// actor is who asked for this change (the audit trail's "by").
+	actor Actor
 	// graphCache holds the graph records this function read, dirty the
 	// ones it changed, and counts the state counter deltas; flush writes
 	// them once at the end instead of on every transition.

@@ -283,6 +283,9 @@ type request struct {
 	timeout time.Duration
 	// runToken goes in the run token header (run-scoped calls).
 	runToken string
+	// readerRun, with runToken, names the run a worker reads for
+	// (taskdef.ReaderRunHeader).
+	readerRun string
 }
 
 // do runs a call with retries and decodes a 2xx JSON answer into out
@@ -379,6 +382,9 @@ func (c *Client) once(ctx context.Context, r request, body []byte) (*http.Respon
 	req.Header.Set("User-Agent", c.agent)
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if r.readerRun != "" {
+		req.Header.Set(taskdef.ReaderRunHeader, r.readerRun)
 	}
 	if r.runToken != "" {
 		req.Header.Set(taskdef.RunTokenHeader, r.runToken)
@@ -778,7 +784,19 @@ func (c *Client) ArtifactURL(taskID string, runID int, name string) string {
 // forwards Authorization to a redirect on the same host name, and MinIO on
 // loopback shares it).
 func (c *Client) GetArtifact(ctx context.Context, taskID string, runID int, name string) (io.ReadCloser, error) {
-	loc, err := c.ArtifactLocation(ctx, taskID, runID, name)
+	return c.getArtifact(ctx, request{}, taskID, runID, name)
+}
+
+// GetArtifact opens an artifact of the run's own task or of one of its
+// dependencies (runID < 0: the latest run's), as Client.GetArtifact does,
+// reading as this run: a worker identity may read nothing else.
+func (r *Run) GetArtifact(ctx context.Context, taskID string, runID int, name string) (io.ReadCloser, error) {
+	as := request{runToken: r.token, readerRun: r.taskID + "/" + strconv.Itoa(r.runID)}
+	return r.c.getArtifact(ctx, as, taskID, runID, name)
+}
+
+func (c *Client) getArtifact(ctx context.Context, as request, taskID string, runID int, name string) (io.ReadCloser, error) {
+	loc, err := c.artifactLocation(ctx, as, taskID, runID, name)
 	if err != nil {
 		return nil, err
 	}
@@ -804,12 +822,16 @@ func (c *Client) GetArtifact(ctx context.Context, taskID string, runID int, name
 // ArtifactLocation returns the presigned S3 GET URL the queue redirects an
 // artifact's URL to.
 func (c *Client) ArtifactLocation(ctx context.Context, taskID string, runID int, name string) (string, error) {
+	return c.artifactLocation(ctx, request{}, taskID, runID, name)
+}
+
+func (c *Client) artifactLocation(ctx context.Context, as request, taskID string, runID int, name string) (string, error) {
 	p := strings.TrimPrefix(c.ArtifactURL(taskID, runID, name), c.base)
 	hc := *c.hc
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cc := *c
 	cc.hc = &hc
-	resp, err := cc.send(ctx, request{method: http.MethodGet, path: p})
+	resp, err := cc.send(ctx, request{method: http.MethodGet, path: p, runToken: as.runToken, readerRun: as.readerRun})
 	if err != nil {
 		return "", err
 	}
@@ -872,4 +894,35 @@ func (c *Client) PoolKey(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("read pool key: %w", err)
 	}
 	return b, nil
+}
+
+// AddUser makes a new identity (admin) and returns it with its token,
+// which the server shows this once.
+func (c *Client) AddUser(ctx context.Context, req taskdef.UserRequest) (taskdef.UserToken, error) {
+	var out taskdef.UserToken
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/users", body: req}, &out)
+	return out, err
+}
+
+// Users lists the identities (admin), never their tokens.
+func (c *Client) Users(ctx context.Context) ([]taskdef.User, error) {
+	var out taskdef.UserList
+	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/users"}, &out)
+	return out.Users, err
+}
+
+// RotateUser gives an identity a new token (admin); the old one stops
+// working.
+func (c *Client) RotateUser(ctx context.Context, name string) (taskdef.UserToken, error) {
+	var out taskdef.UserToken
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/users/" + esc(name) + "/rotate", body: struct{}{}}, &out)
+	return out, err
+}
+
+// RevokeUser ends an identity (admin): its token and sessions stop
+// working.
+func (c *Client) RevokeUser(ctx context.Context, name string) (taskdef.User, error) {
+	var out taskdef.User
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/users/" + esc(name) + "/revoke", body: struct{}{}}, &out)
+	return out, err
 }

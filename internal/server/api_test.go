@@ -66,7 +66,7 @@ func TestCreateGraphIdempotentAndConflictOverHTTP(t *testing.T) {
 	if _, err := e.submit.CreateTask(ctx, id, def); !errors.Is(err, queueclient.ErrConflict) || !strings.Contains(err.Error(), "metadata.name") {
 		t.Fatalf("changed task: %v, want a 409 naming metadata.name", err)
 	}
-	got, err := e.anon.TaskDefinition(ctx, g.Tasks[0].TaskID)
+	got, err := e.reader.TaskDefinition(ctx, g.Tasks[0].TaskID)
 	if err != nil || got.Payload.Image != "af/os-count" {
 		t.Fatalf("definition %+v %v", got.Payload, err)
 	}
@@ -104,6 +104,10 @@ func TestErrorAnswers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	big := `{"graphId":"` + strings.Repeat("x", 2<<20) + `"}`
+	g := testGraph(1, e.clock.Now())
+	if _, err := e.submit.CreateGraph(ctxT(t), g); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name   string
 		rc     routeCase
@@ -112,8 +116,8 @@ func TestErrorAnswers(t *testing.T) {
 		code   string
 		msg    string
 	}{
-		{"unknown graph", routeCase{method: "GET", path: "/api/v1/graphs/nosuchgraph"}, "", 404, "NotFound", "nosuchgraph"},
-		{"unknown task", routeCase{method: "GET", path: "/api/v1/tasks/nosuchtask"}, "", 404, "NotFound", "nosuchtask"},
+		{"unknown graph", routeCase{method: "GET", path: "/api/v1/graphs/nosuchgraph"}, readTok, 404, "NotFound", "nosuchgraph"},
+		{"unknown task", routeCase{method: "GET", path: "/api/v1/tasks/nosuchtask"}, readTok, 404, "NotFound", "nosuchtask"},
 		{"unknown route", routeCase{method: "GET", path: "/api/v1/nothing"}, "", 404, "NotFound", "no route"},
 		{"bad json", routeCase{method: "POST", path: "/api/v1/graphs", body: `{"graphId": `}, submitTok, 400, "InvalidRequest", "request body"},
 		{"unknown field", routeCase{method: "POST", path: "/api/v1/graphs", body: `{"graphName":"x"}`}, submitTok, 400, "InvalidRequest", "graphName"},
@@ -122,8 +126,8 @@ func TestErrorAnswers(t *testing.T) {
 		{"bad run id", routeCase{method: "POST", path: "/api/v1/tasks/abcdefgh/runs/x/completed", body: `{}`}, workTok, 400, "InvalidRequest", "run id"},
 		{"bad wait", routeCase{method: "POST", path: "/api/v1/claim-work?wait=soon", body: `{}`}, workTok, 400, "InvalidRequest", "wait"},
 		{"exception without reason", routeCase{method: "POST", path: "/api/v1/tasks/abcdefgh/runs/0/exception", body: `{}`}, workTok, 400, "InvalidRequest", "reason"},
-		{"no pool key", routeCase{method: "GET", path: "/api/v1/pool-key"}, "", 404, "NotFound", "af keygen"},
-		{"artifacts off", routeCase{method: "GET", path: "/api/v1/tasks/abcdefgh/runs/0/artifacts"}, "", 503, "ArtifactsDisabled", "s3.bucket"},
+		{"no pool key", routeCase{method: "GET", path: "/api/v1/pool-key"}, readTok, 404, "NotFound", "af keygen"},
+		{"artifacts off", routeCase{method: "GET", path: "/api/v1/tasks/" + g.Tasks[0].TaskID + "/runs/0/artifacts"}, readTok, 503, "ArtifactsDisabled", "s3.bucket"},
 	}
 	for _, c := range cases {
 		status, body := do(t, e, c.rc, c.tok)
@@ -199,11 +203,11 @@ func TestWorkerProtocolOverHTTP(t *testing.T) {
 	if err != nil || !fin.GraphResolved || fin.GraphState != taskdef.GraphCompleted {
 		t.Fatalf("final report: %+v %v", fin, err)
 	}
-	gs, err := e.anon.Graph(ctx, g.GraphID)
+	gs, err := e.reader.Graph(ctx, g.GraphID)
 	if err != nil || gs.State != taskdef.GraphCompleted {
 		t.Fatalf("graph %s %v", gs.State, err)
 	}
-	list, err := e.anon.Graphs(ctx, 10)
+	list, err := e.reader.Graphs(ctx, 10)
 	if err != nil || len(list) != 1 || list[0].GraphID != g.GraphID || list[0].Counts[taskdef.StateCompleted] != 3 {
 		t.Fatalf("graph list %+v %v", list, err)
 	}
@@ -317,7 +321,7 @@ func TestPoolKeyRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t, envOpts{poolKey: pubPath})
-	text, err := e.anon.PoolKey(ctxT(t))
+	text, err := e.reader.PoolKey(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +332,7 @@ func TestPoolKeyRoute(t *testing.T) {
 	// Configured with the private key by mistake: refused, and the
 	// private key is not served.
 	e2 := newEnv(t, envOpts{poolKey: keyPath})
-	_, err = e2.anon.PoolKey(ctxT(t))
+	_, err = e2.reader.PoolKey(ctxT(t))
 	if err == nil || !strings.Contains(err.Error(), "private key") {
 		t.Fatalf("private key served or unexplained: %v", err)
 	}
@@ -407,7 +411,7 @@ func TestMonitorPagesMounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/graphs", "/graphs/" + g.GraphID} {
-		status, body := do(t, e, routeCase{method: "GET", path: p}, "")
+		status, body := do(t, e, routeCase{method: "GET", path: p}, readTok)
 		if status != http.StatusOK || !strings.Contains(body, "<html") {
 			t.Fatalf("GET %s: %d %.200s", p, status, body)
 		}

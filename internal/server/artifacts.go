@@ -160,11 +160,17 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.canReadTask(r, id); err != nil {
+		return err
+	}
 	return s.redirectArtifact(w, r, id, runID, r.PathValue("name"))
 }
 
 func (s *Server) getLatestArtifact(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := s.canReadTask(r, id); err != nil {
+		return err
+	}
 	st, err := s.q.Task(r.Context(), id)
 	if err != nil {
 		return err
@@ -209,11 +215,14 @@ func (s *Server) redirectArtifact(w http.ResponseWriter, r *http.Request, id str
 
 func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) (err error) {
 	defer func() { s.metrics.artifact("list", err) }()
-	if err := s.artifactsEnabled(); err != nil {
-		return err
-	}
 	id, runID, err := runParams(r)
 	if err != nil {
+		return err
+	}
+	if err := s.canReadTask(r, id); err != nil {
+		return err
+	}
+	if err := s.artifactsEnabled(); err != nil {
 		return err
 	}
 	if _, _, err := s.findRun(r.Context(), id, runID); err != nil {

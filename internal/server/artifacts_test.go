@@ -64,7 +64,7 @@ func TestArtifactsRoundTripThroughPresignedURLs(t *testing.T) {
 
 	// Read it back through the queue's redirect, by run and as latest.
 	for _, run := range []int{0, -1} {
-		rc, err := e.anon.GetArtifact(ctx, c.TaskID, run, taskdef.ResultArtifact)
+		rc, err := e.reader.GetArtifact(ctx, c.TaskID, run, taskdef.ResultArtifact)
 		if err != nil {
 			t.Fatalf("get run %d: %v", run, err)
 		}
@@ -74,11 +74,11 @@ func TestArtifactsRoundTripThroughPresignedURLs(t *testing.T) {
 			t.Fatalf("run %d artifact %q, want %q", run, got, result)
 		}
 	}
-	loc, err := e.anon.ArtifactLocation(ctx, c.TaskID, 0, taskdef.LiveLogArtifact)
+	loc, err := e.reader.ArtifactLocation(ctx, c.TaskID, 0, taskdef.LiveLogArtifact)
 	if err != nil || !strings.HasPrefix(loc, m.Endpoint+"/artifacts/art/") || !strings.Contains(loc, "X-Amz-Signature=") {
 		t.Fatalf("redirect %q %v: want a presigned URL on the configured endpoint", loc, err)
 	}
-	list, err := e.anon.Artifacts(ctx, c.TaskID, 0)
+	list, err := e.reader.Artifacts(ctx, c.TaskID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +91,10 @@ func TestArtifactsRoundTripThroughPresignedURLs(t *testing.T) {
 	}
 
 	// Missing artifact: 404 from the queue, not an S3 error page.
-	if _, err := e.anon.GetArtifact(ctx, c.TaskID, 0, "public/nothing.txt"); !errors.Is(err, queueclient.ErrNotFound) {
+	if _, err := e.reader.GetArtifact(ctx, c.TaskID, 0, "public/nothing.txt"); !errors.Is(err, queueclient.ErrNotFound) {
 		t.Fatalf("missing artifact: %v", err)
 	}
-	if _, err := e.anon.GetArtifact(ctx, c.TaskID, 7, taskdef.ResultArtifact); !errors.Is(err, queueclient.ErrNotFound) {
+	if _, err := e.reader.GetArtifact(ctx, c.TaskID, 7, taskdef.ResultArtifact); !errors.Is(err, queueclient.ErrNotFound) {
 		t.Fatalf("missing run: %v", err)
 	}
 

@@ -119,34 +119,56 @@ func TestStateChangingRoutesNeedTheirRole(t *testing.T) {
 		}
 	}
 	// The graph route really created the graph with the submit token.
-	status, _ := do(t, e, routeCase{method: "GET", path: "/api/v1/graphs"}, "")
+	status, _ := do(t, e, routeCase{method: "GET", path: "/api/v1/graphs"}, submitTok)
 	if status != http.StatusOK {
 		t.Fatalf("list graphs: %d", status)
 	}
 }
 
+// TestReadsOpenOrClosedByConfig: reads are closed to anonymous callers by
+// default (401 naming AF_TOKEN and /signin), and public_reads: true opens
+// every read route. With reads closed, the read identity reads every
+// route, the shared submit token the graphs no registered identity owns,
+// and the work token none of them without a run it holds (403).
 func TestReadsOpenOrClosedByConfig(t *testing.T) {
 	t.Parallel()
-	closed := false
+	open := true
 	for _, tc := range []struct {
 		name   string
 		public *bool
-	}{{"default public", nil}, {"public_reads false", &closed}} {
+	}{{"default closed", nil}, {"public_reads true", &open}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOpts{publicReads: tc.public})
 			for _, rc := range readRoutes(e) {
 				status, body := do(t, e, rc, "")
-				if tc.public == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden) {
+				page := strings.HasPrefix(rc.path, "/graphs")
+				switch {
+				case tc.public != nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 					t.Errorf("%s %s without token: %d %s, want open", rc.method, rc.path, status, body)
-				}
-				if tc.public != nil && status != http.StatusUnauthorized {
+				case tc.public == nil && page && status != http.StatusSeeOther:
+					t.Errorf("%s %s without token: %d, want 303 to /signin", rc.method, rc.path, status)
+				case tc.public == nil && !page && status != http.StatusUnauthorized:
 					t.Errorf("%s %s without token: %d, want 401", rc.method, rc.path, status)
+				case tc.public == nil && !page && !strings.Contains(body, "AF_TOKEN"):
+					t.Errorf("%s %s without token: %s does not say how to fix it", rc.method, rc.path, body)
 				}
-				for _, tok := range []string{workTok, submitTok, adminTok} {
+				for _, tok := range []string{readTok, submitTok, adminTok} {
 					status, body := do(t, e, rc, tok)
+					if tok == submitTok && rc.path == "/metrics" && tc.public == nil {
+						// /metrics: read and admin only.
+						if status != http.StatusForbidden || !strings.Contains(body, "metrics_public") {
+							t.Errorf("/metrics with the submit token: %d %s, want 403 naming metrics_public", status, body)
+						}
+						continue
+					}
 					if status == http.StatusUnauthorized || status == http.StatusForbidden {
 						t.Errorf("%s %s with a token: %d %s", rc.method, rc.path, status, body)
+					}
+				}
+				if tc.public == nil && strings.HasPrefix(rc.path, "/api/v1/tasks") {
+					if status, body := do(t, e, rc, workTok); status != http.StatusForbidden || !strings.Contains(body, taskdef.ReaderRunHeader) {
+						t.Errorf("%s %s with the work token and no run: %d %s, want 403 naming %s", rc.method, rc.path, status, body, taskdef.ReaderRunHeader)
 					}
 				}
 			}
@@ -213,7 +235,7 @@ func TestTokenSetLookup(t *testing.T) {
 	}{
 		{RoleAdmin, RoleSubmit, true}, {RoleAdmin, RoleWork, true}, {RoleSubmit, RoleSubmit, true},
 		{RoleSubmit, RoleWork, false}, {RoleWork, RoleSubmit, false}, {RoleWork, RoleWork, true},
-		{RoleWork, "", true}, {RoleSubmit, RoleAdmin, false},
+		{RoleRead, RoleSubmit, false}, {RoleSubmit, RoleAdmin, false},
 	} {
 		if got := allows(c.have, c.need); got != c.ok {
 			t.Errorf("allows(%s, %s) = %v", c.have, c.need, got)

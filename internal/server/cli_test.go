@@ -216,7 +216,7 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	if _, err := queueclient.New(url, toks[RoleSubmit]).CancelGraph(ctx, g.GraphID); err != nil {
 		t.Fatalf("old token after restart: %v", err)
 	}
-	served, err := queueclient.New(url, "").PoolKey(ctx)
+	served, err := queueclient.New(url, toks[RoleWork]).PoolKey(ctx)
 	want, _ := os.ReadFile(pubPath)
 	if err != nil || strings.TrimSpace(string(served)) != strings.TrimSpace(string(want)) {
 		t.Fatalf("pool key %q %v, want %q", served, err, want)

@@ -157,7 +157,7 @@ func TestConcurrentClaimersOverHTTP(t *testing.T) {
 		t.Fatal("graph did not complete")
 	}
 	wait()
-	st, err := e.anon.Graph(ctx, g.GraphID)
+	st, err := e.reader.Graph(ctx, g.GraphID)
 	if err != nil {
 		t.Fatal(err)
 	}

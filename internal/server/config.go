@@ -31,6 +31,9 @@ const (
 	RoleWork Role = "work"
 	// RoleAdmin may call every route.
 	RoleAdmin Role = "admin"
+	// RoleRead reads every graph, task, log and result, and /metrics
+	// (a lead's or a dashboard's identity); it changes nothing.
+	RoleRead Role = "read"
 )
 
 // Token is one bearer token of the config file. Either Token (the value)
@@ -87,10 +90,20 @@ type Config struct {
 	// Data is the directory of queue.db and index.db.
 	Data string `yaml:"data"`
 	// PublicReads lets anyone read graphs, tasks, artifacts, the index,
-	// the pool key, pages and metrics; false requires a token of any role.
-	PublicReads *bool    `yaml:"public_reads,omitempty"`
-	Tokens      []Token  `yaml:"tokens"`
-	S3          S3Config `yaml:"s3"`
+	// the pool key, pages and metrics. Off by default: each identity
+	// reads its own graphs (read and admin every graph), a worker only
+	// its runs' inputs, and an emailed link its one graph.
+	PublicReads *bool `yaml:"public_reads,omitempty"`
+	// MetricsPublic opens /metrics to anonymous scrapers (default: admin
+	// and read identities only).
+	MetricsPublic bool `yaml:"metrics_public,omitempty"`
+	// SessionTTL is how long a monitor sign-in lasts (default 12h).
+	SessionTTL Duration `yaml:"session_ttl,omitempty"`
+	// Tokens are the config file's identities: shared role tokens (the
+	// first start writes admin, submit and work), kept working beside the
+	// identities `af users add` makes.
+	Tokens []Token  `yaml:"tokens"`
+	S3     S3Config `yaml:"s3"`
 	// PoolKey is the path of the worker pool's public key (`af keygen`),
 	// served at GET /api/v1/pool-key.
 	PoolKey string     `yaml:"pool_key,omitempty"`
@@ -186,8 +199,14 @@ func (c *Config) Scheme() string {
 	return "http"
 }
 
-// Reads reports whether reads need no token.
-func (c *Config) Reads() bool { return c.PublicReads == nil || *c.PublicReads }
+// Reads reports whether reads need no identity (public_reads: true).
+func (c *Config) Reads() bool { return c.PublicReads != nil && *c.PublicReads }
+
+// MetricsOpen reports whether /metrics needs no identity.
+func (c *Config) MetricsOpen() bool { return c.MetricsPublic }
+
+// DefaultSessionTTL is how long a monitor sign-in lasts.
+const DefaultSessionTTL = 12 * time.Hour
 
 // Normalize fills defaults and validates the config; name is the file the
 // config came from, for messages.
@@ -236,12 +255,15 @@ func (c *Config) Normalize(name string) error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("%s: tls_cert and tls_key go together: set both (the certificate and its private key, PEM) for https, or neither for plain http", name)
 	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = Duration(DefaultSessionTTL)
+	}
 	if c.MonitorURL == "" {
 		c.MonitorURL = c.Scheme() + "://" + c.Listen
 	}
 	c.MonitorURL = strings.TrimRight(c.MonitorURL, "/")
 	if len(c.Tokens) == 0 {
-		return fmt.Errorf("%s: no tokens: add at least one under tokens: (name, role submit|work|admin, token)", name)
+		return fmt.Errorf("%s: no tokens: add at least one under tokens: (name, role submit|work|read|admin, token)", name)
 	}
 	names := map[string]bool{}
 	for i := range c.Tokens {
@@ -250,14 +272,17 @@ func (c *Config) Normalize(name string) error {
 		if t.Name == "" {
 			return fmt.Errorf("%s: missing name", where)
 		}
+		if strings.ContainsAny(t.Name, " \t\n") {
+			return fmt.Errorf("%s: name %q must not contain spaces", where, t.Name)
+		}
 		if names[t.Name] {
 			return fmt.Errorf("%s: duplicate token name %q", where, t.Name)
 		}
 		names[t.Name] = true
 		switch t.Role {
-		case RoleSubmit, RoleWork, RoleAdmin:
+		case RoleSubmit, RoleWork, RoleRead, RoleAdmin:
 		default:
-			return fmt.Errorf("%s (%s): role %q must be submit, work or admin", where, t.Name, t.Role)
+			return fmt.Errorf("%s (%s): role %q must be submit, work, read or admin", where, t.Name, t.Role)
 		}
 		switch {
 		case t.Token != "" && t.SHA256 != "":
@@ -348,10 +373,14 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 		return Config{}, path, false, fmt.Errorf("encode config: %w", err)
 	}
 	header := `# af serve configuration, generated on first start. Keep it private: it
-# holds the bearer tokens (clients send one as AF_TOKEN; roles admin,
-# submit, work; print one with af serve --config FILE --print-token ROLE;
-# af serve never logs them). Other keys (go doc github.com/af-project/af/internal/server):
-#   public_reads: false            # reads need a token too
+# holds the shared bearer tokens (clients send one as AF_TOKEN; roles
+# admin, submit, work; print one with af serve --config FILE --print-token
+# ROLE; af serve never logs them). Give each person and pool its own
+# identity instead: AF_TOKEN=<admin token> af users add alice@example.com
+# --role submit. Other keys (go doc github.com/af-project/af/internal/server):
+#   public_reads: true             # anyone reads every graph (default: each identity its own)
+#   metrics_public: true           # anyone scrapes /metrics (default: admin and read identities)
+#   session_ttl: 12h               # how long a monitor sign-in lasts
 #   pool_key: /etc/af/af.pub       # af keygen's public key, served to submitters
 #   s3: {endpoint: "", public_endpoint: "", region: "", prefix: ""}
 #   tls_cert: /etc/af/tls/cert.pem # https only, with tls_key (renewed files are picked up)

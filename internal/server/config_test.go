@@ -18,7 +18,7 @@ func TestParseConfig(t *testing.T) {
 		check      func(t *testing.T, c Config)
 	}{
 		{"minimal", "tokens: [{name: a, role: admin, token: " + tok + "}]", "", func(t *testing.T, c Config) {
-			if c.Listen != DefaultListen || !c.Reads() || time.Duration(c.LeaseDuration) != DefaultLease ||
+			if c.Listen != DefaultListen || c.Reads() || time.Duration(c.LeaseDuration) != DefaultLease ||
 				time.Duration(c.ArtifactGrace) != DefaultArtifactGrace || c.MaxGraphBytes != DefaultMaxGraphBytes ||
 				c.MonitorURL != "http://"+DefaultListen {
 				t.Errorf("defaults: %+v", c)

@@ -195,7 +195,7 @@ tokens:
 	close(watchStop)
 	watchWG.Wait()
 
-	st, err := queueclient.New(url, "").Graph(context.Background(), g.GraphID)
+	st, err := queueclient.New(url, submitTok).Graph(context.Background(), g.GraphID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ func TestGraphStatusETag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Authorization", "Bearer "+readTok)
 		if etag != "" {
 			req.Header.Set("If-None-Match", etag)
 		}

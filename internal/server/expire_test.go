@@ -134,17 +134,17 @@ func TestExpirySweepDeletesRecordsAndArtifacts(t *testing.T) {
 
 	// Every route of the expired ids says so: 410 Gone, "expired".
 	var ae *queueclient.APIError
-	_, err = e.anon.Graph(ctx, old.GraphID)
+	_, err = e.reader.Graph(ctx, old.GraphID)
 	if !errors.As(err, &ae) || ae.Status != http.StatusGone || ae.Code != "Expired" || !errors.Is(err, queueclient.ErrExpired) ||
 		!strings.Contains(ae.Message, "graph "+old.GraphID+" expired at ") {
 		t.Fatalf("graph: %v, want 410 expired", err)
 	}
 	task := old.Tasks[0].TaskID
 	for name, call := range map[string]func() error{
-		"task":       func() error { _, err := e.anon.Task(ctx, task); return err },
-		"definition": func() error { _, err := e.anon.TaskDefinition(ctx, task); return err },
-		"artifact":   func() error { _, err := e.anon.GetArtifact(ctx, task, -1, taskdef.LiveLogArtifact); return err },
-		"run list":   func() error { _, err := e.anon.Artifacts(ctx, task, 0); return err },
+		"task":       func() error { _, err := e.reader.Task(ctx, task); return err },
+		"definition": func() error { _, err := e.reader.TaskDefinition(ctx, task); return err },
+		"artifact":   func() error { _, err := e.reader.GetArtifact(ctx, task, -1, taskdef.LiveLogArtifact); return err },
+		"run list":   func() error { _, err := e.reader.Artifacts(ctx, task, 0); return err },
 		"rerun":      func() error { _, err := e.submit.Rerun(ctx, task); return err },
 		"cancel":     func() error { _, err := e.submit.CancelGraph(ctx, old.GraphID); return err },
 	} {
@@ -154,11 +154,11 @@ func TestExpirySweepDeletesRecordsAndArtifacts(t *testing.T) {
 		}
 	}
 	// The young graph is whole.
-	if gs, err := e.anon.Graph(ctx, young.GraphID); err != nil || len(gs.Tasks) != 2 {
+	if gs, err := e.reader.Graph(ctx, young.GraphID); err != nil || len(gs.Tasks) != 2 {
 		t.Fatalf("young graph: %v", err)
 	}
 	// An unknown id is still "not found".
-	if _, err := e.anon.Graph(ctx, taskdef.NewID()); !errors.Is(err, queueclient.ErrNotFound) {
+	if _, err := e.reader.Graph(ctx, taskdef.NewID()); !errors.Is(err, queueclient.ErrNotFound) {
 		t.Fatalf("unknown graph: %v", err)
 	}
 }

@@ -27,6 +27,7 @@ var (
 	adminTok  = "admin-" + NewToken()
 	submitTok = "submit-" + NewToken()
 	workTok   = "work-" + NewToken()
+	readTok   = "read-" + NewToken()
 )
 
 // env is a server over a real bbolt queue on a real loopback listener.
@@ -41,6 +42,8 @@ type env struct {
 	submit *queueclient.Client
 	work   *queueclient.Client
 	admin  *queueclient.Client
+	// reader has role read: reads every graph (reads need an identity).
+	reader *queueclient.Client
 	anon   *queueclient.Client
 }
 
@@ -77,6 +80,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 			{Name: "the-admin", Role: RoleAdmin, Token: adminTok},
 			{Name: "the-submitter", Role: RoleSubmit, Token: submitTok},
 			{Name: "the-worker", Role: RoleWork, Token: workTok},
+			{Name: "the-reader", Role: RoleRead, Token: readTok},
 		},
 		S3:            S3Config{Bucket: o.bucket, Prefix: "art/"},
 		PoolKey:       o.poolKey,
@@ -95,6 +99,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e.submit = queueclient.New(e.http.URL, submitTok, fast)
 	e.work = queueclient.New(e.http.URL, workTok, fast)
 	e.admin = queueclient.New(e.http.URL, adminTok, fast)
+	e.reader = queueclient.New(e.http.URL, readTok, fast)
 	e.anon = queueclient.New(e.http.URL, "", fast)
 	return e
 }

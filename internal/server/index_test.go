@@ -38,7 +38,7 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	e := newEnv(t, envOpts{s3: m.S3})
 
 	// Before any build: a 404 that says what to run.
-	if _, err := e.anon.IndexQuery(ctx, filterDoc("nightly")); !errors.Is(err, queueclient.ErrNotFound) || !strings.Contains(err.Error(), "af index build") {
+	if _, err := e.reader.IndexQuery(ctx, filterDoc("nightly")); !errors.Is(err, queueclient.ErrNotFound) || !strings.Contains(err.Error(), "af index build") {
 		t.Fatalf("query before build: %v", err)
 	}
 
@@ -97,7 +97,7 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 		t.Fatalf("build report %+v", rep)
 	}
 
-	res, err := e.anon.IndexQuery(ctx, filterDoc("nightly"))
+	res, err := e.reader.IndexQuery(ctx, filterDoc("nightly"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,19 +119,19 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	if err != nil || rep.Listed != 700 || rep.Removed != 1 {
 		t.Fatalf("refresh %+v %v", rep, err)
 	}
-	res, err = e.anon.IndexQuery(ctx, filterDoc("nightly"))
+	res, err = e.reader.IndexQuery(ctx, filterDoc("nightly"))
 	if err != nil || res.Files != int64(len(want)-1) {
 		t.Fatalf("after refresh: %d files %v", res.Files, err)
 	}
 
 	// A bad filter is a 400 that says where.
-	_, err = e.anon.IndexQuery(ctx, []byte(`{"version":1,"dimensions":[{"field_name":"appName","allowed_values":"*"}]}`))
+	_, err = e.reader.IndexQuery(ctx, []byte(`{"version":1,"dimensions":[{"field_name":"appName","allowed_values":"*"}]}`))
 	var ae *queueclient.APIError
 	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "InvalidFilter" || !strings.Contains(ae.Message, "appName") {
 		t.Fatalf("bad filter: %v", err)
 	}
 
-	stats, err := e.anon.IndexStats(ctx)
+	stats, err := e.reader.IndexStats(ctx)
 	if err != nil || stats.Objects != 699 || len(stats.Dims) != 6 {
 		t.Fatalf("stats %+v %v", stats, err)
 	}

@@ -118,7 +118,11 @@ func bodyErr(r *http.Request, err error) error {
 // like decode does. "graphId" must come before "tasks" (queueclient and
 // af submit send it first) so every task is checked against it as it
 // arrives.
-func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
+//
+// ownerFor decides the graph's owner from the "owner" field (empty when
+// absent): the caller by default (see Server.ownerFor); each task's
+// metadata.owner, when empty, is the graph's owner too.
+func decodeGraph(r *http.Request, b *queue.GraphBuilder, ownerFor func(given string) (string, error)) error {
 	vc := &valueCap{r: r.Body}
 	dec := json.NewDecoder(vc)
 	vc.dec = dec
@@ -151,8 +155,12 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
 				return bad(`"graphId" must come before "tasks"`)
 			}
 			haveTasks = true
-			b.SetGraph(graphID, name, owner)
-			if err := decodeTasks(r, dec, b); err != nil {
+			o, err := ownerFor(owner)
+			if err != nil {
+				return err
+			}
+			b.SetGraph(graphID, name, o)
+			if err := decodeTasks(r, dec, b, o, ownerFor); err != nil {
 				return err
 			}
 			continue
@@ -172,12 +180,18 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
 		}
 		return bad("trailing data after the JSON value")
 	}
-	b.SetGraph(graphID, name, owner)
+	o, err := ownerFor(owner)
+	if err != nil {
+		return err
+	}
+	b.SetGraph(graphID, name, o)
 	return nil
 }
 
 // decodeTasks decodes the "tasks" array element by element into b.
-func decodeTasks(r *http.Request, dec *json.Decoder, b *queue.GraphBuilder) error {
+// A task's metadata.owner defaults to the graph's (owner, as decided when
+// "tasks" began) and is held to the same rule when set.
+func decodeTasks(r *http.Request, dec *json.Decoder, b *queue.GraphBuilder, owner string, ownerFor func(string) (string, error)) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return bodyErr(r, err)
@@ -203,7 +217,17 @@ func decodeTasks(r *http.Request, dec *json.Decoder, b *queue.GraphBuilder) erro
 			}
 			return badRequest("request body: tasks[%d]: %v", i, err)
 		}
-		if err := b.Add(gt.TaskID, gt.Task.definition()); err != nil {
+		def := gt.Task.definition()
+		if def.Metadata.Owner == "" {
+			def.Metadata.Owner = owner
+		} else if def.Metadata.Owner != owner {
+			o, err := ownerFor(def.Metadata.Owner)
+			if err != nil {
+				return fmt.Errorf("tasks[%d].metadata.owner: %w", i, err)
+			}
+			def.Metadata.Owner = o
+		}
+		if err := b.Add(gt.TaskID, def); err != nil {
 			return err
 		}
 	}

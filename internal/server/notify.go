@@ -52,6 +52,8 @@ func senderFor(c SMTPConfig, s *Server) (*outbox.Sender, string, error) {
 		MaxAge:     time.Duration(c.GiveUpAfter),
 		Clock:      clock,
 		Logger:     s.log.With("component", "outbox"),
+		Address:    s.ownerAddress,
+		LinkQuery:  s.capQuery,
 	}), mailer.Describe(), nil
 }
 

@@ -50,6 +50,7 @@ data: %s
 tokens:
   - {name: submit, role: submit, token: %s}
   - {name: work, role: work, token: %s}
+  - {name: reader, role: read, token: %s}
 smtp:
   addr: %s
   from: af@localhost
@@ -58,7 +59,7 @@ smtp:
   starttls: never
   retry_min: 100ms
   retry_max: 400ms
-`, addr, filepath.Join(dir, "data"), submitTok, workTok, smtpAddr, user)
+`, addr, filepath.Join(dir, "data"), submitTok, workTok, readTok, smtpAddr, user)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func waitMetric(ctx context.Context, t *testing.T, url, line string) {
 	var body string
 	for ctx.Err() == nil {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer "+submitTok)
+		req.Header.Set("Authorization", "Bearer "+readTok)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)

@@ -47,7 +47,7 @@ func TestRerunRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.runAll(t)
-	if gs, _ := e.anon.Graph(ctx, g.GraphID); gs.State != taskdef.GraphCompleted {
+	if gs, _ := e.reader.Graph(ctx, g.GraphID); gs.State != taskdef.GraphCompleted {
 		t.Fatalf("graph %s", gs.State)
 	}
 
@@ -130,7 +130,7 @@ func TestRerunRoutes(t *testing.T) {
 	if done := e.runAll(t); len(done) != 3 || done[2] != g2.Tasks[2].TaskID {
 		t.Fatalf("ran %v after --failed, want both mappers then the reducer", done)
 	}
-	if gs, _ := e.anon.Graph(ctx, g2.GraphID); gs.State != taskdef.GraphCompleted {
+	if gs, _ := e.reader.Graph(ctx, g2.GraphID); gs.State != taskdef.GraphCompleted {
 		t.Errorf("graph %s after --failed ran", gs.State)
 	}
 }

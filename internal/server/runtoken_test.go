@@ -68,11 +68,11 @@ func TestAnotherWorkerCannotActForARun(t *testing.T) {
 		}
 		tb, _ := json.Marshal(ts)
 		gb, _ := json.Marshal(gs)
-		list, err := e.anon.Artifacts(ctx, a.TaskID, a.RunID)
+		list, err := e.reader.Artifacts(ctx, a.TaskID, a.RunID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc, err := e.anon.GetArtifact(ctx, a.TaskID, a.RunID, taskdef.LiveLogArtifact)
+		rc, err := e.reader.GetArtifact(ctx, a.TaskID, a.RunID, taskdef.LiveLogArtifact)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +174,7 @@ func TestAnotherWorkerCannotActForARun(t *testing.T) {
 	if err != nil || !fin.GraphResolved || fin.GraphState != taskdef.GraphCompleted {
 		t.Fatalf("final report: %+v %v", fin, err)
 	}
-	body, err := e.anon.GetArtifact(ctx, a.TaskID, a.RunID, taskdef.ResultArtifact)
+	body, err := e.reader.GetArtifact(ctx, a.TaskID, a.RunID, taskdef.ResultArtifact)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestReportMessageScrubbed(t *testing.T) {
 	if _, err := e.work.Claimed(cl[0]).ReportFailed(ctx, taskdef.ReportRequest{Message: msg}); err != nil {
 		t.Fatal(err)
 	}
-	_, body := do(t, e, routeCase{method: "GET", path: "/api/v1/tasks/" + cl[0].TaskID}, "")
+	_, body := do(t, e, routeCase{method: "GET", path: "/api/v1/tasks/" + cl[0].TaskID}, readTok)
 	if strings.Contains(body, "X-Amz") || !strings.Contains(body, `http://s3.example:9000/artifacts/art/x/0/public/result.txt\": EOF`) {
 		t.Fatalf("status %s", body)
 	}

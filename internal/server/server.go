@@ -3,28 +3,56 @@
 // file index query and refresh routes, the worker pool's public key, the
 // monitor page routes and Prometheus /metrics.
 //
-// # Auth
+// # Identities and auth
 //
-// Requests carry "Authorization: Bearer <token>". Each token of the
-// config file has a role: submit (create graphs and tasks, cancel, rerun,
-// refresh the index), work (claim, reclaim, report, create artifacts) or
-// admin (everything). The run-scoped worker routes (reclaim, the
-// completed/failed/exception reports, artifact creation) also need the
-// run's token, which the claim answer hands to the claiming worker alone,
-// in the X-AF-Run-Token header: another holder of the work token gets 403
-// and changes nothing. Reads are open unless the config says
-// public_reads: false, in which case any valid token may read. Tokens are
-// kept as SHA-256 hashes, compared in constant time, and never logged.
+// Requests carry "Authorization: Bearer <token>". A token is an identity:
+// one of the config file's tokens (shared role tokens, named by their
+// name:) or one of the users `af users add` made (internal/users, kept in
+// queue.db). Each has a role: submit (create graphs and tasks, cancel,
+// rerun, refresh the index), work (claim, reclaim, report, create
+// artifacts), read (read every graph and /metrics) or admin (everything,
+// and the identity routes /api/v1/users). Tokens are kept as SHA-256
+// hashes, compared in constant time, and never logged; an expired or
+// revoked one gets 401 saying so. The run-scoped worker routes (reclaim,
+// the completed/failed/exception reports, artifact creation) also need
+// the run's token, which the claim answer hands to the claiming worker
+// alone, in the X-AF-Run-Token header.
+//
+// A graph's owner is the identity that created it; the owner field (af
+// submit --owner) may name another only for an admin, or, for the config
+// file's shared submit token, an owner that is no registered identity (so
+// old scripts keep their free-text --owner). Cancel, rerun and adding a
+// task to a graph (or a task depending on another graph's) need its owner
+// or an admin: 403 saying who owns it, decided in the change's own
+// transaction. Every change records who made it (queue.Actor).
+//
+// Reads are refused to anonymous callers unless public_reads: true. An
+// identity reads its own graphs (and lists only those; the shared submit
+// token those no registered identity owns), read and admin every graph,
+// and a work identity a task's status and artifacts only for a running
+// run it holds of that task or of one depending on it
+// (taskdef.ReaderRunHeader with the run's token). The index, the pool key
+// and the monitor pages need any identity; /metrics admin or read, unless
+// metrics_public: true. The monitor's /signin turns a pasted token into a
+// session cookie (HttpOnly, SameSite=Strict, Secure over TLS or an https
+// monitor_url; a random id stored hashed, for session_ttl) that
+// authenticates GET and HEAD only; POST /signout ends it. An owner's
+// email links carry ?cap=, a read capability for that one graph (an
+// HMAC-SHA256 of its id and expiry under a secret drawn on first start)
+// that opens its page, status, logs and result until the graph expires.
 //
 // # Config file (YAML)
 //
 //	listen: 127.0.0.1:8080          # HTTP address
 //	data: /var/lib/af               # queue.db and index.db live here
-//	public_reads: true              # false: reads need a token too
-//	tokens:                         # token or sha256 (hex of sha256 of the token)
+//	public_reads: false             # true: anyone reads every graph (default: each identity its own)
+//	metrics_public: false           # true: anyone scrapes /metrics (default: admin and read)
+//	session_ttl: 12h                # how long a monitor sign-in lasts
+//	tokens:                         # shared identities: token or sha256 (hex of sha256 of the token)
 //	  - {name: admin,  role: admin,  token: ...}
 //	  - {name: submit, role: submit, token: ...}
 //	  - {name: work,   role: work,   sha256: ...}
+//	  - {name: dash,   role: read,   sha256: ...}
 //	s3:                             # artifact bucket; credentials from the AWS env
 //	  endpoint: http://127.0.0.1:9000
 //	  public_endpoint: ""           # S3 URL presigned URLs use, if workers see another
@@ -125,6 +153,7 @@ import (
 	"github.com/af-project/af/internal/outbox"
 	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/users"
 )
 
 // Deps are what the server works with; the caller opens and closes them.
@@ -158,6 +187,9 @@ type Deps struct {
 	// whether tls_cert or tls_key changed (default
 	// DefaultCertCheckEvery).
 	CertCheckEvery time.Duration
+	// Users keeps the identities, sessions and the capability secret;
+	// default a store in the queue's own file (users.New(Queue.Bolt())).
+	Users *users.Store
 }
 
 // Server is the HTTP API.
@@ -169,6 +201,7 @@ type Server struct {
 	log     *slog.Logger
 	clock   queue.Clock
 	tokens  tokenSet
+	users   *users.Store
 	metrics *metrics
 	handler http.Handler
 	tick    time.Duration
@@ -219,6 +252,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if s.clock == nil {
 		s.clock = queue.SystemClock{}
+	}
+	s.users = deps.Users
+	if s.users == nil {
+		u, err := users.New(s.q.Bolt(), s.clock.Now)
+		if err != nil {
+			return nil, err
+		}
+		s.users = u
 	}
 	if s.tick <= 0 {
 		s.tick = time.Second
@@ -353,7 +394,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h func(w http.ResponseWriter, r *http.Request) error) {
 	limit := s.bodyLimit(pattern)
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorize(w, r, need) {
+		r, ok := s.authorize(w, r, need)
+		if !ok {
 			return
 		}
 		if !s.limitBody(w, r, pattern, limit) {
@@ -365,43 +407,17 @@ func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h func(w h
 	}))
 }
 
-// authorize checks the bearer token against the route's role and writes
-// 401/403 when it does not suffice.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, need Role) bool {
-	if need == "" && s.cfg.Reads() {
-		return true
-	}
-	tok := bearer(r)
-	name, role, ok := s.tokens.lookup(tok)
-	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="af"`)
-		msg := "this route needs a bearer token: set --token or AF_TOKEN"
-		if tok != "" {
-			msg = "the bearer token is not one of the server's tokens: check --token or AF_TOKEN"
-		}
-		s.writeError(w, r, &httpError{status: http.StatusUnauthorized, code: "Unauthorized", msg: msg})
-		return false
-	}
-	setTokenName(w, name)
-	if !allows(role, need) {
-		s.writeError(w, r, &httpError{status: http.StatusForbidden, code: "Forbidden",
-			msg: fmt.Sprintf("token %q has role %s; this route needs role %s (or admin)", name, role, need)})
-		return false
-	}
-	return true
-}
-
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Graphs and tasks.
 	s.route(mux, "POST /api/v1/graphs", RoleSubmit, s.createGraph)
-	s.route(mux, "GET /api/v1/graphs", "", s.listGraphs)
-	s.route(mux, "GET /api/v1/graphs/{id}", "", s.getGraph)
+	s.route(mux, "GET /api/v1/graphs", accessRead, s.listGraphs)
+	s.route(mux, "GET /api/v1/graphs/{id}", accessRead, s.getGraph)
 	s.route(mux, "POST /api/v1/graphs/{id}/cancel", RoleSubmit, s.cancelGraph)
 	s.route(mux, "POST /api/v1/graphs/{id}/rerun", RoleSubmit, s.rerunGraph)
 	s.route(mux, "PUT /api/v1/tasks/{id}", RoleSubmit, s.createTask)
-	s.route(mux, "GET /api/v1/tasks/{id}", "", s.getTask)
-	s.route(mux, "GET /api/v1/tasks/{id}/definition", "", s.getTaskDefinition)
+	s.route(mux, "GET /api/v1/tasks/{id}", accessRead, s.getTask)
+	s.route(mux, "GET /api/v1/tasks/{id}/definition", accessRead, s.getTaskDefinition)
 	s.route(mux, "POST /api/v1/tasks/{id}/rerun", RoleSubmit, s.rerunTask)
 	// The worker protocol.
 	s.route(mux, "POST /api/v1/claim-work", RoleWork, s.claimWork)
@@ -411,24 +427,32 @@ func (s *Server) routes() http.Handler {
 	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/exception", RoleWork, s.report(reportException))
 	// Artifacts.
 	s.route(mux, "POST /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", RoleWork, s.createArtifact)
-	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", "", s.getArtifact)
-	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts", "", s.listArtifacts)
-	s.route(mux, "GET /api/v1/tasks/{id}/artifacts/{name...}", "", s.getLatestArtifact)
+	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts/{name...}", accessRead, s.getArtifact)
+	s.route(mux, "GET /api/v1/tasks/{id}/runs/{run}/artifacts", accessRead, s.listArtifacts)
+	s.route(mux, "GET /api/v1/tasks/{id}/artifacts/{name...}", accessRead, s.getLatestArtifact)
 	// The file index.
-	s.route(mux, "POST /api/v1/index/query", "", s.indexQuery)
+	s.route(mux, "POST /api/v1/index/query", accessAuth, s.indexQuery)
 	s.route(mux, "POST /api/v1/index/build", RoleSubmit, s.indexBuild)
-	s.route(mux, "GET /api/v1/index/stats", "", s.indexStats)
+	s.route(mux, "GET /api/v1/index/stats", accessAuth, s.indexStats)
+	// Identities (admin).
+	s.route(mux, "POST /api/v1/users", RoleAdmin, s.addUser)
+	s.route(mux, "GET /api/v1/users", RoleAdmin, s.listUsers)
+	s.route(mux, "POST /api/v1/users/{name}/rotate", RoleAdmin, s.rotateUser)
+	s.route(mux, "POST /api/v1/users/{name}/revoke", RoleAdmin, s.revokeUser)
 	// Everything else.
-	s.route(mux, "GET /api/v1/pool-key", "", s.poolKey)
+	s.route(mux, "GET /api/v1/pool-key", accessAuth, s.poolKey)
 	// Liveness for load balancers and scripts: open whatever the read
 	// policy, and it says nothing but "ok".
 	mux.HandleFunc("GET /api/v1/ping", func(w http.ResponseWriter, r *http.Request) {
 		_ = writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /metrics", s.readGuard(s.metrics.handler()))
-	mux.Handle("GET /graphs", s.readGuard(s.pages))
-	mux.Handle("GET /graphs/{$}", s.readGuard(s.pages))
-	mux.Handle("GET /graphs/{id}", s.readGuard(s.pages))
+	mux.Handle("GET /metrics", s.guard(accessMetrics, s.metrics.handler()))
+	mux.Handle("GET /graphs", s.pageGuard(s.pages))
+	mux.Handle("GET /graphs/{$}", s.pageGuard(s.pages))
+	mux.Handle("GET /graphs/{id}", s.pageGuard(s.pages))
+	mux.HandleFunc("GET /signin", s.signInPage)
+	mux.Handle("POST /signin", http.MaxBytesHandler(http.HandlerFunc(s.signIn), maxSmallBody))
+	mux.HandleFunc("POST /signout", s.signOut)
 	mux.Handle("GET /{$}", http.RedirectHandler("/graphs", http.StatusFound))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &httpError{status: http.StatusNotFound, code: "NotFound",
@@ -437,10 +461,10 @@ func (s *Server) routes() http.Handler {
 	return s.observe(mux)
 }
 
-// readGuard applies the read policy to a plain handler.
-func (s *Server) readGuard(h http.Handler) http.Handler {
+// guard applies an access kind to a plain handler.
+func (s *Server) guard(need Role, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.authorize(w, r, "") {
+		if r, ok := s.authorize(w, r, need); ok {
 			h.ServeHTTP(w, r)
 		}
 	})
@@ -482,10 +506,11 @@ func (t taskIn) definition() taskdef.Task {
 // graph is held only as the queue's encoding while it is created.
 func (s *Server) createGraph(w http.ResponseWriter, r *http.Request) error {
 	b := s.q.NewGraphBuilder()
-	if err := decodeGraph(r, b); err != nil {
+	id := who(r)
+	if err := decodeGraph(r, b, func(given string) (string, error) { return s.ownerFor(id, given) }); err != nil {
 		return err
 	}
-	st, err := b.Create(r.Context())
+	st, err := b.Create(s.actor(r))
 	if err != nil {
 		return err
 	}
@@ -497,7 +522,16 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxTaskBody, &in); err != nil {
 		return err
 	}
-	st, err := s.q.CreateTask(r.Context(), r.PathValue("id"), in.definition())
+	def := in.definition()
+	// A task that creates its graph names the owner in metadata.owner;
+	// one added to an existing graph must be the graph owner's call,
+	// which the queue asks in the transaction (Server.mayChange).
+	owner, err := s.ownerFor(who(r), def.Metadata.Owner)
+	if err != nil {
+		return err
+	}
+	def.Metadata.Owner = owner
+	st, err := s.q.CreateTask(s.actor(r), r.PathValue("id"), def)
 	if err != nil {
 		return err
 	}
@@ -519,7 +553,11 @@ func (s *Server) listGraphs(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = min(n, maxGraphList)
 	}
-	gs, err := s.q.Graphs(r.Context(), limit)
+	keep, err := s.listKeep(r)
+	if err != nil {
+		return err
+	}
+	gs, err := s.q.GraphsWhere(r.Context(), limit, keep)
 	if err != nil {
 		return err
 	}
@@ -527,6 +565,9 @@ func (s *Server) listGraphs(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
+	if err := s.canReadGraph(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	st, err := s.q.Graph(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -560,7 +601,7 @@ func writeJSONTagged(w http.ResponseWriter, r *http.Request, v any) error {
 func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	// The cancel's transaction writes the owner's email to the outbox.
-	st, err := s.q.CancelGraph(r.Context(), id)
+	st, err := s.q.CancelGraph(s.actor(r), id)
 	if err != nil {
 		return err
 	}
@@ -568,6 +609,9 @@ func (s *Server) cancelGraph(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	if err := s.canReadTask(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	st, err := s.q.Task(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -576,6 +620,9 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getTaskDefinition(w http.ResponseWriter, r *http.Request) error {
+	if err := s.canReadTask(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	t, err := s.q.TaskDefinition(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -584,7 +631,7 @@ func (s *Server) getTaskDefinition(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) rerunTask(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.q.Rerun(r.Context(), r.PathValue("id"))
+	st, err := s.q.Rerun(s.actor(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -599,7 +646,7 @@ func (s *Server) rerunGraph(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("failed"); v != "true" {
 		return badRequest("say which tasks to rerun: ?failed=true reruns every failed or exception task of the graph (got failed=%q); to rerun one task, POST /api/v1/tasks/{id}/rerun", v)
 	}
-	st, err := s.q.RerunFailed(r.Context(), r.PathValue("id"))
+	st, err := s.q.RerunFailed(s.actor(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -636,7 +683,7 @@ func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.inflight.Inc()
-	claims, err := s.q.ClaimWaitRaw(r.Context(), req, wait)
+	claims, err := s.q.ClaimWaitRaw(s.actor(r), req, wait)
 	s.metrics.inflight.Dec()
 	if err != nil && len(claims) == 0 {
 		// A long-poll ended by shutdown or a client that went away has
@@ -710,7 +757,7 @@ func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxSmallBody, &req); err != nil {
 		return err
 	}
-	resp, err := s.q.Reclaim(r.Context(), id, run, runToken(r), req.Stats)
+	resp, err := s.q.Reclaim(s.actor(r), id, run, runToken(r), req.Stats)
 	if err != nil {
 		return err
 	}
@@ -742,16 +789,17 @@ func (s *Server) report(kind reportKind) func(w http.ResponseWriter, r *http.Req
 		}
 		var resp taskdef.ReportResponse
 		tok := runToken(r)
+		ctx := s.actor(r)
 		switch kind {
 		case reportCompleted:
-			resp, err = s.q.ReportCompleted(r.Context(), id, run, tok, req)
+			resp, err = s.q.ReportCompleted(ctx, id, run, tok, req)
 		case reportFailed:
-			resp, err = s.q.ReportFailed(r.Context(), id, run, tok, req)
+			resp, err = s.q.ReportFailed(ctx, id, run, tok, req)
 		default:
 			if req.Reason == "" {
 				return badRequest("an exception report needs a reason (worker-shutdown, malformed-payload, resource-unavailable, internal-error or intermittent-task)")
 			}
-			resp, err = s.q.ReportException(r.Context(), id, run, tok, req)
+			resp, err = s.q.ReportException(ctx, id, run, tok, req)
 		}
 		s.metrics.report(kind.String(), err)
 		if err != nil {
@@ -803,6 +851,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "InvalidRequest"
 	case errors.Is(err, queue.ErrNotRunOwner):
 		return http.StatusForbidden, "NotRunOwner"
+	case errors.Is(err, queue.ErrForbidden):
+		return http.StatusForbidden, "Forbidden"
 	case errors.Is(err, queue.ErrRunNotCurrent):
 		return http.StatusConflict, "RunNotCurrent"
 	case errors.Is(err, queue.ErrDeadlineExceeded):

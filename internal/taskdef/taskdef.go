@@ -213,6 +213,13 @@ type Run struct {
 	Stats          Stats      `json:"stats"`
 	// Message says why a run failed or ended in exception, for people.
 	Message string `json:"message,omitempty"`
+	// The audit trail: which identity created the run (a rerun's caller;
+	// "af serve" for a schedule or retry of its own), claimed it (the
+	// worker pool's identity) and resolved it (the reporting worker, the
+	// canceling user, or "af serve" for an expiry or deadline).
+	CreatedBy  string `json:"createdBy,omitempty"`
+	ClaimedBy  string `json:"claimedBy,omitempty"`
+	ResolvedBy string `json:"resolvedBy,omitempty"`
 	// TokenHash is the SHA-256 of the run's token (see Claim.RunToken),
 	// kept by the queue to check run-scoped calls. It never leaves the
 	// queue: not encoded, and cleared in the statuses the queue returns.
@@ -233,6 +240,8 @@ type TaskStatus struct {
 	InputFiles   int       `json:"inputFiles"`
 	InputBytes   int64     `json:"inputBytes"`
 	Dependencies []string  `json:"dependencies,omitempty"`
+	// CreatedBy is the identity that created the task.
+	CreatedBy string `json:"createdBy,omitempty"`
 }
 
 // GraphState summarises a graph: running until every task resolved, then
@@ -270,6 +279,11 @@ type GraphStatus struct {
 	// ResultTaskID is the reducer whose public/result.txt is the job's
 	// result.
 	ResultTaskID string `json:"resultTaskId,omitempty"`
+	// CreatedBy is the identity that created the graph (an admin creating
+	// it on behalf of Owner, or Owner itself); CanceledBy the one whose
+	// cancel last ended it.
+	CreatedBy  string `json:"createdBy,omitempty"`
+	CanceledBy string `json:"canceledBy,omitempty"`
 }
 
 // What a rerun does to a task, in RerunEffect.Effect.
@@ -333,6 +347,12 @@ type ClaimRequest struct {
 // RunTokenHeader carries a run's token on the run-scoped routes (reclaim,
 // artifact creation, the completed/failed/exception reports).
 const RunTokenHeader = "X-AF-Run-Token"
+
+// ReaderRunHeader names the run ("TASKID/RUNID") whose token a worker's
+// read carries in RunTokenHeader: a worker identity reads a task's status
+// and artifacts only for a running run it holds, of that task or of a
+// task that depends on it (a reducer fetching its mappers' results).
+const ReaderRunHeader = "X-AF-Reader-Run"
 
 // Claim is one task handed to a worker.
 type Claim struct {
@@ -446,6 +466,8 @@ type GraphSummary struct {
 	Resolved *time.Time        `json:"resolved,omitempty"`
 	Tasks    int               `json:"tasks"`
 	Counts   map[TaskState]int `json:"counts"`
+	// CreatedBy is the identity that created the graph.
+	CreatedBy string `json:"createdBy,omitempty"`
 }
 
 // ErrorResponse is the body of every error answer of the API (any 4xx or
@@ -551,4 +573,43 @@ type IndexValueCount struct {
 	Value   string
 	Objects int
 	Bytes   int64
+}
+
+// User is an identity af serve knows (GET /api/v1/users), never with its
+// token. Source is "users" for the identities `af users add` made and
+// "config" for the tokens of af serve's config file (shared role tokens,
+// kept working as named identities; changed by editing the file).
+type User struct {
+	Name    string     `json:"name"`
+	Role    string     `json:"role"`
+	Email   string     `json:"email,omitempty"`
+	Source  string     `json:"source"`
+	Created *time.Time `json:"created,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Rotated *time.Time `json:"rotated,omitempty"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+}
+
+// UserList is GET /api/v1/users, by name.
+type UserList struct {
+	Users []User `json:"users"`
+}
+
+// UserRequest is POST /api/v1/users (admin): a new identity. Name is a
+// person's email address or a pool's or service's name; Role is submit,
+// work, read or admin; Email is where the owner's emails go (default:
+// Name, when it is an address); Expires, when set, ends the token.
+type UserRequest struct {
+	Name    string     `json:"name"`
+	Role    string     `json:"role"`
+	Email   string     `json:"email,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// UserToken answers the routes that make a token (add, rotate): the
+// identity and its token, shown this once and kept by the server only as
+// a hash.
+type UserToken struct {
+	User  User   `json:"user"`
+	Token string `json:"token"`
 }

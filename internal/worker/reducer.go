@@ -30,7 +30,7 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 	// responses would hold as many connections for the whole reduce. They
 	// go to the worker's own dir: the job gets them through its input
 	// anyway, and in /scratch they would count against its limit.
-	paths, bytesIn, err := w.fetchInputs(ctx, ids, filepath.Join(td.work, "inputs"))
+	paths, bytesIn, err := w.fetchInputs(ctx, w.cfg.Queue.Claimed(c), ids, filepath.Join(td.work, "inputs"))
 	if err != nil {
 		if diskFull(err) {
 			return w.hostFault("fetch mapper results", err)
@@ -111,8 +111,9 @@ func countLines(f io.Reader) (int64, error) {
 	}
 }
 
-// fetchInputs downloads each mapper's result into dir, a few at a time.
-func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]string, int64, error) {
+// fetchInputs downloads each mapper's result into dir, a few at a time,
+// reading as the reducer's run (a worker identity reads nothing else).
+func (w *Worker) fetchInputs(ctx context.Context, run *queueclient.Run, ids []string, dir string) ([]string, int64, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, 0, err
 	}
@@ -127,7 +128,7 @@ func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]s
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sizes[i], errs[i] = w.fetchWithRetries(ctx, id, paths[i])
+			sizes[i], errs[i] = w.fetchWithRetries(ctx, run, id, paths[i])
 		}()
 	}
 	wg.Wait()
@@ -144,10 +145,10 @@ func (w *Worker) fetchInputs(ctx context.Context, ids []string, dir string) ([]s
 // fetchWithRetries is fetchOne retried with backoff, as an S3 input read
 // is: the queue or S3 unreachable, a 5xx or a broken download. A missing
 // artifact and the worker's own full disk are not retried.
-func (w *Worker) fetchWithRetries(ctx context.Context, taskID, path string) (int64, error) {
+func (w *Worker) fetchWithRetries(ctx context.Context, run *queueclient.Run, taskID, path string) (int64, error) {
 	policy := s3Retry{Clock: w.clock}.fill()
 	for try := 1; ; try++ {
-		n, err := w.fetchOne(ctx, taskID, path)
+		n, err := w.fetchOne(ctx, run, taskID, path)
 		if err == nil || ctx.Err() != nil || diskFull(err) || errors.Is(err, queueclient.ErrNotFound) ||
 			errors.Is(err, queueclient.ErrForbidden) || errors.Is(err, queueclient.ErrUnauthorized) {
 			return n, err
@@ -163,8 +164,8 @@ func (w *Worker) fetchWithRetries(ctx context.Context, taskID, path string) (int
 	}
 }
 
-func (w *Worker) fetchOne(ctx context.Context, taskID, path string) (int64, error) {
-	body, err := w.cfg.Queue.GetArtifact(ctx, taskID, -1, taskdef.ResultArtifact)
+func (w *Worker) fetchOne(ctx context.Context, run *queueclient.Run, taskID, path string) (int64, error) {
+	body, err := run.GetArtifact(ctx, taskID, -1, taskdef.ResultArtifact)
 	if err != nil {
 		return 0, err
 	}

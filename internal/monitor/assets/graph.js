@@ -34,8 +34,13 @@
 
   const now = () => Date.now() + skew;
   const enc = encodeURIComponent;
-  const artifactURL = (taskId, name) => api + '/api/v1/tasks/' + enc(taskId) + '/artifacts/' + name;
-  const runArtifactURL = (taskId, runId, name) => api + '/api/v1/tasks/' + enc(taskId) + '/runs/' + runId + '/artifacts/' + name;
+  // An emailed link carries the graph's read capability (?cap=): every
+  // read of this graph the page makes carries it on, so the link works
+  // without signing in. Signed in, the session cookie does instead.
+  const cap = new URLSearchParams(location.search).get('cap');
+  const withCap = (u) => cap ? u + (u.includes('?') ? '&' : '?') + 'cap=' + enc(cap) : u;
+  const artifactURL = (taskId, name) => withCap(api + '/api/v1/tasks/' + enc(taskId) + '/artifacts/' + name);
+  const runArtifactURL = (taskId, runId, name) => withCap(api + '/api/v1/tasks/' + enc(taskId) + '/runs/' + runId + '/artifacts/' + name);
 
   // ---- data ----------------------------------------------------------
 
@@ -105,7 +110,7 @@
     try {
       const headers = { Accept: 'application/json' };
       if (etag) headers['If-None-Match'] = etag;
-      const res = await fetch(api + '/api/v1/graphs/' + enc(graphId), { headers, cache: 'no-store' });
+      const res = await fetch(withCap(api + '/api/v1/graphs/' + enc(graphId)), { headers, cache: 'no-store' });
       const date = res.headers.get('Date');
       if (date) {
         const s = Date.parse(date) - Date.now();
