@@ -23,9 +23,13 @@ import (
 // hash; such a run cannot be reclaimed or reported (no token matches), so
 // it expires and the task runs again.
 
+// Task records are version 3 and graph records version 2 since
+// priorities: each ends with its priority. Older ones decode as normal.
 const (
-	recVersion       = 1 // graph records
-	taskRecVersion   = 2
+	recVersion       = 2 // graph records
+	recVersionV1     = 1
+	taskRecVersion   = 3
+	taskRecVersionV2 = 2
 	taskRecVersionV1 = 1
 )
 
@@ -154,11 +158,14 @@ func encodeTaskVersion(t *taskRec, v byte) []byte {
 			e.str(string(r.TokenHash))
 		}
 	}
+	if v >= 3 {
+		e.str(string(t.Priority))
+	}
 	return e.b
 }
 
 func decodeTask(b []byte, t *taskRec) error {
-	if len(b) == 0 || (b[0] != taskRecVersion && b[0] != taskRecVersionV1) {
+	if len(b) == 0 || b[0] < taskRecVersionV1 || b[0] > taskRecVersion {
 		return fmt.Errorf("task record has unknown encoding")
 	}
 	v := b[0]
@@ -207,6 +214,9 @@ func decodeTask(b []byte, t *taskRec) error {
 			}
 		}
 	}
+	if v >= 3 {
+		t.Priority = taskdef.Priority(d.str())
+	}
 	return d.err
 }
 
@@ -226,13 +236,15 @@ func encodeGraph(g *graphRec) []byte {
 	e.str(g.ResultTaskID)
 	e.str(g.ResolvedBy)
 	e.int(int64(g.ResolvedRun))
+	e.str(string(g.Priority))
 	return e.b
 }
 
 func decodeGraph(b []byte, g *graphRec) error {
-	if len(b) == 0 || b[0] != recVersion {
+	if len(b) == 0 || (b[0] != recVersion && b[0] != recVersionV1) {
 		return fmt.Errorf("graph record has unknown encoding")
 	}
+	v := b[0]
 	d := decoder{b: b[1:]}
 	*g = graphRec{}
 	g.Name = d.str()
@@ -251,5 +263,8 @@ func decodeGraph(b []byte, g *graphRec) error {
 	g.ResultTaskID = d.str()
 	g.ResolvedBy = d.str()
 	g.ResolvedRun = int(d.int())
+	if v >= 2 {
+		g.Priority = taskdef.Priority(d.str())
+	}
 	return d.err
 }

@@ -109,7 +109,7 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 			return notFoundf("graph %s does not exist", graphID)
 		}
 		gs = taskdef.GraphStatus{
-			GraphID: graphID, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
+			GraphID: graphID, Name: g.Name, Owner: g.Owner, Priority: shownPriority(g.Priority), State: g.State, Created: g.Created,
 			Resolved: g.Resolved, ResultTaskID: g.ResultTaskID, Tasks: make([]taskdef.TaskStatus, 0, g.Tasks),
 		}
 		prefix := pairKey(graphID, "")
@@ -150,7 +150,7 @@ func (q *Queue) Graphs(ctx context.Context, limit int) ([]taskdef.GraphSummary, 
 				continue
 			}
 			out = append(out, taskdef.GraphSummary{
-				GraphID: id, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
+				GraphID: id, Name: g.Name, Owner: g.Owner, Priority: shownPriority(g.Priority), State: g.State, Created: g.Created,
 				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts,
 			})
 		}

@@ -148,16 +148,30 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 	from := t.State
 	now := w.now
 	cur := t.current()
+	// The pending index and the owners' counts key on the graph's owner.
+	g, err := w.graph(t.GraphID)
+	if err != nil {
+		return err
+	}
+	if g == nil {
+		return fmt.Errorf("graph %s of task %s is missing; the database is inconsistent", t.GraphID, id)
+	}
+	owner := g.Owner
 
 	// Leave the from-state's index.
 	switch from {
 	case sPending:
-		if err := w.pending.Delete(timeKey(*cur.Scheduled, id)); err != nil {
+		if err := w.pendq.Delete(pendKey(t.Priority, owner, *cur.Scheduled, id)); err != nil {
 			return err
 		}
 	case sRunning:
 		if err := w.running.Delete(timeKey(*cur.TakenUntil, id)); err != nil {
 			return err
+		}
+		if w.q.sched.MaxRunningPerOwner > 0 {
+			// The owner may have been at its running cap: its pending
+			// tasks may be claimable now, so wake the long-polls.
+			w.woke = true
 		}
 	}
 
@@ -189,7 +203,7 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 		t.Runs = append(t.Runs, taskdef.Run{
 			RunID: len(t.Runs), State: sPending, ReasonCreated: created, Scheduled: tp(now),
 		})
-		if err := w.pending.Put(timeKey(now, id), nil); err != nil {
+		if err := w.pendq.Put(pendKey(t.Priority, owner, now, id), nil); err != nil {
 			return err
 		}
 		w.woke = true
@@ -236,6 +250,8 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 	}
 	w.count(from, -1)
 	w.count(m.to, 1)
+	w.addOwnerCount(owner, from, -1)
+	w.addOwnerCount(owner, m.to, 1)
 	if err := w.updateGraph(t.GraphID, from, m.to); err != nil {
 		return err
 	}
