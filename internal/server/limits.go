@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/units"
 )
 
@@ -127,7 +128,7 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
 	if err := expectDelim(dec, '{'); err != nil {
 		return bodyOrSyntax(r, err, "a graph body must be a JSON object")
 	}
-	var graphID, name, owner string
+	var graphID, name, owner, priority string
 	var haveID, haveTasks bool
 	for dec.More() {
 		tok, err := dec.Token()
@@ -143,6 +144,8 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
 			dst = &name
 		case strings.EqualFold(key, "owner"):
 			dst = &owner
+		case strings.EqualFold(key, "priority"):
+			dst = &priority
 		case strings.EqualFold(key, "tasks"):
 			if haveTasks {
 				return bad(`"tasks" appears twice`)
@@ -152,6 +155,7 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
 			}
 			haveTasks = true
 			b.SetGraph(graphID, name, owner)
+			b.SetPriority(taskdef.Priority(priority))
 			if err := decodeTasks(r, dec, b); err != nil {
 				return err
 			}
@@ -173,6 +177,7 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder) error {
 		return bad("trailing data after the JSON value")
 	}
 	b.SetGraph(graphID, name, owner)
+	b.SetPriority(taskdef.Priority(priority))
 	return nil
 }
 

@@ -49,6 +49,11 @@
 //	expire_every: 10m               # how often expired graphs are deleted (negative: never)
 //	expire_batch: 500               # tasks deleted per transaction
 //	expired_kept: 2160h             # how long an expired id answers 410 "expired"
+//	fair_share: true                # false: within a priority, oldest task first (FIFO)
+//	max_pending_per_owner: 20000    # an owner's tasks waiting to run at most; 0: no cap
+//	max_running_per_owner: 0        # an owner's running tasks at most; 0: no cap
+//	priority:
+//	  high_owners: [alice@example.com]  # who may submit at priority high; absent: anyone
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
@@ -750,6 +755,10 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "InvalidRequest"
 	case errors.Is(err, queue.ErrNotRunOwner):
 		return http.StatusForbidden, "NotRunOwner"
+	case errors.Is(err, queue.ErrForbidden):
+		return http.StatusForbidden, "Forbidden"
+	case errors.Is(err, queue.ErrOverLimit):
+		return http.StatusTooManyRequests, taskdef.CodeOverLimit
 	case errors.Is(err, queue.ErrRunNotCurrent):
 		return http.StatusConflict, "RunNotCurrent"
 	case errors.Is(err, queue.ErrDeadlineExceeded):

@@ -485,6 +485,11 @@ type GraphSummary struct {
 	Counts   map[TaskState]int `json:"counts"`
 }
 
+// CodeOverLimit is the ErrorResponse code of a 429 that a per-owner limit
+// of the server's config refused (max_pending_per_owner): waiting a few
+// seconds will not help, so clients do not retry it.
+const CodeOverLimit = "OverLimit"
+
 // ErrorResponse is the body of every error answer of the API (any 4xx or
 // 5xx the server itself writes). Code is a stable name for the kind of
 // error (NotFound, Conflict, IndexSource, ...); Error says what happened
