@@ -414,4 +414,3 @@ func TestOwnerCountsFollowTransitions(t *testing.T) {
 		t.Errorf("after rerunning a mapper: %+v, want 1 pending and the reducer unscheduled", counts)
 	}
 }
-
