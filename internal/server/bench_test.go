@@ -27,11 +27,14 @@ type benchEnv struct {
 	http *httptest.Server
 }
 
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B) *benchEnv { return newBenchEnvSched(b, queue.Scheduling{}) }
+
+// newBenchEnvSched is newBenchEnv with a claim order and caps.
+func newBenchEnvSched(b *testing.B, sched queue.Scheduling) *benchEnv {
 	b.Helper()
 	dir := b.TempDir()
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Logger: logger})
+	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Logger: logger, Scheduling: sched})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,14 +105,38 @@ func BenchmarkCreateGraph10kInProcess(b *testing.B) {
 // HTTP with 16 concurrent workers, each claiming one task at a time; it
 // reports cycles per second and claimWork's p50/p99 latency.
 func BenchmarkClaimComplete16(b *testing.B) {
+	claimCompleteBench(b, queue.Scheduling{}, 1)
+}
+
+// BenchmarkClaimCompleteOwners16 is BenchmarkClaimComplete16 with the
+// tasks spread over 8 owners' graphs (and so 8 runs of the pending index
+// for each claim to choose from), in fair-share and in FIFO order: the
+// cost of fair shares.
+func BenchmarkClaimCompleteOwners16(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		sched queue.Scheduling
+	}{{"fair", queue.Scheduling{}}, {"fifo", queue.Scheduling{FIFO: true}}} {
+		b.Run(c.name, func(b *testing.B) { claimCompleteBench(b, c.sched, 8) })
+	}
+}
+
+// claimCompleteBench runs b.N claim+complete cycles over loopback HTTP
+// with 16 workers, over b.N pending tasks of owners owners.
+func claimCompleteBench(b *testing.B, sched queue.Scheduling, owners int) {
 	TuneGC()
 	workers := benchWorkers()
-	e := newBenchEnv(b)
+	e := newBenchEnvSched(b, sched)
 	ctx := context.Background()
 	sub := queueclient.New(e.http.URL, submitTok)
-	for left := b.N; left > 0; left -= 10000 {
-		if _, err := sub.CreateGraph(ctx, flatGraph(min(left, 10000))); err != nil {
-			b.Fatal(err)
+	per := (b.N + owners - 1) / owners
+	for o := range owners {
+		for left := min(per, b.N-o*per); left > 0; left -= 10000 {
+			g := flatGraph(min(left, 10000))
+			g.Owner = fmt.Sprintf("owner%d@example.org", o)
+			if _, err := sub.CreateGraph(ctx, g); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	var (
