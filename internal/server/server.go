@@ -58,6 +58,24 @@
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
 //
+// # Claim order and per-owner limits
+//
+// claimWork hands out the highest priority first (a graph's "priority":
+// high, normal or low, `af submit --priority`; normal by default); within a
+// priority the owner with the fewest running tasks, then the oldest task
+// (fair_share: false: the oldest task whoever owns it). A graph's owner is
+// its "owner" field. priority.high_owners, when present, lists the owners
+// who may ask for high: others get 403 Forbidden naming the key.
+// max_pending_per_owner (default 20000; 0: no cap) caps an owner's tasks
+// waiting to run (pending or unscheduled): a graph or task that would pass
+// it gets 429 with code OverLimit naming the key (queueclient does not
+// retry it); max_running_per_owner (default 0: no cap) leaves an owner's
+// other tasks pending while it has that many running. /metrics has
+// af_owner_tasks{owner,state} for unscheduled, pending and running tasks of
+// the 20 owners with the most (the others summed as owner="(other)", so a
+// token holder inventing owners cannot grow it) and the histogram
+// af_claim_wait_seconds{priority} of how long claimed tasks were pending.
+//
 // # Artifacts
 //
 // Artifacts live in the artifact bucket under <prefix><taskId>/<runId>/<name>.
