@@ -39,7 +39,7 @@ for r in $(seq 1 "$rounds"); do
 		head) (cd internal/server && "$work/server.test" -test.run '^$' -test.bench '^BenchmarkClaimComplete16$' -test.benchtime ${cycles}x) ;;
 		owners) (cd internal/server && "$work/server.test" -test.run '^$' -test.bench '^BenchmarkClaimCompleteOwners16$' -test.benchtime ${cycles}x) ;;
 		inproc) (cd internal/queue && "$work/queue.test" -test.run '^$' -test.bench '^BenchmarkClaimCompleteOwners$' -test.benchtime ${cycles}x) ;;
-		esac >>"$work/$side" 2>&1 || { cat "$work/$side" >&2; exit 1; }
+		esac >>"$work/out-$side" 2>&1 || { cat "$work/out-$side" >&2; exit 1; }
 		echo "80-fair: round $r $side done" >&2
 	done
 done
@@ -57,18 +57,18 @@ within() { awk -v r="$1" -v up="$2" 'BEGIN { if (r == "NaN") { print "not measur
   ok = (up == "higher") ? (r >= 0.9) : (r <= 1.1); print ok ? "yes" : "**no**" }'; }
 sc() { med "$1" "FairShareScenario/$2" "$work/scenario"; }
 
-fair_cyc=$(med cycles/s 'Owners16/fair' "$work/owners")
-fifo_cyc=$(med cycles/s 'Owners16/fifo' "$work/owners")
-fair_cpu=$(med cpu-us/cycle 'Owners16/fair' "$work/owners")
-fifo_cpu=$(med cpu-us/cycle 'Owners16/fifo' "$work/owners")
-base_cyc=$(med cycles/s 'ClaimComplete16' "$work/base")
-head_cyc=$(med cycles/s 'ClaimComplete16' "$work/head")
-base_cpu=$(med cpu-us/cycle 'ClaimComplete16' "$work/base")
-head_cpu=$(med cpu-us/cycle 'ClaimComplete16' "$work/head")
-in_fair=$(med cycles/s 'Owners/fair' "$work/inproc")
-in_fifo=$(med cycles/s 'Owners/fifo' "$work/inproc")
-pg_fair=$(med page-writes/commit 'Owners/fair' "$work/inproc")
-pg_fifo=$(med page-writes/commit 'Owners/fifo' "$work/inproc")
+fair_cyc=$(med cycles/s 'Owners16/fair' "$work/out-owners")
+fifo_cyc=$(med cycles/s 'Owners16/fifo' "$work/out-owners")
+fair_cpu=$(med cpu-us/cycle 'Owners16/fair' "$work/out-owners")
+fifo_cpu=$(med cpu-us/cycle 'Owners16/fifo' "$work/out-owners")
+base_cyc=$(med cycles/s 'ClaimComplete16' "$work/out-base")
+head_cyc=$(med cycles/s 'ClaimComplete16' "$work/out-head")
+base_cpu=$(med cpu-us/cycle 'ClaimComplete16' "$work/out-base")
+head_cpu=$(med cpu-us/cycle 'ClaimComplete16' "$work/out-head")
+in_fair=$(med cycles/s 'Owners/fair' "$work/out-inproc")
+in_fifo=$(med cycles/s 'Owners/fifo' "$work/out-inproc")
+pg_fair=$(med page-writes/commit 'Owners/fair' "$work/out-inproc")
+pg_fifo=$(med page-writes/commit 'Owners/fifo' "$work/out-inproc")
 r_cyc=$(ratio "$fair_cyc" "$fifo_cyc")
 r_cpu=$(ratio "$fair_cpu" "$fifo_cpu")
 rb_cyc=$(ratio "$head_cyc" "$base_cyc")

@@ -414,3 +414,39 @@ func TestOwnerCountsFollowTransitions(t *testing.T) {
 		t.Errorf("after rerunning a mapper: %+v, want 1 pending and the reducer unscheduled", counts)
 	}
 }
+
+// A resolved task's deadline entry stays until Tick passes it; the tick
+// then drops it and resolves nothing.
+func TestStaleDeadlineEntryDropped(t *testing.T) {
+	t.Parallel()
+	q, clk := newSchedQueue(t, Scheduling{})
+	mustCreate(t, q, flat("graph-d0", "alice", "", 1))
+	c := claimOne(t, q)
+	if _, err := q.ReportCompleted(bg, c.TaskID, c.RunID, c.RunToken, taskdef.ReportRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	entries := func() int {
+		n := 0
+		_ = q.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bDeadlines).ForEach(func([]byte, []byte) error { n++; return nil })
+		})
+		return n
+	}
+	if n := entries(); n != 1 {
+		t.Fatalf("%d deadline entries after the completion, want the stale 1", n)
+	}
+	clk.Advance(2 * time.Hour)
+	rep, err := q.Tick(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.DeadlinesExceeded != 0 || len(rep.ResolvedGraphs) != 0 {
+		t.Errorf("tick past a completed task's deadline: %+v", rep)
+	}
+	if n := entries(); n != 0 {
+		t.Errorf("%d deadline entries after the tick, want 0", n)
+	}
+	if s := mustTask(t, q, c.TaskID); s.State != taskdef.StateCompleted {
+		t.Errorf("task is %s, want completed", s.State)
+	}
+}

@@ -247,6 +247,9 @@ func BenchmarkClaimCompleteOwners(b *testing.B) {
 				}
 				g := flat(fmt.Sprintf("graph-%04d", o), fmt.Sprintf("owner%d", o), "", n)
 				for i := range g.Tasks {
+					// Random ids, as af submit makes: tasks of one graph
+					// are not neighbours in the tasks bucket.
+					g.Tasks[i].TaskID = taskdef.NewID()
 					g.Tasks[i].Task.Created = time.Now()
 					g.Tasks[i].Task.Deadline = time.Now().Add(time.Hour)
 					g.Tasks[i].Task.Expires = time.Now().Add(24 * time.Hour)

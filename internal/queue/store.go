@@ -25,7 +25,7 @@ var (
 	bPendq     = []byte("pendingq")   // rank(priority) uvarint(len) owner be64(scheduled) taskID -> "" (fair.go)
 	bOwners    = []byte("owners")     // state 0 owner -> be64 count of the owner's tasks in that state (unresolved states)
 	bRunning   = []byte("running")    // be64(takenUntil) taskID -> "" (lease expiry)
-	bDeadlines = []byte("deadlines")  // be64(deadline) taskID -> ""   (unresolved tasks only)
+	bDeadlines = []byte("deadlines")  // be64(deadline) taskID -> ""   (unresolved tasks; resolved ones until Tick passes their deadline)
 	bDeps      = []byte("dependents") // depID 0 dependentID -> {0 unsatisfied | 1 satisfied}
 	bGraphs    = []byte("graphs")     // graphID -> graphRec JSON
 	bGraphTask = []byte("graphtasks") // graphID 0 taskID -> ""

@@ -240,9 +240,11 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 			endRun(&r, m.to, m, now)
 			t.Runs = append(t.Runs, r)
 		}
-		if err := w.deadlines.Delete(timeKey(t.Deadline, id)); err != nil {
-			return err
-		}
+		// The deadline entry stays until Tick passes it (and drops it
+		// as stale): deleting it here dirtied one more page of the
+		// deadline index per resolution, in a different place for each
+		// graph, which made fair shares (completions of several graphs in
+		// one commit) cost more than FIFO.
 	}
 	t.State = m.to
 	if err := putTask(w.tasks, id, t); err != nil {
