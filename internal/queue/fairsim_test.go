@@ -238,60 +238,7 @@ func BenchmarkClaimCompleteOwners(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer q.Close()
-			const owners = 8
-			per := (b.N + owners - 1) / owners
-			for o := range owners {
-				n := min(per, b.N-o*per)
-				if n <= 0 {
-					break
-				}
-				g := flat(fmt.Sprintf("graph-%04d", o), fmt.Sprintf("owner%d", o), "", n)
-				for i := range g.Tasks {
-					// Random ids, as af submit makes: tasks of one graph
-					// are not neighbours in the tasks bucket.
-					g.Tasks[i].TaskID = taskdef.NewID()
-					g.Tasks[i].Task.Created = time.Now()
-					g.Tasks[i].Task.Deadline = time.Now().Add(time.Hour)
-					g.Tasks[i].Task.Expires = time.Now().Add(24 * time.Hour)
-				}
-				mustCreate(b, q, g)
-			}
-			st0 := q.db.Stats()
-			c0 := q.commits.Load()
-			work := make(chan struct{}, b.N)
-			for range b.N {
-				work <- struct{}{}
-			}
-			close(work)
-			b.ResetTimer()
-			done := make(chan error, 16)
-			for w := range 16 {
-				go func() {
-					req := taskdef.ClaimRequest{WorkerGroup: "b", WorkerID: fmt.Sprintf("w%d", w), Tasks: 1}
-					for range work {
-						cs, err := q.Claim(bg, req)
-						if err != nil || len(cs) != 1 {
-							done <- fmt.Errorf("claim: %v, %d", err, len(cs))
-							return
-						}
-						if _, err := q.ReportCompleted(bg, cs[0].TaskID, cs[0].RunID, cs[0].RunToken, taskdef.ReportRequest{}); err != nil {
-							done <- err
-							return
-						}
-					}
-					done <- nil
-				}()
-			}
-			for range 16 {
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
-			st := q.db.Stats()
-			commits := float64(max(q.commits.Load()-c0, 1))
-			b.ReportMetric(float64(st.TxStats.GetWrite()-st0.TxStats.GetWrite())/commits, "page-writes/commit")
-			b.ReportMetric(float64(b.N*2)/commits, "writes/commit")
+			benchOwners(b, q, 8)
 		})
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -105,7 +104,7 @@ func BenchmarkCreateGraph10kInProcess(b *testing.B) {
 // HTTP with 16 concurrent workers, each claiming one task at a time; it
 // reports cycles per second and claimWork's p50/p99 latency.
 func BenchmarkClaimComplete16(b *testing.B) {
-	claimCompleteBench(b, queue.Scheduling{}, 1)
+	claimCompleteBench(b, newBenchEnv(b), 1)
 }
 
 // BenchmarkClaimCompleteOwners16 is BenchmarkClaimComplete16 with the
@@ -117,83 +116,8 @@ func BenchmarkClaimCompleteOwners16(b *testing.B) {
 		name  string
 		sched queue.Scheduling
 	}{{"fair", queue.Scheduling{}}, {"fifo", queue.Scheduling{FIFO: true}}} {
-		b.Run(c.name, func(b *testing.B) { claimCompleteBench(b, c.sched, 8) })
+		b.Run(c.name, func(b *testing.B) { claimCompleteBench(b, newBenchEnvSched(b, c.sched), 8) })
 	}
-}
-
-// claimCompleteBench runs b.N claim+complete cycles over loopback HTTP
-// with 16 workers, over b.N pending tasks of owners owners.
-func claimCompleteBench(b *testing.B, sched queue.Scheduling, owners int) {
-	TuneGC()
-	workers := benchWorkers()
-	e := newBenchEnvSched(b, sched)
-	ctx := context.Background()
-	sub := queueclient.New(e.http.URL, submitTok)
-	per := (b.N + owners - 1) / owners
-	for o := range owners {
-		for left := min(per, b.N-o*per); left > 0; left -= 10000 {
-			g := flatGraph(min(left, 10000))
-			g.Owner = fmt.Sprintf("owner%d@example.org", o)
-			if _, err := sub.CreateGraph(ctx, g); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		wg   sync.WaitGroup
-		next = make(chan struct{}, b.N)
-	)
-	for range b.N {
-		next <- struct{}{}
-	}
-	close(next)
-	b.ResetTimer()
-	cpu := startCPU()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := queueclient.New(e.http.URL, workTok)
-			req := taskdef.ClaimRequest{WorkerGroup: "bench", WorkerID: fmt.Sprintf("w%d", w), Tasks: 1}
-			var mine []time.Duration
-			for range next {
-				start := time.Now()
-				claims, err := c.ClaimWork(ctx, req, time.Second)
-				mine = append(mine, time.Since(start))
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				if len(claims) != 1 {
-					b.Errorf("claimed %d tasks", len(claims))
-					return
-				}
-				if _, err := c.Claimed(claims[0]).ReportCompleted(ctx, taskdef.ReportRequest{}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	cpu.stop()
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
-	b.ReportMetric(cpu.perOp(b.N), "cpu-us/cycle")
-	b.ReportMetric(pct(0.50), "claim-p50-ms")
-	b.ReportMetric(pct(0.99), "claim-p99-ms")
 }
 
 // BenchmarkGetGraph3000 reads a 3,000-task graph's status over HTTP, as
