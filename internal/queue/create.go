@@ -748,8 +748,11 @@ func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (
 			// single rerun would.
 			return conflictf("graph %s was canceled: no task can be added to it; re-open it with `af rerun %s --failed`, or submit a new graph", nt.def.GraphID, nt.def.GraphID)
 		}
+		if !newGraph && nt.def.Priority != "" && nt.def.Priority != g.Priority {
+			return invalidf("task %s: priority %q differs from its graph %s's %q; leave a task's priority empty to take the graph's", taskID, nt.def.Priority, nt.def.GraphID, shownPriority(g.Priority))
+		}
 		prio := g.Priority
-		if nt.def.Priority != "" {
+		if newGraph {
 			prio = nt.def.Priority
 		}
 		if err := w.checkAdmission(g.Owner, prio, 1); err != nil {

@@ -282,6 +282,13 @@ func TestPriorityValidation(t *testing.T) {
 	if _, err := q.CreateTask(bg, "task-t00", task); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `task task-t00: priority "top" must be high, normal or low`) {
 		t.Errorf("task priority top: %v", err)
 	}
+	// A task added to an existing graph takes its priority.
+	mustCreate(t, q, flat("graph-e0", "alice", taskdef.PriorityLow, 1))
+	added := mkTask("graph-e0", taskdef.KindMapper, 0)
+	added.Priority = taskdef.PriorityHigh
+	if _, err := q.CreateTask(bg, "task-e01", added); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `priority "high" differs from its graph graph-e0's "low"`) {
+		t.Errorf("a high task added to a low graph: %v", err)
+	}
 	// normal and empty are the same priority: re-creating with either is
 	// idempotent.
 	mustCreate(t, q, flat("graph-n0", "alice", taskdef.PriorityNormal, 1))

@@ -87,4 +87,3 @@ func claimCompleteBench(b *testing.B, e *benchEnv, owners int) {
 	b.ReportMetric(pct(0.50), "claim-p50-ms")
 	b.ReportMetric(pct(0.99), "claim-p99-ms")
 }
-
