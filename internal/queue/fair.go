@@ -56,10 +56,6 @@ const (
 	keyHighOwners = "priority.high_owners"
 )
 
-// ownerKeyStates are the states bOwners counts: the unresolved ones. The
-// resolved ones would grow with every graph ever run.
-var ownerKeyStates = []taskdef.TaskState{sUnscheduled, sPending, sRunning}
-
 // rank orders priorities in keys: high first.
 func rank(p taskdef.Priority) byte {
 	switch p {
@@ -69,10 +65,6 @@ func rank(p taskdef.Priority) byte {
 		return 2
 	}
 	return 1
-}
-
-func rankPriority(r byte) taskdef.Priority {
-	return taskdef.Priorities[min(int(r), len(taskdef.Priorities)-1)]
 }
 
 // storedPriority is the priority as the queue stores it: "" for normal, so
