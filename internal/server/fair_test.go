@@ -181,3 +181,118 @@ func TestMetricsByOwnerAndClaimWait(t *testing.T) {
 
 // sumTo is 1+2+...+n.
 func sumTo(n int) float64 { return float64(n * (n + 1) / 2) }
+
+// The fairness scenario through af serve: alice's 3,000-mapper graph and
+// its reducer, then bob's 20 mappers and reducer; four workers claim one
+// task at a time over HTTP and complete it. Bob's graph must end before
+// half of alice's mappers have completed (internal/queue
+// TestFairShareScenario runs the whole scenario, and FIFO, on the fake
+// clock).
+func TestFairShareOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	ctx := ctxT(t)
+	alice := testGraph(3000, e.clock.Now())
+	alice.Owner = "alice@example.com"
+	if _, err := e.submit.CreateGraph(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	// The workers are busy with alice's backfill when bob posts.
+	var running []taskdef.Claim
+	for w := range 4 {
+		cs, err := e.work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: fmt.Sprint("w", w), Tasks: 1}, 0)
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("claim: %v, %d tasks", err, len(cs))
+		}
+		running = append(running, cs[0])
+	}
+	e.clock.Advance(40 * time.Millisecond)
+	bob := testGraph(20, e.clock.Now())
+	bob.Owner = "bob@example.com"
+	if _, err := e.submit.CreateGraph(ctx, bob); err != nil {
+		t.Fatal(err)
+	}
+	aliceDone := 0
+	for cycle := 0; ; cycle++ {
+		if cycle > 3000 {
+			t.Fatal("bob's graph did not end")
+		}
+		// The oldest running task completes, and its worker claims again.
+		c := running[0]
+		running = running[1:]
+		r, err := e.work.Claimed(c).ReportCompleted(ctx, taskdef.ReportRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Task.GraphID == alice.GraphID && c.Task.Payload.Kind == taskdef.KindMapper {
+			aliceDone++
+		}
+		if r.GraphResolved && c.Task.GraphID == bob.GraphID {
+			if r.GraphState != taskdef.GraphCompleted {
+				t.Fatalf("bob's graph ended %s", r.GraphState)
+			}
+			break
+		}
+		e.clock.Advance(15 * time.Second)
+		cs, err := e.work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w", Tasks: 1}, 0)
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("claim: %v, %d tasks", err, len(cs))
+		}
+		running = append(running, cs[0])
+	}
+	if aliceDone >= 1500 {
+		t.Errorf("bob's graph ended when %d of alice's 3000 mappers had completed, want fewer than half", aliceDone)
+	}
+	st, err := e.submit.Graph(ctx, alice.GraphID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != taskdef.GraphRunning {
+		t.Errorf("alice's graph is %s, want still running", st.State)
+	}
+	t.Logf("bob's graph ended when %d of alice's 3000 mappers had completed", aliceDone)
+}
+
+// fair_share in the config picks the claim order af serve's queue uses.
+func TestFairShareConfigSwitch(t *testing.T) {
+	t.Parallel()
+	off := false
+	tests := []struct {
+		name string
+		fair *bool
+		want []string
+	}{
+		{"default: fair shares", nil, []string{"alice", "bob", "alice", "bob", "alice"}},
+		{"fair_share: false", &off, []string{"alice", "alice", "alice", "alice", "bob"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOpts{config: func(c *Config) { c.FairShare = tc.fair }})
+			ctx := ctxT(t)
+			owners := map[string]string{}
+			for _, o := range []struct {
+				owner string
+				n     int
+			}{{"alice", 4}, {"bob", 2}} {
+				g := ownedGraph(o.owner, "", o.n, e.clock.Now())
+				if _, err := e.submit.CreateGraph(ctx, g); err != nil {
+					t.Fatal(err)
+				}
+				owners[g.GraphID] = o.owner
+				e.clock.Advance(time.Second)
+			}
+			var got []string
+			for range tc.want {
+				cs, err := e.work.ClaimWork(ctx, taskdef.ClaimRequest{WorkerGroup: "g", WorkerID: "w", Tasks: 1}, 0)
+				if err != nil || len(cs) != 1 {
+					t.Fatalf("claim: %v, %d tasks", err, len(cs))
+				}
+				got = append(got, owners[cs[0].Task.GraphID])
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("claimed the tasks of %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
