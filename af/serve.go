@@ -133,6 +133,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	q, err := queue.Open(filepath.Join(cfg.Data, "queue.db"), queue.Options{
 		Logger:        logger.With("component", "queue"),
 		LeaseDuration: time.Duration(cfg.LeaseDuration),
+		Scheduling:    cfg.Scheduling(),
 	})
 	if err != nil {
 		return err

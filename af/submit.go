@@ -72,6 +72,7 @@ Flags:
 	}
 	owner := fs.String("owner", envOr("AF_OWNER", ""), "the graph's owner, who is emailed when it ends (env AF_OWNER; default: the identity of your token). Only an admin may name another identity; the config file's shared submit token may name an owner that is no registered identity, as scripts did before identities")
 	name := fs.String("name", "", "job name (default: the image and filter)")
+	priority := fs.String("priority", "normal", "claim priority: high, normal or low (the server's priority.high_owners may keep high for some owners)")
 	env := envFlag{}
 	fs.Var(env, "env", "K=V environment variable for the job's containers (repeatable)")
 	maxLoad := fs.Int64("max-load-bytes", submit.DefaultMaxLoadBytes, "compressed input bytes per mapper task at most")
@@ -104,12 +105,16 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("read filter: %w", err)
 	}
+	prio, err := taskdef.ParsePriority(*priority)
+	if err != nil {
+		return fmt.Errorf("%w: --priority: %v", errUsage, err)
+	}
 	cmode, err := creds.ParseMode(*mode)
 	if err != nil {
 		return fmt.Errorf("%w: --credentials-mode: %v", errUsage, err)
 	}
 	req := submit.Request{
-		FilterName: filterPath, FilterJSON: filterJSON, Image: image, Name: *name, Owner: *owner, Env: env,
+		FilterName: filterPath, FilterJSON: filterJSON, Image: image, Name: *name, Owner: *owner, Priority: prio, Env: env,
 		MaxLoadBytes: *maxLoad, MaxFilesPerTask: *maxFiles, MaxRunTime: *maxRunTime, Deadline: *deadline,
 		IndexDB: *indexDB, CredentialsTTL: *ttl, CredentialsMode: cmode, RoleARN: *roleARN,
 	}

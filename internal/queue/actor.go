@@ -11,8 +11,10 @@ import (
 // names have no spaces, so it cannot be one.
 const BySystem = "af serve"
 
-// ErrForbidden: the caller may not change this graph (HTTP 403). The
-// wrapping message says who owns it. Nothing was changed.
+// ErrForbidden: the caller may not change this graph, or may not ask for
+// this (priority high kept for other owners by the config) (HTTP 403).
+// The wrapping message says who owns the graph or which rule refused.
+// Nothing was changed.
 var ErrForbidden = errors.New("forbidden")
 
 // Actor is who asks for a change: its name goes on every record the

@@ -44,9 +44,12 @@ func checkWorker(req *taskdef.ClaimRequest) error {
 	return nil
 }
 
-// Claim takes up to req.Tasks pending tasks, oldest first, and makes each a
-// running run owned by the worker with takenUntil = now + LeaseDuration. It
-// does not wait: with nothing pending it returns an empty slice. Pending
+// Claim takes up to req.Tasks pending tasks and makes each a running run
+// owned by the worker with takenUntil = now + LeaseDuration. Tasks of a
+// higher priority go first; within a priority the owner with the fewest
+// running tasks (Scheduling.FIFO: any owner), then the oldest task (see
+// fair.go); an owner at Scheduling.MaxRunningPerOwner is skipped. It does
+// not wait: with nothing claimable it returns an empty slice. Pending
 // tasks found past their deadline are resolved instead of handed out.
 func (q *Queue) Claim(ctx context.Context, req taskdef.ClaimRequest) ([]taskdef.Claim, error) {
 	raw, err := q.ClaimRaw(ctx, req)
@@ -67,6 +70,12 @@ func decodeClaims(raw []taskdef.RawClaim) ([]taskdef.Claim, error) {
 	return claims, nil
 }
 
+// claimWait is one claimed run's wait, for the observer.
+type claimWait struct {
+	p    taskdef.Priority
+	wait time.Duration
+}
+
 // ClaimRaw is Claim that hands out each task definition as the JSON stored
 // at creation. The server passes it straight into the claim answer: a
 // decode and re-encode of every definition was a tenth of a claim's CPU.
@@ -78,7 +87,7 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 	// read transaction instead of queueing for the writer.
 	var any bool
 	if err := q.db.View(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bPending).Cursor().First()
+		k, _ := tx.Bucket(bPendq).Cursor().First()
 		any = k != nil
 		return nil
 	}); err != nil {
@@ -88,15 +97,26 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 		return []taskdef.RawClaim{}, nil
 	}
 	var claims []taskdef.RawClaim
+	var waits []claimWait
 	err := q.write(ctx, func(w *wtx) error {
-		claims = claims[:0]
-		c := w.pending.Cursor()
+		claims, waits = claims[:0], waits[:0]
+		c := w.pendq.Cursor()
+		groups, err := claimGroups(c)
+		if err != nil {
+			return err
+		}
+		running := make(map[string]int, len(groups))
+		for _, g := range groups {
+			if _, ok := running[g.owner]; !ok {
+				running[g.owner] = w.ownerCount(g.owner, sRunning)
+			}
+		}
 		for len(claims) < req.Tasks {
-			k, _ := c.First()
-			if k == nil {
+			g := q.pick(groups, running)
+			if g == nil {
 				break
 			}
-			id := string(k[8:])
+			id := string(g.head[len(g.prefix)+8:])
 			var t taskRec
 			ok, err := getTask(w.tasks, id, &t)
 			if err != nil {
@@ -110,7 +130,7 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 					message: "deadline passed before a worker claimed the task"}); err != nil {
 					return err
 				}
-				c = w.pending.Cursor()
+				g.seek(w.pendq.Cursor())
 				continue
 			}
 			// The token is drawn here, and its hash stored by the same
@@ -120,10 +140,13 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 			if err != nil {
 				return err
 			}
+			scheduled := *t.current().Scheduled
 			if err := w.transition(id, &t, move{to: sRunning, reason: reasonClaimed,
 				workerGroup: req.WorkerGroup, workerID: req.WorkerID, tokenHash: hash}); err != nil {
 				return err
 			}
+			running[g.owner]++
+			g.seek(w.pendq.Cursor())
 			def := w.defs.Get([]byte(id))
 			if len(def) == 0 {
 				// Only a damaged database lacks one. Hand out null: the
@@ -137,7 +160,7 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 			// bbolt's bytes live only as long as the transaction.
 			raw := append(json.RawMessage(nil), def...)
 			claims = append(claims, taskdef.RawClaim{TaskID: id, RunID: cur.RunID, TakenUntil: *cur.TakenUntil, RunToken: tok, Task: raw})
-			c = w.pending.Cursor()
+			waits = append(waits, claimWait{p: t.Priority, wait: w.now.Sub(scheduled)})
 		}
 		return nil
 	})
@@ -149,6 +172,15 @@ func (q *Queue) ClaimRaw(ctx context.Context, req taskdef.ClaimRequest) ([]taskd
 	}
 	if len(claims) > 0 {
 		q.log.Debug("claimed", "worker", req.WorkerGroup+"/"+req.WorkerID, "tasks", len(claims))
+		if f := q.claimObs.Load(); f != nil {
+			for _, cw := range waits {
+				p := cw.p
+				if p == "" {
+					p = taskdef.PriorityNormal
+				}
+				(*f)(p, cw.wait)
+			}
+		}
 	}
 	return claims, nil
 }

@@ -25,9 +25,9 @@ import (
 //
 // Task records are version 3 since the audit trail: the task's creator
 // after NumDeps, and each run's createdBy, claimedBy and resolvedBy after
-// its token hash. Graph records are version 2: createdBy and canceledBy
-// at the end. Older versions decode with those fields empty.
-
+// its token hash, and the task's priority at the end. Graph records are
+// version 2: createdBy, canceledBy and the priority at the end. Older
+// versions decode with those fields empty (priority normal).
 const (
 	recVersion       = 2 // graph records
 	recVersionV1     = 1
@@ -169,6 +169,9 @@ func encodeTaskVersion(t *taskRec, v byte) []byte {
 			e.str(r.ResolvedBy)
 		}
 	}
+	if v >= 3 {
+		e.str(string(t.Priority))
+	}
 	return e.b
 }
 
@@ -230,6 +233,9 @@ func decodeTask(b []byte, t *taskRec) error {
 			r.ResolvedBy = d.str()
 		}
 	}
+	if v >= 3 {
+		t.Priority = taskdef.Priority(d.str())
+	}
 	return d.err
 }
 
@@ -251,6 +257,7 @@ func encodeGraph(g *graphRec) []byte {
 	e.int(int64(g.ResolvedRun))
 	e.str(g.CreatedBy)
 	e.str(g.CanceledBy)
+	e.str(string(g.Priority))
 	return e.b
 }
 
@@ -280,6 +287,7 @@ func decodeGraph(b []byte, g *graphRec) error {
 	if v >= 2 {
 		g.CreatedBy = d.str()
 		g.CanceledBy = d.str()
+		g.Priority = taskdef.Priority(d.str())
 	}
 	return d.err
 }

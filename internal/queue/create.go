@@ -75,6 +75,7 @@ func normalize(t *taskdef.Task) {
 	if len(t.Payload.Inputs) == 0 {
 		t.Payload.Inputs = nil
 	}
+	t.Priority = storedPriority(t.Priority)
 }
 
 // validateTask checks a normalized definition on its own; where names the
@@ -120,6 +121,9 @@ func validateTask(where string, t *taskdef.Task) error {
 	}
 	if strings.TrimSpace(t.Metadata.Owner) == "" {
 		return invalidf("%s: metadata.owner is required", where)
+	}
+	if err := checkPriority(where+": priority", t.Priority); err != nil {
+		return err
 	}
 	switch t.Payload.Kind {
 	case taskdef.KindMapper, taskdef.KindReducer:
@@ -303,6 +307,7 @@ func prepare(where, id string, t taskdef.Task) (newTask, error) {
 func (q *Queue) CreateGraph(ctx context.Context, g taskdef.Graph) (taskdef.GraphStatus, error) {
 	b := q.NewGraphBuilder()
 	b.SetGraph(g.GraphID, g.Name, g.Owner)
+	b.SetPriority(g.Priority)
 	for _, gt := range g.Tasks {
 		if err := b.Add(gt.TaskID, gt.Task); err != nil {
 			return taskdef.GraphStatus{}, err
@@ -319,6 +324,7 @@ func (q *Queue) CreateGraph(ctx context.Context, g taskdef.Graph) (taskdef.Graph
 type GraphBuilder struct {
 	q                    *Queue
 	graphID, name, owner string
+	priority             taskdef.Priority
 	graphSet             bool
 	tasks                []newTask
 	index                map[string]int
@@ -343,6 +349,10 @@ func (q *Queue) NewGraphBuilder() *GraphBuilder {
 func (b *GraphBuilder) SetGraph(graphID, name, owner string) {
 	b.graphID, b.name, b.owner, b.graphSet = graphID, name, owner, true
 }
+
+// SetPriority sets the graph's priority (high, normal or low; empty is
+// normal). Its tasks take it; one that names another is refused.
+func (b *GraphBuilder) SetPriority(p taskdef.Priority) { b.priority = p }
 
 // Add adds the next task. The first invalid task's error is returned (by
 // this call or a later one) and kept: the graph cannot be created any more.
@@ -408,10 +418,19 @@ func (b *GraphBuilder) Create(ctx context.Context) (taskdef.GraphStatus, error) 
 			return taskdef.GraphStatus{}, invalidf("tasks[%d] (%s): graphId %q differs from the graph's %q", i, nt.id, nt.def.GraphID, b.graphID)
 		}
 	}
+	if err := checkPriority("priority", b.priority); err != nil {
+		return taskdef.GraphStatus{}, err
+	}
+	prio := storedPriority(b.priority)
+	for i, nt := range b.tasks {
+		if nt.def.Priority != "" && nt.def.Priority != prio {
+			return taskdef.GraphStatus{}, invalidf("tasks[%d] (%s): priority %q differs from the graph's %q; leave a task's priority empty to take the graph's", i, nt.id, nt.def.Priority, shownPriority(prio))
+		}
+	}
 	if err := checkCycles(b.tasks, b.index); err != nil {
 		return taskdef.GraphStatus{}, err
 	}
-	g := taskdef.Graph{GraphID: b.graphID, Name: b.name, Owner: b.owner}
+	g := taskdef.Graph{GraphID: b.graphID, Name: b.name, Owner: b.owner, Priority: prio}
 	err := b.q.write(ctx, func(w *wtx) error {
 		return w.createGraph(g, b.tasks, b.index)
 	})
@@ -533,6 +552,9 @@ func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int
 		if existing.Owner != g.Owner {
 			diffs = append(diffs, fmt.Sprintf("owner (%q vs %q)", existing.Owner, g.Owner))
 		}
+		if existing.Priority != g.Priority {
+			diffs = append(diffs, fmt.Sprintf("priority (%q vs %q)", shownPriority(existing.Priority), shownPriority(g.Priority)))
+		}
 		if existing.Tasks != len(tasks) {
 			diffs = append(diffs, fmt.Sprintf("tasks (%d tasks vs %d)", existing.Tasks, len(tasks)))
 		}
@@ -561,6 +583,9 @@ func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int
 	if exists {
 		return nil // idempotent: same graph, same tasks
 	}
+	if err := w.checkAdmission(g.Owner, g.Priority, len(tasks)); err != nil {
+		return err
+	}
 	for _, nt := range tasks {
 		if !nt.def.Deadline.After(w.now) {
 			return invalidf("task %s: deadline %s is not in the future", nt.id, nt.def.Deadline.Format(time.RFC3339))
@@ -581,7 +606,7 @@ func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int
 	// Writes.
 	rec := graphRec{
 		Name: g.Name, Owner: g.Owner, Created: w.now, State: taskdef.GraphRunning,
-		Tasks: len(tasks), Unresolved: len(tasks), CreatedBy: w.actor.Name,
+		Tasks: len(tasks), Unresolved: len(tasks), CreatedBy: w.actor.Name, Priority: g.Priority,
 		Counts: map[taskdef.TaskState]int{sUnscheduled: len(tasks)},
 	}
 	for _, nt := range tasks {
@@ -595,14 +620,16 @@ func (w *wtx) createGraph(g taskdef.Graph, tasks []newTask, index map[string]int
 		return err
 	}
 	w.count(sUnscheduled, len(tasks))
-	return w.insertTasks(tasks, index)
+	w.addOwnerCount(g.Owner, sUnscheduled, len(tasks))
+	return w.insertTasks(tasks, index, g.Priority)
 }
 
 // insertTasks writes new tasks as unscheduled, links them to their
 // dependencies, then schedules those whose dependencies are satisfied and
 // fails those whose dependency already failed for good. The graph record
-// (with the tasks counted unscheduled) must already be written.
-func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
+// (with the tasks counted unscheduled) must already be written; prio is
+// the priority of tasks that name none.
+func (w *wtx) insertTasks(tasks []newTask, index map[string]int, prio taskdef.Priority) error {
 	recs := make([]taskRec, len(tasks))
 	failedDep := make([]string, len(tasks)) // per task: a dependency that already ended badly
 	for i, nt := range tasks {
@@ -613,6 +640,10 @@ func (w *wtx) insertTasks(tasks []newTask, index map[string]int) error {
 			Requires: t.Requires, Deadline: t.Deadline, Expires: t.Expires, Name: t.Metadata.Name,
 			Kind: t.Payload.Kind, Files: nt.files, Bytes: nt.bytes, NumDeps: len(t.Dependencies),
 			CreatedBy: w.actor.Name,
+			Priority:  prio,
+		}
+		if t.Priority != "" {
+			r.Priority = t.Priority
 		}
 		for _, d := range t.Dependencies {
 			flag := byte(0)
@@ -714,26 +745,40 @@ func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (
 		if err != nil {
 			return err
 		}
-		if g != nil {
+		newGraph := g == nil
+		if !newGraph {
 			// Adding a task changes the graph (it re-opens a resolved
 			// one and its owner is emailed again): the owner's call.
 			if err := w.mayChange(nt.def.GraphID, g.Owner); err != nil {
 				return err
 			}
 		}
-		if g == nil {
+		if newGraph {
 			g = &graphRec{
 				Name: nt.def.Metadata.Name, Owner: nt.def.Metadata.Owner, Created: w.now,
 				State: taskdef.GraphRunning, Counts: map[taskdef.TaskState]int{}, CreatedBy: w.actor.Name,
-			}
-			if err := w.graphTime.Put(timeKey(w.now, nt.def.GraphID), nil); err != nil {
-				return err
+				Priority: nt.def.Priority,
 			}
 		}
 		if g.State == taskdef.GraphCanceled {
 			// Adding a task would re-open it one task at a time, as a
 			// single rerun would.
 			return conflictf("graph %s was canceled: no task can be added to it; re-open it with `af rerun %s --failed`, or submit a new graph", nt.def.GraphID, nt.def.GraphID)
+		}
+		if !newGraph && nt.def.Priority != "" && nt.def.Priority != g.Priority {
+			return invalidf("task %s: priority %q differs from its graph %s's %q; leave a task's priority empty to take the graph's", taskID, nt.def.Priority, nt.def.GraphID, shownPriority(g.Priority))
+		}
+		prio := g.Priority
+		if newGraph {
+			prio = nt.def.Priority
+		}
+		if err := w.checkAdmission(g.Owner, prio, 1); err != nil {
+			return err
+		}
+		if newGraph {
+			if err := w.graphTime.Put(timeKey(w.now, nt.def.GraphID), nil); err != nil {
+				return err
+			}
 		}
 		if g.Counts == nil {
 			g.Counts = map[taskdef.TaskState]int{}
@@ -749,7 +794,8 @@ func (q *Queue) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (
 		}
 		w.setGraph(nt.def.GraphID, g)
 		w.count(sUnscheduled, 1)
-		return w.insertTasks([]newTask{nt}, map[string]int{taskID: 0})
+		w.addOwnerCount(g.Owner, sUnscheduled, 1)
+		return w.insertTasks([]newTask{nt}, map[string]int{taskID: 0}, g.Priority)
 	})
 	if err != nil {
 		return taskdef.TaskStatus{}, err

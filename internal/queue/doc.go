@@ -96,8 +96,8 @@
 //
 // # Leases
 //
-// Claim hands out the oldest pending task and sets the run's takenUntil to
-// now + LeaseDuration; Reclaim extends it. Tick, run by the server on a
+// Claim hands out a pending task (see Claim order) and sets the run's
+// takenUntil to now + LeaseDuration; Reclaim extends it. Tick, run by the server on a
 // ticker, ends every running run whose takenUntil passed
 // (exception/claim-expired, then a new pending run if retries remain) and
 // every unresolved task past its deadline (exception/deadline-exceeded). A
@@ -107,7 +107,24 @@
 // Options.Clock, so tests advance a fake clock and call Tick.
 //
 // ClaimWait is the long-poll: it waits on an in-memory broadcast that is
-// fired after any commit that made a task pending, then claims.
+// fired after any commit that made a task pending (or, with a running cap,
+// took a task out of running), then claims.
+//
+// # Claim order
+//
+// A task has a priority (high, normal, low; its graph's), and belongs to
+// its graph's owner. A claim takes the highest priority with a claimable
+// task; within it, with fair shares (the default), the owner with the
+// fewest running tasks (of any priority), then the oldest task; with
+// Scheduling.FIFO, the oldest task whoever owns it. An owner at
+// Scheduling.MaxRunningPerOwner is skipped. Creating a graph or task that
+// would take its owner past Scheduling.MaxPendingPerOwner tasks waiting
+// (pending or unscheduled) is ErrOverLimit; asking for high when
+// Scheduling.HighOwners does not list the owner is ErrForbidden. The
+// pending index is keyed by (priority, owner, scheduled, task id), so a
+// claim reads one key per (priority, owner) with pending tasks, and the
+// owners' unscheduled, pending and running counts live in a bucket that
+// transition updates in the same transaction as the state (fair.go).
 //
 // # Durability
 //
@@ -129,12 +146,15 @@
 // Writes go through one writer goroutine that commits every request waiting
 // at that moment in one transaction (group commit): concurrent claims and
 // reports share an fsync without any added delay. The indexes keep each
-// operation O(log n): pending ordered by (scheduled, task id), running by
+// operation O(log n): pending ordered by (priority, owner, scheduled, task
+// id), running by
 // (takenUntil, task id), deadlines by (deadline, task id), reverse
 // dependencies by (dependency, dependent), tasks per graph, and per-state
 // counters for the graph summary and metrics.
 //
-// The file carries a schema version in its meta bucket. Open refuses a file
+// The file carries a schema version in its meta bucket. Open migrates a
+// schema-1 file (af before priorities: one pending index in time order) in
+// the transaction that opens it (TestMigrateSchema1), and refuses a file
 // with a newer version, a bbolt file without our meta bucket, or a damaged
 // file, with a message naming it, after checking it through a read-only
 // open, so a refused file is left exactly as it was.

@@ -41,6 +41,10 @@ var (
 	// creation) did not carry the run's token, so it does not come from
 	// the worker that claimed the run (HTTP 403). Nothing was changed.
 	ErrNotRunOwner = errors.New("the run belongs to the worker that claimed it")
+	// ErrOverLimit: the request would take its owner over a per-owner
+	// limit of the config (HTTP 429); the message names the config key.
+	// Nothing was changed.
+	ErrOverLimit = errors.New("over a limit")
 	// ErrClosed: the queue was closed.
 	ErrClosed = errors.New("queue is closed")
 )
@@ -87,6 +91,16 @@ func conflictf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConflict, fmt.Sprintf(format, args...))
 }
 
+// forbiddenf returns an ErrForbidden with a message.
+func forbiddenf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrForbidden, fmt.Sprintf(format, args...))
+}
+
+// overLimitf returns an ErrOverLimit with a message.
+func overLimitf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrOverLimit, fmt.Sprintf(format, args...))
+}
+
 // notFoundf returns an ErrNotFound with a message.
 func notFoundf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrNotFound, fmt.Sprintf(format, args...))
@@ -97,5 +111,6 @@ func notFoundf(format string, args ...any) error {
 // the rest of the batch.
 func refusal(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) ||
-		errors.Is(err, ErrConflict) || errors.Is(err, ErrNotRunOwner) || errors.Is(err, ErrForbidden)
+		errors.Is(err, ErrConflict) || errors.Is(err, ErrNotRunOwner) ||
+		errors.Is(err, ErrForbidden) || errors.Is(err, ErrOverLimit)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"testing"
 	"time"
@@ -138,6 +139,8 @@ func checkConsistent(t testing.TB, q *Queue) {
 		counts := map[taskdef.TaskState]int{}
 		graphCounts := map[string]map[taskdef.TaskState]int{}
 		wantPending, wantRunning, wantDeadline := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		staleDeadline := map[string]bool{}
+		ownerCounts := map[string]int{}
 		err := tx.Bucket(bTasks).ForEach(func(k, v []byte) error {
 			var r taskRec
 			if _, err := getTask(tx.Bucket(bTasks), string(k), &r); err != nil {
@@ -150,14 +153,24 @@ func checkConsistent(t testing.TB, q *Queue) {
 			}
 			graphCounts[r.GraphID][r.State]++
 			cur := r.current()
+			var g graphRec
+			if !r.State.Resolved() {
+				if ok, err := getGraph(tx.Bucket(bGraphs), r.GraphID, &g); err != nil || !ok {
+					return fmt.Errorf("task %s: graph %s: %v (found %v)", id, r.GraphID, err, ok)
+				}
+				ownerCounts[string(ownerKey(r.State, g.Owner))]++
+			}
 			switch r.State {
 			case sPending:
-				wantPending[string(timeKey(*cur.Scheduled, id))] = true
+				wantPending[string(pendKey(r.Priority, g.Owner, *cur.Scheduled, id))] = true
 			case sRunning:
 				wantRunning[string(timeKey(*cur.TakenUntil, id))] = true
 			}
 			if !r.State.Resolved() {
 				wantDeadline[string(timeKey(r.Deadline, id))] = true
+			} else {
+				// Resolved tasks' entries stay until Tick passes them.
+				staleDeadline[string(timeKey(r.Deadline, id))] = true
 			}
 			if r.State != sUnscheduled && (cur == nil || cur.State != r.State) {
 				return fmt.Errorf("task %s is %s but its current run is %+v", id, r.State, cur)
@@ -175,9 +188,19 @@ func checkConsistent(t testing.TB, q *Queue) {
 		if err != nil {
 			return err
 		}
-		for name, want := range map[string]map[string]bool{"pending": wantPending, "running": wantRunning, "deadlines": wantDeadline} {
+		gotOwners := map[string]int{}
+		_ = tx.Bucket(bOwners).ForEach(func(k, v []byte) error { gotOwners[string(k)] = getCount(tx.Bucket(bOwners), k); return nil })
+		if !maps.Equal(gotOwners, ownerCounts) {
+			return fmt.Errorf("owner counts %v, want %v", gotOwners, ownerCounts)
+		}
+		for name, want := range map[string]map[string]bool{string(bPendq): wantPending, "running": wantRunning, "deadlines": wantDeadline} {
 			got := map[string]bool{}
-			_ = tx.Bucket([]byte(name)).ForEach(func(k, _ []byte) error { got[string(k)] = true; return nil })
+			_ = tx.Bucket([]byte(name)).ForEach(func(k, _ []byte) error {
+				if name != "deadlines" || !staleDeadline[string(k)] {
+					got[string(k)] = true
+				}
+				return nil
+			})
 			if len(got) != len(want) {
 				return fmt.Errorf("index %s has %d entries, want %d", name, len(got), len(want))
 			}

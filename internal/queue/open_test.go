@@ -52,7 +52,7 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 		make func(t *testing.T, path string)
 		want string
 	}{
-		{"newer schema", editedQueue(func(m *bolt.Bucket) error { return m.Put(keySchema, []byte("2")) }), "schema version 2 is newer than this af supports (1)"},
+		{"newer schema", editedQueue(func(m *bolt.Bucket) error { return m.Put(keySchema, []byte("3")) }), "schema version 3 is newer than this af supports (2)"},
 		{"no schema version", editedQueue(func(m *bolt.Bucket) error { return m.Delete(keySchema) }), "no schema version"},
 		{"garbled schema version", editedQueue(func(m *bolt.Bucket) error { return m.Put(keySchema, []byte("x")) }), "not a number"},
 		{"another bbolt database", func(t *testing.T, path string) {

@@ -109,7 +109,7 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 			return notFoundf("graph %s does not exist", graphID)
 		}
 		gs = taskdef.GraphStatus{
-			GraphID: graphID, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
+			GraphID: graphID, Name: g.Name, Owner: g.Owner, Priority: shownPriority(g.Priority), State: g.State, Created: g.Created,
 			Resolved: g.Resolved, ResultTaskID: g.ResultTaskID, Tasks: make([]taskdef.TaskStatus, 0, g.Tasks),
 			CreatedBy: g.CreatedBy, CanceledBy: g.CanceledBy,
 		}
@@ -203,8 +203,8 @@ func (q *Queue) GraphsWhere(ctx context.Context, limit int, keep func(owner stri
 				continue
 			}
 			out = append(out, taskdef.GraphSummary{
-				GraphID: id, Name: g.Name, Owner: g.Owner, State: g.State, Created: g.Created,
-				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts, CreatedBy: g.CreatedBy,
+				GraphID: id, Name: g.Name, Owner: g.Owner, Priority: shownPriority(g.Priority), State: g.State, Created: g.Created,
+				Resolved: g.Resolved, Tasks: g.Tasks, Counts: g.Counts,
 			})
 		}
 		return nil

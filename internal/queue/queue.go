@@ -58,19 +58,25 @@ type Options struct {
 	// LockTimeout bounds how long Open waits for another process to release
 	// the file; default 1 s.
 	LockTimeout time.Duration
+	// Scheduling is the claim order and the per-owner caps; the zero
+	// value shares workers fairly with no caps.
+	Scheduling Scheduling
 }
 
 // Queue is the durable task queue: every state lives in one bbolt file and
 // every state change is one transaction on it.
 type Queue struct {
-	db     *bolt.DB
-	path   string
-	clock  Clock
-	log    *slog.Logger
-	lease  time.Duration
-	writes chan *writeReq
-	stop   chan struct{}
-	done   chan struct{}
+	db    *bolt.DB
+	path  string
+	clock Clock
+	log   *slog.Logger
+	lease time.Duration
+	sched Scheduling
+	// claimObs is told each claim's waits (the server's histogram).
+	claimObs atomic.Pointer[ClaimObserver]
+	writes   chan *writeReq
+	stop     chan struct{}
+	done     chan struct{}
 
 	closeOnce sync.Once
 	// closeMu orders Close after every write already queued.
@@ -140,6 +146,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		clock:  opts.Clock,
 		log:    opts.Logger,
 		lease:  opts.LeaseDuration,
+		sched:  opts.Scheduling,
 		writes: make(chan *writeReq, 1024),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),

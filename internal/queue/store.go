@@ -11,24 +11,30 @@ import (
 )
 
 // SchemaVersion is the layout of the buckets below. Open refuses a file with
-// a newer version; an older one would be migrated here when it changes.
-const SchemaVersion = 1
+// a newer version and migrates an older one: version 1 had one pending
+// index in claim order (be64(scheduled) | taskID); version 2 keys it by
+// priority and owner and counts each owner's tasks (fair.go).
+const SchemaVersion = 2
 
 // Buckets. Index buckets hold empty values: their keys are the index.
 var (
 	bMeta      = []byte("meta")       // "schema" -> decimal version
 	bDefs      = []byte("defs")       // taskID -> taskdef.Task JSON (immutable)
 	bTasks     = []byte("tasks")      // taskID -> taskRec JSON (mutable state)
-	bPending   = []byte("pending")    // be64(scheduled) taskID -> ""  (claim order)
+	bPendingV1 = []byte("pending")    // schema 1: be64(scheduled) taskID -> "" (claim order)
+	bPendq     = []byte("pendingq")   // rank(priority) uvarint(len) owner be64(scheduled) taskID -> "" (fair.go)
+	bOwners    = []byte("owners")     // state 0 owner -> be64 count of the owner's tasks in that state (unresolved states)
 	bRunning   = []byte("running")    // be64(takenUntil) taskID -> "" (lease expiry)
-	bDeadlines = []byte("deadlines")  // be64(deadline) taskID -> ""   (unresolved tasks only)
+	bDeadlines = []byte("deadlines")  // be64(deadline) taskID -> ""   (unresolved tasks; resolved ones until Tick passes their deadline)
 	bDeps      = []byte("dependents") // depID 0 dependentID -> {0 unsatisfied | 1 satisfied}
 	bGraphs    = []byte("graphs")     // graphID -> graphRec JSON
 	bGraphTask = []byte("graphtasks") // graphID 0 taskID -> ""
 	bGraphTime = []byte("graphtime")  // be64(created) graphID -> "" (newest-first listing)
 	bCounts    = []byte("counts")     // TaskState -> be64 count of tasks in that state
-	allBuckets = [][]byte{bMeta, bDefs, bTasks, bPending, bRunning, bDeadlines, bDeps, bGraphs, bGraphTask, bGraphTime, bCounts}
-	keySchema  = []byte("schema")
+	allBuckets = [][]byte{bMeta, bDefs, bTasks, bPendq, bOwners, bRunning, bDeadlines, bDeps, bGraphs, bGraphTask, bGraphTime, bCounts}
+	// v1Buckets are schema 1's.
+	v1Buckets = [][]byte{bMeta, bDefs, bTasks, bPendingV1, bRunning, bDeadlines, bDeps, bGraphs, bGraphTask, bGraphTime, bCounts}
+	keySchema = []byte("schema")
 )
 
 func schemaVersion(m *bolt.Bucket) (int, error) {
@@ -55,7 +61,11 @@ func initSchema(tx *bolt.Tx) error {
 		if v > SchemaVersion {
 			return fmt.Errorf("schema version %d is newer than this af supports (%d)", v, SchemaVersion)
 		}
-		for _, b := range allBuckets {
+		want := allBuckets
+		if v < 2 {
+			want = v1Buckets
+		}
+		for _, b := range want {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("bucket %q is missing; the file is damaged", b)
 			}
@@ -64,6 +74,12 @@ func initSchema(tx *bolt.Tx) error {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
+		}
+		if v < 2 {
+			if err := migratePending(tx); err != nil {
+				return err
+			}
+			return m.Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
 		}
 		return nil
 	}
@@ -101,6 +117,9 @@ type taskRec struct {
 	NumDeps  int              `json:"nd,omitempty"`
 	// CreatedBy is the identity that created the task.
 	CreatedBy string `json:"cb,omitempty"`
+	// Priority is the task's effective claim priority ("" is normal): its
+	// own, or its graph's.
+	Priority taskdef.Priority `json:"p,omitempty"`
 }
 
 // current is the last run, or nil before the first.
@@ -131,6 +150,8 @@ type graphRec struct {
 	// created the graph, and whose cancel last ended it.
 	CreatedBy  string `json:"cb,omitempty"`
 	CanceledBy string `json:"xb,omitempty"`
+	// Priority is the graph's ("" is normal).
+	Priority taskdef.Priority `json:"p,omitempty"`
 }
 
 func timeKey(t time.Time, id string) []byte {

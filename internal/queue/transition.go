@@ -155,16 +155,30 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 	if m.by == "" {
 		m.by = w.actor.Name
 	}
+	// The pending index and the owners' counts key on the graph's owner.
+	g, err := w.graph(t.GraphID)
+	if err != nil {
+		return err
+	}
+	if g == nil {
+		return fmt.Errorf("graph %s of task %s is missing; the database is inconsistent", t.GraphID, id)
+	}
+	owner := g.Owner
 
 	// Leave the from-state's index.
 	switch from {
 	case sPending:
-		if err := w.pending.Delete(timeKey(*cur.Scheduled, id)); err != nil {
+		if err := w.pendq.Delete(pendKey(t.Priority, owner, *cur.Scheduled, id)); err != nil {
 			return err
 		}
 	case sRunning:
 		if err := w.running.Delete(timeKey(*cur.TakenUntil, id)); err != nil {
 			return err
+		}
+		if w.q.sched.MaxRunningPerOwner > 0 {
+			// The owner may have been at its running cap: its pending
+			// tasks may be claimable now, so wake the long-polls.
+			w.woke = true
 		}
 	}
 
@@ -196,7 +210,7 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 		t.Runs = append(t.Runs, taskdef.Run{
 			RunID: len(t.Runs), State: sPending, ReasonCreated: created, Scheduled: tp(now), CreatedBy: m.by,
 		})
-		if err := w.pending.Put(timeKey(now, id), nil); err != nil {
+		if err := w.pendq.Put(pendKey(t.Priority, owner, now, id), nil); err != nil {
 			return err
 		}
 		w.woke = true
@@ -234,9 +248,11 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 			endRun(&r, m.to, m, now)
 			t.Runs = append(t.Runs, r)
 		}
-		if err := w.deadlines.Delete(timeKey(t.Deadline, id)); err != nil {
-			return err
-		}
+		// The deadline entry stays until Tick passes it (and drops it
+		// as stale): deleting it here dirtied one more page of the
+		// deadline index per resolution, in a different place for each
+		// graph, which made fair shares (completions of several graphs in
+		// one commit) cost more than FIFO.
 	}
 	t.State = m.to
 	if err := putTask(w.tasks, id, t); err != nil {
@@ -244,6 +260,8 @@ func (w *wtx) transition(id string, t *taskRec, m move) error {
 	}
 	w.count(from, -1)
 	w.count(m.to, 1)
+	w.addOwnerCount(owner, from, -1)
+	w.addOwnerCount(owner, m.to, 1)
 	if err := w.updateGraph(t.GraphID, from, m.to); err != nil {
 		return err
 	}

@@ -147,11 +147,11 @@ func (q *Queue) commit(batch []*writeReq) {
 // time of the transaction, and what happened that callers care about after
 // the commit.
 type wtx struct {
-	tx                                                           *bolt.Tx
-	q                                                            *Queue
-	now                                                          time.Time
-	defs, tasks, pending, running, deadlines, deps, graphs, cnts *bolt.Bucket
-	graphTasks, graphTime                                        *bolt.Bucket
+	tx                                                  *bolt.Tx
+	q                                                   *Queue
+	now                                                 time.Time
+	defs, tasks, running, deadlines, deps, graphs, cnts *bolt.Bucket
+	graphTasks, graphTime, pendq, owners                *bolt.Bucket
 	// woke is set when a task became pending.
 	woke bool
 	// outboxed is set when an outbox entry was written.
@@ -172,6 +172,9 @@ type wtx struct {
 	graphCache map[string]*graphRec
 	dirty      map[string]bool
 	counts     map[taskdef.TaskState]int
+	// ownerCounts are the deltas of the owners' counts (ownerKey ->
+	// delta), written at flush.
+	ownerCounts map[string]int
 }
 
 // graph returns the graph record (nil if absent), cached for the function.
@@ -234,13 +237,13 @@ func (w *wtx) flush() error {
 		}
 	}
 	w.dirty, w.counts = nil, nil
-	return nil
+	return w.flushOwnerCounts()
 }
 
 func newWtx(tx *bolt.Tx, q *Queue, now time.Time) *wtx {
 	return &wtx{
 		tx: tx, q: q, now: now,
-		defs: tx.Bucket(bDefs), tasks: tx.Bucket(bTasks), pending: tx.Bucket(bPending),
+		defs: tx.Bucket(bDefs), tasks: tx.Bucket(bTasks), pendq: tx.Bucket(bPendq), owners: tx.Bucket(bOwners),
 		running: tx.Bucket(bRunning), deadlines: tx.Bucket(bDeadlines), deps: tx.Bucket(bDeps),
 		graphs: tx.Bucket(bGraphs), cnts: tx.Bucket(bCounts),
 		graphTasks: tx.Bucket(bGraphTask), graphTime: tx.Bucket(bGraphTime),

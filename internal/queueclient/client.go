@@ -473,7 +473,9 @@ func retryable(ctx context.Context, err error) bool {
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
+		// A per-owner limit lasts until the owner's tasks run: retrying
+		// in seconds would only delay the message.
+		return ae.Status >= 500 || (ae.Status == http.StatusTooManyRequests && ae.Code != taskdef.CodeOverLimit)
 	}
 	var ne *netError
 	return errors.As(err, &ne)

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -27,11 +26,14 @@ type benchEnv struct {
 	http *httptest.Server
 }
 
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B) *benchEnv { return newBenchEnvSched(b, queue.Scheduling{}) }
+
+// newBenchEnvSched is newBenchEnv with a claim order and caps.
+func newBenchEnvSched(b *testing.B, sched queue.Scheduling) *benchEnv {
 	b.Helper()
 	dir := b.TempDir()
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Logger: logger})
+	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Logger: logger, Scheduling: sched})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,71 +104,20 @@ func BenchmarkCreateGraph10kInProcess(b *testing.B) {
 // HTTP with 16 concurrent workers, each claiming one task at a time; it
 // reports cycles per second and claimWork's p50/p99 latency.
 func BenchmarkClaimComplete16(b *testing.B) {
-	TuneGC()
-	workers := benchWorkers()
-	e := newBenchEnv(b)
-	ctx := context.Background()
-	sub := queueclient.New(e.http.URL, submitTok)
-	for left := b.N; left > 0; left -= 10000 {
-		if _, err := sub.CreateGraph(ctx, flatGraph(min(left, 10000))); err != nil {
-			b.Fatal(err)
-		}
+	claimCompleteBench(b, newBenchEnv(b), 1)
+}
+
+// BenchmarkClaimCompleteOwners16 is BenchmarkClaimComplete16 with the
+// tasks spread over 8 owners' graphs (and so 8 runs of the pending index
+// for each claim to choose from), in fair-share and in FIFO order: the
+// cost of fair shares.
+func BenchmarkClaimCompleteOwners16(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		sched queue.Scheduling
+	}{{"fair", queue.Scheduling{}}, {"fifo", queue.Scheduling{FIFO: true}}} {
+		b.Run(c.name, func(b *testing.B) { claimCompleteBench(b, newBenchEnvSched(b, c.sched), 8) })
 	}
-	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		wg   sync.WaitGroup
-		next = make(chan struct{}, b.N)
-	)
-	for range b.N {
-		next <- struct{}{}
-	}
-	close(next)
-	b.ResetTimer()
-	cpu := startCPU()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := queueclient.New(e.http.URL, workTok)
-			req := taskdef.ClaimRequest{WorkerGroup: "bench", WorkerID: fmt.Sprintf("w%d", w), Tasks: 1}
-			var mine []time.Duration
-			for range next {
-				start := time.Now()
-				claims, err := c.ClaimWork(ctx, req, time.Second)
-				mine = append(mine, time.Since(start))
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				if len(claims) != 1 {
-					b.Errorf("claimed %d tasks", len(claims))
-					return
-				}
-				if _, err := c.Claimed(claims[0]).ReportCompleted(ctx, taskdef.ReportRequest{}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	cpu.stop()
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
-	b.ReportMetric(cpu.perOp(b.N), "cpu-us/cycle")
-	b.ReportMetric(pct(0.50), "claim-p50-ms")
-	b.ReportMetric(pct(0.99), "claim-p99-ms")
 }
 
 // BenchmarkGetGraph3000 reads a 3,000-task graph's status over HTTP, as

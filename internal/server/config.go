@@ -142,6 +142,44 @@ type Config struct {
 	// ExpiredKept is how long an expired graph or task id answers 410
 	// "expired" (then 404; default queue.DefaultTombstoneTTL).
 	ExpiredKept Duration `yaml:"expired_kept,omitempty"`
+	// FairShare shares the workers between owners within a priority
+	// (default true): the owner with the fewest running tasks is served
+	// first. false hands out the oldest task whoever owns it (FIFO).
+	FairShare *bool `yaml:"fair_share,omitempty"`
+	// MaxPendingPerOwner caps an owner's tasks waiting to run (pending
+	// or unscheduled): a graph or task over it is refused with 429
+	// (default DefaultMaxPendingPerOwner; 0: no cap).
+	MaxPendingPerOwner *int `yaml:"max_pending_per_owner,omitempty"`
+	// MaxRunningPerOwner caps an owner's running tasks; the others wait
+	// pending (default 0: no cap, so idle workers are never left idle).
+	MaxRunningPerOwner int `yaml:"max_running_per_owner,omitempty"`
+	// Priority says who may ask for priority high.
+	Priority PriorityConfig `yaml:"priority,omitempty"`
+}
+
+// PriorityConfig is the priority: key.
+type PriorityConfig struct {
+	// HighOwners, when present, lists the owners who may submit at
+	// priority high; others get 403 naming this key. Absent: anyone may;
+	// an empty list: nobody.
+	HighOwners *[]string `yaml:"high_owners,omitempty"`
+}
+
+// Scheduling is the queue's claim order and per-owner caps from the config
+// (queue.Options.Scheduling).
+func (c *Config) Scheduling() queue.Scheduling {
+	s := queue.Scheduling{
+		FIFO:               c.FairShare != nil && !*c.FairShare,
+		MaxRunningPerOwner: c.MaxRunningPerOwner,
+		MaxPendingPerOwner: DefaultMaxPendingPerOwner,
+	}
+	if c.MaxPendingPerOwner != nil {
+		s.MaxPendingPerOwner = *c.MaxPendingPerOwner
+	}
+	if c.Priority.HighOwners != nil {
+		s.HighOwners = append([]string{}, *c.Priority.HighOwners...)
+	}
+	return s
 }
 
 // Duration is a time.Duration written as "20m" in YAML.
@@ -183,6 +221,11 @@ const (
 	// per file plus each mapper's sealed credentials). Creating a graph
 	// grows af serve by about 2.5 times its size (TestGraphBodyMemory).
 	DefaultMaxGraphBytes = 64 << 20
+	// DefaultMaxPendingPerOwner bounds one owner's waiting tasks: a
+	// shared cluster's queue holds several 3,000-mapper backfills of one
+	// analyst (the largest graph measured had 7,153 mappers), but one
+	// token cannot fill the queue's file with millions of tasks.
+	DefaultMaxPendingPerOwner = 20_000
 	// DefaultExpireEvery is how often expired graphs are deleted.
 	DefaultExpireEvery = 10 * time.Minute
 	// DefaultArtifactBucket is the bucket a generated config names.
@@ -257,6 +300,19 @@ func (c *Config) Normalize(name string) error {
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = Duration(DefaultSessionTTL)
+	}
+	if c.MaxPendingPerOwner != nil && *c.MaxPendingPerOwner < 0 {
+		return fmt.Errorf("%s: max_pending_per_owner %d must not be negative (0: no cap; the default is %d)", name, *c.MaxPendingPerOwner, DefaultMaxPendingPerOwner)
+	}
+	if c.MaxRunningPerOwner < 0 {
+		return fmt.Errorf("%s: max_running_per_owner %d must not be negative (0: no cap, the default)", name, c.MaxRunningPerOwner)
+	}
+	if c.Priority.HighOwners != nil {
+		for i, o := range *c.Priority.HighOwners {
+			if strings.TrimSpace(o) == "" {
+				return fmt.Errorf("%s: priority.high_owners[%d] is empty; list owners by identity name (as `af users list` shows them)", name, i)
+			}
+		}
 	}
 	if c.MonitorURL == "" {
 		c.MonitorURL = c.Scheme() + "://" + c.Listen
@@ -393,6 +449,10 @@ func EnsureConfig(dataDir string) (cfg Config, path string, created bool, err er
 #   expire_every: 10m              # delete expired graphs, runs, artifacts (negative: never)
 #   expire_batch: 500              # tasks deleted per transaction
 #   expired_kept: 2160h            # an expired id answers 410 "expired" this long
+#   fair_share: true               # share workers between owners; false: oldest task first
+#   max_pending_per_owner: 20000   # an owner's waiting tasks at most (429 over it; 0: no cap)
+#   max_running_per_owner: 0       # an owner's running tasks at most (0: no cap)
+#   priority: {high_owners: [alice@example.com]}   # who may submit --priority high (absent: anyone)
 `
 	// O_EXCL: two servers starting at once must not overwrite each
 	// other's tokens.

@@ -45,6 +45,27 @@ max_graph_bytes: 1000
 				t.Errorf("parsed %+v", c)
 			}
 		}},
+		{"scheduling defaults", "tokens: [{name: a, role: admin, token: " + tok + "}]", "", func(t *testing.T, c Config) {
+			s := c.Scheduling()
+			if s.FIFO || s.MaxPendingPerOwner != DefaultMaxPendingPerOwner || s.MaxRunningPerOwner != 0 || s.HighOwners != nil {
+				t.Errorf("default scheduling %+v, want fair shares, %d pending per owner, no running cap, high open to all", s, DefaultMaxPendingPerOwner)
+			}
+		}},
+		{"scheduling keys", "tokens: [{name: a, role: admin, token: " + tok + "}]\nfair_share: false\nmax_pending_per_owner: 0\nmax_running_per_owner: 8\npriority: {high_owners: [alice@example.com]}", "", func(t *testing.T, c Config) {
+			s := c.Scheduling()
+			if !s.FIFO || s.MaxPendingPerOwner != 0 || s.MaxRunningPerOwner != 8 || len(s.HighOwners) != 1 || s.HighOwners[0] != "alice@example.com" {
+				t.Errorf("scheduling %+v", s)
+			}
+		}},
+		{"high for nobody", "tokens: [{name: a, role: admin, token: " + tok + "}]\npriority: {high_owners: []}", "", func(t *testing.T, c Config) {
+			if s := c.Scheduling(); s.HighOwners == nil || len(s.HighOwners) != 0 {
+				t.Errorf("high_owners: [] gave %#v, want an empty list (nobody)", s.HighOwners)
+			}
+		}},
+		{"negative pending cap", "tokens: [{name: a, role: admin, token: " + tok + "}]\nmax_pending_per_owner: -1", "max_pending_per_owner -1 must not be negative", nil},
+		{"negative running cap", "tokens: [{name: a, role: admin, token: " + tok + "}]\nmax_running_per_owner: -2", "max_running_per_owner -2 must not be negative", nil},
+		{"empty high owner", "tokens: [{name: a, role: admin, token: " + tok + "}]\npriority: {high_owners: [\"\"]}", "priority.high_owners[0] is empty", nil},
+		{"unknown priority key", "tokens: [{name: a, role: admin, token: " + tok + "}]\npriority: {high: [a]}", "high", nil},
 		{"empty", "", "empty config", nil},
 		{"bad starttls", "tokens: [{name: a, role: admin, token: " + tok + "}]\nsmtp: {addr: \"m:25\", starttls: sometimes}", "smtp.starttls", nil},
 		{"retry_max below retry_min", "tokens: [{name: a, role: admin, token: " + tok + "}]\nsmtp: {retry_min: 1m, retry_max: 10s}", "retry_max", nil},

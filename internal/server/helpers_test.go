@@ -56,6 +56,8 @@ type envOpts struct {
 	lease       time.Duration
 	// maxGraphBytes is the config's max_graph_bytes (0: the default).
 	maxGraphBytes int64
+	// config, when set, edits the config before it is normalized.
+	config func(*Config)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -67,12 +69,6 @@ func newEnv(t *testing.T, o envOpts) *env {
 		clock = queue.SystemClock{}
 	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Clock: clock, Logger: logger, LeaseDuration: o.lease})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	e.q = q
 	e.cfg = Config{
 		Data:        dir,
 		PublicReads: o.publicReads,
@@ -86,9 +82,18 @@ func newEnv(t *testing.T, o envOpts) *env {
 		PoolKey:       o.poolKey,
 		MaxGraphBytes: o.maxGraphBytes,
 	}
+	if o.config != nil {
+		o.config(&e.cfg)
+	}
 	if err := e.cfg.Normalize("test config"); err != nil {
 		t.Fatal(err)
 	}
+	q, err := queue.Open(filepath.Join(dir, "queue.db"), queue.Options{Clock: clock, Logger: logger, LeaseDuration: o.lease, Scheduling: e.cfg.Scheduling()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	e.q = q
 	e.srv, err = New(e.cfg, Deps{Queue: q, Logger: logger, Clock: clock, S3: o.s3})
 	if err != nil {
 		t.Fatal(err)

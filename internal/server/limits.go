@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/units"
 )
 
@@ -131,7 +132,7 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder, ownerFor func(given str
 	if err := expectDelim(dec, '{'); err != nil {
 		return bodyOrSyntax(r, err, "a graph body must be a JSON object")
 	}
-	var graphID, name, owner string
+	var graphID, name, owner, priority string
 	var haveID, haveTasks bool
 	for dec.More() {
 		tok, err := dec.Token()
@@ -147,6 +148,8 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder, ownerFor func(given str
 			dst = &name
 		case strings.EqualFold(key, "owner"):
 			dst = &owner
+		case strings.EqualFold(key, "priority"):
+			dst = &priority
 		case strings.EqualFold(key, "tasks"):
 			if haveTasks {
 				return bad(`"tasks" appears twice`)
@@ -160,6 +163,7 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder, ownerFor func(given str
 				return err
 			}
 			b.SetGraph(graphID, name, o)
+			b.SetPriority(taskdef.Priority(priority))
 			if err := decodeTasks(r, dec, b, o, ownerFor); err != nil {
 				return err
 			}
@@ -185,6 +189,7 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder, ownerFor func(given str
 		return err
 	}
 	b.SetGraph(graphID, name, o)
+	b.SetPriority(taskdef.Priority(priority))
 	return nil
 }
 

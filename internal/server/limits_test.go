@@ -135,8 +135,8 @@ func TestGraphBodyDecode(t *testing.T) {
 			return fmt.Sprintf(`{"graphId":%q,"tasks":[%s],"tasks":[]}`, g.GraphID, task(g))
 		}, `\"tasks\" appears twice`},
 		{"unknown field", func(g taskdef.Graph) string {
-			return fmt.Sprintf(`{"graphId":%q,"priority":1,"tasks":[%s]}`, g.GraphID, task(g))
-		}, `unknown field \"priority\"`},
+			return fmt.Sprintf(`{"graphId":%q,"colour":1,"tasks":[%s]}`, g.GraphID, task(g))
+		}, `unknown field \"colour\"`},
 		{"unknown task field", func(g taskdef.Graph) string {
 			return fmt.Sprintf(`{"graphId":%q,"tasks":[%s]}`, g.GraphID, strings.Replace(task(g), `"retries"`, `"retires"`, 1))
 		}, `tasks[0]: json: unknown field \"retires\"`},

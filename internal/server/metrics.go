@@ -25,6 +25,7 @@ type metrics struct {
 	reports   *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	artifacts *prometheus.CounterVec
+	claimWait *prometheus.HistogramVec
 }
 
 func newMetrics(q *queue.Queue, sender *outbox.Sender) *metrics {
@@ -51,9 +52,22 @@ func newMetrics(q *queue.Queue, sender *outbox.Sender) *metrics {
 			Name: "af_artifact_requests_total",
 			Help: "Artifact requests by operation (create, get, list) and result (ok, error).",
 		}, []string{"op", "result"}),
+		claimWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "af_claim_wait_seconds",
+			Help:    "How long claimed tasks waited pending (scheduled to claimed), by priority.",
+			Buckets: []float64{.01, .1, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600},
+		}, []string{"priority"}),
 	}
-	m.reg.MustRegister(m.claims, m.inflight, m.reports, m.latency, m.artifacts,
-		&taskCollector{q: q},
+	// Every priority reads 0 rather than being absent until its first
+	// claim.
+	for _, p := range taskdef.Priorities {
+		m.claimWait.WithLabelValues(string(p))
+	}
+	q.ObserveClaims(func(p taskdef.Priority, wait time.Duration) {
+		m.claimWait.WithLabelValues(string(p)).Observe(wait.Seconds())
+	})
+	m.reg.MustRegister(m.claims, m.inflight, m.reports, m.latency, m.artifacts, m.claimWait,
+		&taskCollector{q: q}, &ownerCollector{q: q},
 		&outboxCollector{q: q, sender: sender},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -115,6 +129,59 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range allStates {
 		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}
+
+// maxOwnerSeries bounds the owners af_owner_tasks names: the owners with
+// the most unresolved tasks; the rest are summed under ownerOther. Owners
+// are whatever submitters call themselves, so without a bound one token
+// holder could make /metrics (and every Prometheus that scrapes it)
+// arbitrarily large.
+const maxOwnerSeries = 20
+
+// ownerOther is the owner label of the owners past maxOwnerSeries.
+const ownerOther = "(other)"
+
+var ownerTasksDesc = prometheus.NewDesc("af_owner_tasks",
+	"Unresolved tasks by owner and state (unscheduled, pending, running): the 20 owners with the most, the others summed as owner=\"(other)\".",
+	[]string{"owner", "state"}, nil)
+
+// ownerCollector reads the owners' task counts from the queue at scrape
+// time.
+type ownerCollector struct {
+	q *queue.Queue
+}
+
+func (c *ownerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ownerTasksDesc }
+
+func (c *ownerCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	owners, err := c.q.OwnerCounts(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(ownerTasksDesc, err)
+		return
+	}
+	emit := func(o queue.OwnerCount) {
+		for _, v := range []struct {
+			s taskdef.TaskState
+			n int
+		}{{taskdef.StateUnscheduled, o.Unscheduled}, {taskdef.StatePending, o.Pending}, {taskdef.StateRunning, o.Running}} {
+			ch <- prometheus.MustNewConstMetric(ownerTasksDesc, prometheus.GaugeValue, float64(v.n), o.Owner, string(v.s))
+		}
+	}
+	other := queue.OwnerCount{Owner: ownerOther}
+	for i, o := range owners {
+		if i < maxOwnerSeries && o.Owner != ownerOther {
+			emit(o)
+			continue
+		}
+		other.Unscheduled += o.Unscheduled
+		other.Pending += o.Pending
+		other.Running += o.Running
+	}
+	if other.Total() > 0 {
+		emit(other)
 	}
 }
 

@@ -79,6 +79,11 @@
 //	expire_every: 10m               # how often expired graphs are deleted (negative: never)
 //	expire_batch: 500               # tasks deleted per transaction
 //	expired_kept: 2160h             # how long an expired id answers 410 "expired"
+//	fair_share: true                # false: within a priority, oldest task first (FIFO)
+//	max_pending_per_owner: 20000    # an owner's tasks waiting to run at most; 0: no cap
+//	max_running_per_owner: 0        # an owner's running tasks at most; 0: no cap
+//	priority:
+//	  high_owners: [alice@example.com]  # who may submit at priority high; absent: anyone
 //
 // With no --config, `af serve` writes <data>/config.yaml on first start
 // with fresh admin, submit and work tokens.
@@ -99,6 +104,24 @@
 // default monitor_url is https://<listen>. Clients (queueclient) trust
 // the system's CAs plus --ca/AF_CA_FILE, and send tokens over plain http
 // only to loopback unless told --insecure-http.
+//
+// # Claim order and per-owner limits
+//
+// claimWork hands out the highest priority first (a graph's "priority":
+// high, normal or low, `af submit --priority`; normal by default); within a
+// priority the owner with the fewest running tasks, then the oldest task
+// (fair_share: false: the oldest task whoever owns it). A graph's owner is
+// the identity that created it (see Auth). priority.high_owners, when present, lists the owners
+// who may ask for high: others get 403 Forbidden naming the key.
+// max_pending_per_owner (default 20000; 0: no cap) caps an owner's tasks
+// waiting to run (pending or unscheduled): a graph or task that would pass
+// it gets 429 with code OverLimit naming the key (queueclient does not
+// retry it); max_running_per_owner (default 0: no cap) leaves an owner's
+// other tasks pending while it has that many running. /metrics has
+// af_owner_tasks{owner,state} for unscheduled, pending and running tasks of
+// the 20 owners with the most (the others summed as owner="(other)", so a
+// token holder inventing owners cannot grow it) and the histogram
+// af_claim_wait_seconds{priority} of how long claimed tasks were pending.
 //
 // # Artifacts
 //
@@ -853,6 +876,8 @@ func classify(err error) (int, string) {
 		return http.StatusForbidden, "NotRunOwner"
 	case errors.Is(err, queue.ErrForbidden):
 		return http.StatusForbidden, "Forbidden"
+	case errors.Is(err, queue.ErrOverLimit):
+		return http.StatusTooManyRequests, taskdef.CodeOverLimit
 	case errors.Is(err, queue.ErrRunNotCurrent):
 		return http.StatusConflict, "RunNotCurrent"
 	case errors.Is(err, queue.ErrDeadlineExceeded):

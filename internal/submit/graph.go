@@ -32,7 +32,9 @@ type GraphOptions struct {
 	GraphID string // empty: a fresh id
 	Name    string
 	Owner   string
-	Image   string
+	// Priority is the graph's (empty: normal); its tasks take it.
+	Priority taskdef.Priority
+	Image    string
 
 	Bucket string
 	Prefix string
@@ -100,7 +102,7 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	expires := deadline.Add(7 * 24 * time.Hour)
 
 	loads := partition.Balance(o.Files, o.MaxLoadBytes, o.MaxFilesPerTask)
-	g := taskdef.Graph{GraphID: o.GraphID, Name: o.Name, Owner: o.Owner}
+	g := taskdef.Graph{GraphID: o.GraphID, Name: o.Name, Owner: o.Owner, Priority: o.Priority}
 	base := func(kind taskdef.Kind, name string) taskdef.Task {
 		env := make(map[string]string, len(o.Env)+2)
 		for k, v := range o.Env {

@@ -28,7 +28,9 @@ type Request struct {
 	Image      string
 	Name       string
 	Owner      string
-	Env        map[string]string
+	// Priority is the graph's claim priority (empty: normal).
+	Priority taskdef.Priority
+	Env      map[string]string
 
 	MaxLoadBytes    int64
 	MaxFilesPerTask int
@@ -137,7 +139,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	}
 	t2 := s.now()
 	g, err := BuildGraph(GraphOptions{
-		GraphID: graphID, Name: r.Name, Owner: r.Owner, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema,
+		GraphID: graphID, Name: r.Name, Owner: r.Owner, Priority: r.Priority, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema,
 		Files: res.Objects, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
 		SealedCredentials: sc.Sealed, MaxRunTime: r.MaxRunTime, Deadline: deadline, Retries: r.Retries,
 		Limits: r.Limits, Now: now,

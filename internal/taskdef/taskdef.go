@@ -26,6 +26,35 @@ const (
 	KindReducer Kind = "reducer"
 )
 
+// Priority orders claims: every pending task of a higher priority is
+// handed out before any of a lower one. Empty means PriorityNormal (the
+// queue stores normal as empty so that equal definitions stay byte-equal).
+type Priority string
+
+const (
+	// PriorityHigh goes before normal and low; the server's config may
+	// keep it for some owners (priority.high_owners).
+	PriorityHigh Priority = "high"
+	// PriorityNormal is the default.
+	PriorityNormal Priority = "normal"
+	// PriorityLow runs when nothing of normal or high priority waits.
+	PriorityLow Priority = "low"
+)
+
+// Priorities lists the priorities from the first served to the last.
+var Priorities = []Priority{PriorityHigh, PriorityNormal, PriorityLow}
+
+// ParsePriority checks a priority named by a user; "" is normal.
+func ParsePriority(s string) (Priority, error) {
+	switch Priority(s) {
+	case "", PriorityNormal:
+		return PriorityNormal, nil
+	case PriorityHigh, PriorityLow:
+		return Priority(s), nil
+	}
+	return "", fmt.Errorf("priority %q must be high, normal or low", s)
+}
+
 // Requires is TaskCluster's dependency condition.
 type Requires string
 
@@ -117,6 +146,10 @@ type Task struct {
 	Expires      time.Time `json:"expires"`
 	Metadata     Metadata  `json:"metadata"`
 	Payload      Payload   `json:"payload"`
+	// Priority is the task's claim priority; empty takes its graph's
+	// (normal for a task created alone). A task of a graph must not name
+	// another priority than the graph's.
+	Priority Priority `json:"priority,omitempty"`
 }
 
 // GraphTask pairs a task id with its definition inside a graph request.
@@ -128,10 +161,12 @@ type GraphTask struct {
 // Graph is the body of POST /api/v1/graphs: every task of a job, created in
 // one transaction.
 type Graph struct {
-	GraphID string      `json:"graphId"`
-	Name    string      `json:"name"`
-	Owner   string      `json:"owner"`
-	Tasks   []GraphTask `json:"tasks"`
+	GraphID string `json:"graphId"`
+	Name    string `json:"name"`
+	Owner   string `json:"owner"`
+	// Priority is high, normal (the default, also when empty) or low.
+	Priority Priority    `json:"priority,omitempty"`
+	Tasks    []GraphTask `json:"tasks"`
 }
 
 // TaskState is a task's place in its lifecycle; the queue's transition
@@ -272,6 +307,7 @@ type GraphStatus struct {
 	GraphID  string       `json:"graphId"`
 	Name     string       `json:"name"`
 	Owner    string       `json:"owner"`
+	Priority Priority     `json:"priority,omitempty"`
 	State    GraphState   `json:"state"`
 	Created  time.Time    `json:"created"`
 	Resolved *time.Time   `json:"resolved,omitempty"`
@@ -461,6 +497,7 @@ type GraphSummary struct {
 	GraphID  string            `json:"graphId"`
 	Name     string            `json:"name"`
 	Owner    string            `json:"owner"`
+	Priority Priority          `json:"priority,omitempty"`
 	State    GraphState        `json:"state"`
 	Created  time.Time         `json:"created"`
 	Resolved *time.Time        `json:"resolved,omitempty"`
@@ -469,6 +506,11 @@ type GraphSummary struct {
 	// CreatedBy is the identity that created the graph.
 	CreatedBy string `json:"createdBy,omitempty"`
 }
+
+// CodeOverLimit is the ErrorResponse code of a 429 that a per-owner limit
+// of the server's config refused (max_pending_per_owner): waiting a few
+// seconds will not help, so clients do not retry it.
+const CodeOverLimit = "OverLimit"
 
 // ErrorResponse is the body of every error answer of the API (any 4xx or
 // 5xx the server itself writes). Code is a stable name for the kind of
