@@ -15,11 +15,16 @@ tmp=$(mktemp)
     bash "$s"
     echo
   done
-  # Before/after sections come from bench/compare.sh runs, not from here:
-  # keep them.
-  if [ -f "$out" ]; then
-    awk '/^## / { keep = ($0 ~ /^## Before\/after/) } keep' "$out"
-  fi
 } > "$tmp"
+# Sections no script printed (bench/compare.sh's Before/after runs, and
+# figures a test measured, such as the faults survived in place) are kept
+# from the old file, so a run of make bench replaces only what it measured.
+if [ -f "$out" ]; then
+  awk 'NR == FNR { if (/^## /) made[$0] = 1; next }
+       /^## / { keep = !($0 in made) }
+       keep' "$tmp" "$out" >> "$tmp.kept"
+  cat "$tmp.kept" >> "$tmp"
+  rm -f "$tmp.kept"
+fi
 mv "$tmp" "$out"
 echo "wrote $out"
