@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -243,10 +244,15 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 
 	// And in Chromium, which trusts the test certificate by its key
-	// (every other certificate is still checked).
+	// (every other certificate is still checked), through the emailed
+	// link: its read capability opens the page without signing in.
+	link := regexp.MustCompile(regexp.QuoteMeta(monitorURL) + `\?cap=[^\s"<>]+`).FindString(msgs[0].Text)
+	if link == "" {
+		t.Fatalf("no https monitor link with a read capability in the email:\n%s", msgs[0].Text)
+	}
 	br := browsertest.Start(t, browsertest.Options{TrustSPKI: []string{leaf.SPKIHash()}})
 	tab := br.NewTab(t)
-	if err := tab.Navigate(monitorURL, 30*time.Second); err != nil {
+	if err := tab.Navigate(link, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := tab.WaitFor(`document.getElementById('app') && document.getElementById('app').dataset.live === 'false'`, time.Minute); err != nil {
