@@ -101,12 +101,8 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 	var gs taskdef.GraphStatus
 	err := q.db.View(func(tx *bolt.Tx) error {
 		var g graphRec
-		ok, err := getGraph(tx.Bucket(bGraphs), graphID, &g)
-		if err != nil {
+		if err := viewGraph(tx, graphID, &g); err != nil {
 			return err
-		}
-		if !ok {
-			return notFoundf("graph %s does not exist", graphID)
 		}
 		gs = taskdef.GraphStatus{
 			GraphID: graphID, Name: g.Name, Owner: g.Owner, Priority: shownPriority(g.Priority), State: g.State, Created: g.Created,
@@ -142,12 +138,8 @@ func (q *Queue) GraphOwner(ctx context.Context, graphID string) (string, error) 
 	var owner string
 	err := q.db.View(func(tx *bolt.Tx) error {
 		var g graphRec
-		ok, err := getGraph(tx.Bucket(bGraphs), graphID, &g)
-		if err != nil {
+		if err := viewGraph(tx, graphID, &g); err != nil {
 			return err
-		}
-		if !ok {
-			return notFoundf("graph %s does not exist", graphID)
 		}
 		owner = g.Owner
 		return nil
@@ -403,4 +395,14 @@ func (q *Queue) Run(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// viewGraph reads a graph's record in a read transaction; a missing graph
+// is ErrNotFound.
+func viewGraph(tx *bolt.Tx, graphID string, g *graphRec) error {
+	ok, err := getGraph(tx.Bucket(bGraphs), graphID, g)
+	if err == nil && !ok {
+		err = notFoundf("graph %s does not exist", graphID)
+	}
+	return err
 }
