@@ -16,6 +16,9 @@ type Document struct {
 	// Version is nil when the document has no "version".
 	Version    *int
 	Dimensions []DocDimension
+	// FileName is a schema's "file_name": what the file name holds after
+	// its dimensions; nil when absent.
+	FileName *string
 }
 
 // DocDimension is one entry of a Document's "dimensions".
@@ -24,6 +27,9 @@ type DocDimension struct {
 	// AllowedValues is kept raw: the schema ignores it and a filter gives
 	// each kind its own meaning.
 	AllowedValues json.RawMessage `json:"allowed_values"`
+	// In is a schema's "in": where the dimension lives in a key
+	// ("directory", "file_name" or "key=value"); nil when absent.
+	In *string `json:"in"`
 }
 
 // DocError says what is wrong with a schema or filter document and where:
@@ -67,6 +73,7 @@ func DecodeDocument(name string, data []byte) (Document, error) {
 	var raw struct {
 		Version    *int           `json:"version"`
 		Dimensions []DocDimension `json:"dimensions"`
+		FileName   *string        `json:"file_name"`
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return Document{}, &DocError{File: name, Msg: `the file is empty; want a JSON object {"version": 1, "dimensions": [...]}`}
@@ -82,7 +89,7 @@ func DecodeDocument(name string, data []byte) (Document, error) {
 			return Document{}, &DocError{File: name, Dim: i + 1, Msg: `"field_name" is missing or empty`}
 		}
 	}
-	return Document{Version: raw.Version, Dimensions: raw.Dimensions}, nil
+	return Document{Version: raw.Version, Dimensions: raw.Dimensions, FileName: raw.FileName}, nil
 }
 
 // jsonError turns an encoding/json error into a DocError with the line and
@@ -123,6 +130,8 @@ func jsonError(name string, data []byte, err error) error {
 			`"dimensions"`:             `a list`,
 			`an entry of "dimensions"`: `an object {"field_name": ..., "allowed_values": ...}`,
 			`"field_name"`:             `a string`,
+			`"in"`:                     `"directory", "file_name" or "key=value"`,
+			`"file_name"`:              `"telemetry" or "any"`,
 		}[what]
 		if want == "" {
 			want = "another type"
