@@ -58,8 +58,9 @@ func (s Scope) Describe() string {
 // ScopeFor computes the smallest set of key prefixes that covers keys (the
 // files the filter selected) and whose session policy fits
 // MaxSessionPolicy. The tightest prefixes name every dimension of a key
-// ("<prefix>/<d1>/…/<dn-2>/<dn-1>.<dn>.", the dimension subtree the filter
-// kept); when they do not fit, dimensions are dropped from the end one
+// ("<prefix>/<d1>/…/<dn-2>/<dn-1>.<dn>." in the .vN layout,
+// "<prefix>/dt=<d1>/hour=<d2>/" in a key=value one: the dimension subtree
+// the filter kept); when they do not fit, dimensions are dropped from the end one
 // level at a time (the file-name dimensions, then directory levels) down to
 // the index's prefix itself, which always fits. A key that does not fit
 // the layout is granted exactly (its whole key) at every level but 0.
@@ -73,21 +74,25 @@ func ScopeFor(bucket, prefix string, schema layout.Schema, keys []string) (Scope
 	if len(keys) == 0 {
 		return Scope{}, errors.New("no input keys to scope the credentials to")
 	}
-	if len(schema.Fields) < 2 {
+	if len(schema.Fields) == 0 || len(schema.Fields) < 2 && schema.Places == nil {
 		schema = layout.Telemetry()
 	}
 	base := layout.NormalizePrefix(prefix)
 	n := len(schema.Fields)
 	// A key's prefix at level L is the key itself up to the separator
-	// after its L-th dimension value ('/' for directory levels, '.' in the
-	// file name), so ends[L-1] is all a level needs: no string is built.
+	// after its L-th dimension value ('/' for directory levels, plain or
+	// key=value, '.' in the file name), so ends[L-1] is all a level needs:
+	// no string is built.
 	type parsed struct {
 		key  string
 		ends []int // nil: the key does not fit the layout
 	}
 	ps := make([]parsed, len(keys))
 	backing := make([]int, len(keys)*n)
-	var dims []string
+	var (
+		dims []string
+		off  []int
+	)
 	for i, k := range keys {
 		if !strings.HasPrefix(k, base) {
 			return Scope{}, fmt.Errorf("input %q is not under the index's prefix %q", k, base)
@@ -97,14 +102,12 @@ func ScopeFor(bucket, prefix string, schema layout.Schema, keys []string) (Scope
 		}
 		ps[i].key = k
 		var err error
-		if dims, err = schema.ParseRel(k[len(base):], dims[:0]); err != nil {
+		if dims, off, err = schema.Ends(k[len(base):], dims[:0], off[:0]); err != nil {
 			continue
 		}
 		ends := backing[i*n : (i+1)*n : (i+1)*n]
-		at := len(base)
-		for j, d := range dims {
-			at += len(d) + 1 // the value and its separator
-			ends[j] = at
+		for j, e := range off {
+			ends[j] = len(base) + e // past the value and its separator
 		}
 		ps[i].ends = ends
 	}

@@ -6,8 +6,11 @@
 // with one entry per schema dimension, in schema order. allowed_values is
 // "*" (any value), a string (exactly that value), a list of strings (any
 // of them, each sanitised as the storage layout sanitises directory names,
-// so "saved-session" selects saved_session), or {"min": ..., "max": ...}
-// with either bound optional, compared as strings.
+// so "saved-session" selects saved_session; a key=value directory keeps
+// "-", so "2024-01-01" selects dt=2024-01-01), or {"min": ..., "max": ...}
+// with either bound optional, compared as strings. A filter means the same
+// whichever layout the schema gives its dimensions: it matches values, and
+// the index finds them wherever the layout puts them.
 package filter
 
 import (
@@ -126,7 +129,7 @@ func Parse(name string, data []byte, schema layout.Schema) (*Filter, error) {
 			}
 			return nil, &layout.DocError{File: name, Dim: i + 1, Field: d.FieldName, Msg: msg}
 		}
-		dim, msg := parseAllowed(d.AllowedValues)
+		dim, msg := parseAllowed(d.AllowedValues, func(v string) string { return schema.SanitizeValue(i, v) })
 		if msg != "" {
 			return nil, &layout.DocError{File: name, Dim: i + 1, Field: d.FieldName, Msg: msg}
 		}
@@ -136,8 +139,9 @@ func Parse(name string, data []byte, schema layout.Schema) (*Filter, error) {
 	return f, nil
 }
 
-// parseAllowed reads one allowed_values; msg is non-empty when it is wrong.
-func parseAllowed(raw json.RawMessage) (Dimension, string) {
+// parseAllowed reads one allowed_values, sanitising listed values as the
+// layout stores them; msg is non-empty when it is wrong.
+func parseAllowed(raw json.RawMessage, sanitize func(string) string) (Dimension, string) {
 	raw = bytes.TrimSpace(raw)
 	kind := layout.KindOf(raw)
 	switch kind {
@@ -172,7 +176,7 @@ func parseAllowed(raw json.RawMessage) (Dimension, string) {
 			if s == "*" {
 				return Dimension{}, `allowed_values lists "*", which would select only a value named "_"; use "*" on its own (not in a list) to allow every value`
 			}
-			vals = append(vals, layout.Sanitize(s))
+			vals = append(vals, sanitize(s))
 		}
 		sort.Strings(vals)
 		return Dimension{Kind: Set, Values: slices.Compact(vals)}, ""

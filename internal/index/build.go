@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -243,6 +244,14 @@ func (db *DB) recordSource(bucket, prefix string, schema layout.Schema) error {
 			if err := meta.Put(kv[0], kv[1]); err != nil {
 				return err
 			}
+		}
+		// Only another layout than the .vN one needs format 2 (see
+		// FormatVersion); the .vN layout's files stay readable by older af.
+		if l := schema.Layout(); l != "" {
+			if err := meta.Put(metaLayout, []byte(l)); err != nil {
+				return err
+			}
+			return meta.Put(metaFormat, []byte(strconv.Itoa(FormatVersion)))
 		}
 		return nil
 	})

@@ -29,7 +29,13 @@ import (
 
 // FormatVersion is the version of the index file format this code writes
 // and reads. A file with a newer version is refused rather than misread.
-const FormatVersion = 1
+//
+// Version 2 adds the layout (meta key "layout", Schema.Layout's text) for
+// indexes of another layout than telemetry-server's .vN one; an index of
+// that layout keeps writing version 1, so older af reads it as before,
+// while one of another layout says 2, which older af refuses instead of
+// misreading its keys.
+const FormatVersion = 2
 
 // DefaultTimeout is how long Open waits for another process's lock.
 const DefaultTimeout = time.Second
@@ -43,6 +49,7 @@ var (
 	metaPrefix     = []byte("prefix")
 	metaSchema     = []byte("schema")
 	metaBuilt      = []byte("built")
+	metaLayout     = []byte("layout")
 )
 
 // ErrInUse means another process holds the index file open for writing.
@@ -168,7 +175,7 @@ func (db *DB) init(readOnly bool) error {
 		if err != nil {
 			return fmt.Errorf("create index: %w", err)
 		}
-		if err := meta.Put(metaFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
+		if err := meta.Put(metaFormat, []byte("1")); err != nil {
 			return fmt.Errorf("create index: %w", err)
 		}
 		if _, err := tx.CreateBucket(objectsBucket); err != nil {
@@ -202,9 +209,15 @@ func readSource(tx *bolt.Tx) (source, bool, error) {
 		return source{}, false, nil
 	}
 	s := source{bucket: string(b), prefix: string(meta.Get(metaPrefix))}
-	if err := json.Unmarshal(meta.Get(metaSchema), &s.schema.Fields); err != nil {
+	var fields []string
+	if err := json.Unmarshal(meta.Get(metaSchema), &fields); err != nil {
 		return source{}, false, fmt.Errorf("read index schema: %w", err)
 	}
+	schema, err := layout.ParseLayout(fields, string(meta.Get(metaLayout)))
+	if err != nil {
+		return source{}, false, fmt.Errorf("read index schema: %w (damaged file? move it away and run `af index build`)", err)
+	}
+	s.schema = schema
 	if t := meta.Get(metaBuilt); t != nil {
 		s.built, _ = time.Parse(time.RFC3339Nano, string(t))
 	}

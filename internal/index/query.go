@@ -73,8 +73,10 @@ type scanner struct {
 	c       *bolt.Cursor
 	dims    []filter.Dimension
 	sets    [][]string // per level, a Set's values in key order (v+sep)
-	dirs    int        // levels separated by "/"; the rest by "."
-	anyFrom int        // from this level down every dimension is Any
+	schema  layout.Schema
+	leads   []string // per level, what comes before the value ("dt=")
+	seps    []byte   // per level, the separator after the value
+	anyFrom int      // from this level down every dimension is Any
 	prefix  string
 	fn      func(Object) error
 	st      *QueryStats
@@ -85,8 +87,13 @@ type scanner struct {
 }
 
 func newScanner(ctx context.Context, c *bolt.Cursor, f *filter.Filter, src source, fn func(Object) error, st *QueryStats) *scanner {
-	s := &scanner{ctx: ctx, c: c, dims: f.Dims, dirs: len(f.Dims) - 2, ndims: len(f.Dims), prefix: src.prefix, fn: fn, st: st}
+	s := &scanner{ctx: ctx, c: c, dims: f.Dims, schema: src.schema, ndims: len(f.Dims), prefix: src.prefix, fn: fn, st: st}
 	s.sets = make([][]string, len(f.Dims))
+	s.leads = make([]string, len(f.Dims))
+	s.seps = make([]byte, len(f.Dims))
+	for i := range f.Dims {
+		s.leads[i], s.seps[i] = src.schema.Part(i)
+	}
 	s.anyFrom = len(f.Dims)
 	for i := len(f.Dims) - 1; i >= 0 && f.Dims[i].Kind == filter.Any; i-- {
 		s.anyFrom = i
@@ -97,7 +104,7 @@ func newScanner(ctx context.Context, c *bolt.Cursor, f *filter.Filter, src sourc
 			// Only values a stored key can hold can match; the others
 			// (with a separator inside, say) would mislead the seeks.
 			vals := slices.DeleteFunc(slices.Clone(d.Values), func(v string) bool {
-				return !storable(v, i < s.dirs)
+				return !src.schema.Storable(i, v)
 			})
 			// The index is in key order, where v is followed by its
 			// separator: "22/" sorts after "22.0/" although "22" < "22.0".
@@ -108,18 +115,7 @@ func newScanner(ctx context.Context, c *bolt.Cursor, f *filter.Filter, src sourc
 	return s
 }
 
-// storable reports whether v can be a stored dimension value: sanitised,
-// without "/", and without "." in the file name.
-func storable(v string, dir bool) bool {
-	return v != "" && layout.IsSanitized(v) && !strings.Contains(v, "/") && (dir || !strings.Contains(v, "."))
-}
-
-func (s *scanner) sep(level int) byte {
-	if level < s.dirs {
-		return '/'
-	}
-	return '.'
-}
+func (s *scanner) sep(level int) byte { return s.seps[level] }
 
 func (s *scanner) seek(k []byte) ([]byte, []byte) {
 	s.st.Seeks++
@@ -127,9 +123,14 @@ func (s *scanner) seek(k []byte) ([]byte, []byte) {
 }
 
 // valueAt returns the value of the current level in k (which starts with
-// buf[:plen]) or nil if k does not continue with a value and separator.
-func valueAt(k []byte, plen int, sep byte) []byte {
+// buf[:plen]) or nil if k does not continue with lead, a value and
+// separator.
+func valueAt(k []byte, plen int, lead string, sep byte) []byte {
 	rest := k[plen:]
+	if !bytes.HasPrefix(rest, []byte(lead)) {
+		return nil
+	}
+	rest = rest[len(lead):]
 	j := bytes.IndexByte(rest, sep)
 	if j <= 0 {
 		return nil
@@ -147,13 +148,13 @@ func (s *scanner) level(i, plen int) error {
 		return s.all(plen)
 	}
 	d := &s.dims[i]
-	sep := s.sep(i)
+	sep, lead := s.sep(i), s.leads[i]
 	if d.Kind == filter.Set {
 		return s.set(i, plen, sep)
 	}
 	// Any or Range: walk the distinct values from the lowest possible one,
 	// skipping each value's whole subtree with one seek.
-	s.buf = s.buf[:plen]
+	s.buf = append(s.buf[:plen], lead...)
 	if d.Kind == filter.Range && d.HasMin {
 		s.buf = append(s.buf, d.Min...)
 	}
@@ -171,15 +172,15 @@ func (s *scanner) level(i, plen int) error {
 				break
 			}
 		}
-		stop = append(append(append([]byte(nil), s.buf[:plen]...), m...), sep)
+		stop = append(append(append(append([]byte(nil), s.buf[:plen]...), lead...), m...), sep)
 	}
 	k, _ := s.seek(s.buf)
 	for k != nil && bytes.HasPrefix(k, s.buf[:plen]) {
-		v := valueAt(k, plen, sep)
+		v := valueAt(k, plen, lead, sep)
 		if v == nil {
 			return fmt.Errorf("index: damaged key %q", k)
 		}
-		end := plen + len(v) + 1
+		end := plen + len(lead) + len(v) + 1
 		if stop != nil && bytes.Compare(k[:end], stop) > 0 {
 			return nil
 		}
@@ -200,8 +201,9 @@ func (s *scanner) level(i, plen int) error {
 // value; if the index has a later value there, jump ahead in the set.
 func (s *scanner) set(i, plen int, sep byte) error {
 	vals := s.sets[i]
+	lead := s.leads[i]
 	for j := 0; j < len(vals); {
-		s.buf = append(append(s.buf[:plen], vals[j]...), sep)
+		s.buf = append(append(append(s.buf[:plen], lead...), vals[j]...), sep)
 		end := len(s.buf)
 		k, _ := s.seek(s.buf)
 		if k == nil || !bytes.HasPrefix(k, s.buf[:plen]) {
@@ -214,11 +216,11 @@ func (s *scanner) set(i, plen int, sep byte) error {
 			j++
 			continue
 		}
-		v := valueAt(k, plen, sep)
+		v := valueAt(k, plen, lead, sep)
 		if v == nil {
 			return fmt.Errorf("index: damaged key %q", k)
 		}
-		found := string(k[plen : plen+len(v)+1])
+		found := string(k[plen+len(lead) : plen+len(lead)+len(v)+1])
 		// found sorts after vals[j]+sep, so at least vals[j] is passed;
 		// the max guards the loop's progress all the same.
 		j += max(1, countBefore(vals[j:], found, sep))
@@ -289,24 +291,9 @@ func (s *scanner) object(k, v []byte) (Object, error) {
 	s.dimSlab = s.dimSlab[s.ndims:]
 	return Object{
 		Key: str[:keyLen], Size: size, ETag: str[keyLen:], LastModified: time.UnixMilli(ms).UTC(),
-		Dims: splitDims(dims, str[len(s.prefix):keyLen], s.dirs),
+		Dims: s.schema.SplitStored(str[len(s.prefix):keyLen], dims),
 	}, nil
 }
 
 // slabBytes is the size of the byte slabs Objects' strings are cut from.
 const slabBytes = 1 << 20
-
-// splitDims appends the dimension values of a stored (hence valid) key
-// to dims.
-func splitDims(dims []string, rel string, dirs int) []string {
-	for range dirs {
-		j := strings.IndexByte(rel, '/')
-		dims = append(dims, rel[:j])
-		rel = rel[j+1:]
-	}
-	j := strings.IndexByte(rel, '.')
-	dims = append(dims, rel[:j])
-	rel = rel[j+1:]
-	j = strings.IndexByte(rel, '.')
-	return append(dims, rel[:j])
-}

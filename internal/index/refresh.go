@@ -129,8 +129,11 @@ func (db *DB) Refresh(ctx context.Context, lister Lister, req Request, progress 
 }
 
 func checkSchema(schema layout.Schema) error {
-	if len(schema.Fields) < 2 {
+	if len(schema.Fields) < 2 && schema.Places == nil {
 		return fmt.Errorf("%w: the schema has %d dimension(s); the layout needs at least 2", ErrInvalidRequest, len(schema.Fields))
+	}
+	if _, err := layout.ParseLayout(schema.Fields, schema.Layout()); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return nil
 }

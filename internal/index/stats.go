@@ -70,15 +70,12 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 			}
 			rel := k
 			for i := range n {
-				sep := byte('.')
-				if i < n-2 {
-					sep = '/'
-				}
+				lead, sep := src.schema.Part(i)
 				j := bytes.IndexByte(rel, sep)
-				if j < 0 {
+				if j < len(lead) {
 					return fmt.Errorf("index: damaged key %q", k)
 				}
-				val := rel[:j]
+				val := rel[len(lead):j]
 				rel = rel[j+1:]
 				vc := last[i]
 				if vc == nil || vc.Value != string(val) {
@@ -110,7 +107,7 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 func (st Stats) Wire() taskdef.IndexStats {
 	w := taskdef.IndexStats{
 		Bucket: st.Bucket, Prefix: st.Prefix,
-		Schema:  taskdef.IndexSchema{Fields: st.Schema.Fields},
+		Schema:  taskdef.IndexSchema{Fields: st.Schema.Fields, Layout: st.Schema.Layout()},
 		Built:   st.Built,
 		Objects: st.Objects, Bytes: st.Bytes,
 	}

@@ -287,3 +287,13 @@ func (s Schema) check() (msg string, dim int) {
 	}
 	return "", 0
 }
+
+// FromWire is the schema a task's payload or an index answer names: its
+// dimension names and Layout text. No names means telemetry-server's
+// schema, as from a sender that predates them.
+func FromWire(fields []string, layoutText string) (Schema, error) {
+	if len(fields) == 0 && layoutText == "" {
+		return Telemetry(), nil
+	}
+	return ParseLayout(fields, layoutText)
+}

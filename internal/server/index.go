@@ -77,7 +77,7 @@ func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	bw := bufio.NewWriterSize(w, 64<<10)
-	head, _ := json.Marshal(map[string]string{"bucket": bucket, "prefix": prefix})
+	head, _ := json.Marshal(map[string]any{"bucket": bucket, "prefix": prefix, "schema": schema.Fields, "layout": schema.Layout()})
 	bw.Write(head[:len(head)-1])
 	bw.WriteString(`,"objects":[`)
 	first := true

@@ -39,6 +39,8 @@ type GraphOptions struct {
 	Bucket string
 	Prefix string
 	Schema []string
+	// Layout is where Schema's dimensions live (layout.Schema.Layout).
+	Layout string
 	Files  []taskdef.InputFile
 
 	MaxLoadBytes    int64
@@ -127,7 +129,7 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 		// others download.
 		sort.SliceStable(load, func(a, b int) bool { return load[a].Size > load[b].Size })
 		t.Payload.Inputs = load
-		t.Payload.Bucket, t.Payload.Prefix, t.Payload.Schema = o.Bucket, o.Prefix, o.Schema
+		t.Payload.Bucket, t.Payload.Prefix, t.Payload.Schema, t.Payload.Layout = o.Bucket, o.Prefix, o.Schema, o.Layout
 		if o.SealedCredentials != "" {
 			t.Payload.Env[taskdef.EnvCredentials] = o.SealedCredentials
 		}

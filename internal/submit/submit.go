@@ -131,7 +131,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	// in a task that runs another image.
 	graphID := taskdef.NewID()
 	sc, err := SealCredentials(ctx, s.AWS, pub, CredentialsRequest{
-		GraphID: graphID, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Files: res.Objects,
+		GraphID: graphID, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Layout: res.Layout, Files: res.Objects,
 		TTL: ttl, Mode: r.CredentialsMode, RoleARN: r.RoleARN, Deadline: now.Add(deadline),
 	})
 	if err != nil {
@@ -139,7 +139,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	}
 	t2 := s.now()
 	g, err := BuildGraph(GraphOptions{
-		GraphID: graphID, Name: r.Name, Owner: r.Owner, Priority: r.Priority, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema,
+		GraphID: graphID, Name: r.Name, Owner: r.Owner, Priority: r.Priority, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Layout: res.Layout,
 		Files: res.Objects, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
 		SealedCredentials: sc.Sealed, MaxRunTime: r.MaxRunTime, Deadline: deadline, Retries: r.Retries,
 		Limits: r.Limits, Now: now,
@@ -162,9 +162,9 @@ func (s *Submitter) query(ctx context.Context, r Request) (taskdef.IndexResult, 
 		if err != nil {
 			return taskdef.IndexResult{}, nil, fmt.Errorf("query the file index with %s: %w", r.FilterName, err)
 		}
-		// The queue's index follows the telemetry schema unless it says
-		// otherwise; the worker only needs the field names.
-		return res, nil, nil
+		// A server that predates the layout sends no schema: the
+		// telemetry one, which the worker assumes without one.
+		return res, res.Schema, nil
 	}
 	db, err := index.Open(r.IndexDB, index.Options{ReadOnly: true, Logger: s.Logger})
 	if err != nil {
@@ -179,7 +179,7 @@ func (s *Submitter) query(ctx context.Context, r Request) (taskdef.IndexResult, 
 	if err != nil {
 		return taskdef.IndexResult{}, nil, err
 	}
-	res := taskdef.IndexResult{Bucket: bucket, Prefix: prefix}
+	res := taskdef.IndexResult{Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout()}
 	if _, err := db.Query(ctx, f, func(o index.Object) error {
 		res.Objects = append(res.Objects, taskdef.InputFile{Key: o.Key, Size: o.Size})
 		res.Files++
@@ -257,10 +257,12 @@ type CredentialsRequest struct {
 	// Bucket, Prefix and Schema are the index's; Files the selected inputs.
 	Bucket, Prefix string
 	Schema         []string
-	Files          []taskdef.InputFile
-	TTL            time.Duration
-	Mode           creds.Mode
-	RoleARN        string
+	// Layout is where Schema's dimensions live (layout.Schema.Layout).
+	Layout  string
+	Files   []taskdef.InputFile
+	TTL     time.Duration
+	Mode    creds.Mode
+	RoleARN string
 	// Deadline is the graph's; Mint fails if STS grants less.
 	Deadline time.Time
 }
@@ -289,7 +291,11 @@ func SealCredentials(ctx context.Context, cfg aws.Config, pub *creds.PublicKey, 
 	for i, f := range r.Files {
 		keys[i] = f.Key
 	}
-	sc, err := creds.ScopeFor(r.Bucket, r.Prefix, layout.Schema{Fields: r.Schema}, keys)
+	schema, err := layout.FromWire(r.Schema, r.Layout)
+	if err != nil {
+		return SealedCredentials{}, fmt.Errorf("scope the job's S3 credentials: the index's %w", err)
+	}
+	sc, err := creds.ScopeFor(r.Bucket, r.Prefix, schema, keys)
 	if err != nil {
 		return SealedCredentials{}, fmt.Errorf("scope the job's S3 credentials: %w", err)
 	}

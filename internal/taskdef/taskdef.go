@@ -118,6 +118,10 @@ type Payload struct {
 	// file's dimensions.
 	Prefix string   `json:"prefix,omitempty"`
 	Schema []string `json:"schema,omitempty"`
+	// Layout says where each of Schema's dimensions lives in a key
+	// (layout.Schema.Layout's text: "kk:any" for two key=value
+	// directories, say); empty for telemetry-server's .vN layout.
+	Layout string `json:"layout,omitempty"`
 	// Inputs are the mapper's files, largest first.
 	Inputs []InputFile `json:"inputs,omitempty"`
 	// MaxRunTime is the container's wall-clock limit in seconds.
@@ -550,7 +554,12 @@ type IndexResult struct {
 	Objects []InputFile `json:"objects"`
 	Files   int64       `json:"files"`
 	Bytes   int64       `json:"bytes"`
-	Error   string      `json:"error,omitempty"`
+	// Schema and Layout are the index's dimensions and where they live
+	// (as in Payload); both empty from a server that predates them, which
+	// means telemetry-server's schema and .vN layout.
+	Schema []string `json:"schema,omitempty"`
+	Layout string   `json:"layout,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 // IndexBuildRequest is the body of POST /api/v1/index/build. Empty fields
@@ -601,6 +610,9 @@ type IndexStats struct {
 // IndexSchema names the index's dimensions, in key order.
 type IndexSchema struct {
 	Fields []string
+	// Layout says where each dimension lives (layout.Schema.Layout's
+	// text); empty for telemetry-server's .vN layout.
+	Layout string `json:",omitempty"`
 }
 
 // IndexDimStats lists one dimension's distinct values.

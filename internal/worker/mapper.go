@@ -26,16 +26,18 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		return exception(taskdef.ReasonMalformedPayload, "mapper has inputs but no %s in its env; submit it with `af submit`", taskdef.EnvCredentials)
 	}
 	f := &feeder{
-		bucket: p.Bucket, prefix: p.Prefix, schema: layout.Schema{Fields: p.Schema}, parallel: w.cfg.DownloadParallel,
+		bucket: p.Bucket, prefix: p.Prefix, parallel: w.cfg.DownloadParallel,
 		policy:       inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
 		noDecompress: spec.Decompress == jobspec.DecompressNone,
 		open:         w.cfg.Decompress,
 		logLine:      tlog.logf,
 		retry:        s3Retry{Clock: w.clock},
 	}
-	if len(p.Schema) == 0 {
-		f.schema = layout.Telemetry()
+	schema, err := layout.FromWire(p.Schema, p.Layout)
+	if err != nil {
+		return exception(taskdef.ReasonMalformedPayload, "the payload's schema and layout: %v; submit it with `af submit`", err)
 	}
+	f.schema = schema
 	if len(p.Inputs) > 0 {
 		cr, err := creds.Open(blob, w.cfg.Key, w.clock.Now())
 		if err != nil {

@@ -191,6 +191,9 @@ func checkPayload(p taskdef.Payload, c Ceilings) error {
 	if len(p.Schema) > maxSchemaFields {
 		return fmt.Errorf("payload.schema has %d fields; at most %d", len(p.Schema), maxSchemaFields)
 	}
+	if len(p.Layout) > maxSchemaFields+16 {
+		return fmt.Errorf("payload.layout has %d bytes; at most %d", len(p.Layout), maxSchemaFields+16)
+	}
 	if len(p.Env) > maxEnvVars {
 		return fmt.Errorf("payload.env has %d variables; at most %d", len(p.Env), maxEnvVars)
 	}
