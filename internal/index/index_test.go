@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -472,12 +473,12 @@ func TestOpenErrors(t *testing.T) {
 	if err := b.Update(func(tx *bolt.Tx) error {
 		m, _ := tx.CreateBucket(metaBucket)
 		_, _ = tx.CreateBucket(objectsBucket)
-		return m.Put(metaFormat, []byte("2"))
+		return m.Put(metaFormat, []byte(strconv.Itoa(FormatVersion+1)))
 	}); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
-	if _, err := Open(newer, Options{}); err == nil || !strings.Contains(err.Error(), "format version 2, newer than this af understands (1)") {
+	if _, err := Open(newer, Options{}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("format version %d, newer than this af understands (%d)", FormatVersion+1, FormatVersion)) {
 		t.Errorf("newer format: %v", err)
 	}
 

@@ -171,6 +171,7 @@ func FuzzParse(f *testing.F) {
 	for _, k := range []string{
 		"saved_session/Firefox/nightly/22.0a1/20130226031002.20131011.v2.log.e28a4032eb744f089a1828ac7399e5d8.lzma",
 		"a/b/c/d/e.f.v1.log.u", "a//c/d/e.f.v1.log.u", "a/b/c/d/e.f.v1.log.u.txt", "x", "",
+		"processed/idle_daily/Firefox/nightly/26.0a1/20130826074752.20130903.log.e0c7ff434e474c8aa745763eed408b9c.lzma", "a/../c/d/e.f.log.u",
 	} {
 		f.Add(k)
 	}
@@ -192,9 +193,15 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("Parse(%q) gave value %q", key, d)
 			}
 		}
-		// Every key that fits is rebuilt by Key from its parts.
+		// Every .vN key that fits is rebuilt by Key from its parts.
 		base := key[strings.LastIndexByte(key, '/')+1:]
 		parts := strings.Split(base, ".")
+		if !isVersion(parts[2]) {
+			if parts[2] != "log" || len(parts) > 5 {
+				t.Fatalf("Parse(%q) accepted a name that is neither .vN nor .log", key)
+			}
+			return
+		}
 		var v int
 		for _, c := range parts[2][1:] {
 			v = v*10 + int(c-'0')

@@ -243,7 +243,7 @@ func ParseLayout(fields []string, text string) (Schema, error) {
 	for i := range places {
 		j := strings.IndexByte("dnk", places[i])
 		if j < 0 {
-			return Schema{}, fmt.Errorf("layout %q: place %q is not d, n or k", text, places[i])
+			return Schema{}, fmt.Errorf("layout %q: place %q is not d, n or k", text, string(places[i]))
 		}
 		s.Places[i] = Place(j)
 	}
