@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -193,6 +194,9 @@ func checkPayload(p taskdef.Payload, c Ceilings) error {
 	}
 	if len(p.Layout) > maxSchemaFields+16 {
 		return fmt.Errorf("payload.layout has %d bytes; at most %d", len(p.Layout), maxSchemaFields+16)
+	}
+	if _, err := layout.FromWire(p.Schema, p.Layout); err != nil {
+		return fmt.Errorf("payload.schema and payload.layout: %w", err)
 	}
 	if len(p.Env) > maxEnvVars {
 		return fmt.Errorf("payload.env has %d variables; at most %d", len(p.Env), maxEnvVars)
