@@ -3,6 +3,7 @@ package submit
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,55 @@ func TestSealCredentialsBindsGraphAndImage(t *testing.T) {
 	req.Image = ""
 	if _, err := SealCredentials(ctx, s.Config, pub, req); err == nil || !strings.Contains(err.Error(), "no job image") {
 		t.Fatalf("sealed without an image: %v", err)
+	}
+}
+
+// TestSealCredentialsFollowTheLayout: with a key=value layout the scope's
+// prefixes end after "hour=<value>/" (not at a guess of the .vN shape,
+// which would grant each whole key), and every mapper's payload carries
+// the layout so the worker frames the right dims.
+func TestSealCredentialsFollowTheLayout(t *testing.T) {
+	t.Parallel()
+	s := miniotest.Start(t, "events")
+	pub, key, err := creds.NewKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []taskdef.InputFile{
+		{Key: "logs/dt=2024-01-01/hour=03/part-0001.json.gz", Size: 10},
+		{Key: "logs/dt=2024-01-01/hour=03/part-0002.json.gz", Size: 10},
+		{Key: "logs/dt=2024-01-02/hour=00/part-0001.json.gz", Size: 10},
+	}
+	graphID := taskdef.NewID()
+	req := CredentialsRequest{
+		GraphID: graphID, Image: "af/os-count", Bucket: "events", Prefix: "logs/", Schema: []string{"dt", "hour"}, Layout: "kk:any",
+		Files: files, TTL: time.Hour,
+	}
+	sc, err := SealCredentials(context.Background(), s.Config, pub, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"logs/dt=2024-01-01/hour=03/", "logs/dt=2024-01-02/hour=00/"}; !slices.Equal(sc.Scope.Prefixes, want) || sc.Scope.Dimension != "hour" {
+		t.Fatalf("scope %+v; want %q at hour", sc.Scope, want)
+	}
+	cr, err := creds.Open(sc.Sealed, key, time.Now())
+	if err != nil || !slices.Equal(cr.Prefixes, sc.Scope.Prefixes) {
+		t.Fatalf("sealed prefixes %q, %v", cr.Prefixes, err)
+	}
+	g, err := BuildGraph(GraphOptions{
+		GraphID: graphID, Name: "n", Owner: "a@example.com", Image: req.Image, Bucket: req.Bucket, Prefix: req.Prefix,
+		Schema: req.Schema, Layout: req.Layout, Files: files, SealedCredentials: sc.Sealed, MaxRunTime: time.Minute, Deadline: 30 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gt := range g.Tasks {
+		if p := gt.Task.Payload; p.Kind == taskdef.KindMapper && (p.Layout != "kk:any" || !slices.Equal(p.Schema, req.Schema)) {
+			t.Errorf("mapper %s: schema %q layout %q", gt.TaskID, p.Schema, p.Layout)
+		}
+	}
+	req.Layout = "k:any"
+	if _, err := SealCredentials(context.Background(), s.Config, pub, req); err == nil || !strings.Contains(err.Error(), "the index's layout") {
+		t.Errorf("a layout that does not fit the schema: %v", err)
 	}
 }
