@@ -81,7 +81,7 @@ func runIndexBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	db := indexDBFlag(fs)
 	bucket := fs.String("bucket", "", "S3 bucket holding the input files (required on the first build; later builds default to the indexed one)")
 	prefix := fs.String("prefix", "", "key prefix the layout lives under (default \"\" on the first build; later builds default to the indexed one, and another is refused)")
-	schemaPath := fs.String("schema", layout.DefaultSchemaPath, "telemetry_schema.json naming the dimensions (the built-in telemetry schema when the default file is absent)")
+	schemaPath := fs.String("schema", layout.DefaultSchemaPath, "telemetry_schema.json naming the dimensions and where each lives in a key (filters/layouts has telemetry-2's all-directory and Hive's key=value layouts; the built-in telemetry schema when the default file is absent)")
 	listSkipped := fs.Bool("list-skipped", false, "print every key outside the layout, not just the first few")
 	qf := addQueueFlags(fs)
 	pos, err := parseIndexFlags(fs, args)
@@ -280,6 +280,11 @@ func printIndexStats(stdout io.Writer, where string, st taskdef.IndexStats) {
 		fmt.Fprintf(stdout, ", built %s", st.Built.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(stdout, "\nobjects: %s\nbytes:   %s\n", thousands(st.Objects), humanBytes(st.Bytes))
+	if st.Schema.Layout != "" {
+		if s, err := layout.ParseLayout(st.Schema.Fields, st.Schema.Layout); err == nil {
+			fmt.Fprintf(stdout, "layout:  %s\n", s.Template())
+		}
+	}
 	for _, d := range st.Dims {
 		fmt.Fprintf(stdout, "\n%s: %s values\n", d.Field, thousands(len(d.Values)))
 		vw, nw := 0, 0
