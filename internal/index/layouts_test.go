@@ -233,3 +233,58 @@ func TestLayoutIsPartOfTheSource(t *testing.T) {
 		t.Errorf("format of a .vN index %q, %v; want 1", format, err)
 	}
 }
+
+// TestNamesWithoutVersionAsTelemetryServerReadsThem indexes keys of
+// telemetry-server's own schema test (telemetry/test_telemetry_schema.py,
+// names without .vN, under "processed/") beside .vN ones, and checks that
+// a filter selects what telemetry-server's reader would: it splits the
+// path on "/" and takes the first two dot-separated parts of the name.
+func TestNamesWithoutVersionAsTelemetryServerReadsThem(t *testing.T) {
+	t.Parallel()
+	names := []string{
+		"processed/idle_daily/Firefox/nightly/26.0a1/20130826074752.20130903.log.e0c7ff434e474c8aa745763eed408b9c.lzma",
+		"processed/idle_daily/Firefox/nightly/26.0a1/20130901030218.20130903.log.17ff07fda8994e23baf983550246a94b.lzma",
+		"processed/idle_daily/Firefox/nightly/26.0a1/20130819030205.20130907.log.ec6f22acd37349b3b5ef03da1cc150da.lzma",
+		"processed/idle_daily/Firefox/nightly/26.0a1/20130814030204.20130906.log.a382f1337d1f47ef8aad08f8fb14a79a.lzma",
+		"processed/idle_daily/Firefox/nightly/26.0a1/20130826074752.20130902.log.2349f0434be64c6684f91eccabf9b3e6.lzma",
+		"processed/saved_session/Firefox/nightly/26.0a1/20130902030220.20130908.log.7e9556a5e32b4990a9d378eea65f57a9.lzma",
+		"processed/saved_session/Firefox/nightly/26.0a1/20130829030201.20130909.log.c227775e57e24854b1aac7c21c59f85c.lzma",
+		"processed/saved_session/Firefox/nightly/26.0a1/20130826030203.20130906.log.88620da62e77482285f28d5ea69beb1e.lzma",
+		// .vN names of the same era, side by side.
+		"processed/idle_daily/Firefox/nightly/26.0a1/20130826074752.20130904.v2.log.0bf2c1edf2634ca5bdc865a54957a690.lzma",
+		"processed/saved_session/Firefox/nightly/26.0a1/20130830030205.20130906.v2.log.77905bb7503a4a98aa7231b10073f47e.lzma",
+	}
+	m := &memLister{}
+	for i, k := range names {
+		m.put(k, int64(i+1), md5ish(i), t0)
+	}
+	db := openTemp(t, Options{})
+	rep, err := db.Build(context.Background(), m, "telemetry", "processed", layout.Telemetry(), nil)
+	if err != nil || rep.Indexed != len(names) || rep.Skipped != 0 {
+		t.Fatalf("build %+v %v: every key of telemetry-server's test should fit", rep, err)
+	}
+	// telemetry-server's reader, TelemetrySchema.get_dimensions.
+	dimsOf := func(key string) []string {
+		parts := strings.Split(strings.TrimPrefix(key, "processed/"), "/")
+		name := strings.Split(parts[len(parts)-1], ".")
+		return append(parts[:len(parts)-1], name[0], name[1])
+	}
+	for _, av := range [][]string{
+		{`["idle-daily"]`, "", "", "", "", `{"min": "20130903", "max": "20130906"}`},
+		{`["saved-session", "idle-daily"]`, `["Firefox"]`, `["nightly"]`, "", `{"min": "20130826"}`, `{"min": "20130904"}`},
+		{"", "", "", "", `{"max": "20130826999999"}`},
+	} {
+		f := eraFilter(t, layout.Telemetry(), av)
+		var want []string
+		for _, k := range names {
+			if f.Match(dimsOf(k)) {
+				want = append(want, k)
+			}
+		}
+		sort.Strings(want)
+		got, _ := collect(t, db, f)
+		if len(want) == 0 || !slices.Equal(keys(got), want) {
+			t.Errorf("filter %s: got %q, want %q", f.Name, keys(got), want)
+		}
+	}
+}
