@@ -127,7 +127,7 @@ func (s *scanner) seek(k []byte) ([]byte, []byte) {
 // separator.
 func valueAt(k []byte, plen int, lead string, sep byte) []byte {
 	rest := k[plen:]
-	if !bytes.HasPrefix(rest, []byte(lead)) {
+	if len(rest) < len(lead) || string(rest[:len(lead)]) != lead {
 		return nil
 	}
 	rest = rest[len(lead):]
