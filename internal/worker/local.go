@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
+	"github.com/af-project/af/internal/decompress"
 	"github.com/af-project/af/internal/jobspec"
+	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -157,4 +160,26 @@ func (w *Worker) localReducer(ctx context.Context, c taskdef.Claim, spec jobspec
 	}
 	tlog.logf("reducer output: %d lines", out.stats.RecordsOut)
 	return out
+}
+
+// Feed writes the inputs of a mapper payload to out in the framed format
+// (internal/records) exactly as a worker streams them into a mapper's
+// container: in the payload's file order, each file decompressed by its
+// extension, its bad lines dropped. It is what `af sample` shows. Bad
+// files and lines are told to logf and never end the feed; an error is
+// one of reading the objects or of writing out.
+func Feed(ctx context.Context, p taskdef.Payload, objects ObjectGetter, out io.Writer, logf func(format string, args ...any)) error {
+	open, err := decompress.NewOpener(decompress.GzipAuto)
+	if err != nil {
+		return err
+	}
+	f := &feeder{
+		s3: objects, bucket: p.Bucket, prefix: p.Prefix, schema: layout.Schema{Fields: p.Schema}, parallel: 4,
+		policy: inputPolicy{maxBadFiles: math.MaxInt64, maxBadLineRatio: 1},
+		open:   open, logLine: logf, retry: s3Retry{},
+	}
+	if len(p.Schema) == 0 {
+		f.schema = layout.Telemetry()
+	}
+	return f.feed(ctx, p.Inputs, out)
 }
