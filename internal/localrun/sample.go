@@ -17,8 +17,8 @@ import (
 // SampleOptions say how many documents to show and how.
 type SampleOptions struct {
 	// Docs is how many documents to print (default 5). They come from up
-	// to Docs files spread over the selection (Selection.Sample), the
-	// same number from each, the first ones of each file.
+	// to Docs files spread over the selection (Selection.Sample), shared
+	// out evenly over them, the first ones of each file.
 	Docs int
 	// JSON prints one JSON object a line ({"file", "dims", "key",
 	// "value"}) instead of the readable form.
@@ -52,7 +52,15 @@ func PrintSample(ctx context.Context, sel Selection, o SampleOptions) (int, erro
 	if len(files) == 0 {
 		return 0, fmt.Errorf("%w in %s", ErrNoFiles, sel.Where)
 	}
-	perFile := (o.Docs + len(files) - 1) / len(files)
+	// The documents are shared out over the files: the first Docs %
+	// len(files) of them give one more.
+	quota := func(nFile int) int {
+		q := o.Docs / len(files)
+		if nFile <= o.Docs%len(files) {
+			q++
+		}
+		return q
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -82,7 +90,7 @@ func PrintSample(ctx context.Context, sel Selection, o SampleOptions) (int, erro
 			nFile++
 			continue
 		}
-		if file == nil || inFile >= perFile {
+		if file == nil || inFile >= quota(nFile) {
 			continue
 		}
 		inFile++

@@ -124,7 +124,7 @@ func Select(ctx context.Context, src Source, filterName string, filterJSON []byt
 		case rep.Listed == 0:
 			why = "it holds no files"
 		case rep.Skipped == rep.Listed:
-			why = fmt.Sprintf("all %d files listed are outside the layout (%s), e.g. %s", rep.Listed, src.Schema, rep.SkippedKeys[0])
+			why = fmt.Sprintf("all %d files listed are outside the layout (%s), e.g. %s; if the layout starts below a prefix, give it with --prefix", rep.Listed, src.Schema, rep.SkippedKeys[0])
 		case rep.Skipped > 0:
 			why = fmt.Sprintf("%d files listed, %d of them outside the layout, none of the rest selected", rep.Listed, rep.Skipped)
 		}
