@@ -155,7 +155,8 @@ Flags:
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	var te *localrun.TaskError
-	if errors.As(err, &te) {
+	if errors.As(err, &te) && te.Failed() {
+		// The job's own fault, worded as the worker reports it.
 		return fmt.Errorf("the job's %w", te)
 	}
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -280,6 +279,3 @@ func (p *prefixWriter) Flush() {
 		p.buf.Reset()
 	}
 }
-
-// IsNoFiles says whether err is a filter that selected nothing.
-func IsNoFiles(err error) bool { return errors.Is(err, ErrNoFiles) }
