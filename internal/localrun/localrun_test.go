@@ -266,6 +266,7 @@ func TestAfRunLocal(t *testing.T) {
 	clustertest.RequireImages(t, "af/os-count")
 	d := makeData(t, 15)
 	syntaxImage := testImage(t, "syntax-error-job")
+	symlinkImage := testImage(t, "symlink-output-job")
 	none := filepath.Join(t.TempDir(), "none.json")
 	if err := os.WriteFile(none, []byte(strings.Replace(nightly, `["nightly"]`, `["esr"]`, 1)), 0o644); err != nil {
 		t.Fatal(err)
@@ -289,6 +290,13 @@ func TestAfRunLocal(t *testing.T) {
 			code: 1, wantStdout: true,
 			stderrHas: []string{"mapper 1/2 failed: the job exited with code 1: SyntaxError: expected ':'", `File "/job/job.py", line 4`, "def map(key, dims, value, context)"},
 			stderrNot: []string{"[mapper 1/2]"},
+		},
+		{
+			// The job's output is hostile: checked as a worker checks it.
+			name: "symlink output", args: []string{"run", "--local", symlinkImage, "--filter", d.filter, "--data-dir", d.dir, "--prefix", "v2", "-q"},
+			code: 1, wantStdout: true,
+			stderrHas: []string{"mapper 1/2 failed: /scratch/output is a symlink; a job must write a regular file"},
+			stderrNot: []string{"root:"},
 		},
 		{
 			name: "nothing selected", args: []string{"run", "--local", "af/os-count", "--filter", none, "--data-dir", d.dir, "--prefix", "v2"},
