@@ -133,10 +133,11 @@ echo '```'
 echo "bash bench/90-loop.sh $rounds"
 echo '```'
 echo
-echo "| loop | docker build | result | edit → result |"
-echo "|---|---:|---:|---:|"
-echo "| \`af run --local IMAGE --filter F --data-dir DIR\` | $lb | $lr | $lt |"
-echo "| \`af submit F IMAGE --wait\` | $sb | $sr | $st |"
+rounds_of() { awk '{ printf "%s%.1f+%.1f", (NR > 1 ? ", " : ""), $1, $2 }' "$1"; }
+echo "| loop | docker build | result | edit → result | each round (build+result) |"
+echo "|---|---:|---:|---:|---|"
+echo "| \`af run --local IMAGE --filter F --data-dir DIR\` | $lb | $lr | $lt | $(rounds_of "$tmp/local.txt") |"
+echo "| \`af submit F IMAGE --wait\` | $sb | $sr | $st | $(rounds_of "$tmp/submit.txt") |"
 echo
 echo "Edit → result with \`af run --local\` takes $ratio of the submit loop's time"
 echo "(the result alone, after the build: $rratio), and needs no queue, worker, S3"
