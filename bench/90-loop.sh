@@ -141,6 +141,9 @@ echo "| \`af submit F IMAGE --wait\` | $sb | $sr | $st | $(rounds_of "$tmp/submi
 echo
 echo "Edit → result with \`af run --local\` takes $ratio of the submit loop's time"
 echo "(the result alone, after the build: $rratio), and needs no queue, worker, S3"
-echo "or af serve; the containers, the helper, the sort and the merge are the"
-echo "same, so both loops are mostly \`docker build\` and container starts. Load"
-echo "average when the run ended: $load (other work shared the 2 cores)."
+echo "or af serve. Both run the same containers (the spec read, 2 mappers, the"
+echo "reducer), and their starts and runs are most of either loop, so what"
+echo "\`--local\` saves is the queue's round trips and the cluster itself, not"
+echo "the job's time. A round far above the others met a \`docker build\` or a"
+echo "container start queued behind other work on the engine. Load average when"
+echo "the run ended: $load (other work shared the 2 cores)."
