@@ -99,7 +99,7 @@ Flags:
 	local := fs.Bool("local", false, "run on this host (required: the cluster's way is af submit)")
 	filterPath := fs.String("filter", "", "FILTER.json selecting the input files (required)")
 	sf := addSourceFlags(fs)
-	sample := fs.Int("sample", 10, "with --bucket: run over this many of the selected files, spread evenly over the selection in key order (0: all of them)")
+	sample := fs.Int("sample", 10, "run over this many of the selected files, spread evenly over the selection in key order (0: all of them); with --bucket 10 by default, with --data-dir all unless given")
 	mappers := fs.Int("mappers", localrun.DefaultMappers, "split the files into at most this many mapper tasks (0: as af submit splits them, by --max-load-bytes and --max-files-per-task)")
 	parallel := fs.Int("parallel", min(2, runtime.NumCPU()), "mapper tasks run at once")
 	env := envFlag{}
@@ -138,7 +138,9 @@ Flags:
 	if err != nil {
 		return err
 	}
-	if src.DataDir == "" {
+	sampled := src.DataDir == ""
+	fs.Visit(func(f *flag.Flag) { sampled = sampled || f.Name == "sample" })
+	if sampled {
 		all := len(sel.Files)
 		sel = sel.Sample(*sample)
 		if len(sel.Files) < all {
