@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -106,5 +107,37 @@ func TestSelectionSample(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("Sample(%d) = %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestPrefixWriterEscapes: a task's log reaches the terminal line by line
+// with its name in front, and none of the job's control characters (an
+// escape sequence could rewrite what the terminal shows) gets through.
+func TestPrefixWriterEscapes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   string
+	}{
+		{"lines", []string{"a\nb", "c\n"}, "[m] a\n[m] bc\n"},
+		{"escape sequence", []string{"\x1b[2J\x1b]0;owned\x07hi\n"}, "[m] \\x1b[2J\\x1b]0;owned\\x07hi\n"},
+		{"carriage return and tab", []string{"x\ry\tz\n"}, "[m] x\\x0dy\tz\n"},
+		{"unterminated last line", []string{"end"}, "[m] end\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var b strings.Builder
+			p := newPrefixWriter(&b, "[m] ")
+			for _, w := range tc.writes {
+				if _, err := p.Write([]byte(w)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p.Flush()
+			if b.String() != tc.want {
+				t.Fatalf("got %q, want %q", b.String(), tc.want)
+			}
+		})
 	}
 }
