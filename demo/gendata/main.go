@@ -25,23 +25,16 @@ func main() {
 	filterPath := flag.String("expect", "filters/Filter.json", "write the expected os-count result for this filter")
 	expectOut := flag.String("expect-out", "", "file for the expected result (default: stdout)")
 	docs := flag.Int("docs", 200, "documents per file")
+	dataDir := flag.String("data-dir", "", "write the files under this directory (a file's key is its path there, for af run --local --data-dir) instead of S3")
 	flag.Parse()
-	if err := run(*bucket, *prefix, *filterPath, *expectOut, *docs); err != nil {
+	if err := run(*bucket, *prefix, *filterPath, *expectOut, *docs, *dataDir); err != nil {
 		fmt.Fprintf(os.Stderr, "gendata: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(bucket, prefix, filterPath, expectOut string, docs int) error {
+func run(bucket, prefix, filterPath, expectOut string, docs int, dataDir string) error {
 	ctx := context.Background()
-	cfg, err := awsconf.Load(ctx, awsconf.Options{})
-	if err != nil {
-		return err
-	}
-	client := awsconf.S3(cfg)
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &bucket}); err != nil && !alreadyOwned(err) {
-		return fmt.Errorf("create bucket %s: %w", bucket, err)
-	}
 	set, err := synth.Generate(synth.Spec{
 		Prefix:            prefix,
 		Reasons:           []string{"saved-session", "idle-daily", "android-anr-report"},
@@ -55,11 +48,27 @@ func run(bucket, prefix, filterPath, expectOut string, docs int) error {
 	if err != nil {
 		return err
 	}
-	if err := synth.Upload(ctx, client, bucket, set.Files); err != nil {
-		return err
+	where := "s3://" + bucket + "/" + prefix
+	if dataDir != "" {
+		if err := synth.WriteDir(dataDir, set.Files); err != nil {
+			return err
+		}
+		where = dataDir
+	} else {
+		cfg, err := awsconf.Load(ctx, awsconf.Options{})
+		if err != nil {
+			return err
+		}
+		client := awsconf.S3(cfg)
+		if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &bucket}); err != nil && !alreadyOwned(err) {
+			return fmt.Errorf("create bucket %s: %w", bucket, err)
+		}
+		if err := synth.Upload(ctx, client, bucket, set.Files); err != nil {
+			return err
+		}
 	}
 	n, compressed, raw := set.Totals()
-	fmt.Fprintf(os.Stderr, "gendata: wrote %d files (%d documents, %d bytes compressed, %d raw) to s3://%s/%s\n", len(set.Files), n, compressed, raw, bucket, prefix)
+	fmt.Fprintf(os.Stderr, "gendata: wrote %d files (%d documents, %d bytes compressed, %d raw) to %s\n", len(set.Files), n, compressed, raw, where)
 
 	schema := layout.Telemetry()
 	f, err := filter.ParseFile(filterPath, schema)

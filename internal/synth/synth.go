@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -306,4 +308,19 @@ func Upload(ctx context.Context, client *s3.Client, bucket string, files []File)
 	}
 	wg.Wait()
 	return first
+}
+
+// WriteDir writes every file under dir at its key's path, as a data dir
+// laid out like the bucket (af run --local --data-dir).
+func WriteDir(dir string, files []File) error {
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Key))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		if err := os.WriteFile(p, f.Body, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+	}
+	return nil
 }

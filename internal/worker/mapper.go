@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,19 +26,10 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 	if blob == "" && len(p.Inputs) > 0 {
 		return exception(taskdef.ReasonMalformedPayload, "mapper has inputs but no %s in its env; submit it with `af submit`", taskdef.EnvCredentials)
 	}
-	f := &feeder{
-		bucket: p.Bucket, prefix: p.Prefix, parallel: w.cfg.DownloadParallel,
-		policy:       inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
-		noDecompress: spec.Decompress == jobspec.DecompressNone,
-		open:         w.cfg.Decompress,
-		logLine:      tlog.logf,
-		retry:        s3Retry{Clock: w.clock},
-	}
-	schema, err := layout.FromWire(p.Schema, p.Layout)
+	f, err := w.newFeeder(p, spec, tlog)
 	if err != nil {
-		return exception(taskdef.ReasonMalformedPayload, "the payload's schema and layout: %v; submit it with `af submit`", err)
+		return exception(taskdef.ReasonMalformedPayload, "%v; submit it with `af submit`", err)
 	}
-	f.schema = schema
 	if len(p.Inputs) > 0 {
 		cr, err := creds.Open(blob, w.cfg.Key, w.clock.Now())
 		if err != nil {
@@ -61,6 +53,40 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		tlog.logf("credentials opened: key %s…, graph %s, image %s, %d key prefix(es) of s3://%s/%s, expire %s",
 			redactKeyID(cr.AccessKeyID), cr.GraphID, cr.Image, len(cr.Prefixes), cr.Bucket, cr.Prefix, cr.Expiration.UTC().Format(time.RFC3339))
 	}
+	out, sorted := w.mapInputs(ctx, c, spec, td, tlog, progress, f)
+	if sorted == "" {
+		return out
+	}
+	if err := w.uploadFile(ctx, c, taskdef.ResultArtifact, sorted); err != nil {
+		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
+		o.stats = out.stats
+		return o
+	}
+	return out
+}
+
+// newFeeder is the feeder of a mapper's inputs; its s3 is the caller's.
+func (w *Worker) newFeeder(p taskdef.Payload, spec jobspec.Spec, tlog *taskLog) (*feeder, error) {
+	schema, err := layout.FromWire(p.Schema, p.Layout)
+	if err != nil {
+		return nil, fmt.Errorf("the payload's schema and layout: %w", err)
+	}
+	f := &feeder{
+		bucket: p.Bucket, prefix: p.Prefix, schema: schema, parallel: w.cfg.DownloadParallel,
+		policy:       inputPolicy{maxBadFiles: int64(spec.MaxBadFiles), maxBadLineRatio: spec.MaxBadLineRatio},
+		noDecompress: spec.Decompress == jobspec.DecompressNone,
+		open:         w.cfg.Decompress,
+		logLine:      tlog.logf,
+		retry:        s3Retry{Clock: w.clock},
+	}
+	return f, nil
+}
+
+// mapInputs feeds the inputs through the job's mapper and sorts its
+// output into the run's work dir. It returns the sorted file's path with
+// a completed outcome, or "" with the outcome that ended the run.
+func (w *Worker) mapInputs(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, td *taskDir, tlog *taskLog, progress *progressSource, f *feeder) (outcome, string) {
+	p := c.Task.Payload
 	progress.set(f.stats)
 	var total int64
 	for _, in := range p.Inputs {
@@ -81,12 +107,12 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 	st := f.stats()
 	if !ok {
 		out.stats = st
-		return out
+		return out, ""
 	}
 	output, size, bad := w.openOutput(td)
 	if bad != nil {
 		bad.stats = st
-		return *bad
+		return *bad, ""
 	}
 	defer output.Close()
 	// Sort the job's output by key so the reducer only merges, in
@@ -98,20 +124,15 @@ func (w *Worker) runMapper(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		if errors.As(err, &le) {
 			o := failed("the mapper wrote a malformed output line: %v; write output with context.write(key, value)", err)
 			o.stats = st
-			return o
+			return o, ""
 		}
 		o := w.hostFault("sort mapper output", err)
 		o.stats = st
-		return o
+		return o, ""
 	}
 	st.RecordsOut = ss.Lines
 	tlog.logf("mapper output: %d key/value lines, %d bytes, sorted in %d spilled runs", ss.Lines, ss.Bytes, ss.Runs)
-	if err := w.uploadFile(ctx, c, taskdef.ResultArtifact, sorted); err != nil {
-		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
-		o.stats = st
-		return o
-	}
-	return outcome{state: taskdef.StateCompleted, message: "mapper completed", stats: st}
+	return outcome{state: taskdef.StateCompleted, message: "mapper completed", stats: st}, sorted
 }
 
 func sortFile(r io.Reader, out, dir string, memory int) (extsort.Stats, error) {

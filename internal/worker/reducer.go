@@ -37,6 +37,27 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 		}
 		return exception(taskdef.ReasonResourceUnavail, "fetch mapper results: %v", err)
 	}
+	out, output, size := w.reduceInputs(ctx, c, spec, td, tlog, progress, paths, ids, bytesIn)
+	if output == nil {
+		return out
+	}
+	defer output.Close()
+	// A section reader, so a failed upload can be retried from the start.
+	if err := w.cfg.Queue.Claimed(c).UploadArtifact(ctx, taskdef.ResultArtifact, "text/plain; charset=utf-8",
+		io.NewSectionReader(output, 0, size), size); err != nil {
+		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
+		o.stats = out.stats
+		return o
+	}
+	tlog.logf("reducer output: %d lines", out.stats.RecordsOut)
+	return out
+}
+
+// reduceInputs merges the mapper results at paths (of the mappers ids,
+// bytesIn in all) into the job's reducer. It returns the job's output,
+// opened through the scratch dir and size bytes long, with a completed
+// outcome, or nil with the outcome that ended the run.
+func (w *Worker) reduceInputs(ctx context.Context, c taskdef.Claim, spec jobspec.Spec, td *taskDir, tlog *taskLog, progress *progressSource, paths, ids []string, bytesIn int64) (outcome, *os.File, int64) {
 	// A merge of thousands of results opens at most extsort.DefaultFanIn
 	// of them at once, merging runs of them into the work dir first.
 	merger, err := extsort.MergeFiles(paths, ids, extsort.MergeOptions{Dir: td.work, FanIn: w.cfg.MergeFanIn})
@@ -46,12 +67,12 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 		if errors.As(err, &le) || errors.As(err, &oe) {
 			// Workers upload sorted results; this one was not written by
 			// a worker, so rerunning the reducer cannot help.
-			return failed("merge mapper results: %v; rerun the mapper tasks whose results are malformed", err)
+			return failed("merge mapper results: %v; rerun the mapper tasks whose results are malformed", err), nil, 0
 		}
 		if diskFull(err) {
-			return w.hostFault("merge mapper results", err)
+			return w.hostFault("merge mapper results", err), nil, 0
 		}
-		return exception(taskdef.ReasonInternalError, "merge mapper results: %v", err)
+		return exception(taskdef.ReasonInternalError, "merge mapper results: %v", err), nil, 0
 	}
 	defer merger.Close()
 	pr, pw := io.Pipe()
@@ -67,33 +88,25 @@ func (w *Worker) runReducer(ctx context.Context, c taskdef.Claim, spec jobspec.S
 	st.Files, st.Bytes = int64(len(ids)), bytesIn
 	if !ok {
 		out.stats = st
-		return out
+		return out, nil, 0
 	}
 	output, size, bad := w.openOutput(td)
 	if bad != nil {
 		bad.stats = st
-		return *bad
+		return *bad, nil, 0
 	}
-	defer output.Close()
 	lines, err := countLines(ctxReader{ctx, io.LimitReader(output, size)})
 	if err == nil {
 		_, err = output.Seek(0, io.SeekStart)
 	}
 	if err != nil {
+		output.Close()
 		o := exception(taskdef.ReasonInternalError, "read the job result: %v", err)
 		o.stats = st
-		return o
+		return o, nil, 0
 	}
 	st.RecordsOut = lines
-	// A section reader, so a failed upload can be retried from the start.
-	if err := w.cfg.Queue.Claimed(c).UploadArtifact(ctx, taskdef.ResultArtifact, "text/plain; charset=utf-8",
-		io.NewSectionReader(output, 0, size), size); err != nil {
-		o := exception(taskdef.ReasonResourceUnavail, "upload %s: %v", taskdef.ResultArtifact, err)
-		o.stats = st
-		return o
-	}
-	tlog.logf("reducer output: %d lines", lines)
-	return outcome{state: taskdef.StateCompleted, message: "reducer completed", stats: st}
+	return outcome{state: taskdef.StateCompleted, message: "reducer completed", stats: st}, output, size
 }
 
 func countLines(f io.Reader) (int64, error) {

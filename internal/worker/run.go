@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/af-project/af/internal/jobspec"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/taskdef"
@@ -41,12 +43,18 @@ type taskLog struct {
 	buf   bytes.Buffer
 	clock Clock
 	dirty bool
+	// tee, when set, gets every write as it comes (a local run's
+	// terminal); its errors are ignored.
+	tee io.Writer
 }
 
 func (l *taskLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.dirty = true
+	if l.tee != nil {
+		_, _ = l.tee.Write(p)
+	}
 	return l.buf.Write(p)
 }
 
@@ -350,6 +358,13 @@ func (w *Worker) uploadLog(ctx context.Context, c taskdef.Claim, tlog *taskLog, 
 
 // execute runs the task's container and publishes its result.
 func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, progress *progressSource) outcome {
+	return w.executeWith(ctx, c, tlog, progress, nil)
+}
+
+// executeWith checks the payload, reads the image's job spec and prepares
+// the run's directory, then runs the task: with run when it is set (a
+// local run, see local.go), else as a claimed mapper or reducer.
+func (w *Worker) executeWith(ctx context.Context, c taskdef.Claim, tlog *taskLog, progress *progressSource, run func(jobspec.Spec, *taskDir) outcome) outcome {
 	p := c.Task.Payload
 	if err := checkPayload(p, w.cfg.Ceilings); err != nil {
 		return exception(taskdef.ReasonMalformedPayload, "%v", err)
@@ -376,6 +391,9 @@ func (w *Worker) execute(ctx context.Context, c taskdef.Claim, tlog *taskLog, pr
 	}
 	if err != nil {
 		return w.hostFault("prepare the task's scratch dir", err)
+	}
+	if run != nil {
+		return run(spec, td)
 	}
 	if p.Kind == taskdef.KindMapper {
 		return w.runMapper(ctx, c, spec, td, tlog, progress)

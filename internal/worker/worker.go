@@ -157,6 +157,24 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: no queue client")
 	case cfg.Key == nil:
 		return nil, errors.New("worker: no pool private key (af.key); make one with `af keygen`")
+	}
+	w, err := newWorker(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if w.cfg.StateDir == "" {
+		w.cfg.StateDir = DefaultStateDir(w.cfg.ScratchRoot)
+	}
+	if w.state, err = openRunState(w.cfg.StateDir, w.cfg.ScratchRoot); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return w, nil
+}
+
+// newWorker checks cfg and fills its defaults, all but the queue's: a
+// worker without a queue, key or state dir runs local tasks (local.go).
+func newWorker(cfg Config) (*Worker, error) {
+	switch {
 	case cfg.Docker == nil || cfg.Runner == nil:
 		return nil, errors.New("worker: no Docker client")
 	case cfg.WorkerID == "":
@@ -219,16 +237,9 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.Chmod(cfg.ScratchRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("worker: scratch root: %w", err)
 	}
-	if cfg.StateDir == "" {
-		cfg.StateDir = DefaultStateDir(cfg.ScratchRoot)
-	}
-	state, err := openRunState(cfg.StateDir, cfg.ScratchRoot)
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
 	return &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), clock: cfg.Clock,
-		specs: newSpecCache(cfg.Docker, cfg.Runner, cfg.WorkerID), state: state,
+		specs: newSpecCache(cfg.Docker, cfg.Runner, cfg.WorkerID),
 	}, nil
 }
 
