@@ -118,6 +118,8 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 			}
 			gs.Tasks = append(gs.Tasks, s)
 		}
+		totals := taskdef.TotalsOf(gs.Tasks)
+		gs.Totals = &totals
 		return nil
 	})
 	return gs, err

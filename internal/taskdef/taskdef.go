@@ -320,6 +320,10 @@ type GraphStatus struct {
 	// cancel last ended it.
 	CreatedBy  string `json:"createdBy,omitempty"`
 	CanceledBy string `json:"canceledBy,omitempty"`
+	// Totals sums the tasks' counts, the mappers' (the graph's input)
+	// apart from the reducer's (TotalsOf). The queue sets it on every
+	// graph status it returns.
+	Totals *GraphTotals `json:"totals,omitempty"`
 }
 
 // What a rerun does to a task, in RerunEffect.Effect.
