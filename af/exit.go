@@ -96,7 +96,8 @@ func infra(err error) error { return withMark(errInfra, err) }
 func exitCode(err error) int {
 	var apiErr *queueclient.APIError
 	var smithyErr *smithy.OperationError
-	var netErr net.Error
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
@@ -120,7 +121,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, submit.ErrNoFiles), errors.Is(err, submit.ErrInput):
 		return exitUsage
-	case errors.As(err, &smithyErr), dockerclient.IsErrConnectionFailed(err), errors.As(err, &netErr):
+	case errors.As(err, &smithyErr), dockerclient.IsErrConnectionFailed(err), errors.As(err, &opErr), errors.As(err, &dnsErr):
+		// Before the file errors: a missing Docker socket is ENOENT.
 		return exitInfra
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 		return exitUsage
