@@ -151,10 +151,12 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("af submit --wait: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	out := stdout.String()
+	// With --wait only the result goes to stdout; what was posted and
+	// the links go to stderr with the progress.
+	out := stderr.String()
 	m := graphIDPattern.FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("no graph id in the output:\n%s", out)
+		t.Fatalf("no graph id on stderr:\n%s", out)
 	}
 	graphID := m[1]
 	if !strings.Contains(out, fmt.Sprintf("over %d files", selected)) {
@@ -168,8 +170,8 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "monitor: "+monitorURL) {
 		t.Errorf("output lacks the monitor URL %s:\n%s", monitorURL, out)
 	}
-	if !strings.HasSuffix(out, want) {
-		t.Fatalf("af submit --wait printed\n%s\nwant it to end with the result\n%s", out, want)
+	if stdout.String() != want {
+		t.Fatalf("af submit --wait printed\n%s\nwant only the result\n%s", stdout.String(), want)
 	}
 	if !strings.Contains(stderr.String(), "tasks ") {
 		t.Errorf("no progress on stderr:\n%s", stderr.String())
@@ -355,6 +357,16 @@ func TestMonitorPageFollowsARunningGraph(t *testing.T) {
 	}
 	if strings.TrimSpace(shown) != strings.TrimSpace(want) {
 		t.Fatalf("page shows result\n%s\nwant\n%s", shown, want)
+	}
+	// The page's counts are the input's (the mappers' records), with the
+	// reducer's own apart, not added to them.
+	var detail string
+	if err := tab.Eval(`document.getElementById('progress-detail').textContent`, &detail); err != nil {
+		t.Fatal(err)
+	}
+	wantDetail := commas(docsIn(t, want)) + " records read · "
+	if !strings.Contains(detail, wantDetail) || !strings.Contains(detail, " · reducer: ") || !strings.HasSuffix(detail, fmt.Sprintf("→ %d lines out", strings.Count(want, "\n"))) {
+		t.Errorf("the page's counts say %q, want %q and the reducer's apart", detail, wantDetail)
 	}
 	if _, err := tab.Screenshot("monitor-completed"); err != nil {
 		t.Fatal(err)
