@@ -92,7 +92,7 @@ func TestSubmitOutputs(t *testing.T) {
 				if err := json.Unmarshal([]byte(s), &js); err != nil {
 					t.Fatalf("not JSON (%v):\n%s", err, s)
 				}
-				if js.State != taskdef.GraphFailed || len(js.Failures) == 0 || !strings.Contains(js.Failures[0], "line 7") || js.Totals == nil || js.Totals.Input.Tasks != 1 {
+				if js.State != taskdef.GraphFailed || !strings.Contains(strings.Join(js.Failures, "\n"), "mapper-0 ("+ms[0]+"): failed: Traceback: /job/job.py, line 7") || js.Totals == nil || js.Totals.Input.Tasks != 1 {
 					t.Errorf("--json %+v", js)
 				}
 			},
