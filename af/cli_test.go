@@ -122,3 +122,57 @@ func TestExitCodesAndStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestGraphsCommand: af graphs lists newest first with the filters, as a
+// table or the server's JSON.
+func TestGraphsCommand(t *testing.T) {
+	t.Parallel()
+	e := newRerunEnv(t)
+	first, _, _ := e.graph(t, 1)
+	second, _, _ := e.graph(t, 2)
+	if _, err := e.submit.CancelGraph(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := e.af("graphs")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "GRAPH") ||
+		!strings.HasPrefix(lines[1], second) || !strings.Contains(lines[1], " running ") || !strings.Contains(lines[1], " 0/3 ") ||
+		!strings.HasPrefix(lines[2], first) || !strings.Contains(lines[2], " canceled ") {
+		t.Fatalf("af graphs: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = e.af("graphs", "--state", "canceled", "--json")
+	var gl taskdef.GraphList
+	if err := json.Unmarshal([]byte(out), &gl); code != 0 || err != nil || len(gl.Graphs) != 1 || gl.Graphs[0].GraphID != first {
+		t.Fatalf("af graphs --state canceled --json: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	code, out, _ = e.af("graphs", "--owner", "nobody@example.org")
+	if code != 0 || !strings.Contains(out, "no graphs match") {
+		t.Fatalf("af graphs --owner nobody: exit %d\n%s", code, out)
+	}
+	code, out, _ = e.af("graphs", "--limit", "1", "--name", "JOB")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[1], second) {
+		t.Fatalf("af graphs --limit 1 --name JOB: exit %d\n%s", code, out)
+	}
+}
+
+// TestWorkerVersionAndHelp: worker --version and --help print to stdout
+// and exit 0, as af's do.
+func TestWorkerVersionAndHelp(t *testing.T) {
+	t.Parallel()
+	bin := testbin.Build(t, "worker")
+	for _, args := range [][]string{{"--version"}, {"--help"}} {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || stderr.Len() != 0 {
+			t.Fatalf("worker %v: %v\nstderr:\n%s", args, err, stderr.String())
+		}
+		want := "worker "
+		if args[0] == "--help" {
+			want = "Usage: worker --queue URL"
+		}
+		if !strings.HasPrefix(stdout.String(), want) {
+			t.Errorf("worker %v printed %q, want it to start with %q", args, stdout.String(), want)
+		}
+	}
+}
