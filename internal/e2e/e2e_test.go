@@ -239,11 +239,12 @@ func TestSubmitRefusesBadInputAndPostsNothing(t *testing.T) {
 		args []string
 		env  []string
 		want string
+		code int // README's exit codes: 2 usage or input, 3 infrastructure
 	}{
-		{"filter selects nothing", []string{"submit", nothing, "af/os-count"}, nil, "selects no files"},
-		{"filter not JSON", []string{"submit", broken, "af/os-count"}, nil, "broken.json"},
-		{"image the workers cannot have", []string{"submit", "filters/Filter.json", "af/no-such-image"}, nil, "af/no-such-image is not on this host"},
-		{"queue unreachable", []string{"submit", "filters/Filter.json", "af/os-count", "--queue", "http://127.0.0.1:1"}, nil, "is `af serve` running"},
+		{"filter selects nothing", []string{"submit", nothing, "af/os-count"}, nil, "selects no files", 2},
+		{"filter not JSON", []string{"submit", broken, "af/os-count"}, nil, "broken.json", 2},
+		{"image the workers cannot have", []string{"submit", "filters/Filter.json", "af/no-such-image"}, nil, "af/no-such-image is not on this host", 2},
+		{"queue unreachable", []string{"submit", "filters/Filter.json", "af/os-count", "--queue", "http://127.0.0.1:1"}, nil, "is `af serve` running", 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -254,6 +255,9 @@ func TestSubmitRefusesBadInputAndPostsNothing(t *testing.T) {
 			}
 			if !strings.Contains(string(out), tc.want) {
 				t.Fatalf("af %v said\n%s\nwant it to mention %q", tc.args, out, tc.want)
+			}
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != tc.code {
+				t.Fatalf("af %v: %v, want exit %d", tc.args, err, tc.code)
 			}
 		})
 	}
