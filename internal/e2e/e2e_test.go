@@ -245,10 +245,12 @@ func TestSubmitRefusesBadInputAndPostsNothing(t *testing.T) {
 		{"filter not JSON", []string{"submit", broken, "af/os-count"}, nil, "broken.json", 2},
 		{"image the workers cannot have", []string{"submit", "filters/Filter.json", "af/no-such-image"}, nil, "af/no-such-image is not on this host", 2},
 		{"queue unreachable", []string{"submit", "filters/Filter.json", "af/os-count", "--queue", "http://127.0.0.1:1"}, nil, "is `af serve` running", 3},
+		{"STS unreachable", []string{"submit", "filters/Filter.json", "af/os-count"}, []string{"AWS_ENDPOINT_URL=http://127.0.0.1:1"}, "mint the job's S3 credentials", 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := afCmd(c, afBin, tc.args...)
+			cmd.Env = append(cmd.Env, tc.env...) // the last of a name wins
 			out, err := cmd.CombinedOutput()
 			if err == nil {
 				t.Fatalf("af %v succeeded:\n%s", tc.args, out)
