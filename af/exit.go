@@ -46,6 +46,7 @@ const exitCodesHelp = `Exit codes (every command):
   2  usage: a bad flag or argument, a filter file that is missing, invalid
      or selects nothing, a missing image, an unknown graph id, a refused token
   3  infrastructure: the queue unreachable or a server error, S3 or STS, Docker
+  130 interrupted (Ctrl-C, SIGTERM)
 `
 
 // Markers for errors whose exit code is not clear from their type. Wrap
