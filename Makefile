@@ -20,10 +20,17 @@ TAGS ?= isal
 
 all: build
 
+# VERSION is stamped into af and worker (`af --version`): GOFLAGS has
+# -buildvcs=false (checkouts without .git must build), so Go records no
+# revision; `git describe` says which commit this is. Outside a git
+# checkout it is empty and internal/version falls back to the build info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := -X github.com/af-project/af/internal/version.version=$(VERSION)
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/af ./af
-	CGO_ENABLED=$(if $(TAGS),1,0) $(GO) build -tags '$(TAGS)' -o $(BIN)/worker ./worker
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/af ./af
+	CGO_ENABLED=$(if $(TAGS),1,0) $(GO) build -ldflags '$(LDFLAGS)' -tags '$(TAGS)' -o $(BIN)/worker ./worker
 
 # deps installs the tools the tests need: MinIO into bin/tools (once), and
 # the Debian packages (debootstrap, chromium, compressors) when missing.

@@ -60,7 +60,8 @@ func TestCommandsSayExpired(t *testing.T) {
 	for _, args := range [][]string{{"status", gid}, {"result", gid}, {"logs", tid}} {
 		var stdout, stderr bytes.Buffer
 		code := run(append(args, "--queue", hs.URL, "--token", adminTok), &stdout, &stderr)
-		if code != 1 || !strings.Contains(stderr.String(), "expired at "+start.Add(2*time.Hour).Format(time.RFC3339)) || !strings.Contains(stderr.String(), "410") {
+		// An expired id is one the queue no longer knows: a usage error.
+		if code != 2 || !strings.Contains(stderr.String(), "expired at "+start.Add(2*time.Hour).Format(time.RFC3339)) || !strings.Contains(stderr.String(), "410") {
 			t.Errorf("af %s: exit %d, stderr %q; want the expiry", strings.Join(args, " "), code, stderr.String())
 		}
 	}

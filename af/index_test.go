@@ -199,7 +199,7 @@ func TestIndexCommand(t *testing.T) {
 	if _, errOut, code := af("index", "frob"); code != 2 || !strings.Contains(errOut, `unknown subcommand "frob"`) {
 		t.Errorf("unknown subcommand: exit %d: %s", code, errOut)
 	}
-	if _, errOut, code := af("index", "query", "--db", filepath.Join(dir, "missing.db"), bad); code != 1 || !strings.Contains(errOut, "af index build") {
+	if _, errOut, code := af("index", "query", "--db", filepath.Join(dir, "missing.db"), bad); code != 2 || !strings.Contains(errOut, "af index build") {
 		t.Errorf("missing index: exit %d: %s", code, errOut)
 	}
 }

@@ -36,9 +36,6 @@ func register(c command) {
 	commands[c.name] = c
 }
 
-// errUsage marks an error the user fixes by changing the command line.
-var errUsage = errors.New("usage")
-
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "af runs MapReduce jobs over files in S3 on a pool of Docker workers.\n\nUsage: af <command> [flags] [args]\n\nCommands:\n")
 	names := make([]string, 0, len(commands))
@@ -49,46 +46,80 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun 'af <command> --help' for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun 'af <command> --help' (or 'af help <command>') for a command's flags;\n'af --version' prints af's version.\n\n%s", exitCodesHelp)
+	fmt.Fprintf(w, "\nWith --wait, af submit writes only the result to standard output; progress,\nlinks and errors go to standard error (see README's \"Scripting af\").\n")
 }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run is af with its arguments; it returns the exit code (exitCode's
+// table). Help that was asked for goes to stdout with exit 0; a usage
+// error goes to stderr with exit 2.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
 		usage(stdout)
-		if len(args) == 0 {
-			return 2
+		return exitOK
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return exitOK
 		}
-		return 0
+		// af help CMD [SUB] is af CMD [SUB] --help.
+		args = append(append([]string(nil), args[1:]...), "--help")
+	case "-version", "--version":
+		args = []string{"version"}
 	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "af: unknown command %q\n\n", args[0])
 		usage(stderr)
-		return 2
+		return exitUsage
+	}
+	if asksHelp(args[1:]) {
+		// Every command prints its --help to what it is given as
+		// stderr (the flag package's output); asked for, it is the
+		// command's output.
+		stderr = stdout
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := c.run(ctx, args[1:], stdout, stderr)
+	code := exitCode(err)
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
+	case code == exitOK:
 	case errors.Is(err, errUsage):
 		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 		if msg != errUsage.Error() {
 			fmt.Fprintf(stderr, "af %s: %s\n", c.name, msg)
 		}
 		fmt.Fprintf(stderr, "Run 'af %s --help' for usage.\n", c.name)
-		return 2
+	case code == exitInterrupted && ctx.Err() != nil:
+		fmt.Fprintf(stderr, "af %s: interrupted\n", c.name)
 	default:
 		fmt.Fprintf(stderr, "af %s: %v\n", c.name, err)
-		return 1
 	}
+	return code
+}
+
+// asksHelp reports whether the arguments ask for help: -h, -help or
+// --help before a "--".
+func asksHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help", "--h":
+			return true
+		}
+	}
+	return false
 }
 
 // newFlags makes a FlagSet whose --help prints the command's synopsis and

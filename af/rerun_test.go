@@ -136,7 +136,8 @@ func TestRerunCommand(t *testing.T) {
 				t.Fatal(err)
 			}
 			return []string{"rerun", ms[0]}
-		}, 1, []string{"canceled", "--failed"}},
+			// A 409 the user fixes on the command line (--failed): exit 2.
+		}, 2, []string{"canceled", "--failed"}},
 		{"--failed re-opens a canceled graph", func(t *testing.T) []string {
 			gid, _, _ := e.graph(t, 2)
 			if _, err := e.submit.CancelGraph(context.Background(), gid); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/af-project/af/internal/queueclient"
@@ -29,7 +28,7 @@ func init() {
 
 func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("result", "result GRAPH [-o FILE] [--wait]", stderr)
-	out := fs.String("o", "", "write the result to FILE instead of standard output")
+	out := fs.String("o", "", "write the result to `FILE` (atomically: a temporary file beside it, renamed into place when whole) instead of standard output")
 	wait := fs.Bool("wait", false, "wait for the graph to finish first")
 	qf := addQueueFlags(fs)
 	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
@@ -56,7 +55,7 @@ func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		p := submit.ProgressOf(gs, time.Now())
 		return fmt.Errorf("graph %s is still running (%s); wait with `af result --wait %s`", gs.GraphID, p.Line(false), gs.GraphID)
 	case taskdef.GraphCanceled:
-		return fmt.Errorf("graph %s was canceled, so it has no result; rerun its unfinished tasks with `af rerun %s --failed`, or submit the job again", gs.GraphID, gs.GraphID)
+		return jobFailed(fmt.Errorf("graph %s was canceled, so it has no result; rerun its unfinished tasks with `af rerun %s --failed`, or submit the job again", gs.GraphID, gs.GraphID))
 	case taskdef.GraphFailed:
 		fmt.Fprintf(stderr, "graph %s failed:\n", gs.GraphID)
 		for _, l := range submit.FailedTasks(gs) {
@@ -77,21 +76,16 @@ func printResult(ctx context.Context, q *queueclient.Client, gs taskdef.GraphSta
 		return fmt.Errorf("fetch the result of graph %s: %w", gs.GraphID, err)
 	}
 	defer body.Close()
-	var w io.Writer = stdout
 	if path != "" && path != "-" {
-		f, err := os.Create(path)
+		n, err := writeFileAtomic(path, body)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		w = f
-	}
-	n, err := io.Copy(w, body)
-	if err != nil {
-		return fmt.Errorf("write result: %w", err)
-	}
-	if path != "" && path != "-" {
 		fmt.Fprintf(stderr, "wrote %s (%s)\n", path, units.Bytes(n))
+		return nil
+	}
+	if _, err := io.Copy(stdout, body); err != nil {
+		return fmt.Errorf("write result: %w", err)
 	}
 	return nil
 }

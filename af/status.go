@@ -179,8 +179,6 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tID\tKIND\tSTATE\tRUNS\tWORKER\tDURATION\tFILES\tBYTES\tREASON")
 	counts := map[taskdef.TaskState]int{}
-	var files, inFiles int64
-	var bytes, inBytes int64
 	for _, t := range tasks {
 		counts[t.State]++
 		worker, dur, reason := "-", "-", ""
@@ -203,10 +201,6 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 				reason += ": " + oneLine(r.Message, 60)
 			}
 		}
-		files += stats.Files
-		bytes += stats.Bytes
-		inFiles += int64(t.InputFiles)
-		inBytes += t.InputBytes
 		fileCol := strconv.FormatInt(stats.Files, 10)
 		byteCol := humanBytes(stats.Bytes)
 		if t.Kind == taskdef.KindMapper {
@@ -230,8 +224,13 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 	if st.Resolved != nil {
 		elapsed = st.Resolved.Sub(st.Created)
 	}
-	if _, err := fmt.Fprintf(w, "\n%d tasks: %s; %d/%d files, %s/%s read; %s %s\n",
-		len(tasks), strings.Join(parts, ", "), files, inFiles, humanBytes(bytes), humanBytes(inBytes), st.State, elapsed.Round(time.Second)); err != nil {
+	tot := st.Totals
+	if tot == nil {
+		t := taskdef.TotalsOf(st.Tasks)
+		tot = &t
+	}
+	if _, err := fmt.Fprintf(w, "\n%d tasks: %s; %s %s\n%s\n",
+		len(tasks), strings.Join(parts, ", "), st.State, elapsed.Round(time.Second), totalsLines(*tot)); err != nil {
 		return err
 	}
 	if st.State == taskdef.GraphCanceled {
@@ -248,6 +247,21 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// totalsLines says what the graph read (its mappers' input) and,
+// apart, what its reducer merged and wrote.
+func totalsLines(t taskdef.GraphTotals) string {
+	in := t.Input
+	s := fmt.Sprintf("input: %d/%d files, %s/%s read, %d records, %d pairs emitted by %d mapper(s)",
+		in.Files, in.FilesAll, humanBytes(in.Bytes), humanBytes(in.BytesAll), in.Records, in.Pairs, in.Tasks)
+	if in.BadFiles > 0 || in.BadLines > 0 {
+		s += fmt.Sprintf(" (skipped %d bad file(s), %d bad line(s))", in.BadFiles, in.BadLines)
+	}
+	if r := t.Reducer; r.Tasks > 0 {
+		s += fmt.Sprintf("\nreducer: %d mapper output(s), %s, %d pairs in, %d lines out", r.Inputs, humanBytes(r.Bytes), r.Pairs, r.Lines)
+	}
+	return s
 }
 
 func oneLine(s string, max int) string {

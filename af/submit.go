@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,11 +13,9 @@ import (
 
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/creds"
-	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/submit"
 	"github.com/af-project/af/internal/taskdef"
-	"github.com/af-project/af/internal/units"
 )
 
 func init() {
@@ -54,6 +51,20 @@ mapper tasks feeding one reducer, and posts the graph. It prints the graph
 id and the monitor page's URL; with --wait it follows the graph and prints
 the result.
 
+For scripts: with --wait only the result goes to standard output (or to -o
+FILE); what was posted, the monitor link and the progress go to standard
+error, which -q silences (errors still go there). Without --wait, -q prints
+only the graph id. --json prints one JSON object instead (graph id, monitor
+URL, state, the counts and, with --wait, the result). The exit status is 0
+when the job completed, 1 when it failed or was canceled, 2 for a usage or
+input error (bad flag, filter, image), 3 when the queue, S3/STS or Docker
+failed. Examples:
+
+  af submit filters/Filter.json af/os-count --wait -q > counts.tsv
+  af submit filters/Filter.json af/os-count --wait -o counts.tsv
+  id=$(af submit filters/Filter.json af/os-count -q)
+  af submit filters/Filter.json af/os-count --wait --json | jq .totals.input
+
 The credentials can only read (s3:GetObject; no listing, no writes) the keys
 under the smallest set of key prefixes covering the selected files: one per
 combination of dimension values the filter kept, e.g.
@@ -84,7 +95,10 @@ Flags:
 	ttl := fs.Duration("credentials-ttl", 0, "lifetime of the job's S3 credentials (default: --deadline plus 10m, at most 12h for assume-role, 36h for federation-token; a shorter one shortens the deadline to fit)")
 	mode := fs.String("credentials-mode", "assume-role", "how credentials are minted: assume-role or federation-token")
 	roleARN := fs.String("role-arn", envOr("AF_ROLE_ARN", ""), "role to assume on AWS (env AF_ROLE_ARN)")
-	wait := fs.Bool("wait", false, "follow the graph to its end and print the result")
+	wait := fs.Bool("wait", false, "follow the graph to its end and print the result: only the result goes to standard output; progress and links go to standard error")
+	out := fs.String("o", "", "with --wait: write the result to `FILE` (atomically: a temporary file beside it, renamed into place when whole) instead of standard output")
+	asJSON := fs.Bool("json", false, "print one JSON object on standard output instead of text: graph id, monitor URL, state, counts and (with --wait) the result's location and text; see README's \"Scripting af\"")
+	quiet := fs.Bool("q", false, "quiet: print nothing but the result and errors; without --wait, only the graph id")
 	dryRun := fs.Bool("dry-run", false, "print the graph as JSON and post nothing")
 	noImageCheck := fs.Bool("no-image-check", false, "do not check that IMAGE is on this host's Docker engine")
 	qf := addQueueFlags(fs)
@@ -95,6 +109,9 @@ Flags:
 		return fmt.Errorf("%w: want FILTER.json and IMAGE", errUsage)
 	}
 	filterPath, image := fs.Arg(0), fs.Arg(1)
+	if *out != "" && !*wait {
+		return fmt.Errorf("%w: -o FILE writes the result, which only --wait waits for: add --wait, or save it later with `af result GRAPH -o FILE`", errUsage)
+	}
 	// Before any credentials are minted: a token that would go over
 	// plain http, or a bad --ca, stops here.
 	q, err := qf.client()
@@ -103,7 +120,7 @@ Flags:
 	}
 	filterJSON, err := os.ReadFile(filterPath)
 	if err != nil {
-		return fmt.Errorf("read filter: %w", err)
+		return badInput(fmt.Errorf("read filter: %w", err))
 	}
 	prio, err := taskdef.ParsePriority(*priority)
 	if err != nil {
@@ -134,7 +151,7 @@ Flags:
 	if !*noImageCheck {
 		d, err := runner.NewDockerClient()
 		if err != nil {
-			return fmt.Errorf("connect to Docker to check the image: %w (pass --no-image-check when this host has no Docker)", err)
+			return infra(fmt.Errorf("connect to Docker to check the image: %w (pass --no-image-check when this host has no Docker)", err))
 		}
 		defer d.Close()
 		s.Docker = d
@@ -152,16 +169,8 @@ Flags:
 	if _, err := s.Post(ctx, plan.Graph); err != nil {
 		return explainQueueErr(err, *qf.url)
 	}
-	monitor := submit.MonitorURL(q.BaseURL(), plan.Graph.GraphID)
-	fmt.Fprintf(stdout, "graph %s posted: %d mapper tasks + 1 reducer over %d files, %s from s3://%s/%s (in %s)\n",
-		plan.Graph.GraphID, plan.Mappers, plan.Files, units.Bytes(plan.Bytes), plan.Bucket, plan.Prefix, time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(stdout, "%s, until %s\n", plan.Scope.Describe(), plan.CredentialsExpire.UTC().Format(time.RFC3339))
-	fmt.Fprintf(stdout, "monitor: %s\n", monitor)
-	if !*wait {
-		fmt.Fprintf(stdout, "follow it with: af status %s   result: af result %s\n", plan.Graph.GraphID, plan.Graph.GraphID)
-		return nil
-	}
-	return waitAndPrint(ctx, q, plan.Graph.GraphID, stdout, stderr)
+	o := submitOutputs{json: *asJSON, quiet: *quiet, wait: *wait, path: *out, stdout: stdout, stderr: stderr}
+	return o.posted(ctx, q, plan, time.Since(start))
 }
 
 func baseName(p string) string {
@@ -175,23 +184,4 @@ func baseName(p string) string {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// errJobFailed makes af exit non-zero after it printed why.
-var errJobFailed = errors.New("the job did not complete")
-
-func waitAndPrint(ctx context.Context, q *queueclient.Client, graphID string, stdout, stderr io.Writer) error {
-	gs, err := submit.Follow(ctx, q, graphID, stderr, isTerminal(stderr), time.Second)
-	if err != nil {
-		return err
-	}
-	if gs.State != taskdef.GraphCompleted {
-		fmt.Fprintf(stderr, "graph %s %s:\n", graphID, gs.State)
-		for _, l := range submit.FailedTasks(gs) {
-			fmt.Fprintf(stderr, "  %s\n", l)
-		}
-		fmt.Fprintf(stderr, "logs: af logs TASK\n")
-		return errJobFailed
-	}
-	return printResult(ctx, q, gs, stdout, stderr, "")
 }

@@ -39,8 +39,10 @@ func TestQueueFlagsTransport(t *testing.T) {
 	for _, c := range cases {
 		var out bytes.Buffer
 		code := run(c.args, &out, &out)
-		if code != 1 || !strings.Contains(out.String(), c.want) {
-			t.Errorf("af %v: exit %d\n%s\nwant exit 1 and %q", c.args, code, out.String(), c.want)
+		// Refused before anything is sent: the command line is to change
+		// (exit 2, usage).
+		if code != exitUsage || !strings.Contains(out.String(), c.want) {
+			t.Errorf("af %v: exit %d\n%s\nwant exit 2 and %q", c.args, code, out.String(), c.want)
 		}
 	}
 	// Allowed by the flag or the environment, the client is made (and
@@ -112,7 +114,7 @@ func TestServeTLSFlagErrors(t *testing.T) {
 	}{
 		{[]string{"--tls-cert", files.Cert}, 2, "--tls-cert and --tls-key go together"},
 		{[]string{"--tls-key", files.Key}, 2, "--tls-cert and --tls-key go together"},
-		{[]string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", files.Key}, 1, "tls_cert (--tls-cert) " + filepath.Join(dir, "nope.pem")},
+		{[]string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", files.Key}, 2, "tls_cert (--tls-cert) " + filepath.Join(dir, "nope.pem")},
 		{[]string{"--tls-cert", files.Cert, "--tls-key", otherKey}, 1, "the key must be the one the certificate was issued for"},
 	}
 	for i, c := range cases {

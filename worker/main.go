@@ -23,6 +23,7 @@ import (
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/runner"
+	"github.com/af-project/af/internal/version"
 	"github.com/af-project/af/internal/worker"
 )
 
@@ -32,7 +33,19 @@ func main() {
 	// The first signal starts the graceful drain; restoring the default
 	// handlers lets a second one end the process at once.
 	go func() { <-ctx.Done(); stop() }()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	args := os.Args[1:]
+	stderr := io.Writer(os.Stderr)
+	for _, a := range args {
+		switch a {
+		case "-version", "--version":
+			fmt.Fprintf(os.Stdout, "worker %s\n", version.Get())
+			return
+		case "-h", "-help", "--help":
+			// Asked-for help is the output: stdout, exit 0.
+			stderr = os.Stdout
+		}
+	}
+	if err := run(ctx, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -100,6 +113,8 @@ On SIGTERM it stops claiming, lets running tasks finish for --grace, and
 hands the rest back to the queue. A worker started again with the same
 --worker-id after a crash hands back at once the runs the dead process
 held (recorded in --state-dir), so they need not wait out their lease.
+
+--version prints the worker's version.
 
 Flags (each also read from the environment variable shown):
 `)

@@ -151,10 +151,12 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("af submit --wait: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	out := stdout.String()
+	// With --wait only the result goes to stdout; what was posted and
+	// the links go to stderr with the progress.
+	out := stderr.String()
 	m := graphIDPattern.FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("no graph id in the output:\n%s", out)
+		t.Fatalf("no graph id on stderr:\n%s", out)
 	}
 	graphID := m[1]
 	if !strings.Contains(out, fmt.Sprintf("over %d files", selected)) {
@@ -168,8 +170,8 @@ func TestSubmitWaitEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "monitor: "+monitorURL) {
 		t.Errorf("output lacks the monitor URL %s:\n%s", monitorURL, out)
 	}
-	if !strings.HasSuffix(out, want) {
-		t.Fatalf("af submit --wait printed\n%s\nwant it to end with the result\n%s", out, want)
+	if stdout.String() != want {
+		t.Fatalf("af submit --wait printed\n%s\nwant only the result\n%s", stdout.String(), want)
 	}
 	if !strings.Contains(stderr.String(), "tasks ") {
 		t.Errorf("no progress on stderr:\n%s", stderr.String())
@@ -237,21 +239,27 @@ func TestSubmitRefusesBadInputAndPostsNothing(t *testing.T) {
 		args []string
 		env  []string
 		want string
+		code int // README's exit codes: 2 usage or input, 3 infrastructure
 	}{
-		{"filter selects nothing", []string{"submit", nothing, "af/os-count"}, nil, "selects no files"},
-		{"filter not JSON", []string{"submit", broken, "af/os-count"}, nil, "broken.json"},
-		{"image the workers cannot have", []string{"submit", "filters/Filter.json", "af/no-such-image"}, nil, "af/no-such-image is not on this host"},
-		{"queue unreachable", []string{"submit", "filters/Filter.json", "af/os-count", "--queue", "http://127.0.0.1:1"}, nil, "is `af serve` running"},
+		{"filter selects nothing", []string{"submit", nothing, "af/os-count"}, nil, "selects no files", 2},
+		{"filter not JSON", []string{"submit", broken, "af/os-count"}, nil, "broken.json", 2},
+		{"image the workers cannot have", []string{"submit", "filters/Filter.json", "af/no-such-image"}, nil, "af/no-such-image is not on this host", 2},
+		{"queue unreachable", []string{"submit", "filters/Filter.json", "af/os-count", "--queue", "http://127.0.0.1:1"}, nil, "is `af serve` running", 3},
+		{"STS unreachable", []string{"submit", "filters/Filter.json", "af/os-count"}, []string{"AWS_ENDPOINT_URL=http://127.0.0.1:1"}, "mint the job's S3 credentials", 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := afCmd(c, afBin, tc.args...)
+			cmd.Env = append(cmd.Env, tc.env...) // the last of a name wins
 			out, err := cmd.CombinedOutput()
 			if err == nil {
 				t.Fatalf("af %v succeeded:\n%s", tc.args, out)
 			}
 			if !strings.Contains(string(out), tc.want) {
 				t.Fatalf("af %v said\n%s\nwant it to mention %q", tc.args, out, tc.want)
+			}
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != tc.code {
+				t.Fatalf("af %v: %v, want exit %d", tc.args, err, tc.code)
 			}
 		})
 	}
@@ -355,6 +363,16 @@ func TestMonitorPageFollowsARunningGraph(t *testing.T) {
 	}
 	if strings.TrimSpace(shown) != strings.TrimSpace(want) {
 		t.Fatalf("page shows result\n%s\nwant\n%s", shown, want)
+	}
+	// The page's counts are the input's (the mappers' records), with the
+	// reducer's own apart, not added to them.
+	var detail string
+	if err := tab.Eval(`document.getElementById('progress-detail').textContent`, &detail); err != nil {
+		t.Fatal(err)
+	}
+	wantDetail := commas(docsIn(t, want)) + " records read · "
+	if !strings.Contains(detail, wantDetail) || !strings.Contains(detail, " · reducer: ") || !strings.HasSuffix(detail, fmt.Sprintf("→ %d lines out", strings.Count(want, "\n"))) {
+		t.Errorf("the page's counts say %q, want %q and the reducer's apart", detail, wantDetail)
 	}
 	if _, err := tab.Screenshot("monitor-completed"); err != nil {
 		t.Fatal(err)

@@ -185,17 +185,19 @@ func TestTLSEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("af submit --wait --ca: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
 	}
-	match := graphIDPattern.FindStringSubmatch(out)
+	// With --wait, stdout is the result alone; the graph id and the
+	// monitor link go to stderr.
+	match := graphIDPattern.FindStringSubmatch(errOut)
 	if match == nil {
-		t.Fatalf("no graph id in:\n%s", out)
+		t.Fatalf("no graph id in:\n%s", errOut)
 	}
 	graphID := match[1]
 	monitorURL := url + "/graphs/" + graphID
-	if !strings.Contains(out, "monitor: "+monitorURL) {
-		t.Errorf("af submit does not print the https monitor URL %s:\n%s", monitorURL, out)
+	if !strings.Contains(errOut, "monitor: "+monitorURL) {
+		t.Errorf("af submit does not print the https monitor URL %s:\n%s", monitorURL, errOut)
 	}
-	if !strings.HasSuffix(out, want) {
-		t.Fatalf("af submit --wait printed\n%s\nwant it to end with the result\n%s", out, want)
+	if out != want {
+		t.Fatalf("af submit --wait printed\n%s\nwant only the result\n%s", out, want)
 	}
 	gs, err := q.Graph(context.Background(), graphID)
 	if err != nil {

@@ -224,9 +224,19 @@ func testLiveGraph(t *testing.T, browser *browsertest.Browser) {
 	g.State = taskdef.GraphCompleted
 	g.Resolved = b.at(95)
 	g.ResultTaskID = red
+	// As af serve does: the totals keep the reducer's counts apart.
+	totals := taskdef.TotalsOf(g.Tasks)
+	g.Totals = &totals
 	api.artifact(red, taskdef.ResultArtifact, "channel,os,count\nrelease,WINNT,91234\nrelease,Darwin,8812\nrelease,Linux,2210\nbeta,WINNT,15003\nbeta,Darwin,1200\nnightly,Linux,310\n")
 	api.set(g)
 	must(t, tab.WaitFor(`document.getElementById('result-text').dataset.loaded === 'true'`, wait))
+	// The records read are the mappers' (310,000 + 260,000 + 200,000),
+	// not with the reducer's 154 pairs added; the reducer's are apart.
+	var detail string
+	must(t, tab.Eval(`document.getElementById('progress-detail').textContent`, &detail))
+	if want := "4 of 4 tasks completed · 770,000 records read · 165 pairs emitted by mappers · reducer: 154 pairs in → 6 lines out"; detail != want {
+		t.Errorf("progress detail %q, want %q", detail, want)
+	}
 	var result string
 	must(t, tab.Eval(`document.getElementById('result-text').textContent`, &result))
 	if !strings.Contains(result, "release,WINNT,91234") {

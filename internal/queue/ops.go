@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/af-project/af/internal/taskdef"
@@ -118,6 +120,8 @@ func (q *Queue) Graph(ctx context.Context, graphID string) (taskdef.GraphStatus,
 			}
 			gs.Tasks = append(gs.Tasks, s)
 		}
+		totals := taskdef.TotalsOf(gs.Tasks)
+		gs.Totals = &totals
 		return nil
 	})
 	return gs, err
@@ -174,6 +178,40 @@ func (q *Queue) TaskOwner(ctx context.Context, taskID string) (graphID, owner st
 // GraphsWhere is Graphs keeping only the graphs whose owner keep accepts
 // (nil: all); limit counts the kept ones.
 func (q *Queue) GraphsWhere(ctx context.Context, limit int, keep func(owner string) bool) ([]taskdef.GraphSummary, error) {
+	return q.ListGraphs(ctx, limit, GraphFilter{Keep: keep})
+}
+
+// GraphFilter selects graphs for ListGraphs; the zero value keeps all.
+type GraphFilter struct {
+	// Owner keeps the graphs of this owner only ("": any).
+	Owner string
+	// Name keeps the graphs whose name contains it, ignoring case ("":
+	// any).
+	Name string
+	// States keeps the graphs in one of these states (empty: any).
+	States []taskdef.GraphState
+	// Keep, when set, must also accept the graph's owner (the server's
+	// read rule).
+	Keep func(owner string) bool
+}
+
+func (f GraphFilter) match(g *graphRec) bool {
+	if f.Owner != "" && g.Owner != f.Owner {
+		return false
+	}
+	if f.Name != "" && !strings.Contains(strings.ToLower(g.Name), strings.ToLower(f.Name)) {
+		return false
+	}
+	if len(f.States) > 0 && !slices.Contains(f.States, g.State) {
+		return false
+	}
+	return f.Keep == nil || f.Keep(g.Owner)
+}
+
+// ListGraphs lists up to limit graphs that f keeps, newest first (limit
+// <= 0: 100); limit counts the kept ones. It reads graph records only,
+// never their tasks.
+func (q *Queue) ListGraphs(ctx context.Context, limit int, f GraphFilter) ([]taskdef.GraphSummary, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -191,7 +229,7 @@ func (q *Queue) GraphsWhere(ctx context.Context, limit int, keep func(owner stri
 			if err != nil {
 				return err
 			}
-			if !ok || (keep != nil && !keep(g.Owner)) {
+			if !ok || !f.match(&g) {
 				continue
 			}
 			out = append(out, taskdef.GraphSummary{

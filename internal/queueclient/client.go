@@ -527,6 +527,18 @@ func (c *Client) Graphs(ctx context.Context, limit int) ([]taskdef.GraphSummary,
 	return out.Graphs, err
 }
 
+// ListGraphs lists the graphs q selects among those the caller may read,
+// newest first.
+func (c *Client) ListGraphs(ctx context.Context, q taskdef.GraphListQuery) ([]taskdef.GraphSummary, error) {
+	p := "/api/v1/graphs"
+	if enc := q.Encode(); enc != "" {
+		p += "?" + enc
+	}
+	var out taskdef.GraphList
+	err := c.do(ctx, request{method: http.MethodGet, path: p}, &out)
+	return out.Graphs, err
+}
+
 // Task returns a task's status and runs.
 func (c *Client) Task(ctx context.Context, taskID string) (taskdef.TaskStatus, error) {
 	var out taskdef.TaskStatus

@@ -142,7 +142,8 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	// rerun needs the submit role: with the work token it is refused
 	// with a hint.
 	msg, code := af([]string{"AF_QUEUE_URL=" + url, "AF_TOKEN=" + toks[RoleWork]}, "rerun", claims[0].TaskID)
-	if code != 1 || !strings.Contains(msg, "403") || !strings.Contains(msg, "AF_TOKEN") {
+	// A token the queue refuses is the command line's to fix: exit 2.
+	if code != 2 || !strings.Contains(msg, "403") || !strings.Contains(msg, "AF_TOKEN") {
 		t.Fatalf("rerun with the work token: %d %s", code, msg)
 	}
 	msg, code = af(env, "rerun", claims[0].TaskID)
@@ -156,7 +157,7 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 		t.Fatalf("af cancel: %d %s", code, msg)
 	}
 	msg, code = af(env, "status", "nosuchgraph")
-	if code != 1 || !strings.Contains(msg, "nosuchgraph does not exist") {
+	if code != 2 || !strings.Contains(msg, "nosuchgraph does not exist") {
 		t.Fatalf("status of an unknown graph: %d %s", code, msg)
 	}
 	for _, c := range []string{"status", "cancel", "rerun"} {
@@ -190,7 +191,8 @@ func TestServeFirstStartAndCLI(t *testing.T) {
 	}
 	// Now nothing listens: the CLI says what to do.
 	msg, code = af([]string{"AF_QUEUE_URL=" + url}, "status", g.GraphID)
-	if code != 1 || !strings.Contains(msg, "cannot reach the queue at "+url) || !strings.Contains(msg, "is `af serve` running?") {
+	// Infrastructure: exit 3.
+	if code != 3 || !strings.Contains(msg, "cannot reach the queue at "+url) || !strings.Contains(msg, "is `af serve` running?") {
 		t.Fatalf("unreachable queue: %d %s", code, msg)
 	}
 

@@ -162,8 +162,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -567,24 +569,60 @@ const (
 	maxGraphList     = 1000
 )
 
+// listGraphs is GET /api/v1/graphs: newest first, at most limit (default
+// 100, at most 1000), filtered by owner (exact), name (contains, any
+// case) and state (running, completed, failed, canceled; repeated or
+// comma-separated: any of them), among the graphs the caller may read.
 func (s *Server) listGraphs(w http.ResponseWriter, r *http.Request) error {
-	limit := defaultGraphList
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return badRequest("limit %q must be a positive integer", v)
-		}
-		limit = min(n, maxGraphList)
-	}
-	keep, err := s.listKeep(r)
+	limit, f, err := parseGraphQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	gs, err := s.q.GraphsWhere(r.Context(), limit, keep)
+	if f.Keep, err = s.listKeep(r); err != nil {
+		return err
+	}
+	gs, err := s.q.ListGraphs(r.Context(), limit, f)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, taskdef.GraphList{Graphs: gs})
+}
+
+// parseGraphQuery reads GET /api/v1/graphs' query; a 400 names the bad
+// parameter and what it takes.
+func parseGraphQuery(v url.Values) (int, queue.GraphFilter, error) {
+	var f queue.GraphFilter
+	limit := defaultGraphList
+	for k, vals := range v {
+		switch k {
+		case "limit", "owner", "name":
+			if len(vals) > 1 {
+				return 0, f, badRequest("query parameter %s is given %d times; give it once", k, len(vals))
+			}
+		case "state":
+		default:
+			return 0, f, badRequest("unknown query parameter %q: GET /api/v1/graphs takes limit, owner, name and state", k)
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return 0, f, badRequest("limit %q must be a positive integer", s)
+		}
+		limit = min(n, maxGraphList)
+	}
+	f.Owner, f.Name = v.Get("owner"), v.Get("name")
+	for _, vals := range v["state"] {
+		for st := range strings.SplitSeq(vals, ",") {
+			switch gs := taskdef.GraphState(strings.TrimSpace(st)); gs {
+			case taskdef.GraphRunning, taskdef.GraphCompleted, taskdef.GraphFailed, taskdef.GraphCanceled:
+				f.States = append(f.States, gs)
+			default:
+				return 0, f, badRequest("state %q is not a graph state: want running, completed, failed or canceled (several: state=failed,canceled)", st)
+			}
+		}
+	}
+	return limit, f, nil
 }
 
 func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {

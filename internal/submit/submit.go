@@ -85,6 +85,25 @@ type Plan struct {
 // ErrNoFiles is a filter that selects nothing.
 var ErrNoFiles = errors.New("the filter selects no files")
 
+// ErrInput marks an error the submitter fixes in what they submit (the
+// filter, the image, the job's files), not in af's infrastructure: af
+// exits 2 on it. Match it with errors.Is; its text is not in the message
+// (wrap with InputError).
+var ErrInput = errors.New("bad input")
+
+type inputError struct{ err error }
+
+func (e inputError) Error() string   { return e.err.Error() }
+func (e inputError) Unwrap() []error { return []error{e.err, ErrInput} }
+
+// InputError marks err with ErrInput, keeping its text.
+func InputError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return inputError{err}
+}
+
 func (s *Submitter) now() time.Time {
 	if s.Now != nil {
 		return s.Now()
@@ -96,7 +115,7 @@ func (s *Submitter) now() time.Time {
 // graph. Nothing is posted.
 func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	if r.Image == "" {
-		return Plan{}, errors.New("no image: say which job image to run (e.g. af/os-count)")
+		return Plan{}, InputError(errors.New("no image: say which job image to run (e.g. af/os-count)"))
 	}
 	if err := s.checkImage(ctx, r.Image); err != nil {
 		return Plan{}, err
@@ -177,7 +196,7 @@ func (s *Submitter) query(ctx context.Context, r Request) (taskdef.IndexResult, 
 	}
 	f, err := filter.Parse(r.FilterName, r.FilterJSON, schema)
 	if err != nil {
-		return taskdef.IndexResult{}, nil, err
+		return taskdef.IndexResult{}, nil, InputError(err)
 	}
 	res := taskdef.IndexResult{Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout()}
 	if _, err := db.Query(ctx, f, func(o index.Object) error {
@@ -201,7 +220,7 @@ func (s *Submitter) checkImage(ctx context.Context, image string) error {
 	defer cancel()
 	if _, err := s.Docker.ImageInspect(ictx, image); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("image %s is not on this host's Docker engine, so the workers cannot have it either (af never pulls): build it (`make images` for the examples) or `docker load` it on every worker host; pass --no-image-check when this host is not a worker", image)
+			return InputError(fmt.Errorf("image %s is not on this host's Docker engine, so the workers cannot have it either (af never pulls): build it (`make images` for the examples) or `docker load` it on every worker host; pass --no-image-check when this host is not a worker", image))
 		}
 		return fmt.Errorf("check image %s: %w (pass --no-image-check to skip)", image, err)
 	}

@@ -10,7 +10,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -324,6 +326,10 @@ type GraphStatus struct {
 	// cancel last ended it.
 	CreatedBy  string `json:"createdBy,omitempty"`
 	CanceledBy string `json:"canceledBy,omitempty"`
+	// Totals sums the tasks' counts, the mappers' (the graph's input)
+	// apart from the reducer's (TotalsOf). The queue sets it on every
+	// graph status it returns.
+	Totals *GraphTotals `json:"totals,omitempty"`
 }
 
 // What a rerun does to a task, in RerunEffect.Effect.
@@ -529,6 +535,35 @@ type ErrorResponse struct {
 // GraphList is GET /api/v1/graphs, newest first.
 type GraphList struct {
 	Graphs []GraphSummary `json:"graphs"`
+}
+
+// GraphListQuery is the query of GET /api/v1/graphs: at most Limit graphs
+// (0: the server's default, 100; at most 1000), of Owner (exact), whose
+// name contains Name (any case), in any of States. The server answers 400
+// naming a parameter it cannot use, or one it does not know.
+type GraphListQuery struct {
+	Limit  int
+	Owner  string
+	Name   string
+	States []GraphState
+}
+
+// Encode is the query string, without "?" ("" when every field is zero).
+func (q GraphListQuery) Encode() string {
+	v := url.Values{}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Owner != "" {
+		v.Set("owner", q.Owner)
+	}
+	if q.Name != "" {
+		v.Set("name", q.Name)
+	}
+	for _, s := range q.States {
+		v.Add("state", string(s))
+	}
+	return v.Encode()
 }
 
 // Artifact is one stored artifact of a run.

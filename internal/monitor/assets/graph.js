@@ -212,14 +212,14 @@
       setLive(true, 'live · updated ' + new Date().toLocaleTimeString('en-GB'));
     }
 
-    let files = 0, inFiles = 0, b = 0, inBytes = 0, recIn = 0, recOut = 0, done = 0;
-    for (const v of views) {
-      if (v.state === 'completed') done++;
-      recIn += v.recIn;
-      recOut += v.kind === 'reducer' ? 0 : v.recOut;
-      if (v.kind === 'reducer') continue;
-      files += v.files; inFiles += v.inputFiles; b += v.bytes; inBytes += v.inputBytes;
-    }
+    // The graph's input is its mappers' files and records; the
+    // reducer's own counts (the mapper outputs it merges) are shown
+    // apart. The server sends the sums (GraphStatus.totals).
+    let done = 0;
+    for (const v of views) if (v.state === 'completed') done++;
+    const tot = data.totals || totalsOf(views);
+    const inp = tot.input || {}, red = tot.reducer || {};
+    const files = inp.files || 0, inFiles = inp.filesAll || 0, b = inp.bytes || 0, inBytes = inp.bytesAll || 0;
     const pct = inBytes > 0 ? Math.min(100, (100 * b) / inBytes) : views.length ? (100 * done) / views.length : 0;
     const fill = $('progress-fill');
     fill.style.width = pct.toFixed(1) + '%';
@@ -228,8 +228,29 @@
     $('progress-text').textContent = inBytes > 0
       ? af.bytes(b) + ' of ' + af.bytes(inBytes) + ' · ' + af.num(files) + ' of ' + af.num(inFiles) + ' files'
       : af.num(done) + ' of ' + af.num(views.length) + ' tasks';
-    $('progress-detail').textContent = af.num(done) + ' of ' + af.num(views.length) + ' tasks completed · ' +
-      af.num(recIn) + ' records read · ' + af.num(recOut) + ' pairs emitted by mappers';
+    let detail = af.num(done) + ' of ' + af.num(views.length) + ' tasks completed · ' +
+      af.num(inp.records || 0) + ' records read · ' + af.num(inp.pairs || 0) + ' pairs emitted by mappers';
+    if (red.tasks) {
+      detail += ' · reducer: ' + af.num(red.pairs || 0) + ' pairs in → ' + af.num(red.lines || 0) + ' lines out';
+    }
+    $('progress-detail').textContent = detail;
+  }
+
+  // totalsOf is the server's taskdef.TotalsOf for a status without
+  // totals: mappers are the input, the reducer apart.
+  function totalsOf(views) {
+    const input = { files: 0, filesAll: 0, bytes: 0, bytesAll: 0, records: 0, pairs: 0 };
+    const reducer = { tasks: 0, pairs: 0, lines: 0 };
+    for (const v of views) {
+      if (v.kind === 'reducer') {
+        reducer.tasks++; reducer.pairs += v.recIn; reducer.lines += v.recOut;
+        continue;
+      }
+      input.files += Math.min(v.files, v.inputFiles); input.filesAll += v.inputFiles;
+      input.bytes += Math.min(v.bytes, v.inputBytes); input.bytesAll += v.inputBytes;
+      input.records += v.recIn; input.pairs += v.recOut;
+    }
+    return { input, reducer };
   }
 
   function renderCounts() {
