@@ -3,6 +3,7 @@ module github.com/af-project/af
 go 1.26.0
 
 require (
+	github.com/af-project/af/sdk v0.0.0-00010101000000-000000000000
 	github.com/aws/aws-sdk-go-v2 v1.47.7
 	github.com/aws/aws-sdk-go-v2/config v1.33.15
 	github.com/aws/aws-sdk-go-v2/credentials v1.20.15
@@ -74,3 +75,8 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gotest.tools/v3 v3.5.2 // indirect
 )
+
+// The Go SDK (sdk/: afjob, contract, records) is a module of its own, so a
+// job's module can require it without af's dependencies; af builds with the
+// copy in this repository.
+replace github.com/af-project/af/sdk => ./sdk

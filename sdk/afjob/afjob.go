@@ -51,8 +51,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/af-project/af/internal/records"
 	"github.com/af-project/af/sdk/contract"
+	"github.com/af-project/af/sdk/records"
 )
 
 // Job is an analyst's MapReduce job. Map and Reduce are required.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/af-project/af/internal/records"
+	"github.com/af-project/af/sdk/records"
 )
 
 func countJob(withCombine bool) Job {
