@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,11 @@ type PullConfig struct {
 	DockerConfig string
 	// Timeout bounds one pull (default runner.DefaultPullTimeout).
 	Timeout time.Duration
+	// Registries, when set, are the only registry hosts (host[:port]) the
+	// worker pulls from: a task's image is the submitter's choice, and
+	// without a list the engine fetches from whatever registry it names
+	// (with only that registry's own credentials).
+	Registries []string
 }
 
 // pullError is a pull that failed: the worker could not get the image.
@@ -56,6 +62,9 @@ func (p *puller) pull(ctx context.Context, image string) error {
 	ref, err := registry.Parse(image)
 	if err != nil {
 		return &pullError{image: image, worker: p.workerID, err: err}
+	}
+	if len(p.cfg.Registries) > 0 && !slices.Contains(p.cfg.Registries, ref.Domain) {
+		return &pullError{image: image, worker: p.workerID, err: fmt.Errorf("this worker pulls only from %s (its --pull-from), not from %s: push the image to one of those, or add %s to --pull-from", strings.Join(p.cfg.Registries, ", "), ref.Domain, ref.Domain)}
 	}
 	conf, err := registry.LoadConfig(p.cfg.DockerConfig)
 	if err != nil {

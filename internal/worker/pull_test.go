@@ -37,6 +37,7 @@ func TestMissingImageMessages(t *testing.T) {
 		{"no --pull", false, unreachable, []string{"is not on worker w1, which does not pull", "--pull (AF_PULL=1)", "docker load"}, false},
 		{"image id", true, id, []string{"pinned by its image id", "docker load", "push it to a registry"}, true},
 		{"pull fails", true, unreachable, []string{"pulling it failed", "image pull failed", "127.0.0.1:1", "config.json"}, true},
+		{"registry not allowed", true, "reg.example.com/x@sha256:" + strings.Repeat("a", 64), []string{"pulls only from 127.0.0.1:5000 (its --pull-from), not from reg.example.com"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,6 +45,9 @@ func TestMissingImageMessages(t *testing.T) {
 			c := newSpecCache(d, rn, "w1")
 			if tt.pull {
 				c.puller = &puller{docker: d, cfg: PullConfig{Enabled: true, DockerConfig: t.TempDir()}, workerID: "w1"}
+				if strings.HasPrefix(tt.image, "reg.example.com/") {
+					c.puller.cfg.Registries = []string{"127.0.0.1:5000"}
+				}
 			}
 			_, err := c.get(context.Background(), tt.image)
 			var pe *pullError
