@@ -35,6 +35,7 @@ func TestMissingImageMessages(t *testing.T) {
 		pulls bool
 	}{
 		{"no --pull", false, unreachable, []string{"is not on worker w1, which does not pull", "--pull (AF_PULL=1)", "docker load"}, false},
+		{"image id, no --pull", false, id, []string{"pinned it by its image id", "docker load", "a separate build has another id"}, false},
 		{"image id", true, id, []string{"pinned by its image id", "docker load", "push it to a registry"}, true},
 		{"pull fails", true, unreachable, []string{"pulling it failed", "image pull failed", "127.0.0.1:1", "config.json"}, true},
 		{"registry not allowed", true, "reg.example.com/x@sha256:" + strings.Repeat("a", 64), []string{"pulls only from 127.0.0.1:5000 (its --pull-from), not from reg.example.com"}, true},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,9 @@ func endpointName(ep string) string {
 type imageMissingError struct{ image, worker string }
 
 func (e *imageMissingError) Error() string {
+	if strings.HasPrefix(e.image, "sha256:") {
+		return fmt.Sprintf("image %s is not on worker %s: af submit pinned it by its image id (it was built or loaded by hand where it was submitted, not pulled from a registry), so this host needs that same build: `docker save` it there and `docker load` it here (a separate build has another id), or push it to a registry and submit REGISTRY/NAME:TAG", e.image, e.worker)
+	}
 	return fmt.Sprintf("image %s is not on worker %s, which does not pull: start workers with --pull (AF_PULL=1) to pull images from their registry, or build it there with `make images`, or `docker save` it and `docker load` it on every worker host", e.image, e.worker)
 }
 
