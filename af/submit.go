@@ -45,7 +45,12 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprint(stderr, `Usage: af submit FILTER.json IMAGE [flags]
 
 Runs the job in IMAGE (a job image on the workers, e.g. af/os-count) over the
-input files FILTER.json selects. af queries the file index, mints temporary
+input files FILTER.json selects. The tasks pin the image: REGISTRY/NAME:TAG
+(e.g. 127.0.0.1:5000/team/job:v1) is resolved at its registry, with the
+credentials of Docker's config ($DOCKER_CONFIG or ~/.docker), to NAME@sha256:…,
+which workers started with --pull fetch; any other NAME[:TAG] must be on this
+host's engine and is pinned to its image id, so every worker needs that same
+build (docker save | docker load). af queries the file index, mints temporary
 S3 credentials, seals them to the worker pool's key, balances the files into
 mapper tasks feeding one reducer, and posts the graph. It prints the graph
 id and the monitor page's URL; with --wait it follows the graph and prints
@@ -100,7 +105,7 @@ Flags:
 	asJSON := fs.Bool("json", false, "print one JSON object on standard output instead of text: graph id, monitor URL, state, counts and (with --wait) the result's location and text; see README's \"Scripting af\"")
 	quiet := fs.Bool("q", false, "quiet: print nothing but the result and errors; without --wait, only the graph id")
 	dryRun := fs.Bool("dry-run", false, "print the graph as JSON and post nothing")
-	noImageCheck := fs.Bool("no-image-check", false, "do not check that IMAGE is on this host's Docker engine")
+	noImageCheck := fs.Bool("no-image-check", false, "do not check that IMAGE is on this host's Docker engine (an IMAGE without a registry host then runs unpinned)")
 	qf := addQueueFlags(fs)
 	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
 		return err
@@ -161,6 +166,8 @@ Flags:
 	if err != nil {
 		return explainQueueErr(err, *qf.url)
 	}
+	// Progress and notes go to stderr: stdout stays the graph (or result).
+	fmt.Fprintln(stderr, plan.Image.Note)
 	if *dryRun {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

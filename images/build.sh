@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build.sh builds af's container images without a registry:
 #
-#   af/debian:bookworm  a minimal Debian root filesystem (debootstrap) with python3
+#   af/debian:bookworm  a minimal Debian root filesystem (debootstrap) with python3,
+#                       numpy and pandas (Debian's packages)
 #   af/python           the base for Python jobs: the af_helper module, user af (10001), /scratch
 #   af/os-count         the example Python job (documents by info.OS)
 #   af/os-count-go      the same job in Go, a static binary FROM scratch
@@ -11,7 +12,8 @@
 # Usage: images/build.sh [-f|--force] [image ...]   (image: debian python os-count os-count-go os-count-loads)
 # Idempotent: an image whose inputs (build context and base image) are
 # unchanged since it was built is skipped unless --force is given; af/debian
-# is only rebuilt with --force, since debootstrap takes minutes.
+# is rebuilt only when its package list (its af.include label) changed or
+# with --force, since debootstrap takes minutes.
 # The Debian mirror is read from this machine's apt sources, never hard-coded.
 set -euo pipefail
 
@@ -23,7 +25,7 @@ for a in "$@"; do
 	case "$a" in
 	-f | --force) force=1 ;;
 	-h | --help)
-		sed -n '2,12p' "${BASH_SOURCE[0]}"
+		sed -n '2,14p' "${BASH_SOURCE[0]}"
 		exit 0
 		;;
 	debian | python | os-count | os-count-go | os-count-loads) targets+=("$a") ;;
@@ -72,11 +74,24 @@ mirror() {
 	return 1
 }
 
+declare -A done_images
+
+# debian_include is the package list of af/debian:bookworm. The image
+# carries it as its af.include label, so changing the list rebuilds the base
+# on every machine (and CI) that has the old one.
+debian_include=python3-minimal,libpython3.11-stdlib,ca-certificates,python3-numpy,python3-pandas
+
 build_debian() {
-	local img=af/debian:bookworm
-	if have_image "$img" && [ "$force" = 0 ]; then
-		say "$img exists, skipping (use --force to rebuild)"
+	[ -z "${done_images[debian]:-}" ] || return 0
+	done_images[debian]=1
+	local img=af/debian:bookworm have
+	have=$(docker image inspect -f '{{index .Config.Labels "af.include"}}' "$img" 2>/dev/null || true)
+	if [ "$have" = "$debian_include" ] && [ "$force" = 0 ]; then
+		say "$img exists with the same packages, skipping (use --force to rebuild)"
 		return
+	fi
+	if have_image "$img" && [ "$force" = 0 ]; then
+		say "$img was built with other packages (${have:-unlabelled}), rebuilding"
 	fi
 	local m="${AF_DEBIAN_MIRROR:-}"
 	[ -n "$m" ] || m="$(mirror)"
@@ -84,7 +99,7 @@ build_debian() {
 	root="$(mktemp -d /tmp/af-debian.XXXXXX)"
 	tmpdirs+=("$root")
 	say "debootstrap bookworm into $root from the machine's apt mirror (a few minutes)"
-	debootstrap --variant=minbase --include=python3-minimal,libpython3.11-stdlib,ca-certificates bookworm "$root" "$m" >"$root.log" 2>&1 || {
+	debootstrap --variant=minbase --include="$debian_include" bookworm "$root" "$m" >"$root.log" 2>&1 || {
 		tail -n 30 "$root.log" >&2
 		echo "build.sh: debootstrap failed (log above, full log $root.log)" >&2
 		return 1
@@ -94,7 +109,7 @@ build_debian() {
 		"$root"/usr/share/locale/* "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
 		"$root"/var/cache/debconf/*-old "$root"/var/log/*.log "$root"/tmp/* 2>/dev/null || true
 	say "importing $img"
-	tar -C "$root" -c . | docker import -c 'CMD ["/bin/bash"]' - "$img" >/dev/null
+	tar -C "$root" -c . | docker import -c 'CMD ["/bin/bash"]' -c "LABEL af.include=$debian_include" - "$img" >/dev/null
 	rm -f "$root.log"
 	say "$img built"
 }
@@ -129,11 +144,10 @@ build_dockerfile() { # image dir base-image
 	say "$img built"
 }
 
-declare -A done_images
 build_python() {
 	[ -z "${done_images[python]:-}" ] || return 0
 	done_images[python]=1
-	have_image af/debian:bookworm || build_debian
+	build_debian
 	build_dockerfile af/python "$here/python" af/debian:bookworm
 }
 

@@ -5,11 +5,12 @@
 #          namespaces), debootstrap (the Python base image), chromium (monitor page
 #          tests), the compression tools the tests compare against, curl, and
 #          the job benchmark's baselines (python3-boto3, -dask, -distributed),
-#          whose own test runs them on a few MiB
+#          whose own test runs them on a few MiB, and docker-registry (a real
+#          registry on loopback for the tests of pulling job images by digest)
 #   bench: test's, plus bc
 set -euo pipefail
 what=${1:-test}
-pkgs=(iproute2 iptables debootstrap libisal-dev chromium xz-utils zstd bzip2 gzip ca-certificates curl python3 python3-boto3 python3-dask python3-distributed)
+pkgs=(iproute2 iptables debootstrap libisal-dev chromium xz-utils zstd bzip2 gzip ca-certificates curl python3 python3-boto3 python3-dask python3-distributed docker-registry)
 case "$what" in
 test) ;;
 bench) pkgs+=(bc) ;;

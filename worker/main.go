@@ -108,7 +108,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 The worker claims tasks from an af queue and runs each in a locked-down
 Docker container: mappers stream their S3 inputs into the job, the reducer
 merges the mappers' results. It needs the pool's private key (af keygen)
-to open the tasks' sealed S3 credentials, and the job images on this host.
+to open the tasks' sealed S3 credentials, and the job images on this host
+(or --pull, to pull them from their registry by the digest the task pins).
 On SIGTERM it stops claiming, lets running tasks finish for --grace, and
 hands the rest back to the queue. A worker started again with the same
 --worker-id after a crash hands back at once the runs the dead process
@@ -139,6 +140,9 @@ Flags (each also read from the environment variable shown):
 	gzipFlag := fs.String("gzip", env("AF_GZIP", "auto"), "gzip decoder: auto (ISA-L when this build and host have it, else Go), isal, or go (AF_GZIP)")
 	grace := fs.Duration("grace", envDuration("AF_GRACE", 30*time.Second), "how long running tasks may finish after SIGTERM; a second signal stops at once (AF_GRACE)")
 	s3Endpoint := fs.String("s3-endpoint", os.Getenv("AF_WORKER_S3_ENDPOINT"), "the S3 endpoint job inputs are read from, e.g. http://127.0.0.1:9000 for MinIO; tasks whose sealed credentials name another are refused (default: this host's AWS configuration: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the profile's endpoint_url, else AWS S3 in AWS_REGION) (AF_WORKER_S3_ENDPOINT)")
+	pull := fs.Bool("pull", envBool("AF_PULL"), "pull a task's job image from its registry when this host lacks it (tasks name images by digest, so the worker runs exactly what was submitted); credentials come from the auths of Docker's config.json in $DOCKER_CONFIG or ~/.docker; without --pull a task whose image is missing goes back to the queue for a worker that has it (AF_PULL=1)")
+	pullFrom := fs.String("pull-from", os.Getenv("AF_PULL_FROM"), "with --pull, the only registry hosts (host[:port], comma-separated) images are pulled from; default any registry a task's image names (AF_PULL_FROM)")
+	pullTimeout := fs.Duration("pull-timeout", envDuration("AF_PULL_TIMEOUT", runner.DefaultPullTimeout), "how long one image pull may take (AF_PULL_TIMEOUT)")
 	logLevel := fs.String("log-level", env("AF_LOG_LEVEL", "info"), "debug, info, warn or error (AF_LOG_LEVEL)")
 	ceil := worker.DefaultCeilings()
 	mem := bytesFlag(ceil.MemoryBytes)
@@ -254,6 +258,7 @@ Flags (each also read from the environment variable shown):
 		StateDir: *stateDir,
 		Input:    mode, DownloadParallel: *parallel, Decompress: opener, Grace: *grace, Logger: logger,
 		Ceilings: ceilings, ReapEvery: reapEvery, MaxScratchBytes: scratchLimit(int64(maxScratch)),
+		Pull: worker.PullConfig{Enabled: *pull, Timeout: *pullTimeout, Registries: splitList(*pullFrom)},
 	})
 	if err != nil {
 		return err
@@ -274,4 +279,15 @@ func scratchLimit(n int64) int64 {
 		return -1
 	}
 	return n
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -15,7 +15,9 @@ Job API (telemetry-server's mapreduce/job.py):
     def setup_reduce(context):                # optional, once before the first reduce
         context.field_separator = ","
     def reduce(key, values, context):         # values of one key, in a list
-        context.write(key, sum(values))       # also writeline(line), writecsv(fields)
+        context.write(key, sum(values))       # also writeline(line), writecsv(fields):
+                                              #   CSV as the csv module writes it, or
+                                              #   fields joined by field_separator once set
 
 af_helper.field(value, "info", "OS") reads one field of a document without
 decoding the rest of it (much faster than json.loads for a field near the start).
@@ -35,6 +37,7 @@ Output (map): "<json key>\\t<json value>\\n" lines. Output (reduce): the job's
 result, written by the reduce context.
 """
 
+import csv
 import importlib.util
 import json
 import os
@@ -363,12 +366,30 @@ def _original_mapper(mapper, out):
 
 
 class ReduceContext:
-    """telemetry-server's TextContext: the reducer's view of the result file."""
+    """telemetry-server's TextContext: the reducer's view of the result file.
+
+    write(key, value) writes key, field_separator (a tab unless set), value
+    and record_separator (a newline). writecsv(fields) writes one CSV record
+    as Python's csv module does (comma-separated, a field quoted when it holds
+    a comma, a double quote or a character of record_separator, quotes
+    doubled), ended by record_separator; once the job sets field_separator,
+    writecsv joins the fields with it instead (telemetry-server's behaviour).
+    """
 
     def __init__(self, f):
         self._f = f
-        self.field_separator = "\t"
+        self._field_separator = None  # None: never set by the job
         self.record_separator = "\n"
+        self._csv = None  # (record_separator, csv writer)
+
+    @property
+    def field_separator(self):
+        fs = self._field_separator
+        return "\t" if fs is None else fs
+
+    @field_separator.setter
+    def field_separator(self, value):
+        self._field_separator = value
 
     def write(self, key, value):
         self._f.write(str(key) + self.field_separator + str(value) + self.record_separator)
@@ -377,7 +398,13 @@ class ReduceContext:
         self._f.write(str(line) + self.record_separator)
 
     def writecsv(self, fields):
-        self._f.write(self.field_separator.join(str(x) for x in fields) + self.record_separator)
+        if self._field_separator is not None:
+            self._f.write(self._field_separator.join(str(x) for x in fields) + self.record_separator)
+            return
+        rs = self.record_separator
+        if self._csv is None or self._csv[0] != rs:
+            self._csv = (rs, csv.writer(self._f, lineterminator=rs))
+        self._csv[1].writerow(fields)
 
 
 def run_reduce(mod, combine_mode, original):

@@ -335,3 +335,38 @@ print("ok", n)
 `
 	runFieldScript(t, script, "ok 24000")
 }
+
+// TestWriteCSV: writecsv writes CSV as Python's csv module does (commas,
+// minimal quoting, quotes doubled) until the job sets field_separator, after
+// which it joins the fields with it. sdk/afjob's TestWriteCSV holds the Go
+// SDK to the same bytes.
+func TestWriteCSV(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, setup, fields, want string
+	}{
+		{"plain", "", `["a", 1, 2.5]`, "a,1,2.5\n"},
+		{"quoting", "", `["a,b", 'say "hi"', "two\nlines", "cr\rkept", " lead", ""]`,
+			"\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",cr\rkept, lead,\n"},
+		{"None and booleans", "", `[None, True, "x"]`, ",True,x\n"},
+		{"one empty field", "", `[""]`, "\"\"\n"},
+		{"no fields", "", `[]`, "\n"},
+		{"record separator chars are quoted", `context.record_separator = ";\n"`, `["a;b", "c"]`, "\"a;b\",c;\n"},
+		{"field_separator set: joined", `context.field_separator = "\t"`, `["a,b", 'q"', 3]`, "a,b\tq\"\t3\n"},
+		{"field_separator comma: joined, unquoted", `context.field_separator = ","`, `["a,b", 3]`, "a,b,3\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			job := "def setup_reduce(context):\n    " + tt.setup + "\n    pass\n" +
+				"def reduce(key, values, context):\n    context.writecsv(" + tt.fields + ")\n"
+			out, stderr, code := helper(t, job, []byte("\"k\"\t1\n"), false, "reduce", "JOB")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if out != tt.want {
+				t.Errorf("writecsv(%s) wrote %q, want %q", tt.fields, out, tt.want)
+			}
+		})
+	}
+}

@@ -123,7 +123,7 @@ type Spec struct {
 	RunID    int
 	WorkerID string
 	Kind     taskdef.Kind
-	// Image must already be on this worker; the runner never pulls.
+	// Image must already be on this worker (PullImage fetches one first).
 	Image string
 	// Entrypoint and Cmd override the image's when non-empty; the worker
 	// derives them from the image's analysis-tools.yml.

@@ -27,7 +27,7 @@ var ErrImageFileTooLarge = errors.New("file in the image is too large")
 // image through a created, never started container (ImageFileConfig), and
 // removes the container on every path. Each Docker call has the runner's
 // call timeout; the container's deadline label is two call timeouts away.
-// The image must be on the engine (the runner never pulls).
+// The image must be on the engine (PullImage fetches one first).
 func (r *Runner) ReadImageFile(ctx context.Context, image, path string, maxBytes int64) ([]byte, error) {
 	// The deadline covers both calls that use the container (create, then
 	// copy), so no reaper removes it while it is being read.

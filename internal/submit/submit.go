@@ -17,6 +17,7 @@ import (
 	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/registry"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -62,8 +63,12 @@ type Submitter struct {
 	// Docker, when set, checks that the image exists on this host's
 	// engine before anything is posted (workers never pull).
 	Docker *client.Client
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Registry resolves a registry image's tag to its digest (nil: one
+	// with the credentials of Docker's config, $DOCKER_CONFIG or
+	// ~/.docker).
+	Registry *registry.Client
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Plan is a graph ready to post, and what it reads.
@@ -78,6 +83,8 @@ type Plan struct {
 	// when they stop working.
 	Scope             creds.Scope
 	CredentialsExpire time.Time
+	// Image is how the job image was pinned (see PinImage).
+	Image ImagePin
 	// Timings of the stages, for --verbose and the benchmark.
 	QueryTime, MintTime, BuildTime time.Duration
 }
@@ -117,9 +124,13 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	if r.Image == "" {
 		return Plan{}, InputError(errors.New("no image: say which job image to run (e.g. af/os-count)"))
 	}
-	if err := s.checkImage(ctx, r.Image); err != nil {
+	// The tasks and the sealed credentials name the image by digest
+	// (image.go), so the workers run exactly what was submitted.
+	pin, err := s.PinImage(ctx, r.Image)
+	if err != nil {
 		return Plan{}, err
 	}
+	r.Image = pin.Ref
 	t0 := s.now()
 	res, schema, err := s.query(ctx, r)
 	if err != nil {
@@ -169,7 +180,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	m, files, bytes := Summary(g)
 	return Plan{
 		Graph: g, Bucket: res.Bucket, Prefix: res.Prefix, Mappers: m, Files: files, Bytes: bytes,
-		Scope: sc.Scope, CredentialsExpire: sc.Expiration,
+		Scope: sc.Scope, CredentialsExpire: sc.Expiration, Image: pin,
 		QueryTime: t1.Sub(t0), MintTime: t2.Sub(t1), BuildTime: s.now().Sub(t2),
 	}, nil
 }
@@ -220,7 +231,7 @@ func (s *Submitter) checkImage(ctx context.Context, image string) error {
 	defer cancel()
 	if _, err := s.Docker.ImageInspect(ictx, image); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return InputError(fmt.Errorf("image %s is not on this host's Docker engine, so the workers cannot have it either (af never pulls): build it (`make images` for the examples) or `docker load` it on every worker host; pass --no-image-check when this host is not a worker", image))
+			return InputError(fmt.Errorf("image %s is not on this host's Docker engine, so the workers cannot have it either (they pull only images named with their registry, REGISTRY/NAME:TAG): build it (`make images` for the examples) or `docker load` it on every worker host; pass --no-image-check when this host is not a worker", image))
 		}
 		return fmt.Errorf("check image %s: %w (pass --no-image-check to skip)", image, err)
 	}

@@ -378,6 +378,13 @@ func (w *Worker) executeWith(ctx context.Context, c taskdef.Claim, tlog *taskLog
 			w.imageMissed(p.Image)
 			return exception(taskdef.ReasonResourceUnavail, "%v; the queue runs the task again, on a worker that has it", err)
 		}
+		var pe *pullError
+		if errors.As(err, &pe) {
+			// As a missing image: a worker that has it, or whose pull
+			// works, may run the task.
+			w.imageMissed(p.Image)
+			return exception(taskdef.ReasonResourceUnavail, "%v; the queue runs the task again, on a worker that has it", err)
+		}
 		var bad *badSpecError
 		if errors.As(err, &bad) {
 			return exception(taskdef.ReasonMalformedPayload, "%v", err)

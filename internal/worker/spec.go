@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,7 +61,10 @@ func endpointName(ep string) string {
 type imageMissingError struct{ image, worker string }
 
 func (e *imageMissingError) Error() string {
-	return fmt.Sprintf("image %s is not on worker %s: build it there with `make images`, or `docker save` it and `docker load` it on every worker host (af never pulls from a registry)", e.image, e.worker)
+	if strings.HasPrefix(e.image, "sha256:") {
+		return fmt.Sprintf("image %s is not on worker %s: af submit pinned it by its image id (it was built or loaded by hand where it was submitted, not pulled from a registry), so this host needs that same build: `docker save` it there and `docker load` it here (a separate build has another id), or push it to a registry and submit REGISTRY/NAME:TAG", e.image, e.worker)
+	}
+	return fmt.Sprintf("image %s is not on worker %s, which does not pull: start workers with --pull (AF_PULL=1) to pull images from their registry, or build it there with `make images`, or `docker save` it and `docker load` it on every worker host", e.image, e.worker)
 }
 
 // badSpecError is an image whose analysis-tools.yml is missing or wrong.
@@ -74,6 +78,7 @@ func (e *badSpecError) Unwrap() error { return e.err }
 type specCache struct {
 	docker   *client.Client // image inspection only
 	runner   *runner.Runner // reads the file
+	puller   *puller        // nil: the worker does not pull
 	workerID string
 	timeout  time.Duration
 
@@ -92,6 +97,14 @@ func (c *specCache) get(ctx context.Context, image string) (jobspec.Spec, error)
 	ictx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	insp, err := c.docker.ImageInspect(ictx, image)
+	if err != nil && cerrdefs.IsNotFound(err) && c.puller != nil {
+		if perr := c.puller.pull(ctx, image); perr != nil {
+			return jobspec.Spec{}, perr
+		}
+		pctx, pcancel := context.WithTimeout(ctx, c.timeout)
+		insp, err = c.docker.ImageInspect(pctx, image)
+		pcancel()
+	}
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return jobspec.Spec{}, &imageMissingError{image: image, worker: c.workerID}

@@ -90,6 +90,10 @@ type Config struct {
 	// ReapGrace how long past its deadline a container is left to its own
 	// worker (default runner.DefaultReapGrace).
 	ReapEvery, ReapGrace time.Duration
+	// Pull, when enabled, makes the worker pull a task's image it lacks
+	// from the image's registry (tasks name images by digest, so it runs
+	// exactly what was submitted).
+	Pull PullConfig
 
 	Logger *slog.Logger
 	Clock  Clock
@@ -237,9 +241,13 @@ func newWorker(cfg Config) (*Worker, error) {
 	if err := os.Chmod(cfg.ScratchRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("worker: scratch root: %w", err)
 	}
+	specs := newSpecCache(cfg.Docker, cfg.Runner, cfg.WorkerID)
+	if cfg.Pull.Enabled {
+		specs.puller = &puller{docker: cfg.Docker, cfg: cfg.Pull, workerID: cfg.WorkerID}
+	}
 	return &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), clock: cfg.Clock,
-		specs: newSpecCache(cfg.Docker, cfg.Runner, cfg.WorkerID),
+		specs: specs,
 	}, nil
 }
 

@@ -48,10 +48,11 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/af-project/af/internal/records"
 	"github.com/af-project/af/sdk/contract"
+	"github.com/af-project/af/sdk/records"
 )
 
 // Job is an analyst's MapReduce job. Map and Reduce are required.
@@ -85,8 +86,9 @@ const maxKeys = 200_000
 // job's result: key, FieldSeparator, value, RecordSeparator, with strings
 // as they are and other values as JSON (telemetry-server's TextContext).
 type Context struct {
-	// FieldSeparator and RecordSeparator shape the reducer's output lines;
-	// they default to a tab and a newline.
+	// FieldSeparator and RecordSeparator shape the reducer's output lines.
+	// An empty FieldSeparator (the default) means a tab for Write and CSV
+	// for WriteCSV; RecordSeparator defaults to a newline.
 	FieldSeparator  string
 	RecordSeparator string
 	// File is the S3 key of the input file being mapped.
@@ -102,7 +104,11 @@ type Context struct {
 func (c *Context) Write(key, value any) error {
 	if c.reduce {
 		c.w.WriteString(text(key))
-		c.w.WriteString(c.FieldSeparator)
+		if c.FieldSeparator == "" {
+			c.w.WriteByte('\t')
+		} else {
+			c.w.WriteString(c.FieldSeparator)
+		}
 		c.w.WriteString(text(value))
 		_, err := c.w.WriteString(c.RecordSeparator)
 		return err
@@ -134,13 +140,36 @@ func (c *Context) WriteLine(line string) error {
 	return err
 }
 
-// WriteCSV writes fields joined by FieldSeparator as one record.
+// WriteCSV writes fields as one record of the reducer's result. With
+// FieldSeparator unset it is a CSV record as Python's csv module writes it
+// (af_helper's writecsv): comma-separated, a field quoted when it holds a
+// comma, a double quote or a byte of RecordSeparator, quotes doubled, a
+// record of one empty field written as "". With FieldSeparator set the
+// fields are joined by it, unquoted (telemetry-server's behaviour). Fields
+// are converted as Write converts them.
 func (c *Context) WriteCSV(fields ...any) error {
+	if c.FieldSeparator != "" {
+		for i, f := range fields {
+			if i > 0 {
+				c.w.WriteString(c.FieldSeparator)
+			}
+			c.w.WriteString(text(f))
+		}
+		_, err := c.w.WriteString(c.RecordSeparator)
+		return err
+	}
 	for i, f := range fields {
 		if i > 0 {
-			c.w.WriteString(c.FieldSeparator)
+			c.w.WriteByte(',')
 		}
-		c.w.WriteString(text(f))
+		s := text(f)
+		if !strings.ContainsAny(s, `,"`+c.RecordSeparator) && (s != "" || len(fields) > 1) {
+			c.w.WriteString(s)
+			continue
+		}
+		c.w.WriteByte('"')
+		c.w.WriteString(strings.ReplaceAll(s, `"`, `""`))
+		c.w.WriteByte('"')
 	}
 	_, err := c.w.WriteString(c.RecordSeparator)
 	return err
@@ -253,7 +282,7 @@ func Run(job Job, kind string, r io.Reader, w io.Writer) (st Stats, err error) {
 		}
 	}()
 	bw := bufio.NewWriterSize(w, 1<<20)
-	ctx := &Context{FieldSeparator: "\t", RecordSeparator: "\n", w: bw}
+	ctx := &Context{RecordSeparator: "\n", w: bw}
 	switch kind {
 	case contract.TaskMap:
 		if job.Map == nil {

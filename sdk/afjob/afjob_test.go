@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/af-project/af/internal/records"
+	"github.com/af-project/af/sdk/records"
 )
 
 func countJob(withCombine bool) Job {
@@ -219,5 +219,54 @@ func BenchmarkMap(b *testing.B) {
 		if _, err := Run(job, "map", bytes.NewReader(in.Bytes()), io.Discard); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestWriteCSV: WriteCSV writes the bytes af_helper's writecsv (Python's csv
+// module) writes for the same fields (images/python's TestWriteCSV), and
+// joins the fields once FieldSeparator is set.
+func TestWriteCSV(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		fs, rs   string
+		fields   []any
+		want     string
+		writeOut string // what Write("k", 1) writes with the same separators
+	}{
+		{"plain", "", "\n", []any{"a", 1, 2.5}, "a,1,2.5\n", "k\t1\n"},
+		{"quoting", "", "\n", []any{"a,b", `say "hi"`, "two\nlines", "cr\rkept", " lead", ""},
+			"\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",cr\rkept, lead,\n", "k\t1\n"},
+		{"one empty field", "", "\n", []any{""}, "\"\"\n", "k\t1\n"},
+		{"no fields", "", "\n", nil, "\n", "k\t1\n"},
+		{"record separator chars are quoted", "", ";\n", []any{"a;b", "c"}, "\"a;b\",c;\n", "k\t1;\n"},
+		{"field separator set: joined", "\t", "\n", []any{"a,b", `q"`, 3}, "a,b\tq\"\t3\n", "k\t1\n"},
+		{"field separator comma: joined, unquoted", ",", "\n", []any{"a,b", 3}, "a,b,3\n", "k,1\n"},
+		{"JSON values", "", "\n", []any{[]int{1, 2}, json.RawMessage(`"s"`)}, "\"[1,2]\",s\n", "k\t1\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			job := Job{
+				Map: func(string, []string, []byte, *Context) error { return nil },
+				SetupReduce: func(ctx *Context) error {
+					ctx.FieldSeparator, ctx.RecordSeparator = tt.fs, tt.rs
+					return nil
+				},
+				Reduce: func(key []byte, values [][]byte, ctx *Context) error {
+					if err := ctx.WriteCSV(tt.fields...); err != nil {
+						return err
+					}
+					return ctx.Write("k", 1)
+				},
+			}
+			var out bytes.Buffer
+			if _, err := Run(job, "reduce", strings.NewReader("\"k\"\t1\n"), &out); err != nil {
+				t.Fatal(err)
+			}
+			if want := tt.want + tt.writeOut; out.String() != want {
+				t.Errorf("WriteCSV(%#v) then Write wrote %q, want %q", tt.fields, out.String(), want)
+			}
+		})
 	}
 }

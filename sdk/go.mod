@@ -1,0 +1,3 @@
+module github.com/af-project/af/sdk
+
+go 1.26.0
