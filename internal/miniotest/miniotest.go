@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/testbin"
@@ -165,7 +166,47 @@ func (s *Server) launch() error {
 		_ = s.Stop()
 		return err
 	}
+	if err := s.waitSTS(30 * time.Second); err != nil {
+		_ = s.Stop()
+		return err
+	}
 	return nil
+}
+
+// waitSTS waits until MinIO's STS answers: /minio/health/ready can say
+// ready a moment before its IAM subsystem is, when AssumeRole still fails
+// with "Server not initialized, please try again".
+func (s *Server) waitSTS(limit time.Duration) error {
+	cfg, err := awsconf.Load(context.Background(), awsconf.Options{
+		Endpoint: s.Endpoint, Region: awsconf.DefaultRegion,
+		AccessKeyID: RootUser, SecretAccessKey: RootPassword,
+	})
+	if err != nil {
+		return err
+	}
+	client := sts.NewFromConfig(cfg)
+	deadline := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := client.AssumeRole(ctx, &sts.AssumeRoleInput{
+			RoleArn: aws.String("arn:minio:iam:::role/miniotest"), RoleSessionName: aws.String("miniotest-ready"), DurationSeconds: aws.Int32(900),
+		})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("minio's STS not ready after %s: %w", limit, err)
+		}
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return fmt.Errorf("minio exited before its STS was ready: %s", s.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Kill stops the server at once (SIGKILL), as a crash or a lost host
