@@ -227,7 +227,7 @@ func TestRender(t *testing.T) {
 	target := time.Date(2013, 10, 11, 16, 5, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		in, want, err string
-		loc       *time.Location
+		loc           *time.Location
 	}{
 		{in: `"__TARGET_DATE__"`, want: `"20131011"`},
 		{in: `{"min": "__TARGET_DATE-6__", "max": "__TARGET_DATE__"}`, want: `{"min": "20131005", "max": "20131011"}`},
