@@ -1,6 +1,9 @@
 package schedule
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Run is one run of a schedule: it falls due at Due, a tick of the
 // schedule's cron expression, and processes the interval [Target, Due)
@@ -57,4 +60,36 @@ func (c *Cron) Targets(from, to time.Time, limit int) (targets []time.Time, trun
 		targets = append(targets, tick)
 	}
 	return targets, false
+}
+
+// SubDaily reports whether the schedule ticks more often than daily, so
+// its targets are named by date and hour.
+func (c *Cron) SubDaily() bool {
+	// Two consecutive gaps from a fixed point: a schedule such as "0 0,12
+	// * * *" has gaps of 12 h whichever tick it starts from.
+	t0 := c.Next(time.Date(2001, 1, 1, 0, 0, 0, 0, c.loc))
+	t1 := c.Next(t0)
+	t2 := c.Next(t1)
+	return !t1.IsZero() && (t1.Sub(t0) < 23*time.Hour || (!t2.IsZero() && t2.Sub(t1) < 23*time.Hour))
+}
+
+// Label names a target as runs and results are named: its date
+// (20131011) in the schedule's zone, or date and hour (2013101116) for a
+// schedule that ticks more often than daily.
+func (c *Cron) Label(target time.Time) string {
+	if c.SubDaily() {
+		return target.In(c.loc).Format("2006010215")
+	}
+	return target.In(c.loc).Format("20060102")
+}
+
+// ParseDate reads a date as af backfill and af result take it: 20131011,
+// 2013-10-11, or with an hour, 2013101116, in the schedule's zone.
+func (c *Cron) ParseDate(s string) (time.Time, error) {
+	for _, layout := range []string{"20060102", "2006-01-02", "2006010215", "2006-01-02T15"} {
+		if t, err := time.ParseInLocation(layout, s, c.loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("date %q: write it as 20131011 or 2013-10-11 (2013101116 for an hour)", s)
 }

@@ -113,9 +113,17 @@ var (
 )
 
 var (
-	bSchedules = []byte("schedules")     // name -> Schedule JSON
-	bRuns      = []byte("schedule_runs") // name -> sub-bucket: target (RFC3339Nano, UTC) + kind -> RunRecord JSON
+	bSchedules = []byte("schedules")       // name -> Schedule JSON
+	bRuns      = []byte("schedule_runs")   // name -> sub-bucket: target (RFC3339Nano, UTC) + kind -> RunRecord JSON
+	bByGraph   = []byte("schedule_graphs") // graph id -> GraphRef JSON
 )
+
+// GraphRef names the schedule run a graph belongs to.
+type GraphRef struct {
+	Schedule string    `json:"schedule"`
+	Target   time.Time `json:"target"`
+	Kind     Kind      `json:"kind"`
+}
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
@@ -129,7 +137,7 @@ type Store struct {
 // NewStore opens the store's buckets in db.
 func NewStore(db *bolt.DB, now func() time.Time) (*Store, error) {
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bSchedules, bRuns} {
+		for _, b := range [][]byte{bSchedules, bRuns, bByGraph} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -179,13 +187,10 @@ func (st *Store) Create(s Schedule) (Schedule, error) {
 			return err
 		}
 		// Runs of an earlier schedule of the same name go with it.
-		runs := tx.Bucket(bRuns)
-		if runs.Bucket([]byte(s.Name)) != nil {
-			if err := runs.DeleteBucket([]byte(s.Name)); err != nil {
-				return err
-			}
+		if err := deleteRuns(tx, s.Name); err != nil {
+			return err
 		}
-		_, err := runs.CreateBucket([]byte(s.Name))
+		_, err := tx.Bucket(bRuns).CreateBucket([]byte(s.Name))
 		return err
 	})
 	return s, err
@@ -280,11 +285,39 @@ func (st *Store) Delete(name string) error {
 		if err := tx.Bucket(bSchedules).Delete([]byte(name)); err != nil {
 			return err
 		}
-		if tx.Bucket(bRuns).Bucket([]byte(name)) != nil {
-			return tx.Bucket(bRuns).DeleteBucket([]byte(name))
+		return deleteRuns(tx, name)
+	})
+}
+
+// deleteRuns removes a schedule's run records and their graph refs.
+func deleteRuns(tx *bolt.Tx, name string) error {
+	rb := tx.Bucket(bRuns).Bucket([]byte(name))
+	if rb == nil {
+		return nil
+	}
+	byGraph := tx.Bucket(bByGraph)
+	if err := rb.ForEach(func(_, v []byte) error {
+		var r RunRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
 		}
+		return byGraph.Delete([]byte(r.GraphID))
+	}); err != nil {
+		return err
+	}
+	return tx.Bucket(bRuns).DeleteBucket([]byte(name))
+}
+
+// ByGraph finds the schedule run a graph belongs to.
+func (st *Store) ByGraph(graphID string) (GraphRef, bool) {
+	var ref GraphRef
+	ok := false
+	_ = st.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bByGraph).Get([]byte(graphID))
+		ok = v != nil && json.Unmarshal(v, &ref) == nil
 		return nil
 	})
+	return ref, ok
 }
 
 // Runs returns the schedule's run records, oldest target first.
@@ -329,6 +362,9 @@ func (st *Store) take(name string, generation int64, runs []RunRecord, lastTick 
 				continue
 			}
 			if err := putKey(b, k, r); err != nil {
+				return err
+			}
+			if err := put(tx.Bucket(bByGraph), r.GraphID, GraphRef{Schedule: name, Target: r.Target, Kind: r.Kind}); err != nil {
 				return err
 			}
 			taken = append(taken, r)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/clocktest"
@@ -58,6 +59,8 @@ type envOpts struct {
 	maxGraphBytes int64
 	// config, when set, edits the config before it is normalized.
 	config func(*Config)
+	// aws mints scheduled runs' credentials (Deps.AWS).
+	aws *aws.Config
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -94,7 +97,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	t.Cleanup(func() { q.Close() })
 	e.q = q
-	e.srv, err = New(e.cfg, Deps{Queue: q, Logger: logger, Clock: clock, S3: o.s3})
+	e.srv, err = New(e.cfg, Deps{Queue: q, Logger: logger, Clock: clock, S3: o.s3, AWS: o.aws})
 	if err != nil {
 		t.Fatal(err)
 	}
