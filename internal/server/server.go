@@ -181,8 +181,8 @@ import (
 	"github.com/af-project/af/internal/monitor"
 	"github.com/af-project/af/internal/outbox"
 	"github.com/af-project/af/internal/queue"
-	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/schedule"
+	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/users"
 )
 
