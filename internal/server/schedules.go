@@ -547,3 +547,19 @@ func (s *Server) scheduleStatus(sc schedule.Schedule) taskdef.ScheduleStatus {
 	}
 	return out
 }
+
+// graphSchedule names the schedule run a graph is, for its page's link
+// (nil for a graph af submit made).
+func (s *Server) graphSchedule(graphID string) *taskdef.GraphSchedule {
+	ref, ok := s.schedules.ByGraph(graphID)
+	if !ok {
+		return nil
+	}
+	out := &taskdef.GraphSchedule{Name: ref.Schedule, Kind: string(ref.Kind), Target: ref.Target}
+	if sc, err := s.schedules.Get(ref.Schedule); err == nil {
+		if c, err := schedule.Parse(sc.Cron, sc.Timezone); err == nil {
+			out.Label = c.Label(ref.Target)
+		}
+	}
+	return out
+}

@@ -128,6 +128,9 @@ func TestScheduleMakesRunsThroughTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if g.Schedule == nil || g.Schedule.Name != "daily" || g.Schedule.Label != "20260228" || g.Schedule.Kind != "scheduled" {
+		t.Errorf("graph's schedule %+v; want daily@20260228, scheduled", g.Schedule)
+	}
 	if g.Name != "daily@20260228" || g.Owner != "the-submitter" || g.Priority != taskdef.PriorityNormal {
 		t.Errorf("graph %s owner %s priority %s; want daily@20260228 of the-submitter, normal", g.Name, g.Owner, g.Priority)
 	}

@@ -623,6 +623,7 @@ func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	st.Schedule = s.graphSchedule(st.GraphID)
 	return writeJSONTagged(w, r, st)
 }
 

@@ -320,6 +320,9 @@ type GraphStatus struct {
 	// cancel last ended it.
 	CreatedBy  string `json:"createdBy,omitempty"`
 	CanceledBy string `json:"canceledBy,omitempty"`
+	// Schedule names the schedule run the graph is (af serve made it);
+	// nil for a graph af submit made.
+	Schedule *GraphSchedule `json:"schedule,omitempty"`
 }
 
 // What a rerun does to a task, in RerunEffect.Effect.
