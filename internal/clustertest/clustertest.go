@@ -146,7 +146,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		S3: c.MinIO.S3, Presign: presign, Logger: c.Log.With("component", "server"),
 		// Scheduled runs' credentials are minted with MinIO's root
 		// credentials, as af submit's are in the tests.
-		AWS: &c.MinIO.Config,
+		AWS:       &c.MinIO.Config,
 		TickEvery: 100 * time.Millisecond,
 	}
 	c.serve(t, ln)
