@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/clustertest"
 	"github.com/af-project/af/internal/synth"
@@ -117,6 +121,27 @@ func TestScheduleBackfillEndToEnd(t *testing.T) {
 		}
 		if err != nil || stdout.String() != want[day] {
 			t.Fatalf("af result daily-os@%s: %v\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", day, err, stdout.String(), want[day], stderr.String())
+		}
+	}
+	// Each result is also at its stable name in the artifact bucket, for
+	// other tools.
+	for _, day := range days[:3] {
+		key := "schedules/daily-os/" + day + "/result.txt"
+		deadline := time.Now().Add(time.Minute)
+		for {
+			obj, err := c.MinIO.S3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(clustertest.ArtifactBucket), Key: aws.String(key)})
+			if err == nil {
+				body, _ := io.ReadAll(obj.Body)
+				obj.Body.Close()
+				if string(body) != want[day] {
+					t.Errorf("%s holds\n%s\nwant\n%s", key, body, want[day])
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never appeared in the artifact bucket: %v", key, err)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 	// The date the backfill did not cover has no run.

@@ -36,6 +36,10 @@ type Launcher interface {
 	// Graphs reports the state of each graph; a graph it does not know is
 	// absent from the map.
 	Graphs(ctx context.Context, graphIDs []string) (map[string]GraphState, error)
+	// Publish copies a completed run's result to its stable name
+	// (schedules/NAME/TARGET/result.txt in the artifact bucket). It is
+	// called until it succeeds once; a copy made twice is the same copy.
+	Publish(ctx context.Context, s Schedule, run RunRecord) error
 }
 
 // Alerter tells a schedule's owner a run is late. Late must send at most
@@ -69,6 +73,10 @@ type Scheduler struct {
 	// MaxWait bounds the wait between passes (default a minute): a pass
 	// also follows the runs' graphs and their late alerts.
 	MaxWait time.Duration
+	// Wake, when set, returns a channel closed when some graph may have
+	// ended (af serve: the queue's outbox signal); the next pass comes
+	// then, at most once a second.
+	Wake func() <-chan struct{}
 
 	kick chan struct{}
 }
@@ -112,11 +120,22 @@ func (sc *Scheduler) Run(ctx context.Context) {
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(sc.Clock.Now()), 0))
 		}
+		var wake <-chan struct{}
+		if sc.Wake != nil {
+			wake = sc.Wake()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-sc.kick:
 		case <-sc.Clock.After(wait):
+		case <-wake:
+			// Many graphs may end in a burst; one pass serves them all.
+			select {
+			case <-ctx.Done():
+				return
+			case <-sc.Clock.After(time.Second):
+			}
 		}
 	}
 }
@@ -178,13 +197,20 @@ func (sc *Scheduler) passOne(ctx context.Context, s Schedule) (time.Time, error)
 	for i := range runs {
 		r := &runs[i]
 		if st, ok := states[r.GraphID]; ok && st.Ended && !r.Done {
-			r.Done = true
-			if err := sc.Store.setRun(s.Name, r.Target, r.Kind, func(x *RunRecord) { x.Done = true }); err != nil {
+			r.Done, r.Completed = true, st.Completed
+			if err := sc.Store.setRun(s.Name, r.Target, r.Kind, func(x *RunRecord) { x.Done, x.Completed = true, st.Completed }); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		if (r.State == RunLaunched && !r.Done) || r.State == RunLaunching {
 			active[r.Kind]++
+		}
+		if r.Done && r.Completed && r.Published.IsZero() {
+			if err := sc.Launcher.Publish(ctx, s, *r); err != nil {
+				errs = append(errs, fmt.Errorf("publish the result of %s: %w", r.Target.Format(time.RFC3339), err))
+			} else if err := sc.Store.setRun(s.Name, r.Target, r.Kind, func(x *RunRecord) { x.Published = now }); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 

@@ -25,6 +25,10 @@ type queueDouble struct {
 	refuse   map[string]string
 	launched chan RunRecord
 	alerts   []string
+	// published lists the results copied to their stable names;
+	// failPublish fails that many copies first.
+	published   []string
+	failPublish int
 }
 
 func newQueueDouble() *queueDouble {
@@ -60,6 +64,17 @@ func (q *queueDouble) Graphs(_ context.Context, ids []string) (map[string]GraphS
 		}
 	}
 	return out, nil
+}
+
+func (q *queueDouble) Publish(_ context.Context, s Schedule, r RunRecord) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.failPublish > 0 {
+		q.failPublish--
+		return errors.New("s3: connection reset")
+	}
+	q.published = append(q.published, s.Name+"@"+r.Target.Format("20060102"))
+	return nil
 }
 
 func (q *queueDouble) Late(_ context.Context, s Schedule, r RunRecord) error {
@@ -477,5 +492,28 @@ func TestStoreRefuses(t *testing.T) {
 	}
 	if _, err := h.sc.Store.Get("a"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get after Delete: %v", err)
+	}
+}
+
+func TestCompletedRunsArePublishedOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, time.Date(2013, 10, 11, 12, 0, 0, 0, time.UTC))
+	h.create(Schedule{Name: "daily", Cron: "5 16 * * *"})
+	h.clock.Advance(5 * time.Hour)
+	h.pass()
+	h.clock.Advance(24 * time.Hour)
+	h.pass()
+	ids := h.graphsOf("daily")
+	h.q.end(true, ids[0])  // the 10th completes
+	h.q.end(false, ids[1]) // the 11th fails: nothing to publish
+	h.q.failPublish = 1    // S3 is down on the first try
+	if _, err := h.sc.Pass(context.Background()); err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("pass with S3 down: %v", err)
+	}
+	h.restart()
+	h.pass()
+	h.pass()
+	if got := strings.Join(h.q.published, ","); got != "daily@20131010" {
+		t.Errorf("published %q, want the 10th once", got)
 	}
 }

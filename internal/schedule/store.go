@@ -102,6 +102,10 @@ type RunRecord struct {
 	Parallel int `json:"parallel,omitempty"`
 	// Done is set once the scheduler saw the graph end; it stops asking.
 	Done bool `json:"done,omitempty"`
+	// Completed: it ended completed. Published is when its result was
+	// copied to its stable name (zero: not yet).
+	Completed bool      `json:"completed,omitempty"`
+	Published time.Time `json:"published,omitzero"`
 }
 
 // Errors of the store.

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/index"
@@ -68,6 +72,10 @@ func (s *Server) newScheduler() error {
 		Alerter:  schedAlerter{s},
 		Clock:    clock,
 		Logger:   s.log.With("component", "scheduler"),
+		// A graph's end writes its outbox entry: the scheduler looks at
+		// once whether a run ended (to publish its result, or to make
+		// room under max-active).
+		Wake: s.q.OutboxSignal,
 	}
 	return nil
 }
@@ -177,6 +185,63 @@ func (l schedLauncher) Graphs(ctx context.Context, ids []string) (map[string]sch
 		out[id] = schedule.GraphState{Ended: g.State.Resolved(), Completed: g.State == taskdef.GraphCompleted}
 	}
 	return out, nil
+}
+
+// Publish copies a completed run's result artifact to
+// <s3.prefix>schedules/NAME/LABEL/result.txt in the artifact bucket, a
+// name other tools can read without asking af. No artifact bucket: there
+// is nothing to copy to, and nothing is retried.
+func (l schedLauncher) Publish(ctx context.Context, sc schedule.Schedule, run schedule.RunRecord) error {
+	s := l.s
+	if s.s3 == nil || s.cfg.S3.Bucket == "" {
+		return nil
+	}
+	g, err := s.q.Graph(ctx, run.GraphID)
+	if errors.Is(err, queue.ErrNotFound) || errors.Is(err, queue.ErrExpired) {
+		return nil // gone before it could be copied; nothing left to copy
+	}
+	if err != nil {
+		return err
+	}
+	if g.ResultTaskID == "" {
+		return nil
+	}
+	t, err := s.q.Task(ctx, g.ResultTaskID)
+	if err != nil {
+		return err
+	}
+	if len(t.Runs) == 0 {
+		return nil
+	}
+	c, err := schedule.Parse(sc.Cron, sc.Timezone)
+	if err != nil {
+		return nil
+	}
+	src := s.artifactKey(g.ResultTaskID, t.Runs[len(t.Runs)-1].RunID, taskdef.ResultArtifact)
+	_, err = s.s3.CopyObject(ctx, &s3.CopyObjectInput{
+		Bucket:     aws.String(s.cfg.S3.Bucket),
+		Key:        aws.String(s.ScheduleResultKey(sc.Name, c.Label(run.Target))),
+		CopySource: aws.String(s.cfg.S3.Bucket + "/" + escapeKey(src)),
+	})
+	if err != nil {
+		return fmt.Errorf("copy the result to its schedule's name: %w", err)
+	}
+	return nil
+}
+
+// escapeKey URL-encodes each segment of a key, as CopySource wants.
+func escapeKey(k string) string {
+	parts := strings.Split(k, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}
+
+// ScheduleResultKey is where a scheduled run's result is copied in the
+// artifact bucket: <s3.prefix>schedules/NAME/LABEL/result.txt.
+func (s *Server) ScheduleResultKey(name, label string) string {
+	return s.cfg.S3.Prefix + "schedules/" + name + "/" + label + "/result.txt"
 }
 
 // schedAlerter writes a late run's alert into the queue's outbox, keyed
