@@ -33,7 +33,7 @@ var (
 
 // env is a server over a real bbolt queue on a real loopback listener.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	q      *queue.Queue
 	srv    *Server
 	http   *httptest.Server
@@ -63,7 +63,7 @@ type envOpts struct {
 	aws *aws.Config
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, clock: newFakeClock(), logs: &testbin.SyncBuffer{}}
@@ -146,7 +146,7 @@ func testGraph(n int, created time.Time) taskdef.Graph {
 	return g
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx

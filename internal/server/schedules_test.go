@@ -27,7 +27,7 @@ const dailyTemplate = `{"version":1,"dimensions":[
 
 // scheduleEnv is a server over real MinIO (S3 and STS) whose index holds
 // a few files for each of several submission dates.
-func scheduleEnv(t *testing.T) (*env, map[string][]string) {
+func scheduleEnv(t testing.TB) (*env, map[string][]string) {
 	t.Helper()
 	m := miniotest.Start(t, "telemetry")
 	pub, _, err := creds.GenerateKeyPair(t.TempDir(), false)
@@ -51,7 +51,7 @@ func scheduleEnv(t *testing.T) (*env, map[string][]string) {
 }
 
 // inputs lists a graph's mapper inputs, sorted.
-func inputs(t *testing.T, e *env, graphID string) []string {
+func inputs(t testing.TB, e *env, graphID string) []string {
 	t.Helper()
 	g, err := e.admin.Graph(ctxT(t), graphID)
 	if err != nil {
