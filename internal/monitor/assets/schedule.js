@@ -69,6 +69,10 @@
     };
   }
 
+  // short keeps a label to the width of a grid cell or chart slot (the
+  // full label is in the tooltip).
+  const short = (s) => (s.length > 12 ? s.slice(0, 11) + '…' : s);
+
   const inputText = (r) => (r.files ? af.num(r.files) + ' files · ' + af.bytes(r.bytes || 0) : '–');
 
   function tooltip(v) {
@@ -168,7 +172,7 @@
       : s.state === 'paused' ? 'none while paused' : '–';
     $('sched-catchup').textContent = s.catchup ? 'yes: missed runs are made up' : 'no: missed runs are skipped';
     $('sched-maxactive').textContent = s.maxActive ? af.num(s.maxActive) + ' at once' : 'no bound';
-    $('sched-expect').textContent = s.expectWithin ? s.expectWithin + ' of due time' : 'no alert';
+    $('sched-expect').textContent = s.expectWithin ? 'alert if not completed ' + s.expectWithin + ' after due' : 'no alert';
     const counts = {};
     for (const v of views) counts[v.state] = (counts[v.state] || 0) + 1;
     $('sched-runs').textContent = views.length
@@ -189,7 +193,7 @@
         'data-state': v.state, 'data-kind': v.kind, 'data-label': v.label, title: tooltip(v), role: 'listitem',
       };
       const box = el('span', { class: 'rbox', 'data-state': v.state });
-      const lab = el('span', { class: 'rlabel', text: v.label });
+      const lab = el('span', { class: 'rlabel', text: short(v.label) });
       if (v.r.graphId) {
         attrs.href = '/graphs/' + enc(v.r.graphId);
         attrs['data-graph-id'] = v.r.graphId;
@@ -242,7 +246,7 @@
     views.forEach((v, i) => {
       if (i % every !== 0 && i !== n - 1) return;
       const cx = L + (i + 0.5) * slot;
-      axis.appendChild(el('svg:text', { class: 'xlabel', x: cx, y: T + plotH + 16, 'text-anchor': 'middle', text: v.label }));
+      axis.appendChild(el('svg:text', { class: 'xlabel', x: cx, y: T + plotH + 16, 'text-anchor': 'middle', text: short(v.label) }));
     });
     axis.appendChild(el('svg:text', { class: 'ytitle', x: 12, y: T + plotH / 2, transform: 'rotate(-90 12 ' + (T + plotH / 2) + ')', 'text-anchor': 'middle', text: 'duration' }));
     axis.appendChild(el('svg:text', { class: 'xtitle', x: L + plotW / 2, y: H - 8, 'text-anchor': 'middle', text: 'target' }));
