@@ -194,6 +194,9 @@ func TestSchedulePageInChromium(t *testing.T) {
 	if line != "run of schedule daily for 20260225 (backfill)" || href != "/schedules/daily" {
 		t.Errorf("graph page schedule line %q linking %q", line, href)
 	}
+	if _, err := tab.Screenshot("graph-page-of-a-run"); err != nil {
+		t.Error(err)
+	}
 	must(t, tab.Click(`#graph-schedule-link`, wait))
 	must(t, tab.WaitFor(`location.pathname === '/schedules/daily' && document.querySelectorAll('#grid .rcell').length === 5`, wait))
 }
