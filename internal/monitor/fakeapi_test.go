@@ -29,6 +29,8 @@ type fakeAPI struct {
 	graphGets int
 	notMod    int
 	schedules map[string]taskdef.ScheduleRuns
+	// runsCap is the cap= of the last schedule runs request.
+	runsCap string
 }
 
 func newFakeAPI() *fakeAPI {
@@ -133,6 +135,7 @@ func (f *fakeAPI) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/schedules/{name}/runs", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		sr, ok := f.schedules[r.PathValue("name")]
+		f.runsCap = r.URL.Query().Get("cap")
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		if !ok {

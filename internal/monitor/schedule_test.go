@@ -17,7 +17,8 @@ const hostile = `<img src=x onerror="window.pwned=1">"'><svg onload="window.pwne
 // (owner, image, labels, messages, graph ids, states) reaches the page as
 // text: no element is made from them, no script runs, and they read back
 // verbatim (grid labels cut to a cell's width, whole in the tooltip); a
-// cell per run, bars only for completed runs.
+// cell per run, bars only for completed runs; the page's ?cap= is carried
+// on to its reads.
 func testHostileSchedule(t *testing.T, browser *browsertest.Browser) {
 	api, srv := startSite(t, Options{PollInterval: 300 * time.Millisecond})
 	base := time.Now().Add(-3 * 24 * time.Hour).UTC().Truncate(24 * time.Hour)
@@ -71,6 +72,12 @@ func testHostileSchedule(t *testing.T, browser *browsertest.Browser) {
 		strings.Join(out.States, ",") != "completed,refused,completed,"+hostile ||
 		strings.Join(out.Kinds, ",") != "scheduled,scheduled,backfill,scheduled" {
 		t.Errorf("grid labels %q states %q kinds %q", out.Labels, out.States, out.Kinds)
+	}
+	api.mu.Lock()
+	gotCap := api.runsCap
+	api.mu.Unlock()
+	if gotCap != "abc" {
+		t.Errorf("the page read the runs with cap=%q, want the page's abc carried on", gotCap)
 	}
 	if out.Bars != 2 {
 		t.Errorf("chart has %d bars, want one per completed run (2)", out.Bars)
