@@ -204,8 +204,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Clock defaults to the system clock.
 	Clock queue.Clock
-	// Pages serves /graphs and /graphs/{id}; default the monitor pages
-	// (internal/monitor).
+	// Pages serves /graphs, /graphs/{id}, /schedules and /schedules/{name};
+	// default the monitor pages (internal/monitor).
 	Pages http.Handler
 	// TickEvery is how often Serve expires leases and deadlines (default
 	// 1 s).
@@ -501,6 +501,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /graphs", s.pageGuard(s.pages))
 	mux.Handle("GET /graphs/{$}", s.pageGuard(s.pages))
 	mux.Handle("GET /graphs/{id}", s.pageGuard(s.pages))
+	mux.Handle("GET /schedules", s.pageGuard(s.pages))
+	mux.Handle("GET /schedules/{$}", s.pageGuard(s.pages))
+	mux.Handle("GET /schedules/{name}", s.pageGuard(s.pages))
 	mux.HandleFunc("GET /signin", s.signInPage)
 	mux.Handle("POST /signin", http.MaxBytesHandler(http.HandlerFunc(s.signIn), maxSmallBody))
 	mux.HandleFunc("POST /signout", s.signOut)
