@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/af-project/af/internal/browsertest"
 	"github.com/af-project/af/internal/clustertest"
 	"github.com/af-project/af/internal/synth"
 	"github.com/af-project/af/internal/taskdef"
@@ -165,6 +167,50 @@ func TestScheduleBackfillEndToEnd(t *testing.T) {
 	if out, _, err := run("schedule", "list"); err != nil || !strings.Contains(out, "daily-os") || !strings.Contains(out, "active") {
 		t.Errorf("af schedule list: %v\n%s", err, out)
 	}
+	// The schedule page in headless Chromium: signed in with the submit
+	// token, its grid has one completed backfill cell per date, each
+	// linking to its graph, and the chart a bar for each.
+	browser := browsertest.Start(t)
+	tab := browser.NewTab(t)
+	wait := time.Minute
+	if err := tab.Navigate(c.URL+"/schedules/daily-os", wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.WaitFor(`location.pathname === '/signin' && !!document.getElementById('signin-token')`, wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Eval(`document.getElementById('signin-token').value = `+strconv.Quote(c.SubmitToken)+`; true`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Click(`#signin-submit`, wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.WaitFor(`location.pathname === '/schedules/daily-os' && document.querySelectorAll('#grid .rcell[data-state="completed"][data-kind="backfill"]').length === 3`, wait); err != nil {
+		t.Fatalf("the schedule page's grid never showed three completed backfill runs: %v", err)
+	}
+	var cells []struct{ Label, Href string }
+	if err := tab.Eval(`[...document.querySelectorAll('#grid .rcell')].map((c) => ({Label: c.dataset.label, Href: c.getAttribute('href') || ''}))`, &cells); err != nil {
+		t.Fatal(err)
+	}
+	if len(cells) != 3 {
+		t.Errorf("grid cells %+v; want the three backfilled dates", cells)
+	}
+	for i, cell := range cells {
+		if cell.Label != days[i] || !strings.HasPrefix(cell.Href, "/graphs/") {
+			t.Errorf("grid cell %d: %+v; want %s linking to its graph", i, cell, days[i])
+		}
+	}
+	var bars int
+	if err := tab.Eval(`document.querySelectorAll('#chart rect.dbar').length`, &bars); err != nil || bars != 3 {
+		t.Errorf("chart bars %d (%v); want one per completed run", bars, err)
+	}
+	if errs := tab.Errors(); len(errs) > 0 {
+		t.Errorf("the schedule page logged errors: %v", errs)
+	}
+	if _, err := tab.Screenshot("schedule-page-e2e"); err != nil {
+		t.Error(err)
+	}
+
 	if out, _, err := run("schedule", "pause", "daily-os"); err != nil || !strings.Contains(out, "is paused") {
 		t.Errorf("af schedule pause: %v\n%s", err, out)
 	}
