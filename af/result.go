@@ -27,7 +27,7 @@ func init() {
 }
 
 func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("result", "result GRAPH [-o FILE] [--wait]", stderr)
+	fs := newFlags("result", "result GRAPH|SCHEDULE@DATE|SCHEDULE [-o FILE] [--wait]", stderr)
 	out := fs.String("o", "", "write the result to `FILE` (atomically: a temporary file beside it, renamed into place when whole) instead of standard output")
 	wait := fs.Bool("wait", false, "wait for the graph to finish first")
 	qf := addQueueFlags(fs)
@@ -35,18 +35,22 @@ func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: want exactly one graph id", errUsage)
+		return fmt.Errorf("%w: want exactly one graph id, or a schedule's NAME@DATE (NAME alone: its newest completed run)", errUsage)
 	}
 	q, err := qf.client()
 	if err != nil {
 		return err
 	}
+	graphID, err := resolveResultArg(ctx, q, fs.Arg(0), *wait, stderr)
+	if err != nil {
+		return explainQueueErr(err, *qf.url)
+	}
 	if *wait {
-		if _, err := submit.Follow(ctx, q, fs.Arg(0), stderr, isTerminal(stderr), time.Second); err != nil {
+		if _, err := submit.Follow(ctx, q, graphID, stderr, isTerminal(stderr), time.Second); err != nil {
 			return explainQueueErr(err, *qf.url)
 		}
 	}
-	gs, err := q.Graph(ctx, fs.Arg(0))
+	gs, err := q.Graph(ctx, graphID)
 	if err != nil {
 		return explainQueueErr(err, *qf.url)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/awsconf"
@@ -142,11 +143,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	// One S3 client serves the artifact bucket and lists input buckets
 	// for index builds; credentials come from the standard AWS env.
-	client, presign, err := artifactClients(ctx, cfg.S3)
+	client, presign, acfg, err := artifactClients(ctx, cfg.S3)
 	if err != nil {
 		return err
 	}
-	deps := server.Deps{Queue: q, Logger: logger, S3: client, Presign: presign}
+	// The same AWS settings mint scheduled runs' credentials.
+	deps := server.Deps{Queue: q, Logger: logger, S3: client, Presign: presign, AWS: &acfg}
 	if cfg.S3.Bucket != "" {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		made, err := server.EnsureBucket(cctx, client, cfg.S3.Bucket)
@@ -176,21 +178,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // artifactClients makes the S3 client of the artifact bucket and the
 // presigner whose URLs workers and browsers follow.
-func artifactClients(ctx context.Context, c server.S3Config) (*s3.Client, *s3.PresignClient, error) {
+func artifactClients(ctx context.Context, c server.S3Config) (*s3.Client, *s3.PresignClient, aws.Config, error) {
 	acfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: c.Endpoint, Region: c.Region})
 	if err != nil {
-		return nil, nil, fmt.Errorf("artifact bucket: %w", err)
+		return nil, nil, aws.Config{}, fmt.Errorf("artifact bucket: %w", err)
 	}
 	client := awsconf.S3(acfg)
 	presign := s3.NewPresignClient(client)
 	if c.PublicEndpoint != "" {
 		pcfg, err := awsconf.Load(ctx, awsconf.Options{Endpoint: c.PublicEndpoint, Region: c.Region})
 		if err != nil {
-			return nil, nil, fmt.Errorf("artifact bucket public endpoint: %w", err)
+			return nil, nil, aws.Config{}, fmt.Errorf("artifact bucket public endpoint: %w", err)
 		}
 		presign = s3.NewPresignClient(awsconf.S3(pcfg))
 	}
-	return client, presign, nil
+	return client, presign, acfg, nil
 }
 
 // printFirstStart tells the operator, once, where the generated config is

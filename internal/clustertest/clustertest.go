@@ -144,6 +144,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c.srvCfg, c.lease = cfg, lease
 	c.srvDeps = server.Deps{
 		S3: c.MinIO.S3, Presign: presign, Logger: c.Log.With("component", "server"),
+		// Scheduled runs' credentials are minted with MinIO's root
+		// credentials, as af submit's are in the tests.
+		AWS:       &c.MinIO.Config,
 		TickEvery: 100 * time.Millisecond,
 	}
 	c.serve(t, ln)

@@ -28,10 +28,13 @@ type fakeAPI struct {
 	redirect  func(taskID, name string) (string, error)
 	graphGets int
 	notMod    int
+	schedules map[string]taskdef.ScheduleRuns
+	// runsCap is the cap= of the last schedule runs request.
+	runsCap string
 }
 
 func newFakeAPI() *fakeAPI {
-	return &fakeAPI{graphs: map[string]*taskdef.GraphStatus{}, artifacts: map[string]string{}}
+	return &fakeAPI{graphs: map[string]*taskdef.GraphStatus{}, artifacts: map[string]string{}, schedules: map[string]taskdef.ScheduleRuns{}}
 }
 
 // set stores a copy of g (the page must see changes only through the API).
@@ -45,6 +48,13 @@ func (f *fakeAPI) set(g taskdef.GraphStatus) {
 		f.order = append([]string{g.GraphID}, f.order...)
 	}
 	f.graphs[g.GraphID] = &c
+}
+
+// setSchedule stores a schedule and its runs for the schedule routes.
+func (f *fakeAPI) setSchedule(sr taskdef.ScheduleRuns) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.schedules[sr.Schedule.Name] = sr
 }
 
 func (f *fakeAPI) artifact(taskID, name, body string) {
@@ -122,6 +132,29 @@ func (f *fakeAPI) routes(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(list)
 	})
+	mux.HandleFunc("GET /api/v1/schedules/{name}/runs", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		sr, ok := f.schedules[r.PathValue("name")]
+		f.runsCap = r.URL.Query().Get("cap")
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"code":"NotFound","message":"no schedule %s"}`, r.PathValue("name"))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(sr)
+	})
+	mux.HandleFunc("GET /api/v1/schedules", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		var list taskdef.ScheduleList
+		for _, sr := range f.schedules {
+			list.Schedules = append(list.Schedules, sr.Schedule)
+		}
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	})
 	mux.HandleFunc("GET /api/v1/tasks/{id}/artifacts/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		body, ok := f.artifacts[r.PathValue("id")+"/"+r.PathValue("name")]
@@ -155,6 +188,8 @@ func startSite(t *testing.T, opts Options) (*fakeAPI, *httptest.Server) {
 	h := Handler(opts)
 	mux.Handle("GET /graphs", h)
 	mux.Handle("GET /graphs/{id}", h)
+	mux.Handle("GET /schedules", h)
+	mux.Handle("GET /schedules/{name}", h)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return api, srv

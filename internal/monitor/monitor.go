@@ -1,12 +1,16 @@
 // Package monitor serves the monitor pages of `af serve`: /graphs lists
 // recent graphs and /graphs/{id} shows one graph live (header, counts,
 // progress, a virtualised task table, a Gantt chart of every run, links to
-// logs and results, and the job's result when it completed).
+// logs and results, and the job's result when it completed); /schedules
+// lists the recurring analyses and /schedules/{name} shows one: its
+// settings, a grid of its runs by target (as Airflow's grid view), a chart
+// of their durations and a table of runs.
 //
 // The pages are plain HTML, CSS and JavaScript embedded in the binary and
 // inlined into each response, so they need no asset route and no external
 // resource (a Content-Security-Policy enforces that). They read the queue's
-// JSON API from the browser (GET /api/v1/graphs/{id}, GET /api/v1/graphs)
+// JSON API from the browser (GET /api/v1/graphs/{id}, GET /api/v1/graphs,
+// GET /api/v1/schedules, GET /api/v1/schedules/{name}/runs)
 // and poll it while the graph runs; the page itself holds no data, so it
 // shows exactly what the API returns and nothing more (no payload, no
 // environment, no credentials).
@@ -21,6 +25,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -56,9 +61,14 @@ type handler struct {
 	css   template.CSS
 	gjs   template.JS
 	ljs   template.JS
+	sched *template.Template
+	slist *template.Template
+	sjs   template.JS
+	sljs  template.JS
 }
 
-// Handler serves GET /graphs and GET /graphs/{id}.
+// Handler serves GET /graphs, GET /graphs/{id}, GET /schedules and GET
+// /schedules/{name}.
 func Handler(opts Options) http.Handler {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 1500 * time.Millisecond
@@ -82,6 +92,10 @@ func Handler(opts Options) http.Handler {
 		css:   template.CSS(mustRead("assets/style.css")),
 		gjs:   template.JS(mustRead("assets/common.js") + mustRead("assets/graph.js")),
 		ljs:   template.JS(mustRead("assets/common.js") + mustRead("assets/list.js")),
+		sched: template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/schedule.html")),
+		slist: template.Must(template.New("").ParseFS(assets, "assets/layout.html", "assets/schedules.html")),
+		sjs:   template.JS(mustRead("assets/common.js") + mustRead("assets/schedule.js")),
+		sljs:  template.JS(mustRead("assets/common.js") + mustRead("assets/schedules.js")),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /graphs", h.serveList)
@@ -89,6 +103,11 @@ func Handler(opts Options) http.Handler {
 		http.Redirect(w, r, "/graphs", http.StatusMovedPermanently)
 	})
 	mux.HandleFunc("GET /graphs/{id}", h.serveGraph)
+	mux.HandleFunc("GET /schedules", h.serveSchedules)
+	mux.HandleFunc("GET /schedules/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/schedules", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("GET /schedules/{name}", h.serveSchedule)
 	return &routes{mux: mux, h: h}
 }
 
@@ -117,9 +136,11 @@ type page struct {
 	APIBase string
 	PollMS  int64
 	GraphID string
-	Limit   int
-	Preview int
-	Message string
+	// Schedule is the name /schedules/{name} shows.
+	Schedule string
+	Limit    int
+	Preview  int
+	Message  string
 	// Next is where the sign-in form returns to.
 	Next string
 	// SignOut shows the sign-out button (a session is open).
@@ -162,6 +183,31 @@ func (h *handler) serveGraph(w http.ResponseWriter, r *http.Request) {
 	p.GraphID = id
 	p.JS = h.gjs
 	h.render(w, http.StatusOK, h.graph, p)
+}
+
+// scheduleName is what internal/schedule accepts as a schedule's name.
+var scheduleName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+func (h *handler) serveSchedules(w http.ResponseWriter, r *http.Request) {
+	p := h.base("Schedules · af")
+	p.SignOut = r.Header.Get(SessionHeader) != ""
+	p.JS = h.sljs
+	h.render(w, http.StatusOK, h.slist, p)
+}
+
+func (h *handler) serveSchedule(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !scheduleName.MatchString(name) {
+		p := h.base("Not found · af")
+		p.Message = fmt.Sprintf("There is no schedule %q: schedule names are 1 to 63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit. Pick one from the list of schedules.", name)
+		h.render(w, http.StatusNotFound, h.errT, p)
+		return
+	}
+	p := h.base("Schedule " + name + " · af")
+	p.SignOut = r.Header.Get(SessionHeader) != ""
+	p.Schedule = name
+	p.JS = h.sjs
+	h.render(w, http.StatusOK, h.sched, p)
 }
 
 // SignIn writes the sign-in page: a form posting a token to /signin that

@@ -44,6 +44,11 @@ func TestHandler(t *testing.T) {
 		{"/graphs/Abcdefgh12345678", 200, []string{`data-graph-id="Abcdefgh12345678"`, `id="gantt"`, `id="tasks"`}},
 		{"/graphs/bad%20id%3Cscript%3E", 404, []string{"There is no graph", "&lt;script&gt;"}},
 		{"/graphs/short", 404, []string{"8 to 64 characters"}},
+		{"/graphs", 200, []string{`href="/schedules"`}},
+		{"/schedules", 200, []string{`id="schedules"`, "Schedules", `href="/graphs"`}},
+		{"/schedules/daily.os-count_v2", 200, []string{`data-schedule="daily.os-count_v2"`, `id="grid"`, `id="chart"`, `id="runs"`}},
+		{"/schedules/Daily%3Cscript%3Ealert(1)%3C%2Fscript%3E", 404, []string{"There is no schedule", "&lt;script&gt;", "a-z, 0-9"}},
+		{"/schedules/%22onmouseover=%22x", 404, []string{"There is no schedule", `\&#34;onmouseover=\&#34;x`}},
 	}
 	external := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//`)
 	for _, tc := range cases {
@@ -124,6 +129,7 @@ func TestPagesInBrowser(t *testing.T) {
 	t.Run("canceled graph", func(t *testing.T) { testCanceledGraph(t, browser) })
 	t.Run("expired graph", func(t *testing.T) { testExpiredGraph(t, browser) })
 	t.Run("result through a presigned S3 redirect", func(t *testing.T) { testResultViaS3(t, browser) })
+	t.Run("schedule with hostile strings", func(t *testing.T) { testHostileSchedule(t, browser) })
 }
 
 const wait = 20 * time.Second

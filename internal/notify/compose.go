@@ -298,3 +298,28 @@ var htmlBody = template.Must(template.New("mail").Funcs(template.FuncMap{
 {{- end}}
 </body></html>
 `))
+
+// ComposeLate is the owner's alert that a scheduled run has not
+// completed within its schedule's expect-within: "[af] <run name> is
+// late", with how far it got and the monitor link. It is plain text only:
+// an alert, not a report.
+func ComposeLate(s GraphSummaryForMail, dueBy time.Time) Message {
+	name := cleanLimit(s.Name, maxNameRunes)
+	if name == "" {
+		name = s.GraphID
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "Your scheduled af run %q had not completed by %s, when its schedule expected it.\n\n", name, dueBy.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&t, "Graph:    %s\n", s.GraphID)
+	fmt.Fprintf(&t, "State:    %s\n", s.State)
+	if s.Files > 0 || s.Bytes > 0 {
+		fmt.Fprintf(&t, "Input:    %d files, %s\n", s.Files, units.Bytes(s.Bytes))
+	}
+	fmt.Fprintf(&t, "\nMonitor:  %s\n", s.MonitorURL)
+	t.WriteString("\nA run waits when no worker is free (see the monitor's workers) or when an earlier run of the\nschedule is still going (its --max-active); you get this alert once per run.\n")
+	return Message{
+		To:      s.Owner,
+		Subject: fmt.Sprintf("[af] %s is late", name),
+		Text:    t.String(),
+	}
+}

@@ -258,6 +258,10 @@ func (s *Sender) deliver(ctx context.Context, e queue.OutboxEntry) {
 		s.retry(actx, log, e, fmt.Errorf("graph status: %w", err))
 		return
 	}
+	if e.Alert == queue.AlertLate {
+		s.deliverLate(actx, log, e, gs, done)
+		return
+	}
 	if gs.Resolved == nil || !gs.Resolved.Equal(e.Created) {
 		// A rerun re-opened the graph after this resolution: its next
 		// resolution has its own entry, with the outcome then.
@@ -318,4 +322,38 @@ func (s *Sender) retry(ctx context.Context, log *slog.Logger, e queue.OutboxEntr
 		return
 	}
 	s.count("retry")
+}
+
+// deliverLate sends a late run's alert, unless the run completed before
+// the alert could go out (then there is nothing to warn of).
+func (s *Sender) deliverLate(ctx context.Context, log *slog.Logger, e queue.OutboxEntry, gs taskdef.GraphStatus, done func(status, note string)) {
+	if gs.State == taskdef.GraphCompleted {
+		log.Info("outbox: late run completed before its alert went out; alert skipped")
+		done(queue.OutboxSkipped, "the run completed before the alert was sent")
+		return
+	}
+	sum := notify.FromStatus(gs, s.o.BaseURL)
+	if s.o.Address != nil && sum.Owner != "" {
+		sum.Owner = s.o.Address(sum.Owner)
+	}
+	if s.o.LinkQuery != nil {
+		sum.AddQuery(s.o.LinkQuery(gs))
+	}
+	msg := notify.ComposeLate(sum, e.Created)
+	msg.MessageID = messageID(e.ID)
+	if _, err := mail.ParseAddress(msg.To); err != nil {
+		log.Error("outbox: owner is not an email address; alert given up", "to", msg.To, "err", err)
+		done(queue.OutboxFailed, fmt.Sprintf("owner %q is not an email address: %v", msg.To, err))
+		return
+	}
+	if err := s.mail.Send(ctx, msg); err != nil {
+		if errors.Is(err, notify.ErrRecipientRefused) {
+			done(queue.OutboxFailed, err.Error())
+			return
+		}
+		s.retry(ctx, log, e, err)
+		return
+	}
+	log.Info("outbox: owner alerted of a late run", "to", msg.To, "state", gs.State)
+	done(queue.OutboxSent, "")
 }

@@ -86,14 +86,27 @@ type OutboxEntry struct {
 	// LastError is the last failed attempt's error, or why the entry was
 	// skipped or given up on, for the operator.
 	LastError string
+	// Alert is empty for a resolution's email, or the kind of alert the
+	// entry is (AlertLate: a scheduled run not completed in time), whose
+	// Created is the time the alert was due rather than a resolution.
+	Alert string
 }
+
+// Alert kinds of OutboxEntry.Alert.
+const (
+	// AlertLate: a schedule's run had not completed within the schedule's
+	// expect-within of the time it fell due.
+	AlertLate = "late"
+)
 
 // OutboxStats counts the entries by state.
 type OutboxStats struct {
 	Pending, Sent, Skipped, Failed int
 }
 
-const outboxRecVersion = 1
+// outboxRecVersion 2 added Alert; version 1 records (resolution emails)
+// still decode.
+const outboxRecVersion = 2
 
 // maxOutboxError bounds the error text kept on an entry.
 const maxOutboxError = 1000
@@ -109,13 +122,15 @@ func encodeOutbox(o *OutboxEntry) []byte {
 	e.time(o.Done)
 	e.str(o.Status)
 	e.str(o.LastError)
+	e.str(o.Alert)
 	return e.b
 }
 
 func decodeOutbox(b []byte, o *OutboxEntry) error {
-	if len(b) == 0 || b[0] != outboxRecVersion {
+	if len(b) == 0 || (b[0] != 1 && b[0] != outboxRecVersion) {
 		return fmt.Errorf("outbox record has unknown encoding")
 	}
+	version := b[0]
 	d := decoder{b: b[1:]}
 	*o = OutboxEntry{}
 	o.GraphID = d.str()
@@ -126,6 +141,9 @@ func decodeOutbox(b []byte, o *OutboxEntry) error {
 	o.Done = d.time()
 	o.Status = d.str()
 	o.LastError = d.str()
+	if version >= 2 {
+		o.Alert = d.str()
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d bytes after the record", len(d.b))
 	}
@@ -214,6 +232,32 @@ func readCounter(b *bolt.Bucket, k []byte) int {
 		return int(int64(binary.BigEndian.Uint64(v)))
 	}
 	return 0
+}
+
+// OutboxAlert writes an alert's entry for a graph, due at at, once: the
+// key is the graph and at, and an entry already there is left alone, so a
+// caller that cannot tell whether an earlier call got through (the
+// scheduler after a restart) calls again without a second email.
+func (q *Queue) OutboxAlert(ctx context.Context, graphID, alert string, at time.Time) error {
+	if alert != AlertLate {
+		return invalidf("outbox alert %q: want %q", alert, AlertLate)
+	}
+	return q.write(ctx, func(w *wtx) error {
+		ob, due := w.tx.Bucket(bOutbox), w.tx.Bucket(bOutboxDue)
+		key := outboxKey(graphID, at)
+		if ob.Get(key) != nil {
+			return nil
+		}
+		e := OutboxEntry{GraphID: graphID, Created: at, NextAttempt: w.now, Status: OutboxPending, Alert: alert}
+		if err := ob.Put(key, encodeOutbox(&e)); err != nil {
+			return err
+		}
+		if err := due.Put(outboxDueKey(e.NextAttempt, key), nil); err != nil {
+			return err
+		}
+		w.outboxed = true
+		return addCounter(w.cnts, cntOutboxPending, 1)
+	})
 }
 
 // OutboxSignal returns a channel that is closed when a commit writes an

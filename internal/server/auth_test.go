@@ -57,6 +57,8 @@ func readRoutes(e *env) []routeCase {
 		{"GET", "/metrics", "", ""},
 		{"GET", "/graphs", "", ""},
 		{"GET", "/graphs/" + id, "", ""},
+		{"GET", "/schedules", "", ""},
+		{"GET", "/schedules/daily", "", ""},
 	}
 }
 
@@ -142,7 +144,7 @@ func TestReadsOpenOrClosedByConfig(t *testing.T) {
 			e := newEnv(t, envOpts{publicReads: tc.public})
 			for _, rc := range readRoutes(e) {
 				status, body := do(t, e, rc, "")
-				page := strings.HasPrefix(rc.path, "/graphs")
+				page := strings.HasPrefix(rc.path, "/graphs") || strings.HasPrefix(rc.path, "/schedules")
 				switch {
 				case tc.public != nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 					t.Errorf("%s %s without token: %d %s, want open", rc.method, rc.path, status, body)

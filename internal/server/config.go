@@ -108,6 +108,8 @@ type Config struct {
 	// served at GET /api/v1/pool-key.
 	PoolKey string     `yaml:"pool_key,omitempty"`
 	SMTP    SMTPConfig `yaml:"smtp,omitempty"`
+	// Schedules says how af serve makes scheduled runs (schedules.go).
+	Schedules ScheduleConfig `yaml:"schedules,omitempty"`
 	// TLSCert and TLSKey are the PEM files of the server's certificate
 	// (chain) and private key; set both and the server serves https
 	// only (TLS 1.2 and later), picking up renewed files without a

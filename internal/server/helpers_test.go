@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/clocktest"
@@ -32,7 +33,7 @@ var (
 
 // env is a server over a real bbolt queue on a real loopback listener.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	q      *queue.Queue
 	srv    *Server
 	http   *httptest.Server
@@ -58,9 +59,11 @@ type envOpts struct {
 	maxGraphBytes int64
 	// config, when set, edits the config before it is normalized.
 	config func(*Config)
+	// aws mints scheduled runs' credentials (Deps.AWS).
+	aws *aws.Config
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, clock: newFakeClock(), logs: &testbin.SyncBuffer{}}
@@ -94,7 +97,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	t.Cleanup(func() { q.Close() })
 	e.q = q
-	e.srv, err = New(e.cfg, Deps{Queue: q, Logger: logger, Clock: clock, S3: o.s3})
+	e.srv, err = New(e.cfg, Deps{Queue: q, Logger: logger, Clock: clock, S3: o.s3, AWS: o.aws})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +146,7 @@ func testGraph(n int, created time.Time) taskdef.Graph {
 	return g
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx

@@ -72,6 +72,11 @@
 //	tls_cert: /etc/af/tls/cert.pem  # with tls_key: https only, TLS 1.2+ (or --tls-cert/--tls-key)
 //	tls_key: /etc/af/tls/key.pem
 //	monitor_url: https://af.example.org  # default http(s)://<listen>
+//	schedules:                      # recurring analyses: af serve makes each run's graph
+//	  credentials_mode: assume-role # how it mints a run's S3 credentials (its own AWS env)
+//	  role_arn: ""                  # the role it assumes for them (AWS)
+//	  deadline: 10h                 # each run's graph deadline
+//	  max_backfill: 1000            # runs one af backfill may make
 //	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
 //	artifact_put_ttl: 15m           # life of a presigned upload URL (at most 168h)
@@ -169,6 +174,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -177,6 +183,7 @@ import (
 	"github.com/af-project/af/internal/monitor"
 	"github.com/af-project/af/internal/outbox"
 	"github.com/af-project/af/internal/queue"
+	"github.com/af-project/af/internal/schedule"
 	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/users"
 )
@@ -199,8 +206,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Clock defaults to the system clock.
 	Clock queue.Clock
-	// Pages serves /graphs and /graphs/{id}; default the monitor pages
-	// (internal/monitor).
+	// Pages serves /graphs, /graphs/{id}, /schedules and /schedules/{name};
+	// default the monitor pages (internal/monitor).
 	Pages http.Handler
 	// TickEvery is how often Serve expires leases and deadlines (default
 	// 1 s).
@@ -215,6 +222,10 @@ type Deps struct {
 	// Users keeps the identities, sessions and the capability secret;
 	// default a store in the queue's own file (users.New(Queue.Bolt())).
 	Users *users.Store
+	// AWS is the server's own AWS configuration, with which it mints the
+	// credentials of scheduled runs (nil: schedules cannot launch runs,
+	// and each run says why).
+	AWS *aws.Config
 }
 
 // Server is the HTTP API.
@@ -244,6 +255,12 @@ type Server struct {
 
 	onSweep func(queue.SweepReport, error)
 
+	// aws mints scheduled runs' credentials; schedules and scheduler keep
+	// and make the recurring analyses (schedules.go).
+	aws       *aws.Config
+	schedules *schedule.Store
+	scheduler *schedule.Scheduler
+
 	// certs serves tls_cert/tls_key (nil: plain http); tlsWarnings
 	// are what LoadCertificate warned about at start.
 	certs       *certReloader
@@ -271,6 +288,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		pages:     deps.Pages,
 		indexPath: deps.IndexPath,
 		onSweep:   deps.OnSweep,
+		aws:       deps.AWS,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -322,6 +340,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.sender, s.mailDest = sender, dest
+	if err := s.newScheduler(); err != nil {
+		return nil, err
+	}
 	s.metrics = newMetrics(s.q, s.sender)
 	s.handler = s.routes()
 	return s, nil
@@ -373,6 +394,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("owner emails from the outbox", "smtp", s.mailDest)
 		s.sender.Run(tickCtx)
 	}()
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		s.scheduler.Run(tickCtx)
+	}()
 	expireDone := make(chan struct{})
 	go func() {
 		defer close(expireDone)
@@ -407,6 +433,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stopTick()
 	<-tickDone
 	<-sendDone
+	<-schedDone
 	<-expireDone
 	s.closeIndex()
 	if errors.Is(err, http.ErrServerClosed) {
@@ -466,6 +493,7 @@ func (s *Server) routes() http.Handler {
 	s.route(mux, "POST /api/v1/users/{name}/revoke", RoleAdmin, s.revokeUser)
 	// Everything else.
 	s.route(mux, "GET /api/v1/pool-key", accessAuth, s.poolKey)
+	s.scheduleRoutes(mux)
 	// Liveness for load balancers and scripts: open whatever the read
 	// policy, and it says nothing but "ok".
 	mux.HandleFunc("GET /api/v1/ping", func(w http.ResponseWriter, r *http.Request) {
@@ -475,6 +503,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /graphs", s.pageGuard(s.pages))
 	mux.Handle("GET /graphs/{$}", s.pageGuard(s.pages))
 	mux.Handle("GET /graphs/{id}", s.pageGuard(s.pages))
+	mux.Handle("GET /schedules", s.pageGuard(s.pages))
+	mux.Handle("GET /schedules/{$}", s.pageGuard(s.pages))
+	mux.Handle("GET /schedules/{name}", s.pageGuard(s.pages))
 	mux.HandleFunc("GET /signin", s.signInPage)
 	mux.Handle("POST /signin", http.MaxBytesHandler(http.HandlerFunc(s.signIn), maxSmallBody))
 	mux.HandleFunc("POST /signout", s.signOut)
@@ -633,6 +664,7 @@ func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	st.Schedule = s.graphSchedule(st.GraphID)
 	return writeJSONTagged(w, r, st)
 }
 

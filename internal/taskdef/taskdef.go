@@ -330,6 +330,9 @@ type GraphStatus struct {
 	// apart from the reducer's (TotalsOf). The queue sets it on every
 	// graph status it returns.
 	Totals *GraphTotals `json:"totals,omitempty"`
+	// Schedule names the schedule run the graph is (af serve made it);
+	// nil for a graph af submit made.
+	Schedule *GraphSchedule `json:"schedule,omitempty"`
 }
 
 // What a rerun does to a task, in RerunEffect.Effect.

@@ -203,6 +203,15 @@
     st.dataset.state = data.state;
     document.title = name + ' · ' + data.state + ' · af';
     $('graph-owner').textContent = data.owner || '–';
+    const sc = data.schedule;
+    $('graph-schedule').hidden = !sc;
+    if (sc) {
+      const link = $('graph-schedule-link');
+      link.textContent = sc.name;
+      link.href = '/schedules/' + enc(sc.name);
+      $('graph-schedule-label').textContent = sc.label || '';
+      $('graph-schedule-kind').textContent = sc.kind || '';
+    }
     $('graph-created').textContent = af.when(data.created);
     $('graph-resolved').textContent = data.resolved ? af.when(data.resolved) : '–';
     const end = data.resolved ? af.t(data.resolved) : now();
