@@ -166,8 +166,11 @@ Flags:
 	if err != nil {
 		return explainQueueErr(err, *qf.url)
 	}
-	// Progress and notes go to stderr: stdout stays the graph (or result).
-	fmt.Fprintln(stderr, plan.Image.Note)
+	// Progress and notes go to stderr: stdout stays the graph (or result);
+	// -q keeps stderr for errors alone.
+	if !*quiet {
+		fmt.Fprintln(stderr, plan.Image.Note)
+	}
 	if *dryRun {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
