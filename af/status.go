@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/af-project/af/internal/elide"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -200,7 +201,10 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 			}
 			reason = r.ReasonResolved
 			if r.Message != "" && t.State != taskdef.StateCompleted {
-				reason += ": " + oneLine(r.Message, 60)
+				// The message's first line names the error and the
+				// user's file and line; a long one keeps its end.
+				first, _, _ := strings.Cut(strings.TrimSpace(r.Message), "\n")
+				reason += ": " + elide.Line(first, 100)
 			}
 		}
 		files += stats.Files
@@ -248,14 +252,6 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 		}
 	}
 	return nil
-}
-
-func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
 }
 
 // humanBytes prints a size in B, KiB, MiB, ...

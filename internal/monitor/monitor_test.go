@@ -376,7 +376,11 @@ func testList(t *testing.T, browser *browsertest.Browser) {
 	failed.Tasks[1].Runs[1] = b.run(1, taskdef.StateCompleted, 42, 380, "w-gamma", taskdef.Stats{Files: 10, Bytes: 850 << 20, RecordsIn: 260000, RecordsOut: 51})
 	failed.Tasks[2].State = taskdef.StateFailed
 	failed.Tasks[2].Runs[0] = b.run(0, taskdef.StateFailed, 3, 250, "w-beta", taskdef.Stats{Files: 4, Bytes: 310 << 20, RecordsIn: 90000})
-	failed.Tasks[2].Runs[0].Message = "job exited with status 1:\nTraceback (most recent call last):\n  File \"/job/mapper.py\", line 14, in map\n    os_name = dims[\"os\"]\nKeyError: 'os'"
+	// Longer than the page shows: the helper's frames come first, the
+	// user's file and line last, and the page keeps the end.
+	failed.Tasks[2].Runs[0].Message = "the job exited with code 1: KeyError: 'os'\nTraceback (most recent call last):\n" +
+		strings.Repeat("  File \"/usr/lib/python3/dist-packages/af_helper.py\", line 120, in run_map\n    fn(doc_id, dims, value, ctx)\n", 30) +
+		"  File \"/job/mapper.py\", line 14, in map\n    os_name = dims[\"os\"]\nKeyError: 'os'"
 	failed.Tasks[3].State = taskdef.StateException
 	failed.Tasks[3].Runs = []taskdef.Run{{RunID: 0, State: taskdef.StateException, ReasonCreated: taskdef.ReasonScheduled, ReasonResolved: taskdef.ReasonDependencyFailed, Resolved: b.at(250)}}
 	api.set(failed)
@@ -401,6 +405,7 @@ func testList(t *testing.T, browser *browsertest.Browser) {
 	var failures []string
 	must(t, tab.Eval(`[...document.querySelectorAll('#failures-list li[data-task-id]')].map(li => li.dataset.state + ':' + li.textContent)`, &failures))
 	if len(failures) != 2 || !strings.HasPrefix(failures[0], "failed:") || !strings.Contains(failures[0], "KeyError: 'os'") ||
+		!strings.Contains(failures[0], `File "/job/mapper.py", line 14, in map`) || !strings.Contains(failures[0], "characters cut …]") ||
 		!strings.HasPrefix(failures[1], "exception:") || !strings.Contains(failures[1], "dependency-failed") {
 		t.Errorf("failures listed: %q", failures)
 	}

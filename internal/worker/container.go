@@ -90,7 +90,9 @@ func pidsHint(pids, ceiling int64, jobOutput string) string {
 // it failed, so that readers that keep only a message's head, like the
 // owner's email, still say why; the output's last lines follow for
 // context. That line is a Go panic's (its stack follows it), else the
-// last one (a Python traceback's exception).
+// last one (a Python traceback's exception), with the user's own file and
+// line when the output shows them (userLocation), since a traceback's
+// head is the helper's frames.
 func failureMessage(runnerMsg, jobOutput string) string {
 	out := strings.TrimSpace(lastLines(jobOutput, 12))
 	if out == "" {
@@ -107,6 +109,9 @@ func failureMessage(runnerMsg, jobOutput string) string {
 		if i := strings.LastIndexByte(out, '\n'); i >= 0 {
 			head = strings.TrimSpace(out[i+1:])
 		}
+	}
+	if loc := userLocation(jobOutput); loc != "" && !strings.Contains(head, loc) {
+		head += " (at " + loc + ")"
 	}
 	return runnerMsg + ": " + head + "\n" + out
 }

@@ -262,7 +262,7 @@
     }
     for (const v of bad.slice(0, MAX_FAILURES)) {
       const reason = v.reason && v.reason !== v.state ? v.reason : '';
-      const msg = v.message.length > 400 ? v.message.slice(0, 400) + '…' : v.message;
+      const msg = af.clip(v.message, 1500);
       html += '<li data-task-id="' + af.esc(v.id) + '" data-state="' + af.esc(v.state) + '">' +
         '<div class="fhead"><span class="badge" data-state="' + af.esc(v.state) + '">' + af.esc(v.state) + '</span>' +
         '<b>' + af.esc(v.name) + '</b>' + (reason ? '<span class="muted">' + af.esc(reason) + '</span>' : '') +
@@ -478,7 +478,7 @@
       af.when(r.started) + ' → ' + (r.resolved ? af.when(r.resolved) : 'now'),
       af.num(st.files || 0) + ' files · ' + af.bytes(st.bytes || 0) + ' · ' + af.num(st.recordsIn || 0) + ' records',
     ];
-    if (r.message) lines.push(r.message.length > 200 ? r.message.slice(0, 200) + '…' : r.message);
+    if (r.message) lines.push(af.clip(r.message, 400));
     tip.textContent = lines.join('\n');
     tip.hidden = false;
     const pad = 14;
