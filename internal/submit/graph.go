@@ -13,6 +13,7 @@ import (
 
 	"github.com/af-project/af/internal/partition"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/sdk/contract"
 )
 
 // Defaults of a job's graph.
@@ -68,7 +69,11 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	for k := range o.Env {
 		switch up := strings.ToUpper(k); up {
 		case taskdef.EnvCredentials, taskdef.EnvOwner, taskdef.EnvInputTaskIDs:
-			return taskdef.Graph{}, fmt.Errorf("--env %s: af sets %s itself", k, up)
+			return taskdef.Graph{}, fmt.Errorf("--env %s: af sets %s itself; remove --env %s", k, up, k)
+		case contract.EnvInput, contract.EnvOutput, contract.EnvTaskKind:
+			// The worker would refuse every task (the container contract's
+			// names): said here, before anything is posted.
+			return taskdef.Graph{}, fmt.Errorf("--env %s: the worker sets %s for the job's container (see images/README.md); remove --env %s and read it in the job", k, up, k)
 		}
 	}
 	if o.MaxLoadBytes <= 0 {

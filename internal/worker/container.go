@@ -38,8 +38,9 @@ func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, td *taskDir) 
 }
 
 // runContainer runs the container fed by input and maps the runner's
-// result to an outcome. It returns ok when the job succeeded.
-func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Reader, tlog *taskLog) (outcome, bool) {
+// result to an outcome. It returns ok when the job succeeded. spec is the
+// image's job spec, which a job that could not start is told about.
+func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, spec jobspec.Spec, input io.Reader, tlog *taskLog) (outcome, bool) {
 	// The job's own output is kept apart from the worker's lines so a
 	// failure quotes the job, not the feeder's bad-line notes.
 	jobOut := &outputTail{max: 4096}
@@ -68,6 +69,9 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 		return exception(taskdef.ReasonInternalError, "run container: %v", err), false
 	}
 	if res.Outcome != runner.OutcomeSucceeded {
+		if msg := startFailure(spec, rs.Kind, res.ExitCode, jobOut.String()); msg != "" {
+			return failed("%s", msg), false
+		}
 		return failed("%s", failureMessage(res.Message+pidsHint(rs.Limits.Pids, w.cfg.Ceilings.Pids, jobOut.String()), jobOut.String())), false
 	}
 	if rs.Input != runner.InputNone && !res.InputComplete {

@@ -3,6 +3,9 @@ package worker
 import (
 	"strings"
 	"testing"
+
+	"github.com/af-project/af/internal/jobspec"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 func TestFailureMessage(t *testing.T) {
@@ -63,6 +66,45 @@ func TestUserLocation(t *testing.T) {
 			t.Parallel()
 			if got := userLocation(tc.out); got != tc.want {
 				t.Fatalf("userLocation = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStartFailure(t *testing.T) {
+	t.Parallel()
+	py := jobspec.Spec{Language: jobspec.Python, Mapper: "/job/job.py", Reducer: "/job/job.py"}
+	goSpec := jobspec.Spec{Language: jobspec.Go, Mapper: "/job/os-cont", Reducer: "/job/job.py"}
+	for _, tc := range []struct {
+		name string
+		spec jobspec.Spec
+		kind taskdef.Kind
+		code int
+		out  string
+		want []string // the message names the field, the file and the fix
+	}{
+		{"started: the job's own failure", py, taskdef.KindMapper, 1, "Traceback ...\nValueError: x\n", nil},
+		{"no python3 (a Go image under language: python)", py, taskdef.KindMapper, 127, "[FATAL tini (7)] exec python3 failed: No such file or directory\n",
+			[]string{"the image has no python3", "language: go in /etc/analysis-tools.yml", "FROM af/python", "exit 127"}},
+		{"mapper not found", goSpec, taskdef.KindMapper, 127, "[FATAL tini (7)] exec /job/os-cont failed: No such file or directory\n",
+			[]string{"the job's mapper /job/os-cont was not found in the image", "check mapper: in /etc/analysis-tools.yml", "CGO_ENABLED=0"}},
+		{"a Python module under language: go", goSpec, taskdef.KindReducer, 126, "[FATAL tini (8)] exec /job/job.py failed: Permission denied\n",
+			[]string{"the job's reducer /job/job.py cannot be executed", "reducer: in /etc/analysis-tools.yml", "a Python module needs language: python"}},
+		{"exec format error", goSpec, taskdef.KindMapper, 1, "[FATAL tini (7)] exec /job/os-cont failed: Exec format error\n",
+			[]string{"not a program this worker can run (exec format error)", "language: python", "linux"}},
+		{"AF's form names script:", jobspec.Spec{Language: jobspec.Go, Mapper: "/x", Original: true}, taskdef.KindMapper, 127, "[FATAL tini (7)] exec /x failed: No such file or directory\n",
+			[]string{"the job's script /x", "check script: in"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := startFailure(tc.spec, tc.kind, tc.code, tc.out)
+			if tc.want == nil && got != "" {
+				t.Fatalf("got %q, want none (the job started)", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("message lacks %q:\n%s", w, got)
+				}
 			}
 		})
 	}

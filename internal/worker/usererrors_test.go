@@ -1,0 +1,201 @@
+package worker_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/af-project/af/internal/clustertest"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// userErrorImage builds a job image from base with files written over
+// it (path in the image → content), tagged by a hash of all of it and
+// labelled as this test's, so an unchanged one is reused across runs.
+func userErrorImage(t *testing.T, name, base string, files map[string]string) string {
+	t.Helper()
+	if base != "af/os-count-go" {
+		// This tree's helper, not the one af/python was built with.
+		helper, err := os.ReadFile("../../images/python/af_helper.py")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["/usr/lib/python3/dist-packages/af_helper.py"] = string(helper)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	baseID, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", base).Output()
+	if err != nil {
+		t.Fatalf("inspect %s: %v", base, err)
+	}
+	dir := t.TempDir()
+	h := sha256.New()
+	h.Write(baseID)
+	df := "FROM " + base + "\nLABEL af.test=usererrors\n"
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for i, p := range paths {
+		local := fmt.Sprintf("f%d", i)
+		if err := os.WriteFile(filepath.Join(dir, local), []byte(files[p]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		df += "COPY " + local + " " + p + "\n"
+		fmt.Fprintf(h, "%s %d\n%s", p, len(files[p]), files[p])
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tag := "af-test/usererr-" + name + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+	if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
+		return tag
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
+		t.Fatalf("docker build %s: %v\n%s", tag, err, out)
+	}
+	return tag
+}
+
+// TestUserErrorsReachTheTaskMessage runs jobs an analyst gets wrong on
+// real workers and checks that each task's message (what af status, the
+// page and the email show) names the user's file and line, or the
+// analysis-tools.yml field and the fix, and that the log shows the same.
+func TestUserErrorsReachTheTaskMessage(t *testing.T) {
+	t.Parallel()
+	clustertest.RequireImages(t, "af/os-count", "af/os-count-go")
+	const pySpec = "language: python\nmapper: /job/job.py\n"
+	syntaxJob := "import json\n\n\ndef map(key, dims, value, context)\n    context.write(1, 1)\n\n\ndef reduce(key, values, context):\n    pass\n"
+	for _, tc := range []struct {
+		name    string
+		image   func(t *testing.T) string
+		env     map[string]string
+		state   taskdef.TaskState
+		message []string // each in the mapper's message
+		first   []string // each in the message's first line
+		log     []string // each in the mapper's log
+	}{
+		{
+			name: "syntax error in job.py",
+			image: func(t *testing.T) string {
+				return userErrorImage(t, "syntax", "af/os-count", map[string]string{"/job/job.py": syntaxJob})
+			},
+			state:   taskdef.StateFailed,
+			first:   []string{"/job/job.py line 4", "SyntaxError"},
+			message: []string{`File "/job/job.py", line 4`, "def map(key, dims, value, context)", "python3 -m py_compile /job/job.py"},
+			log:     []string{`File "/job/job.py", line 4`},
+		},
+		{
+			name:    "AF_OUTPUT in the task's env",
+			image:   func(t *testing.T) string { return userErrorImage(t, "env", "af/os-count", map[string]string{}) },
+			env:     map[string]string{"AF_OUTPUT": "/tmp/out"},
+			state:   taskdef.StateException,
+			first:   []string{"AF_OUTPUT is set by the worker", "remove it", "--env"},
+			message: []string{"AF_OUTPUT"},
+		},
+		{
+			name: "a Python job under language: go",
+			image: func(t *testing.T) string {
+				return userErrorImage(t, "py-as-go", "af/os-count", map[string]string{"/etc/analysis-tools.yml": "language: go\nmapper: /job/job.py\n"})
+			},
+			state: taskdef.StateFailed,
+			first: []string{"/job/job.py", "mapper:", "/etc/analysis-tools.yml", "language: python"},
+		},
+		{
+			name: "a Go binary under language: python",
+			image: func(t *testing.T) string {
+				return userErrorImage(t, "go-as-py", "af/os-count-go", map[string]string{"/etc/analysis-tools.yml": "language: python\nmapper: /job/os-count\n"})
+			},
+			state: taskdef.StateFailed,
+			first: []string{"python3", "language: go", "/etc/analysis-tools.yml"},
+		},
+		{
+			name: "a missing Go entry point",
+			image: func(t *testing.T) string {
+				return userErrorImage(t, "go-missing", "af/os-count-go", map[string]string{"/etc/analysis-tools.yml": "language: go\nmapper: /job/os-cont\n"})
+			},
+			state: taskdef.StateFailed,
+			first: []string{"/job/os-cont", "mapper:", "/etc/analysis-tools.yml", "not found"},
+		},
+		{
+			name: "an unknown key in analysis-tools.yml",
+			image: func(t *testing.T) string {
+				return userErrorImage(t, "yaml-key", "af/os-count", map[string]string{"/etc/analysis-tools.yml": pySpec + "maper: /job/job.py\n"})
+			},
+			state: taskdef.StateException,
+			first: []string{"/etc/analysis-tools.yml: line 3: unknown key \"maper\"", "did you mean mapper?"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			image := tc.image(t)
+			c := clustertest.Start(t, clustertest.Options{})
+			_, files := jobData(t, c, 3)
+			g := graphFor(t, c, image, files[:2])
+			for i := range g.Tasks {
+				for k, v := range tc.env {
+					g.Tasks[i].Task.Payload.Env[k] = v
+				}
+			}
+			if _, err := c.Submit.CreateGraph(context.Background(), g); err != nil {
+				t.Fatal(err)
+			}
+			c.StartWorker(t, "w-"+g.GraphID[:6], clustertest.WorkerOptions{Capacity: 1})
+			c.WaitGraph(t, g.GraphID, 90*time.Second)
+			gs, err := c.Submit.Graph(context.Background(), g.GraphID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mapper *taskdef.TaskStatus
+			for i := range gs.Tasks {
+				if gs.Tasks[i].Kind == taskdef.KindMapper && len(gs.Tasks[i].Runs) > 0 {
+					mapper = &gs.Tasks[i]
+					break
+				}
+			}
+			if mapper == nil {
+				t.Fatalf("no mapper ran: %+v", gs.Tasks)
+			}
+			run := mapper.Runs[len(mapper.Runs)-1]
+			msg := run.Message
+			t.Logf("%s %s: %s", mapper.State, run.ReasonResolved, msg)
+			if mapper.State != tc.state {
+				t.Errorf("mapper %s, want %s", mapper.State, tc.state)
+			}
+			first, _, _ := strings.Cut(msg, "\n")
+			for _, w := range tc.first {
+				if !strings.Contains(first, w) {
+					t.Errorf("the message's first line lacks %q:\n%s", w, first)
+				}
+			}
+			for _, w := range tc.message {
+				if !strings.Contains(msg, w) {
+					t.Errorf("the message lacks %q:\n%s", w, msg)
+				}
+			}
+			if len(tc.log) > 0 {
+				rc, err := c.Submit.GetArtifact(context.Background(), mapper.TaskID, run.RunID, taskdef.LiveLogArtifact)
+				logText := readAll(t, rc, err)
+				for _, w := range tc.log {
+					if !strings.Contains(logText, w) {
+						t.Errorf("the log lacks %q:\n%s", w, logText)
+					}
+				}
+			}
+			for _, leak := range []string{c.Dir, "afrootpassword"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("the message leaks %q: %s", leak, msg)
+				}
+			}
+		})
+	}
+}
