@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -86,7 +87,7 @@ Flags:
 	roleARN := fs.String("role-arn", envOr("AF_ROLE_ARN", ""), "role to assume on AWS (env AF_ROLE_ARN)")
 	wait := fs.Bool("wait", false, "follow the graph to its end and print the result")
 	dryRun := fs.Bool("dry-run", false, "print the graph as JSON and post nothing")
-	noImageCheck := fs.Bool("no-image-check", false, "do not check that IMAGE is on this host's Docker engine")
+	noImageCheck := fs.Bool("no-image-check", false, "do not check IMAGE on this host's Docker engine (that it is there, its analysis-tools.yml, and that a Python job compiles)")
 	qf := addQueueFlags(fs)
 	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
 		return err
@@ -138,6 +139,10 @@ Flags:
 		}
 		defer d.Close()
 		s.Docker = d
+		if s.Runner, err = jobChecker(d); err != nil {
+			return err
+		}
+		s.Warn = stderr
 	}
 	start := time.Now()
 	plan, err := s.Plan(ctx, req)
@@ -194,4 +199,12 @@ func waitAndPrint(ctx context.Context, q *queueclient.Client, graphID string, st
 		return errJobFailed
 	}
 	return printResult(ctx, q, gs, stdout, stderr, "")
+}
+
+// jobChecker is the runner af submit checks the job's image with (its
+// analysis-tools.yml, its entry points, a Python job's compile) before
+// posting; its containers are labelled as af submit's.
+func jobChecker(d runner.Docker) (*runner.Runner, error) {
+	host, _ := os.Hostname()
+	return runner.New(d, runner.Options{Logger: slog.New(slog.DiscardHandler), WorkerID: "af-submit-" + host})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/af-project/af/internal/index"
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -62,6 +64,10 @@ type Submitter struct {
 	// Docker, when set, checks that the image exists on this host's
 	// engine before anything is posted (workers never pull).
 	Docker *client.Client
+	// Runner, when set, checks the job in the image before anything is
+	// posted (CheckJob); Warn hears what it could not check.
+	Runner *runner.Runner
+	Warn   io.Writer
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -100,6 +106,15 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	}
 	if err := s.checkImage(ctx, r.Image); err != nil {
 		return Plan{}, err
+	}
+	if s.Runner != nil {
+		warn := s.Warn
+		if warn == nil {
+			warn = io.Discard
+		}
+		if err := CheckJob(ctx, s.Runner, r.Image, warn); err != nil {
+			return Plan{}, err
+		}
 	}
 	t0 := s.now()
 	res, schema, err := s.query(ctx, r)

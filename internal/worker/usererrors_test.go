@@ -2,13 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -17,53 +10,11 @@ import (
 	"github.com/af-project/af/internal/taskdef"
 )
 
-// userErrorImage builds a job image from base with files written over
-// it (path in the image → content), tagged by a hash of all of it and
-// labelled as this test's, so an unchanged one is reused across runs.
+// userErrorImage is clustertest.JobImage with this tree's af_helper in
+// every Python image.
 func userErrorImage(t *testing.T, name, base string, files map[string]string) string {
 	t.Helper()
-	if base != "af/os-count-go" {
-		// This tree's helper, not the one af/python was built with.
-		helper, err := os.ReadFile("../../images/python/af_helper.py")
-		if err != nil {
-			t.Fatal(err)
-		}
-		files["/usr/lib/python3/dist-packages/af_helper.py"] = string(helper)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	baseID, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", base).Output()
-	if err != nil {
-		t.Fatalf("inspect %s: %v", base, err)
-	}
-	dir := t.TempDir()
-	h := sha256.New()
-	h.Write(baseID)
-	df := "FROM " + base + "\nLABEL af.test=usererrors\n"
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for i, p := range paths {
-		local := fmt.Sprintf("f%d", i)
-		if err := os.WriteFile(filepath.Join(dir, local), []byte(files[p]), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		df += "COPY " + local + " " + p + "\n"
-		fmt.Fprintf(h, "%s %d\n%s", p, len(files[p]), files[p])
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tag := "af-test/usererr-" + name + ":" + hex.EncodeToString(h.Sum(nil))[:12]
-	if exec.CommandContext(ctx, "docker", "image", "inspect", tag).Run() == nil {
-		return tag
-	}
-	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
-		t.Fatalf("docker build %s: %v\n%s", tag, err, out)
-	}
-	return tag
+	return clustertest.JobImage(t, "usererr-"+name, base, files)
 }
 
 // TestUserErrorsReachTheTaskMessage runs jobs an analyst gets wrong on
