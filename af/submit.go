@@ -86,6 +86,7 @@ Flags:
 	mode := fs.String("credentials-mode", "assume-role", "how credentials are minted: assume-role or federation-token")
 	roleARN := fs.String("role-arn", envOr("AF_ROLE_ARN", ""), "role to assume on AWS (env AF_ROLE_ARN)")
 	wait := fs.Bool("wait", false, "follow the graph to its end and print the result")
+	fs.DurationVar(&submit.NoWorkerAfter, "no-worker-notice", submit.NoWorkerAfter, "with --wait, say on stderr when no worker has claimed a task of the graph for this long (0: never)")
 	dryRun := fs.Bool("dry-run", false, "print the graph as JSON and post nothing")
 	noImageCheck := fs.Bool("no-image-check", false, "do not check IMAGE on this host's Docker engine (that it is there, its analysis-tools.yml, and that a Python job compiles)")
 	qf := addQueueFlags(fs)

@@ -38,6 +38,10 @@ type Options struct {
 	// PollInterval is how often a running graph's page refreshes; default
 	// 1.5 s. The list page refreshes at four times this interval.
 	PollInterval time.Duration
+	// NoWorkerAfter is how long a running graph with pending tasks and
+	// none running waits before its page says that no worker is claiming
+	// (af serve's no_worker_notice); default 30 s, negative never.
+	NoWorkerAfter time.Duration
 	// ListLimit is how many recent graphs /graphs shows; default 100.
 	ListLimit int
 	// ResultPreviewBytes is how much of the job result the page shows
@@ -60,6 +64,9 @@ type handler struct {
 
 // Handler serves GET /graphs and GET /graphs/{id}.
 func Handler(opts Options) http.Handler {
+	if opts.NoWorkerAfter == 0 {
+		opts.NoWorkerAfter = 30 * time.Second
+	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 1500 * time.Millisecond
 	}
@@ -116,10 +123,12 @@ type page struct {
 	JS      template.JS
 	APIBase string
 	PollMS  int64
-	GraphID string
-	Limit   int
-	Preview int
-	Message string
+	// NoWorkerMS is Options.NoWorkerAfter (negative: never).
+	NoWorkerMS int64
+	GraphID    string
+	Limit      int
+	Preview    int
+	Message    string
 	// Next is where the sign-in form returns to.
 	Next string
 	// SignOut shows the sign-out button (a session is open).
@@ -128,13 +137,14 @@ type page struct {
 
 func (h *handler) base(title string) page {
 	return page{
-		Title:   title,
-		Nonce:   nonce(),
-		CSS:     h.css,
-		APIBase: h.opts.APIBase,
-		PollMS:  h.opts.PollInterval.Milliseconds(),
-		Limit:   h.opts.ListLimit,
-		Preview: h.opts.ResultPreviewBytes,
+		Title:      title,
+		Nonce:      nonce(),
+		CSS:        h.css,
+		APIBase:    h.opts.APIBase,
+		PollMS:     h.opts.PollInterval.Milliseconds(),
+		NoWorkerMS: h.opts.NoWorkerAfter.Milliseconds(),
+		Limit:      h.opts.ListLimit,
+		Preview:    h.opts.ResultPreviewBytes,
 	}
 }
 

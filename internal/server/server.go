@@ -242,6 +242,9 @@ type Server struct {
 
 	onSweep func(queue.SweepReport, error)
 
+	// workers is what claimWork has seen of the workers (workers.go).
+	workers *workerActivity
+
 	// certs serves tls_cert/tls_key (nil: plain http); tlsWarnings
 	// are what LoadCertificate warned about at start.
 	certs       *certReloader
@@ -276,6 +279,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.clock == nil {
 		s.clock = queue.SystemClock{}
 	}
+	s.workers = newWorkerActivity(s.clock.Now())
 	s.users = deps.Users
 	if s.users == nil {
 		u, err := users.New(s.q.Bolt(), s.clock.Now)
@@ -299,7 +303,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.indexPath = filepath.Join(cfg.Data, "index.db")
 	}
 	if s.pages == nil {
-		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor")})
+		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor"), NoWorkerAfter: time.Duration(cfg.NoWorkerNotice)})
 	}
 	if cfg.TLS() {
 		every := deps.CertCheckEvery
@@ -595,6 +599,9 @@ func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if st.State == taskdef.GraphRunning {
+		st.Workers = s.workers.wire(s.clock.Now())
+	}
 	return writeJSONTagged(w, r, st)
 }
 
@@ -720,6 +727,7 @@ func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
 		setQuiet(w)
 	}
 	s.metrics.claims.Add(float64(len(claims)))
+	s.workers.polled(req.WorkerGroup+"/"+req.WorkerID, s.clock.Now(), len(claims))
 	buf := claimBufs.Get().(*[]byte)
 	defer claimBufs.Put(buf)
 	*buf = appendClaimResponse((*buf)[:0], claims)
