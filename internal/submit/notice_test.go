@@ -36,7 +36,11 @@ func TestNoWorkerNotice(t *testing.T) {
 		{"a task runs", graph(none, taskdef.StateRunning, taskdef.StatePending), time.Hour, nil},
 		{"a recent claim elsewhere", graph(&taskdef.WorkerActivity{Since: t0, LiveWorkers: 1, LastClaim: at(50 * time.Second)}, taskdef.StatePending), 60 * time.Second, nil},
 		{"an old server that sends no activity", graph(nil, taskdef.StatePending), time.Hour, nil},
-		{"resolved", func() taskdef.GraphStatus { g := graph(none, taskdef.StateFailed); g.State = taskdef.GraphFailed; return g }(), time.Hour, nil},
+		{"resolved", func() taskdef.GraphStatus {
+			g := graph(none, taskdef.StateFailed)
+			g.State = taskdef.GraphFailed
+			return g
+		}(), time.Hour, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
