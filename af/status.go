@@ -97,7 +97,7 @@ func explainQueueErr(err error, queueURL string) error {
 	case errors.Is(err, queueclient.ErrUnauthorized), errors.Is(err, queueclient.ErrForbidden):
 		return fmt.Errorf("%w (queue %s; set --token or AF_TOKEN to your own identity's token: an admin makes one with `af users add NAME --role ROLE`)", err, queueURL)
 	}
-	return err
+	return explainFieldErr(err)
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
