@@ -109,3 +109,13 @@ func TestStartFailure(t *testing.T) {
 		})
 	}
 }
+
+// A task's message names no directory of the worker's host.
+func TestHostPathsLeaveNoHostPath(t *testing.T) {
+	t.Parallel()
+	w := &Worker{cfg: Config{ScratchRoot: "/srv/af/scratch", StateDir: "/srv/af/scratch/.state"}}
+	got := w.hostPaths("the worker's scratch dir: open /srv/af/scratch/t1/job/in.fifo: no such file; run record /srv/af/scratch/.state/t1.json")
+	if strings.Contains(got, "/srv/af") || !strings.Contains(got, "$SCRATCH_ROOT/t1/job/in.fifo") || !strings.Contains(got, "$STATE_DIR/t1.json") {
+		t.Fatalf("got %q", got)
+	}
+}
