@@ -71,8 +71,14 @@ func fieldError(prefix string, err error) error {
 	case prefix != "":
 		path = prefix
 	}
-	if path == "" {
-		return fmt.Errorf("want %s, not a JSON %s", typeWant(te.Type), te.Value)
+	got := "not a JSON " + te.Value
+	if v, ok := strings.CutPrefix(te.Value, "number "); ok {
+		// A number that does not fit the field (too large, or a
+		// fraction where a whole number goes).
+		got = v + " does not fit"
 	}
-	return fmt.Errorf("field %s: want %s, not a JSON %s", path, typeWant(te.Type), te.Value)
+	if path == "" {
+		return fmt.Errorf("want %s, %s", typeWant(te.Type), got)
+	}
+	return fmt.Errorf("field %s: want %s, %s", path, typeWant(te.Type), got)
 }

@@ -220,7 +220,11 @@ func decodeTasks(r *http.Request, dec *json.Decoder, b *queue.GraphBuilder, owne
 			case errors.Is(err, errValueTooLarge):
 				return fmt.Errorf("tasks[%d]: %w", i, errValueTooLarge)
 			}
-			return badRequest("request body: %v", fieldError(fmt.Sprintf("tasks[%d]", i), err))
+			where := fmt.Sprintf("tasks[%d]", i)
+			if fe := fieldError(where, err); fe != err {
+				return badRequest("request body: %v", fe)
+			}
+			return badRequest("request body: %s: %v", where, err)
 		}
 		def := gt.Task.definition()
 		if def.Metadata.Owner == "" {
