@@ -84,6 +84,7 @@ func TestStartFailure(t *testing.T) {
 		want []string // the message names the field, the file and the fix
 	}{
 		{"started: the job's own failure", py, taskdef.KindMapper, 1, "Traceback ...\nValueError: x\n", nil},
+		{"a job that prints tini's words later started", goSpec, taskdef.KindMapper, 1, "afjob: map starting\n[FATAL tini (7)] exec /job/os-cont failed: No such file or directory\n", nil},
 		{"no python3 (a Go image under language: python)", py, taskdef.KindMapper, 127, "[FATAL tini (7)] exec python3 failed: No such file or directory\n",
 			[]string{"the image has no python3", "language: go in /etc/analysis-tools.yml", "FROM af/python", "exit 127"}},
 		{"mapper not found", goSpec, taskdef.KindMapper, 127, "[FATAL tini (7)] exec /job/os-cont failed: No such file or directory\n",

@@ -15,7 +15,9 @@ import (
 // tiniExec is the line Docker's init (tini) prints when it cannot exec
 // the container's command: "[FATAL tini (7)] exec /job/x failed: No such
 // file or directory".
-var tiniExec = regexp.MustCompile(`\[FATAL tini \(\d+\)\] exec (.+) failed: (.+)`)
+// It is the output's first line: the command never ran, so nothing else
+// printed before it.
+var tiniExec = regexp.MustCompile(`^\s*\[FATAL tini \(\d+\)\] exec (.+) failed: (.+)`)
 
 // startFailure explains a run whose command never started, or "" when
 // the job started (its own exit code and output say why it failed). The
