@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/af-project/af/internal/browsertest"
 	"github.com/af-project/af/internal/clustertest"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -34,6 +35,7 @@ func TestUserErrorsReachTheTaskMessage(t *testing.T) {
 		message []string // each in the mapper's message
 		first   []string // each in the message's first line
 		log     []string // each in the mapper's log
+		page    []string // each in the monitor page's list of failures
 	}{
 		{
 			name: "syntax error in job.py",
@@ -142,11 +144,43 @@ func TestUserErrorsReachTheTaskMessage(t *testing.T) {
 					}
 				}
 			}
+			if len(tc.page) > 0 {
+				pageShows(t, c, g.GraphID, tc.page)
+			}
 			for _, leak := range []string{c.Dir, "afrootpassword"} {
 				if strings.Contains(msg, leak) {
 					t.Errorf("the message leaks %q: %s", leak, msg)
 				}
 			}
 		})
+	}
+}
+
+// pageShows signs in to the cluster's monitor with the submit token and
+// checks that the graph's page lists its failures with each of want.
+func pageShows(t *testing.T, c *clustertest.Cluster, graphID string, want []string) {
+	t.Helper()
+	tab := browsertest.Start(t).NewTab(t)
+	const wait = 30 * time.Second
+	if err := tab.Navigate(c.URL+"/signin?next=/graphs/"+graphID, wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Eval(`document.getElementById('signin-token').value = '`+c.SubmitToken+`'; true`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Click(`#signin-submit`, wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.WaitFor(`location.pathname === '/graphs/`+graphID+`' && !document.getElementById('failures').hidden`, wait); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	if err := tab.Eval(`document.getElementById('failures-list').textContent`, &text); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("the page's failures lack %q:\n%s", w, text)
+		}
 	}
 }
