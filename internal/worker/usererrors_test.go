@@ -46,6 +46,7 @@ func TestUserErrorsReachTheTaskMessage(t *testing.T) {
 			first:   []string{"/job/job.py line 4", "SyntaxError"},
 			message: []string{`File "/job/job.py", line 4`, "def map(key, dims, value, context)", "python3 -m py_compile /job/job.py"},
 			log:     []string{`File "/job/job.py", line 4`},
+			page:    []string{"/job/job.py line 4: SyntaxError", `File "/job/job.py", line 4`},
 		},
 		{
 			name:    "AF_OUTPUT in the task's env",
