@@ -53,3 +53,18 @@ func TestSubmitChecksTheJob(t *testing.T) {
 		}
 	}
 }
+
+// --env with a name the worker sets is refused before anything is
+// checked, minted or posted (the queue here does not exist).
+func TestSubmitRefusesContractEnv(t *testing.T) {
+	t.Parallel()
+	filter := filepath.Join(t.TempDir(), "Filter.json")
+	if err := os.WriteFile(filter, []byte(`{"version": 1, "dimensions": []}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"submit", filter, "af/os-count", "--env", "AF_OUTPUT=/tmp/x", "--no-image-check", "--queue", "http://127.0.0.1:1"}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "--env AF_OUTPUT: the worker sets AF_OUTPUT for the job's container") || !strings.Contains(errOut.String(), "remove --env AF_OUTPUT") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut.String())
+	}
+}

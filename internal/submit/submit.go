@@ -104,6 +104,9 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	if r.Image == "" {
 		return Plan{}, errors.New("no image: say which job image to run (e.g. af/os-count)")
 	}
+	if err := CheckEnv(r.Env); err != nil {
+		return Plan{}, err
+	}
 	if err := s.checkImage(ctx, r.Image); err != nil {
 		return Plan{}, err
 	}
