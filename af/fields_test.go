@@ -4,8 +4,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
 )
 
 // A 4xx that names a field gets the flag that sets it.
@@ -35,6 +37,31 @@ func TestExplainFieldErr(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.wantFlag) {
 			t.Errorf("%q: %q does not name %q", tc.msg, err, tc.wantFlag)
+		}
+	}
+}
+
+// af status's reason column keeps a long message's first line whole
+// enough to name the error and the user's file and line at its end.
+func TestStatusReasonKeepsTheUsersLine(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	msg := "the job exited with code 1: af_helper: /job/job.py line 4: SyntaxError: expected ':'\nTraceback...\n"
+	long := "the job exited with code 1: KeyError: 'a rather long key name that the job did not expect to find missing' (at /job/job.py line 14)\n"
+	st := taskdef.GraphStatus{GraphID: "g", State: taskdef.GraphFailed, Created: now.Add(-time.Minute), Tasks: []taskdef.TaskStatus{{
+		TaskID: "t1", Name: "mapper-0", Kind: taskdef.KindMapper, State: taskdef.StateFailed,
+		Runs: []taskdef.Run{{State: taskdef.StateFailed, ReasonResolved: "failed", Message: msg}},
+	}, {
+		TaskID: "t2", Name: "mapper-1", Kind: taskdef.KindMapper, State: taskdef.StateFailed,
+		Runs: []taskdef.Run{{State: taskdef.StateFailed, ReasonResolved: "failed", Message: long}},
+	}}}
+	var b strings.Builder
+	if err := printStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"the job exited with code 1: af_helper: /job/job.py line 4: SyntaxError: expected ':'", "the job exited with code 1: KeyErr", " … ", "(at /job/job.py line 14)"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("status lacks %q:\n%s", w, b.String())
 		}
 	}
 }

@@ -187,8 +187,8 @@ def load_module(path, name="telemetry_job", field="mapper"):
         # names the file and the line.
         sys.stderr.write("af_helper: %s has a syntax error:\n" % path)
         sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
-        raise JobError("%s line %s: %s: %s; fix it (python3 -m py_compile %s shows the same)"
-                       % (e.filename or path, e.lineno, type(e).__name__, e.msg, path))
+        sys.stderr.write("af_helper: fix the job file; python3 -m py_compile %s shows the same error\n" % path)
+        raise JobError("%s line %s: %s: %s" % (e.filename or path, e.lineno, type(e).__name__, e.msg))
     except Exception as e:
         frames = _user_frames(e.__traceback__)
         sys.stderr.write("af_helper: importing %s failed:\nTraceback (most recent call last):\n" % path)

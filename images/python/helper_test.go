@@ -212,7 +212,7 @@ func TestFailures(t *testing.T) {
 		{"import error", "import nonexistent_module_xyz\n", []string{"map", "JOB"}, in, []string{"importing", "ModuleNotFoundError"}},
 		{"missing job file", "", []string{"map", "/nonexistent/job.py"}, in, []string{"job file /nonexistent/job.py does not exist"}},
 		{"syntax error names the line last", "x = 1\ndef map(key dims):\n    pass\n", []string{"map", "JOB"}, in,
-			[]string{"has a syntax error", "line 2\n    def map(key dims):", "job.py line 2: SyntaxError: invalid syntax; fix it (python3 -m py_compile"}},
+			[]string{"has a syntax error", "line 2\n    def map(key dims):", "python3 -m py_compile", "job.py line 2: SyntaxError: invalid syntax\n"}},
 		{"import error names the module and the fix", "import os\nimport nonexistent_module_xyz\n", []string{"map", "JOB"}, in,
 			[]string{"failed at ", "job.py line 2: ModuleNotFoundError: No module named 'nonexistent_module_xyz'; the image lacks a module"}},
 		{"AF's form under mapper:", "def mapper(uuid, file, json): pass\n", []string{"map", "JOB"}, in,
