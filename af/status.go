@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/af-project/af/internal/elide"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -96,7 +97,7 @@ func explainQueueErr(err error, queueURL string) error {
 	case errors.Is(err, queueclient.ErrUnauthorized), errors.Is(err, queueclient.ErrForbidden):
 		return fmt.Errorf("%w (queue %s; set --token or AF_TOKEN to your own identity's token: an admin makes one with `af users add NAME --role ROLE`)", err, queueURL)
 	}
-	return err
+	return explainFieldErr(err)
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -198,7 +199,10 @@ func printStatus(w io.Writer, st taskdef.GraphStatus, now time.Time) error {
 			}
 			reason = r.ReasonResolved
 			if r.Message != "" && t.State != taskdef.StateCompleted {
-				reason += ": " + oneLine(r.Message, 60)
+				// The message's first line names the error and the
+				// user's file and line; a long one keeps its end.
+				first, _, _ := strings.Cut(strings.TrimSpace(r.Message), "\n")
+				reason += ": " + elide.Line(first, 100)
 			}
 		}
 		fileCol := strconv.FormatInt(stats.Files, 10)

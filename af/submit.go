@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -105,7 +106,8 @@ Flags:
 	asJSON := fs.Bool("json", false, "print one JSON object on standard output instead of text: graph id, monitor URL, state, counts and (with --wait) the result's location and text; see README's \"Scripting af\"")
 	quiet := fs.Bool("q", false, "quiet: print nothing but the result and errors; without --wait, only the graph id")
 	dryRun := fs.Bool("dry-run", false, "print the graph as JSON and post nothing")
-	noImageCheck := fs.Bool("no-image-check", false, "do not check that IMAGE is on this host's Docker engine (an IMAGE without a registry host then runs unpinned)")
+	noImageCheck := fs.Bool("no-image-check", false, "do not check IMAGE on this host's Docker engine (that it is there, its analysis-tools.yml, and that a Python job compiles); an IMAGE without a registry host then runs unpinned")
+	fs.DurationVar(&submit.NoWorkerAfter, "no-worker-notice", submit.NoWorkerAfter, "with --wait, say on stderr when no worker has claimed a task of the graph for this long (0: never)")
 	qf := addQueueFlags(fs)
 	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
 		return err
@@ -160,6 +162,10 @@ Flags:
 		}
 		defer d.Close()
 		s.Docker = d
+		if s.Runner, err = jobChecker(d); err != nil {
+			return err
+		}
+		s.Warn = stderr
 	}
 	start := time.Now()
 	plan, err := s.Plan(ctx, req)
@@ -194,4 +200,12 @@ func baseName(p string) string {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// jobChecker is the runner af submit checks the job's image with (its
+// analysis-tools.yml, its entry points, a Python job's compile) before
+// posting; its containers are labelled as af submit's.
+func jobChecker(d runner.Docker) (*runner.Runner, error) {
+	host, _ := os.Hostname()
+	return runner.New(d, runner.Options{Logger: slog.New(slog.DiscardHandler), WorkerID: "af-submit-" + host})
 }

@@ -127,17 +127,126 @@ def usage(msg):
     sys.exit(2)
 
 
-def load_module(path, name="telemetry_job"):
-    if not os.path.isfile(path):
-        raise JobError("job file %s does not exist in the image; check mapper/reducer in "
-                       "/etc/analysis-tools.yml" % path)
+SPEC = "/etc/analysis-tools.yml"
+
+
+def check_job_file(path, field):
+    """Says what is wrong when path cannot be the Python module field names.
+
+    field is the analysis-tools.yml key that named the file (mapper,
+    reducer, combine, script). A compiled program (a Go job) or a script in
+    another language means the spec's language is wrong.
+    """
+    where = "%s: in %s" % (field, SPEC)
+    if not os.path.exists(path):
+        d = os.path.dirname(path) or "."
+        near = ""
+        try:
+            names = sorted(n for n in os.listdir(d) if not n.startswith("."))
+            if names:
+                near = " (%s holds: %s)" % (d, ", ".join(names[:10]))
+        except OSError:
+            pass
+        raise JobError("job file %s does not exist in the image%s; check %s, and that the "
+                       "image's Dockerfile copies the file there" % (path, near, where))
+    if os.path.isdir(path):
+        raise JobError("job file %s is a directory, not a Python module; set %s to the module's "
+                       ".py file" % (path, where))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as e:
+        raise JobError("job file %s cannot be read (%s); make it readable by every user "
+                       "(chmod a+r) in the image" % (path, e.strerror))
+    if head.startswith(b"\x7fELF"):
+        raise JobError("job file %s is a compiled program, not a Python module: a Go job "
+                       "(sdk/afjob) needs language: go in %s, any other executable language: binary; "
+                       "or set %s to the job's .py file" % (path, SPEC, where))
+    if head.startswith(b"#!") and b"python" not in head.split(b"\n", 1)[0]:
+        raise JobError("job file %s is a %s script, not a Python module: set language: binary "
+                       "in %s to run it as it is" % (path, head.split(b"\n", 1)[0][2:].decode("utf-8", "replace").strip(), SPEC))
+    if b"\0" in head:
+        raise JobError("job file %s is not text, so not a Python module; check %s" % (path, where))
+
+
+def _user_frames(tb):
+    """The traceback's frames without importlib's and the helper's."""
+    return [fr for fr in traceback.extract_tb(tb)
+            if not fr.filename.startswith("<frozen") and os.path.abspath(fr.filename) != os.path.abspath(__file__)]
+
+
+def load_module(path, name="telemetry_job", field="mapper"):
+    check_job_file(path, field)
     d = os.path.dirname(os.path.abspath(path))
     if d not in sys.path:
         sys.path.insert(0, d)
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    except SyntaxError as e:
+        # The caret lines and the exception, without importlib's frames;
+        # the last line says where, so a message that keeps one line still
+        # names the file and the line.
+        sys.stderr.write("af_helper: %s has a syntax error:\n" % path)
+        sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
+        sys.stderr.write("af_helper: fix the job file; python3 -m py_compile %s shows the same error\n" % path)
+        raise JobError("%s line %s: %s: %s" % (e.filename or path, e.lineno, type(e).__name__, e.msg))
+    except Exception as e:
+        frames = _user_frames(e.__traceback__)
+        sys.stderr.write("af_helper: importing %s failed:\nTraceback (most recent call last):\n" % path)
+        sys.stderr.write("".join(traceback.format_list(frames)))
+        sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
+        at = ""
+        if frames:
+            at = " at %s line %s" % (frames[-1].filename, frames[-1].lineno)
+        hint = ""
+        if isinstance(e, ImportError):
+            hint = "; the image lacks a module the job imports: add it to the image (see images/README.md)"
+        raise JobError("importing %s failed%s: %s: %s%s" % (path, at, type(e).__name__, e, hint))
     return mod
+
+
+def check_entry(mod, path, name, args, field, original=False):
+    """Returns mod's function name, or says what the job module lacks.
+
+    args are the parameter names the helper calls it with. A module that
+    has telemetry-server's functions where AF's are wanted (or the
+    reverse) is told which form it is in.
+    """
+    fn = getattr(mod, name, None)
+    want = "%s(%s)" % (name, ", ".join(args))
+    if fn is None:
+        have = sorted(k for k, v in vars(mod).items() if callable(v) and not k.startswith("_")
+                      and getattr(v, "__module__", None) == mod.__name__)
+        hint = ""
+        if not original and name == "map" and "mapper" in have:
+            hint = "; it has mapper(), AF's original form: write script: in %s instead of mapper:" % SPEC
+        elif original and name == "mapper" and "map" in have:
+            hint = "; it has map(), telemetry-server's form: write mapper: in %s instead of script:" % SPEC
+        elif have:
+            hint = "; it defines %s" % ", ".join(h + "()" for h in have[:10])
+        raise JobError("the job module %s (%s: in %s) has no %s function%s"
+                       % (path, field, SPEC, want, hint))
+    if not callable(fn):
+        raise JobError("%s in the job module %s is not a function; define %s" % (name, path, want))
+    try:
+        import inspect
+        inspect.signature(fn).bind(*args)
+    except TypeError:
+        raise JobError("%s%s in the job module %s cannot be called as %s; af calls it with %d "
+                       "arguments" % (name, _signature(fn), path, want, len(args)))
+    except ValueError:
+        pass  # no signature to check (a builtin): called as it is
+    return fn
+
+
+def _signature(fn):
+    try:
+        import inspect
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(…)"
 
 
 # Prebuilt encoders: json.dumps with keyword arguments builds a new encoder
@@ -280,28 +389,27 @@ def open_output():
 def pick_combine(mod, mode):
     if mode == "false":
         return None
+    path = getattr(mod, "__file__", "the job module")
     if mode not in ("auto", "true"):
-        mod = load_module(mode, "telemetry_combine")
+        mod = load_module(mode, "telemetry_combine", "combine")
+        path = mode
     fn = getattr(mod, "combine", None)
-    if fn is not None and not callable(fn):
-        raise JobError("combine in the job module is not a function")
     if fn is None and mode != "auto":
-        raise JobError("analysis-tools.yml asks for combine but the module has no combine(key, values, context)")
-    return fn
+        raise JobError("analysis-tools.yml asks for combine but the module has no combine(key, values, context)"
+                       ": define it in %s, or set combine: auto in %s" % (path, SPEC))
+    if fn is None:
+        return None
+    return check_entry(mod, path, "combine", ("key", "values", "context"), "combine")
 
 
 def run_map(mod, combine_mode, original):
     out = Output(open_output())
     combine = None if original else pick_combine(mod, combine_mode)
     if original:
-        mapper = getattr(mod, "mapper", None)
-        if not callable(mapper):
-            raise JobError("the script has no mapper(uuid, file, json) function (AF's original form)")
+        mapper = check_entry(mod, mod.__file__, "mapper", ("uuid", "file", "json"), "script", original=True)
         fn = _original_mapper(mapper, out)
     else:
-        fn = getattr(mod, "map", None)
-        if not callable(fn):
-            raise JobError("the job module has no map(key, dims, value, context) function")
+        fn = check_entry(mod, mod.__file__, "map", ("key", "dims", "value", "context"), "mapper")
     coll = Collector(combine, out) if combine else None
     ctx = MapContext(coll.write if coll else out.pair)
 
@@ -412,6 +520,8 @@ def run_reduce(mod, combine_mode, original):
     ctx = ReduceContext(outf)
     if original:
         red = getattr(mod, "reduce", None)
+        if red is not None:
+            red = check_entry(mod, mod.__file__, "reduce", ("key", "values"), "script", original=True)
 
         def fn(key, values, ctx):
             if callable(red):
@@ -421,13 +531,10 @@ def run_reduce(mod, combine_mode, original):
                     ctx.writeline("%s %s" % (key, v))
         combine = None
     else:
-        fn = getattr(mod, "reduce", None)
-        if not callable(fn):
-            raise JobError("the job module has no reduce(key, values, context) function")
+        fn = check_entry(mod, mod.__file__, "reduce", ("key", "values", "context"), "reducer")
         combine = pick_combine(mod, combine_mode)
-        setup = getattr(mod, "setup_reduce", None)
-        if callable(setup):
-            setup(ctx)
+        if getattr(mod, "setup_reduce", None) is not None:
+            check_entry(mod, mod.__file__, "setup_reduce", ("context",), "reducer")(ctx)
     started = time.monotonic()
     keys = 0
     key = None
@@ -489,14 +596,11 @@ def main(argv):
         usage("missing the job file")
     job = args[0]
     sys.argv = [job] + args[1:]
+    field = "script" if original else ("mapper" if kind == "map" else "reducer")
     try:
-        mod = load_module(job)
+        mod = load_module(job, field=field)
     except JobError as e:
         sys.stderr.write("af_helper: %s\n" % e)
-        sys.exit(1)
-    except Exception:
-        sys.stderr.write("af_helper: importing %s failed:\n" % job)
-        traceback.print_exc()
         sys.exit(1)
     try:
         if kind == "map":

@@ -211,6 +211,22 @@ func TestFailures(t *testing.T) {
 		{"combine required", "def map(k, d, v, c): pass\n", []string{"map", "--combine", "true", "JOB"}, in, []string{"asks for combine but the module has no combine"}},
 		{"import error", "import nonexistent_module_xyz\n", []string{"map", "JOB"}, in, []string{"importing", "ModuleNotFoundError"}},
 		{"missing job file", "", []string{"map", "/nonexistent/job.py"}, in, []string{"job file /nonexistent/job.py does not exist"}},
+		{"syntax error names the line last", "x = 1\ndef map(key dims):\n    pass\n", []string{"map", "JOB"}, in,
+			[]string{"has a syntax error", "line 2\n    def map(key dims):", "python3 -m py_compile", "job.py line 2: SyntaxError: invalid syntax\n"}},
+		{"import error names the module and the fix", "import os\nimport nonexistent_module_xyz\n", []string{"map", "JOB"}, in,
+			[]string{"failed at ", "job.py line 2: ModuleNotFoundError: No module named 'nonexistent_module_xyz'; the image lacks a module"}},
+		{"AF's form under mapper:", "def mapper(uuid, file, json): pass\n", []string{"map", "JOB"}, in,
+			[]string{"(mapper: in /etc/analysis-tools.yml) has no map(key, dims, value, context) function; it has mapper(), AF's original form: write script:"}},
+		{"telemetry-server's form under script:", "def map(k, d, v, c): pass\n", []string{"map", "--af-original", "JOB"}, in,
+			[]string{"has no mapper(uuid, file, json) function; it has map(), telemetry-server's form: write mapper:"}},
+		{"other functions listed", "def mapp(k, d, v, c): pass\n", []string{"map", "JOB"}, in, []string{"has no map(key, dims, value, context) function; it defines mapp()"}},
+		{"map with the wrong arguments", "def map(key, value): pass\n", []string{"map", "JOB"}, in,
+			[]string{"map(key, value) in the job module", "cannot be called as map(key, dims, value, context); af calls it with 4 arguments"}},
+		{"reduce with the wrong arguments", "def reduce(key, values): pass\n", []string{"reduce", "JOB"}, nil, []string{"cannot be called as reduce(key, values, context)"}},
+		{"a Go binary under language: python", "", []string{"map", "/bin/true"}, in,
+			[]string{"job file /bin/true is a compiled program, not a Python module: a Go job (sdk/afjob) needs language: go in /etc/analysis-tools.yml"}},
+		{"a directory", "", []string{"map", "/tmp"}, in, []string{"job file /tmp is a directory"}},
+		{"a shell script", "#!/bin/sh\necho hi\n", []string{"map", "JOB"}, in, []string{"is a /bin/sh script, not a Python module: set language: binary"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -209,7 +209,7 @@ func (req *MintRequest) normalize(cfg aws.Config) error {
 	if req.Mode == ModeAssumeRole {
 		if req.RoleARN == "" {
 			if isAWSEndpoint(cfg) {
-				return errors.New("no role to assume: AWS needs the ARN of a role that can read the inputs; pass --role-arn or set AF_ROLE_ARN (or use --credentials-mode federation-token)")
+				return noRoleError(awsconf.Settings(cfg))
 			}
 			req.RoleARN = minioRoleARN
 		}
@@ -343,4 +343,22 @@ func ExplainExpired(err error, c Credentials) error {
 	}
 	return fmt.Errorf("%w: S3 refused %s as expired (sealed expiry %s); resubmit the job, with a longer --credentials-ttl if it runs longer than that: %w",
 		ErrExpired, c.AccessKeyID, c.Expiration.UTC().Format(time.RFC3339), err)
+}
+
+// noRoleError explains an assume-role mint on AWS with no role: when no
+// AWS settings are there at all (the usual case of a first try), which
+// ones to set for MinIO and for AWS; otherwise the role that is missing.
+func noRoleError(p awsconf.Present) error {
+	if p.Credentials == "" {
+		return errors.New("no AWS settings: af submit mints the job's read-only S3 credentials with STS from your own, and found no AWS_ENDPOINT_URL, " +
+			"no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or ~/.aws/credentials) and no --role-arn. " +
+			"For MinIO or another S3 service: export AWS_ENDPOINT_URL=http://HOST:9000 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...; " +
+			"for AWS: set credentials (aws configure, or those variables), AWS_REGION, and --role-arn ARN (or AF_ROLE_ARN) of a role that can read the input bucket, " +
+			"or use --credentials-mode federation-token")
+	}
+	region := ""
+	if p.Region == "" {
+		region = " and AWS_REGION"
+	}
+	return fmt.Errorf("no role to assume: with credentials from %s and no AWS_ENDPOINT_URL, af talks to AWS, whose STS needs the ARN of a role that can read the inputs; pass --role-arn ARN or set AF_ROLE_ARN%s (or use --credentials-mode federation-token), or set AWS_ENDPOINT_URL for MinIO or another S3 service", p.Credentials, region)
 }

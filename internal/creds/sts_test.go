@@ -303,3 +303,31 @@ func TestIsExpiredToken(t *testing.T) {
 		t.Error("ExplainExpired changed an unrelated error")
 	}
 }
+
+// Without a role on AWS the message names what is missing: every
+// setting, with how to set each for MinIO and for AWS, when there are no
+// AWS settings at all; the role (and the region) when there are
+// credentials.
+func TestNoRoleErrorNamesTheSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		p    awsconf.Present
+		want []string
+	}{
+		{"no AWS settings at all", awsconf.Present{}, []string{"no AWS settings", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", "~/.aws/credentials",
+			"For MinIO or another S3 service: export AWS_ENDPOINT_URL=http://HOST:9000", "for AWS:", "AWS_REGION", "--role-arn ARN (or AF_ROLE_ARN)", "--credentials-mode federation-token"}},
+		{"credentials, no role, no region", awsconf.Present{Credentials: "AWS_PROFILE=analyst"}, []string{"no role to assume", "credentials from AWS_PROFILE=analyst", "--role-arn ARN or set AF_ROLE_ARN and AWS_REGION", "set AWS_ENDPOINT_URL for MinIO"}},
+		{"credentials and region", awsconf.Present{Credentials: "AWS_ACCESS_KEY_ID", Region: "eu-west-1"}, []string{"set AF_ROLE_ARN (or use"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			msg := noRoleError(tc.p).Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message lacks %q:\n%s", w, msg)
+				}
+			}
+		})
+	}
+}

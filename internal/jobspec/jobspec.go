@@ -42,10 +42,8 @@
 package jobspec
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"path"
 	"strconv"
@@ -148,13 +146,19 @@ func Parse(name string, data []byte) (Spec, error) {
 		return Spec{}, fmt.Errorf("%s: "+format, append([]any{name}, a...)...)
 	}
 	var r raw
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&r); err != nil {
-		if errors.Is(err, io.EOF) {
+	lines, err := decodeRaw(data, &r)
+	// at names a key's line, for an error about its value.
+	at := func(key string) string {
+		if n, ok := lines[key]; ok {
+			return fmt.Sprintf("line %d: ", n)
+		}
+		return ""
+	}
+	if err != nil {
+		if errors.Is(err, errEmpty) {
 			return fail("empty file; write at least `language: python` and `mapper: /job/job.py`")
 		}
-		return fail("not a valid job spec: %v (fields: language, mapper, reducer, combine, decompress, arguments, max_bad_files, max_bad_line_ratio, or AF's script)", err)
+		return fail("%v", err)
 	}
 	s := Spec{
 		Language:        Language(strings.ToLower(strings.TrimSpace(r.Language))),
@@ -166,23 +170,23 @@ func Parse(name string, data []byte) (Spec, error) {
 	switch s.Language {
 	case Python, Go, Binary:
 	case "":
-		return fail("field language is missing; set language: python, go or binary")
+		return fail("key language is missing; add a line language: python (or go, or binary)")
 	default:
-		return fail("field language: %q is not one of python, go, binary", r.Language)
+		return fail("%skey language: %q is not one of python, go, binary; set language: python for a module file, go for an afjob binary, binary for any other executable", at("language"), r.Language)
 	}
 	if r.Script != "" {
 		if r.Mapper != "" || r.Reducer != "" {
-			return fail("fields script and mapper/reducer are both set; use mapper and reducer (script is AF's original form)")
+			return fail("%skeys script and mapper/reducer are both set; use mapper and reducer (script is AF's original form)", at("script"))
 		}
 		if s.Language != Python {
-			return fail("field script (AF's original form) needs language: python; for %s use mapper and reducer", s.Language)
+			return fail("%skey script (AF's original form) needs language: python; for %s use mapper and reducer", at("script"), s.Language)
 		}
 		s.Original = true
 		s.Mapper = resolve(AFWorkerDir, r.Script)
 		s.Reducer = s.Mapper
 	} else {
 		if strings.TrimSpace(r.Mapper) == "" {
-			return fail("field mapper is missing; set mapper: to the job's %s", map[Language]string{Python: "module file, e.g. /job/job.py", Go: "binary, e.g. /job/job", Binary: "executable"}[s.Language])
+			return fail("key mapper is missing; add a line mapper: with the job's %s", map[Language]string{Python: "module file, e.g. /job/job.py", Go: "binary, e.g. /job/job", Binary: "executable"}[s.Language])
 		}
 		s.Mapper = resolve(JobDir, r.Mapper)
 		s.Reducer = s.Mapper
@@ -192,7 +196,7 @@ func Parse(name string, data []byte) (Spec, error) {
 	}
 	if !r.Combine.IsZero() {
 		if r.Combine.Kind != yaml.ScalarNode {
-			return fail("field combine (line %d): want auto, true, false or a module file", r.Combine.Line)
+			return fail("line %d: key combine: want auto, true, false or a module file", r.Combine.Line)
 		}
 		v := strings.TrimSpace(r.Combine.Value)
 		if b, err := strconv.ParseBool(v); err == nil && r.Combine.Tag == "!!bool" {
@@ -202,12 +206,12 @@ func Parse(name string, data []byte) (Spec, error) {
 		case CombineAuto, CombineTrue, CombineFalse:
 			s.Combine = v
 		case "":
-			return fail("field combine is empty; want auto, true, false or a module file")
+			return fail("%skey combine is empty; want auto, true, false or a module file", at("combine"))
 		default:
 			s.Combine = resolve(JobDir, v)
 		}
 		if s.Language != Python && s.Combine != CombineAuto && s.Combine != CombineFalse {
-			return fail("field combine applies to language: python only; a %s job combines in its own code", s.Language)
+			return fail("%skey combine applies to language: python only; a %s job combines in its own code: remove combine", at("combine"), s.Language)
 		}
 	}
 	switch d := Decompress(strings.ToLower(strings.TrimSpace(r.Decompress))); d {
@@ -215,24 +219,24 @@ func Parse(name string, data []byte) (Spec, error) {
 	case DecompressNone, "false", "no":
 		s.Decompress = DecompressNone
 	default:
-		return fail("field decompress: %q is not auto or none", r.Decompress)
+		return fail("%skey decompress: %q is not auto or none", at("decompress"), r.Decompress)
 	}
 	if r.MaxBadFiles != nil {
 		if *r.MaxBadFiles < 0 {
-			return fail("field max_bad_files: %d is negative; use 0 to fail on the first corrupt or missing file", *r.MaxBadFiles)
+			return fail("%skey max_bad_files: %d is negative; use 0 to fail on the first corrupt or missing file", at("max_bad_files"), *r.MaxBadFiles)
 		}
 		s.MaxBadFiles = *r.MaxBadFiles
 	}
 	if r.MaxBadLineRatio != nil {
 		v := *r.MaxBadLineRatio
 		if math.IsNaN(v) || v < 0 || v > 1 {
-			return fail("field max_bad_line_ratio: %v is not between 0 and 1 (1 never fails on bad lines)", v)
+			return fail("%skey max_bad_line_ratio: %v is not between 0 and 1 (1 never fails on bad lines)", at("max_bad_line_ratio"), v)
 		}
 		s.MaxBadLineRatio = v
 	}
 	for i, a := range s.Arguments {
 		if strings.ContainsRune(a, 0) {
-			return fail("field arguments[%d] contains a NUL byte", i)
+			return fail("%skey arguments[%d] contains a NUL byte", at("arguments"), i)
 		}
 	}
 	for _, p := range []string{s.Mapper, s.Reducer, s.Combine} {

@@ -43,6 +43,10 @@ type Options struct {
 	// PollInterval is how often a running graph's page refreshes; default
 	// 1.5 s. The list page refreshes at four times this interval.
 	PollInterval time.Duration
+	// NoWorkerAfter is how long a running graph with pending tasks and
+	// none running waits before its page says that no worker is claiming
+	// (af serve's no_worker_notice); default 30 s, negative never.
+	NoWorkerAfter time.Duration
 	// ListLimit is how many recent graphs /graphs shows; default 100.
 	ListLimit int
 	// ResultPreviewBytes is how much of the job result the page shows
@@ -70,6 +74,9 @@ type handler struct {
 // Handler serves GET /graphs, GET /graphs/{id}, GET /schedules and GET
 // /schedules/{name}.
 func Handler(opts Options) http.Handler {
+	if opts.NoWorkerAfter == 0 {
+		opts.NoWorkerAfter = 30 * time.Second
+	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 1500 * time.Millisecond
 	}
@@ -135,7 +142,9 @@ type page struct {
 	JS      template.JS
 	APIBase string
 	PollMS  int64
-	GraphID string
+	// NoWorkerMS is Options.NoWorkerAfter (negative: never).
+	NoWorkerMS int64
+	GraphID    string
 	// Schedule is the name /schedules/{name} shows.
 	Schedule string
 	Limit    int
@@ -149,13 +158,14 @@ type page struct {
 
 func (h *handler) base(title string) page {
 	return page{
-		Title:   title,
-		Nonce:   nonce(),
-		CSS:     h.css,
-		APIBase: h.opts.APIBase,
-		PollMS:  h.opts.PollInterval.Milliseconds(),
-		Limit:   h.opts.ListLimit,
-		Preview: h.opts.ResultPreviewBytes,
+		Title:      title,
+		Nonce:      nonce(),
+		CSS:        h.css,
+		APIBase:    h.opts.APIBase,
+		PollMS:     h.opts.PollInterval.Milliseconds(),
+		NoWorkerMS: h.opts.NoWorkerAfter.Milliseconds(),
+		Limit:      h.opts.ListLimit,
+		Preview:    h.opts.ResultPreviewBytes,
 	}
 }
 

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -127,6 +128,7 @@ func TestPagesInBrowser(t *testing.T) {
 	t.Run("graph list", func(t *testing.T) { testList(t, browser) })
 	t.Run("unknown graph", func(t *testing.T) { testUnknownGraph(t, browser) })
 	t.Run("canceled graph", func(t *testing.T) { testCanceledGraph(t, browser) })
+	t.Run("no worker claims", func(t *testing.T) { testNoWorker(t, browser) })
 	t.Run("expired graph", func(t *testing.T) { testExpiredGraph(t, browser) })
 	t.Run("result through a presigned S3 redirect", func(t *testing.T) { testResultViaS3(t, browser) })
 	t.Run("schedule with hostile strings", func(t *testing.T) { testHostileSchedule(t, browser) })
@@ -392,7 +394,11 @@ func testList(t *testing.T, browser *browsertest.Browser) {
 	failed.Tasks[1].Runs[1] = b.run(1, taskdef.StateCompleted, 42, 380, "w-gamma", taskdef.Stats{Files: 10, Bytes: 850 << 20, RecordsIn: 260000, RecordsOut: 51})
 	failed.Tasks[2].State = taskdef.StateFailed
 	failed.Tasks[2].Runs[0] = b.run(0, taskdef.StateFailed, 3, 250, "w-beta", taskdef.Stats{Files: 4, Bytes: 310 << 20, RecordsIn: 90000})
-	failed.Tasks[2].Runs[0].Message = "job exited with status 1:\nTraceback (most recent call last):\n  File \"/job/mapper.py\", line 14, in map\n    os_name = dims[\"os\"]\nKeyError: 'os'"
+	// Longer than the page shows: the helper's frames come first, the
+	// user's file and line last, and the page keeps the end.
+	failed.Tasks[2].Runs[0].Message = "the job exited with code 1: KeyError: 'os'\nTraceback (most recent call last):\n" +
+		strings.Repeat("  File \"/usr/lib/python3/dist-packages/af_helper.py\", line 120, in run_map\n    fn(doc_id, dims, value, ctx)\n", 30) +
+		"  File \"/job/mapper.py\", line 14, in map\n    os_name = dims[\"os\"]\nKeyError: 'os'"
 	failed.Tasks[3].State = taskdef.StateException
 	failed.Tasks[3].Runs = []taskdef.Run{{RunID: 0, State: taskdef.StateException, ReasonCreated: taskdef.ReasonScheduled, ReasonResolved: taskdef.ReasonDependencyFailed, Resolved: b.at(250)}}
 	api.set(failed)
@@ -417,6 +423,7 @@ func testList(t *testing.T, browser *browsertest.Browser) {
 	var failures []string
 	must(t, tab.Eval(`[...document.querySelectorAll('#failures-list li[data-task-id]')].map(li => li.dataset.state + ':' + li.textContent)`, &failures))
 	if len(failures) != 2 || !strings.HasPrefix(failures[0], "failed:") || !strings.Contains(failures[0], "KeyError: 'os'") ||
+		!strings.Contains(failures[0], `File "/job/mapper.py", line 14, in map`) || !strings.Contains(failures[0], "characters cut …]") ||
 		!strings.HasPrefix(failures[1], "exception:") || !strings.Contains(failures[1], "dependency-failed") {
 		t.Errorf("failures listed: %q", failures)
 	}
@@ -546,5 +553,36 @@ func testResultViaS3(t *testing.T, browser *browsertest.Browser) {
 	}
 	if !strings.Contains(shown.Note, "first 4.00 KiB") {
 		t.Errorf("note %q does not say the preview is cut", shown.Note)
+	}
+}
+
+// testNoWorker: a running graph whose tasks wait with no worker asking
+// for work says so, and stops saying it once a task runs.
+func testNoWorker(t *testing.T, browser *browsertest.Browser) {
+	api, srv := startSite(t, Options{PollInterval: 300 * time.Millisecond, NoWorkerAfter: 5 * time.Second})
+	b := graphBuilder{base: time.Now().Add(-95 * time.Second).Truncate(time.Second)}
+	g := taskdef.GraphStatus{GraphID: "IdleGraph0001", Name: "idle", Owner: "a@example.com", State: taskdef.GraphRunning, Created: b.base,
+		Workers: &taskdef.WorkerActivity{Since: b.base.Add(-time.Hour), LiveWindowSeconds: 50}}
+	for i := range 3 {
+		g.Tasks = append(g.Tasks, taskdef.TaskStatus{TaskID: fmt.Sprintf("idletask%04d", i), Name: fmt.Sprintf("mapper-%d", i), Kind: taskdef.KindMapper,
+			State: taskdef.StatePending, Runs: []taskdef.Run{{RunID: 0, State: taskdef.StatePending, ReasonCreated: taskdef.ReasonScheduled, Scheduled: b.at(0)}}})
+	}
+	api.set(g)
+	tab := browser.NewTab(t)
+	must(t, tab.Navigate(srv.URL+"/graphs/"+g.GraphID, wait))
+	must(t, tab.WaitFor(`!document.getElementById('no-worker').hidden`, wait))
+	var text string
+	must(t, tab.Eval(`document.getElementById('no-worker').textContent`, &text))
+	for _, w := range []string{"No worker has claimed a task for 1m 3", "none has asked af serve for work in the last 50s", "start a worker"} {
+		if !strings.Contains(text, w) {
+			t.Errorf("notice lacks %q: %s", w, text)
+		}
+	}
+	g.Tasks[0].State = taskdef.StateRunning
+	g.Tasks[0].Runs[0] = b.run(0, taskdef.StateRunning, 94, -1, "w-alpha", taskdef.Stats{})
+	api.set(g)
+	must(t, tab.WaitFor(`document.getElementById('no-worker').hidden`, wait))
+	if errs := tab.Errors(); len(errs) > 0 {
+		t.Errorf("JavaScript errors: %v", errs)
 	}
 }

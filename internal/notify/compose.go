@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/af-project/af/internal/elide"
 	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/units"
 )
@@ -55,8 +56,8 @@ const MaxFailedListed = 50
 // maxNameRunes bounds the job name in the subject and body.
 const maxNameRunes = 100
 
-// maxMessageRunes bounds each failed task's message in the email.
-const maxMessageRunes = 600
+// maxMessageBytes bounds each failed task's message in the email.
+const maxMessageBytes = 1200
 
 // FromStatus summarises a resolved graph for the email. baseURL is where
 // `af serve` is reached by people (its monitor_url); links are built under
@@ -254,10 +255,9 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func truncate(s string) string {
 	s = strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
-	if r := []rune(s); len(r) > maxMessageRunes {
-		s = string(r[:maxMessageRunes]) + "…"
-	}
-	return s
+	// A long one keeps its head and its tail: a traceback's last frames
+	// (the user's file and line) are at the end.
+	return elide.Middle(s, maxMessageBytes)
 }
 
 // safeURL lets only http(s) links become hrefs; anything else renders as

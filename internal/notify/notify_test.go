@@ -117,6 +117,24 @@ func TestCompose(t *testing.T) {
 	}
 }
 
+// A long failure message keeps the user's file and line, which a
+// traceback has at its end, in both parts of the email.
+func TestComposeKeepsTracebackEnd(t *testing.T) {
+	t.Parallel()
+	s := failedSummary()
+	s.Failed[0].Message = "the job exited with code 1: KeyError: 'os' (at /job/job.py line 14)\nTraceback (most recent call last):\n" +
+		strings.Repeat("  File \"/usr/lib/python3/dist-packages/af_helper.py\", line 120, in run_map\n    fn(doc_id, dims, value, ctx)\n", 40) +
+		"  File \"/job/job.py\", line 14, in map\n    os_name = dims[\"os\"]\nKeyError: 'os'"
+	m := Compose(s)
+	for _, part := range []string{m.Text, m.HTML} {
+		for _, want := range []string{"(at /job/job.py line 14)", "line 14, in map", "bytes cut …]"} {
+			if !strings.Contains(part, want) {
+				t.Errorf("email lacks %q:\n%s", want, part)
+			}
+		}
+	}
+}
+
 func TestComposeEscapesHTML(t *testing.T) {
 	t.Parallel()
 	s := failedSummary()

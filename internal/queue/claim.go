@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/af-project/af/internal/elide"
 	"github.com/af-project/af/internal/redact"
 	"github.com/af-project/af/internal/taskdef"
 	bolt "go.etcd.io/bbolt"
@@ -337,10 +338,9 @@ func (q *Queue) report(ctx context.Context, taskID string, runID int, token stri
 	// (an old worker, a job's output): the message is read by anyone who
 	// may read the queue and goes into the owner's email, so the query of
 	// such a URL is dropped before it is stored.
-	msg := redact.Text(r.Message)
-	if len(msg) > maxMessage {
-		msg = msg[:maxMessage] + "…"
-	}
+	// A long one keeps its head and its tail, where a traceback's last
+	// frames (the user's file and line) are.
+	msg := elide.Middle(redact.Text(r.Message), maxMessage)
 	var resp taskdef.ReportResponse
 	var hasDeps bool
 	err := q.write(ctx, func(w *wtx) error {

@@ -208,7 +208,7 @@ func FilterEnv(env map[string]string) ([]string, error) {
 		case !envNamePattern.MatchString(name):
 			return nil, configErr("task env: %q is not a valid variable name: use letters, digits and '_'", name)
 		case name == EnvInput || name == EnvOutput || name == EnvTaskKind:
-			return nil, configErr("task env: %s is set by the worker; remove it from the task", name)
+			return nil, configErr("task env: %s is set by the worker (it is the container's %s); remove it from the task: af submit --env %s=… sets it", name, map[string]string{EnvInput: "input", EnvOutput: "output file", EnvTaskKind: "task kind"}[name], name)
 		case secretNamePattern.MatchString(name):
 			return nil, configErr("task env: %s looks like a secret; tasks must not carry credentials in plaintext (S3 access goes through the sealed CREDENTIALS), remove it", name)
 		case secretValuePattern.MatchString(value):

@@ -123,6 +123,10 @@ type Config struct {
 	// LeaseDuration is how long a claim lasts before the worker must
 	// reclaim (default 5m; see queue.DefaultLeaseDuration).
 	LeaseDuration Duration `yaml:"lease_duration,omitempty"`
+	// NoWorkerNotice is how long a running graph with pending tasks and
+	// none running waits before its monitor page says that no worker is
+	// claiming (default 30s; a negative value never says it).
+	NoWorkerNotice Duration `yaml:"no_worker_notice,omitempty"`
 	// ArtifactGrace is how long after a run resolved its worker may still
 	// create artifacts for it (the final log after an exception report).
 	ArtifactGrace Duration `yaml:"artifact_grace,omitempty"`

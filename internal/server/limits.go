@@ -109,7 +109,7 @@ func bodyErr(r *http.Request, err error) error {
 	if errors.Is(err, errValueTooLarge) {
 		return errValueTooLarge
 	}
-	return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: " + err.Error()}
+	return &httpError{status: http.StatusBadRequest, code: "InvalidRequest", msg: "request body: " + fieldError("", err).Error()}
 }
 
 // decodeGraph streams a graph body into b: the object's fields one by one
@@ -172,7 +172,7 @@ func decodeGraph(r *http.Request, b *queue.GraphBuilder, ownerFor func(given str
 			return bad("json: unknown field %q", key)
 		}
 		if err := dec.Decode(dst); err != nil {
-			return bodyErr(r, err)
+			return bodyErr(r, fieldError(key, err))
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
@@ -220,7 +220,11 @@ func decodeTasks(r *http.Request, dec *json.Decoder, b *queue.GraphBuilder, owne
 			case errors.Is(err, errValueTooLarge):
 				return fmt.Errorf("tasks[%d]: %w", i, errValueTooLarge)
 			}
-			return badRequest("request body: tasks[%d]: %v", i, err)
+			where := fmt.Sprintf("tasks[%d]", i)
+			if fe := fieldError(where, err); fe != err {
+				return badRequest("request body: %v", fe)
+			}
+			return badRequest("request body: %s: %v", where, err)
 		}
 		def := gt.Task.definition()
 		if def.Metadata.Owner == "" {

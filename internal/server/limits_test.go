@@ -142,7 +142,7 @@ func TestGraphBodyDecode(t *testing.T) {
 		}, `tasks[0]: json: unknown field \"retires\"`},
 		{"number too large for its field", func(g taskdef.Graph) string {
 			return fmt.Sprintf(`{"graphId":%q,"tasks":[%s]}`, g.GraphID, strings.Replace(task(g), `"maxRunTime":600`, `"maxRunTime":1e30`, 1))
-		}, `tasks[0]: json: cannot unmarshal number 1e30`},
+		}, `field tasks[0].task.payload.maxRunTime: want a whole number, 1e30 does not fit`},
 		{"trailing data", func(g taskdef.Graph) string {
 			return fmt.Sprintf(`{"graphId":%q,"tasks":[%s]} {}`, g.GraphID, task(g))
 		}, "trailing data"},

@@ -260,6 +260,8 @@ type Server struct {
 	aws       *aws.Config
 	schedules *schedule.Store
 	scheduler *schedule.Scheduler
+	// workers is what claimWork has seen of the workers (workers.go).
+	workers *workerActivity
 
 	// certs serves tls_cert/tls_key (nil: plain http); tlsWarnings
 	// are what LoadCertificate warned about at start.
@@ -296,6 +298,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.clock == nil {
 		s.clock = queue.SystemClock{}
 	}
+	s.workers = newWorkerActivity(s.clock.Now())
 	s.users = deps.Users
 	if s.users == nil {
 		u, err := users.New(s.q.Bolt(), s.clock.Now)
@@ -319,7 +322,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.indexPath = filepath.Join(cfg.Data, "index.db")
 	}
 	if s.pages == nil {
-		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor")})
+		s.pages = monitor.Handler(monitor.Options{Logger: s.log.With("component", "monitor"), NoWorkerAfter: time.Duration(cfg.NoWorkerNotice)})
 	}
 	if cfg.TLS() {
 		every := deps.CertCheckEvery
@@ -665,6 +668,9 @@ func (s *Server) getGraph(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st.Schedule = s.graphSchedule(st.GraphID)
+	if st.State == taskdef.GraphRunning {
+		st.Workers = s.workers.wire(s.clock.Now())
+	}
 	return writeJSONTagged(w, r, st)
 }
 
@@ -790,6 +796,7 @@ func (s *Server) claimWork(w http.ResponseWriter, r *http.Request) error {
 		setQuiet(w)
 	}
 	s.metrics.claims.Add(float64(len(claims)))
+	s.workers.polled(req.WorkerGroup+"/"+req.WorkerID, s.clock.Now(), len(claims))
 	buf := claimBufs.Get().(*[]byte)
 	defer claimBufs.Put(buf)
 	*buf = appendClaimResponse((*buf)[:0], claims)

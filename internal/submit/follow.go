@@ -99,6 +99,7 @@ func Follow(ctx context.Context, q *queueclient.Client, graphID string, w io.Wri
 	var lastLine string
 	var lastPlain time.Time
 	failures := 0
+	notice := ""
 	for {
 		gs, err := q.Graph(ctx, graphID)
 		if err != nil {
@@ -128,6 +129,7 @@ func Follow(ctx context.Context, q *queueclient.Client, graphID string, w io.Wri
 			if resolved {
 				return gs, nil
 			}
+			notice = writeNoWorkerNotice(w, tty, gs, time.Now(), notice)
 		}
 		select {
 		case <-ctx.Done():
@@ -173,4 +175,75 @@ func FailedTasks(gs taskdef.GraphStatus) []string {
 		out = append(out, fmt.Sprintf("%d task(s) canceled with the graph; rerun them with `af rerun %s --failed`", canceled, gs.GraphID))
 	}
 	return out
+}
+
+// NoWorkerAfter is how long a running graph with pending tasks and none
+// running waits before Follow says that no worker is claiming (af submit
+// --no-worker-notice).
+var NoWorkerAfter = 30 * time.Second
+
+// NoWorkerNotice says why a graph does not move: at now it has pending
+// tasks, none running, and nothing was claimed for after (or since the
+// graph was created, or af serve started); gs.Workers, which af serve
+// fills in, says whether any worker asks for work at all. "" when the
+// graph moves or af serve sent no worker activity.
+func NoWorkerNotice(gs taskdef.GraphStatus, now time.Time, after time.Duration) string {
+	a := gs.Workers
+	if a == nil || gs.State != taskdef.GraphRunning || after <= 0 {
+		return ""
+	}
+	pending := 0
+	last := gs.Created
+	for _, t := range gs.Tasks {
+		switch t.State {
+		case taskdef.StateRunning:
+			return ""
+		case taskdef.StatePending:
+			pending++
+		}
+		for _, r := range t.Runs {
+			if r.Started != nil && r.Started.After(last) {
+				last = *r.Started
+			}
+		}
+	}
+	if pending == 0 {
+		return ""
+	}
+	if a.Since.After(last) {
+		last = a.Since
+	}
+	if a.LastClaim != nil && a.LastClaim.After(last) {
+		last = *a.LastClaim
+	}
+	idle := now.Sub(last)
+	if idle < after {
+		return ""
+	}
+	idle = idle.Round(time.Second)
+	if a.LiveWorkers == 0 {
+		return fmt.Sprintf("af: no worker has claimed a task for %s, and none has asked af serve for work in the last %ds: start a worker for this queue (worker --queue URL --token TOKEN --key af.key; see README.md), or, if workers run, they are all busy with other graphs (af graphs)", idle, a.LiveWindowSeconds)
+	}
+	return fmt.Sprintf("af: %d worker(s) ask af serve for work, but none has claimed a task for %s: the graph's %d pending task(s) wait behind other work (higher priority, other owners' fair share), or the workers refuse them (their log says why: a missing image, limits above their ceilings)", a.LiveWorkers, idle, pending)
+}
+
+// writeNoWorkerNotice writes NoWorkerNotice to the progress writer w,
+// once per idle spell: said is the notice last written, returned as the
+// new one ("" when the graph moves again).
+func writeNoWorkerNotice(w io.Writer, tty bool, gs taskdef.GraphStatus, now time.Time, said string) string {
+	msg := NoWorkerNotice(gs, now, NoWorkerAfter)
+	if msg == "" || (said != "" && sameNotice(said, msg)) {
+		return msg
+	}
+	if tty {
+		fmt.Fprint(w, "\r\033[K")
+	}
+	fmt.Fprintln(w, msg)
+	return msg
+}
+
+// sameNotice reports whether two notices are of the same spell (they
+// differ only in the seconds they count).
+func sameNotice(a, b string) bool {
+	return strings.HasPrefix(a, "af: no worker") == strings.HasPrefix(b, "af: no worker")
 }

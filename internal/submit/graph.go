@@ -13,6 +13,7 @@ import (
 
 	"github.com/af-project/af/internal/partition"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/sdk/contract"
 )
 
 // Defaults of a job's graph.
@@ -67,11 +68,8 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	if o.Image == "" {
 		return taskdef.Graph{}, errors.New("no image")
 	}
-	for k := range o.Env {
-		switch up := strings.ToUpper(k); up {
-		case taskdef.EnvCredentials, taskdef.EnvOwner, taskdef.EnvInputTaskIDs:
-			return taskdef.Graph{}, fmt.Errorf("--env %s: af sets %s itself", k, up)
-		}
+	if err := CheckEnv(o.Env); err != nil {
+		return taskdef.Graph{}, err
 	}
 	if o.MaxLoadBytes <= 0 {
 		o.MaxLoadBytes = DefaultMaxLoadBytes
@@ -156,4 +154,19 @@ func Summary(g taskdef.Graph) (mappers int, files int, bytes int64) {
 		}
 	}
 	return mappers, files, bytes
+}
+
+// CheckEnv refuses --env variables that af or the worker sets: the
+// worker would refuse every task that carries the container contract's
+// names, so it is said before anything is minted or posted.
+func CheckEnv(env map[string]string) error {
+	for k := range env {
+		switch up := strings.ToUpper(k); up {
+		case taskdef.EnvCredentials, taskdef.EnvOwner, taskdef.EnvInputTaskIDs:
+			return fmt.Errorf("--env %s: af sets %s itself; remove --env %s", k, up, k)
+		case contract.EnvInput, contract.EnvOutput, contract.EnvTaskKind:
+			return fmt.Errorf("--env %s: the worker sets %s for the job's container (see images/README.md); remove --env %s and read it in the job", k, up, k)
+		}
+	}
+	return nil
 }

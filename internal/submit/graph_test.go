@@ -33,6 +33,7 @@ func TestBuildGraph(t *testing.T) {
 		{name: "no files", opts: GraphOptions{Image: "af/os-count"}, wantErr: "no input files"},
 		{name: "no image", opts: GraphOptions{Files: files(1, 1)}, wantErr: "no image"},
 		{name: "env may not set credentials", opts: GraphOptions{Image: "x", Files: files(1, 1), Env: map[string]string{"credentials": "x"}}, wantErr: "af sets CREDENTIALS itself"},
+		{name: "env may not set the container's output", opts: GraphOptions{Image: "x", Files: files(1, 1), Env: map[string]string{"AF_OUTPUT": "/tmp/x"}}, wantErr: "--env AF_OUTPUT: the worker sets AF_OUTPUT for the job's container (see images/README.md); remove --env AF_OUTPUT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/registry"
+	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -67,8 +69,12 @@ type Submitter struct {
 	// with the credentials of Docker's config, $DOCKER_CONFIG or
 	// ~/.docker).
 	Registry *registry.Client
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Runner, when set, checks the job in the image before anything is
+	// posted (CheckJob); Warn hears what it could not check.
+	Runner *runner.Runner
+	Warn   io.Writer
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Plan is a graph ready to post, and what it reads.
@@ -124,11 +130,25 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	if r.Image == "" {
 		return Plan{}, InputError(errors.New("no image: say which job image to run (e.g. af/os-count)"))
 	}
+	if err := CheckEnv(r.Env); err != nil {
+		return Plan{}, err
+	}
 	// The tasks and the sealed credentials name the image by digest
 	// (image.go), so the workers run exactly what was submitted.
 	pin, err := s.PinImage(ctx, r.Image)
 	if err != nil {
 		return Plan{}, err
+	}
+	if s.Runner != nil {
+		warn := s.Warn
+		if warn == nil {
+			warn = io.Discard
+		}
+		// The job is checked in the image as this host's engine has it
+		// (a registry image not pulled here is noted and skipped).
+		if err := CheckJob(ctx, s.Runner, r.Image, warn); err != nil {
+			return Plan{}, err
+		}
 	}
 	r.Image = pin.Ref
 	t0 := s.now()

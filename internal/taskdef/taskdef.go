@@ -338,6 +338,27 @@ type GraphStatus struct {
 	// Schedule names the schedule run the graph is (af serve made it);
 	// nil for a graph af submit made.
 	Schedule *GraphSchedule `json:"schedule,omitempty"`
+	// Workers is what af serve has seen of the workers asking for work,
+	// while the graph runs (af serve fills it in; the queue does not).
+	Workers *WorkerActivity `json:"workers,omitempty"`
+}
+
+// WorkerActivity is af serve's view of the workers, so a follower of a
+// graph that does not move can say that no worker is claiming. It is kept
+// in memory since af serve started (Since).
+type WorkerActivity struct {
+	// Since is when af serve started watching.
+	Since time.Time `json:"since"`
+	// LiveWorkers counts the workers that asked for work (claimWork)
+	// within the last LiveWindowSeconds; a worker whose every slot is busy
+	// asks for none and is not counted.
+	LiveWorkers       int `json:"liveWorkers"`
+	LiveWindowSeconds int `json:"liveWindowSeconds"`
+	// LastPoll is the last time any worker asked for work, LastClaim the
+	// last time one was handed a task (of any graph); nil: not since
+	// Since.
+	LastPoll  *time.Time `json:"lastPoll,omitempty"`
+	LastClaim *time.Time `json:"lastClaim,omitempty"`
 }
 
 // What a rerun does to a task, in RerunEffect.Effect.

@@ -38,8 +38,9 @@ func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, td *taskDir) 
 }
 
 // runContainer runs the container fed by input and maps the runner's
-// result to an outcome. It returns ok when the job succeeded.
-func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Reader, tlog *taskLog) (outcome, bool) {
+// result to an outcome. It returns ok when the job succeeded. spec is the
+// image's job spec, which a job that could not start is told about.
+func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, spec jobspec.Spec, input io.Reader, tlog *taskLog) (outcome, bool) {
 	// The job's own output is kept apart from the worker's lines so a
 	// failure quotes the job, not the feeder's bad-line notes.
 	jobOut := &outputTail{max: 4096}
@@ -68,6 +69,9 @@ func (w *Worker) runContainer(ctx context.Context, rs runner.Spec, input io.Read
 		return exception(taskdef.ReasonInternalError, "run container: %v", err), false
 	}
 	if res.Outcome != runner.OutcomeSucceeded {
+		if msg := startFailure(spec, rs.Kind, res.ExitCode, jobOut.String()); msg != "" {
+			return failed("%s", msg), false
+		}
 		return failed("%s", failureMessage(res.Message+pidsHint(rs.Limits.Pids, w.cfg.Ceilings.Pids, jobOut.String()), jobOut.String())), false
 	}
 	if rs.Input != runner.InputNone && !res.InputComplete {
@@ -90,7 +94,9 @@ func pidsHint(pids, ceiling int64, jobOutput string) string {
 // it failed, so that readers that keep only a message's head, like the
 // owner's email, still say why; the output's last lines follow for
 // context. That line is a Go panic's (its stack follows it), else the
-// last one (a Python traceback's exception).
+// last one (a Python traceback's exception), with the user's own file and
+// line when the output shows them (userLocation), since a traceback's
+// head is the helper's frames.
 func failureMessage(runnerMsg, jobOutput string) string {
 	out := strings.TrimSpace(lastLines(jobOutput, 12))
 	if out == "" {
@@ -107,6 +113,9 @@ func failureMessage(runnerMsg, jobOutput string) string {
 		if i := strings.LastIndexByte(out, '\n'); i >= 0 {
 			head = strings.TrimSpace(out[i+1:])
 		}
+	}
+	if loc := userLocation(jobOutput); loc != "" && !strings.Contains(head, loc) {
+		head += " (at " + loc + ")"
 	}
 	return runnerMsg + ": " + head + "\n" + out
 }

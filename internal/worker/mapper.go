@@ -99,7 +99,7 @@ func (w *Worker) mapInputs(ctx context.Context, c taskdef.Claim, spec jobspec.Sp
 		err := f.feed(ctx, p.Inputs, pw)
 		pw.CloseWithError(err)
 	}()
-	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), pr, tlog)
+	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), spec, pr, tlog)
 	_ = pr.CloseWithError(errors.New("container ended"))
 	if n := f.resumes.Load(); n > 0 {
 		tlog.logf("s3: %d GET(s) retried after faults of S3 or the network", n)

@@ -82,7 +82,7 @@ func (w *Worker) reduceInputs(ctx context.Context, c taskdef.Claim, spec jobspec
 	}()
 	lc := &lineCounter{r: pr}
 	progress.set(func() taskdef.Stats { s := lc.stats(); s.Bytes = bytesIn; s.Files = int64(len(ids)); return s })
-	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), lc, tlog)
+	out, ok := w.runContainer(ctx, w.containerSpec(c, spec, td), spec, lc, tlog)
 	_ = pr.CloseWithError(errors.New("container ended"))
 	st := lc.stats()
 	st.Files, st.Bytes = int64(len(ids)), bytesIn

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -150,7 +151,7 @@ func (w *Worker) runTask(ctx context.Context, c taskdef.Claim) {
 
 	// The message is read by anyone who may read the queue and mailed to
 	// the owner: no presigned URL in it, whatever error it quotes.
-	req := taskdef.ReportRequest{Reason: out.reason, Message: redact.Text(out.message), Stats: out.stats}
+	req := taskdef.ReportRequest{Reason: out.reason, Message: redact.Text(w.hostPaths(out.message)), Stats: out.stats}
 	resp, err := w.report(reportCtx, c, out.state, req, lease, log)
 	stopLease()
 	if err != nil {
@@ -406,4 +407,17 @@ func (w *Worker) executeWith(ctx context.Context, c taskdef.Claim, tlog *taskLog
 		return w.runMapper(ctx, c, spec, td, tlog, progress)
 	}
 	return w.runReducer(ctx, c, spec, td, tlog, progress)
+}
+
+// hostPaths replaces this worker's own directories in a message that
+// leaves the host (the task's message, read by anyone who may read the
+// queue) with their flags' names: where a worker keeps its files is
+// nobody else's business, and a path says nothing the reader can fix.
+func (w *Worker) hostPaths(msg string) string {
+	for _, d := range []struct{ dir, name string }{{w.cfg.StateDir, "$STATE_DIR"}, {w.cfg.ScratchRoot, "$SCRATCH_ROOT"}} {
+		if len(d.dir) > 1 {
+			msg = strings.ReplaceAll(msg, d.dir, d.name)
+		}
+	}
+	return msg
 }

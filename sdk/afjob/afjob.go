@@ -235,9 +235,10 @@ type Stats struct {
 // exits 0 on success and 1 when the job fails, with the error (and the
 // stack, for a panic) on stderr.
 func Main(job Job) {
-	kind := os.Getenv(contract.EnvTaskKind)
-	if len(os.Args) > 1 {
-		kind = os.Args[1]
+	kind := taskKind(os.Args[1:], os.Getenv(contract.EnvTaskKind))
+	if err := check(job, kind); err != nil {
+		fmt.Fprintf(os.Stderr, "afjob: %v\n", err)
+		os.Exit(1)
 	}
 	start := time.Now()
 	st, err := runFiles(job, kind, os.Getenv(contract.EnvInput), os.Getenv(contract.EnvOutput))
@@ -247,6 +248,42 @@ func Main(job Job) {
 	}
 	fmt.Fprintf(os.Stderr, "afjob: %s done: %d files, %d records, %d pairs out, %d keys in %.2fs\n",
 		kind, st.Files, st.Records, st.Pairs, st.Keys, time.Since(start).Seconds())
+}
+
+// taskKind is the task's kind: the first argument when it is map or
+// reduce (language: go), else AF_TASK_KIND (language: binary, whose first
+// argument is the spec's own), else the first argument for check to name.
+func taskKind(args []string, env string) string {
+	if len(args) > 0 && (args[0] == contract.TaskMap || args[0] == contract.TaskReduce) {
+		return args[0]
+	}
+	if env != "" {
+		return env
+	}
+	if len(args) > 0 {
+		return args[0]
+	}
+	return ""
+}
+
+// check says, before any input is read, what makes the job unable to run
+// kind: no kind, an unknown one, or no function for it.
+func check(job Job, kind string) error {
+	switch kind {
+	case "":
+		return fmt.Errorf("no task kind: af runs a language: go job as `BINARY map` or `BINARY reduce` (and sets %s for language: binary); to try it by hand, give map or reduce as the first argument", contract.EnvTaskKind)
+	case contract.TaskMap:
+		if job.Map == nil {
+			return errors.New("the job has no Map function: set Job.Map in the afjob.Main call, or point mapper: in /etc/analysis-tools.yml at the binary that has one")
+		}
+	case contract.TaskReduce:
+		if job.Reduce == nil {
+			return errors.New("the job has no Reduce function: set Job.Reduce in the afjob.Main call, or point reducer: in /etc/analysis-tools.yml at the binary that has one")
+		}
+	default:
+		return fmt.Errorf("unknown task kind %q (the first argument, or %s): want map or reduce; with language: go in /etc/analysis-tools.yml af passes it before the spec's arguments", kind, contract.EnvTaskKind)
+	}
+	return nil
 }
 
 func runFiles(job Job, kind, in, out string) (Stats, error) {
@@ -283,19 +320,13 @@ func Run(job Job, kind string, r io.Reader, w io.Writer) (st Stats, err error) {
 	}()
 	bw := bufio.NewWriterSize(w, 1<<20)
 	ctx := &Context{RecordSeparator: "\n", w: bw}
-	switch kind {
-	case contract.TaskMap:
-		if job.Map == nil {
-			return st, errors.New("the job has no Map function")
-		}
+	if err := check(job, kind); err != nil {
+		return st, err
+	}
+	if kind == contract.TaskMap {
 		st, err = runMap(job, ctx, r)
-	case contract.TaskReduce:
-		if job.Reduce == nil {
-			return st, errors.New("the job has no Reduce function")
-		}
+	} else {
 		st, err = runReduce(job, ctx, r)
-	default:
-		return st, fmt.Errorf("unknown task kind %q: want map or reduce", kind)
 	}
 	if err != nil {
 		return st, err

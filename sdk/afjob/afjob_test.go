@@ -172,8 +172,10 @@ func TestRunErrors(t *testing.T) {
 			return nil
 		}, Reduce: countJob(false).Reduce}, "map", string(in), "map, record 2 of f1 (document id1): boom"},
 		{"panic", Job{Map: func(string, []string, []byte, *Context) error { panic("kaputt") }, Reduce: countJob(false).Reduce}, "map", string(in), "panic: kaputt"},
-		{"bad kind", countJob(false), "shuffle", "", `unknown task kind "shuffle"`},
-		{"no map", Job{Reduce: countJob(false).Reduce}, "map", "", "no Map function"},
+		{"bad kind", countJob(false), "shuffle", "", `unknown task kind "shuffle" (the first argument, or AF_TASK_KIND): want map or reduce`},
+		{"no map", Job{Reduce: countJob(false).Reduce}, "map", "", "no Map function: set Job.Map in the afjob.Main call, or point mapper: in /etc/analysis-tools.yml"},
+		{"no reduce", Job{Map: countJob(false).Map}, "reduce", "", "no Reduce function: set Job.Reduce"},
+		{"no kind", countJob(false), "", "", "no task kind: af runs a language: go job as `BINARY map`"},
 		{"bad reduce line", countJob(false), "reduce", "\"a\"\t1\nnotab\n", "reduce input line 2: no tab"},
 		{"bad value", countJob(false), "reduce", "\"a\"\tnope\n", "reduce, key \"a\": strconv.ParseInt"},
 		{"bad framing", countJob(false), "map", "no tab here\n", "records line 1"},
@@ -268,5 +270,23 @@ func TestWriteCSV(t *testing.T) {
 				t.Errorf("WriteCSV(%#v) then Write wrote %q, want %q", tt.fields, out.String(), want)
 			}
 		})
+	}
+}
+
+func TestTaskKind(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args      []string
+		env, want string
+	}{
+		{[]string{"map"}, "", "map"},
+		{[]string{"reduce", "--x"}, "map", "reduce"},
+		{[]string{"--x", "1"}, "reduce", "reduce"}, // language: binary: the spec's arguments come first
+		{[]string{"shuffle"}, "", "shuffle"},
+		{nil, "", ""},
+	} {
+		if got := taskKind(tc.args, tc.env); got != tc.want {
+			t.Errorf("taskKind(%q, %q) = %q, want %q", tc.args, tc.env, got, tc.want)
+		}
 	}
 }

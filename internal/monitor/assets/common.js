@@ -41,6 +41,23 @@ const af = (() => {
     if (res.status === 401 || res.status === 403) msg += ' (this server requires a token to read; ask its operator for public reads)';
     return msg;
   };
+  // Shortens a message for the page without losing its end: a traceback's
+  // last frames (the user's file and line) and its exception are at the
+  // bottom, so the head (a third) and the tail are kept around a line
+  // saying how much was cut, as internal/elide does on the server.
+  const clip = (s, max) => {
+    s = String(s == null ? '' : s);
+    if (s.length <= max) return s;
+    const headN = Math.floor(max / 3);
+    let head = s.slice(0, headN);
+    const nl = head.lastIndexOf('\n');
+    if (nl >= head.length / 2) head = head.slice(0, nl + 1);
+    let tail = s.slice(s.length - (max - headN));
+    const i = tail.indexOf('\n');
+    if (i >= 0 && i < tail.length / 2) tail = tail.slice(i + 1);
+    const cut = s.length - head.length - tail.length;
+    return head + (head.endsWith('\n') ? '' : '\n') + '[… ' + cut + ' characters cut …]\n' + tail;
+  };
   const banner = (text, isError) => {
     const b = document.getElementById('banner');
     if (!b) return;
@@ -50,5 +67,5 @@ const af = (() => {
     b.hidden = false;
   };
   const STATES = ['running', 'pending', 'unscheduled', 'completed', 'failed', 'exception'];
-  return { esc, num, bytes, dur, t, when, apiError, banner, STATES };
+  return { esc, num, bytes, dur, t, when, apiError, clip, banner, STATES };
 })();

@@ -8,6 +8,7 @@
   const graphId = app.dataset.graphId;
   const api = app.dataset.api || '';
   const pollMs = Number(app.dataset.pollMs) || 1500;
+  const noWorkerMs = Number(app.dataset.noWorkerMs) || 30000;
   const previewBytes = Number(app.dataset.preview) || 65536;
   const ROW_H = 34;
   const OVERSCAN = 10;
@@ -119,6 +120,7 @@
       }
       if (res.status === 304) {
         stats.notModified++;
+        renderNoWorker();
       } else if (!res.ok) {
         const msg = await af.apiError(res);
         failures++;
@@ -186,6 +188,7 @@
     refilter();
     renderTable();
     renderGantt();
+    renderNoWorker();
     stats.renders++;
     stats.lastRenderMs = performance.now() - t0;
     if (stats.firstRenderMs == null) {
@@ -193,6 +196,34 @@
       performance.mark('af-first-render');
     }
     app.dataset.rendered = String(stats.renders);
+  }
+
+  // Says when no worker has claimed a task of a running graph for a
+  // while, from what af serve saw of the workers (data.workers), as
+  // NoWorkerNotice in internal/submit/follow.go does for af submit --wait.
+  function renderNoWorker() {
+    const el = $('no-worker');
+    const a = data && data.workers;
+    let msg = '';
+    if (a && data.state === 'running' && noWorkerMs > 0) {
+      let pending = 0, running = 0, last = af.t(data.created);
+      for (const t of data.tasks) {
+        if (t.state === 'running') running++;
+        if (t.state === 'pending') pending++;
+        for (const r of t.runs || []) if (r.started && af.t(r.started) > last) last = af.t(r.started);
+      }
+      last = Math.max(last, af.t(a.since) || 0, a.lastClaim ? af.t(a.lastClaim) : 0);
+      const idle = now() - last;
+      if (!running && pending && idle >= noWorkerMs) {
+        msg = a.liveWorkers === 0
+          ? 'No worker has claimed a task for ' + af.dur(idle) + ', and none has asked af serve for work in the last ' + a.liveWindowSeconds +
+            's: start a worker for this queue (worker --queue URL --token TOKEN --key af.key), or, if workers run, they are all busy with other graphs.'
+          : af.num(a.liveWorkers) + ' worker(s) ask af serve for work, but none has claimed a task for ' + af.dur(idle) + ': the ' + af.num(pending) +
+            ' pending task(s) wait behind other work, or the workers refuse them (their log says why: a missing image, limits above their ceilings).';
+      }
+    }
+    el.textContent = msg;
+    el.hidden = !msg;
   }
 
   function renderHeader() {
@@ -292,7 +323,7 @@
     }
     for (const v of bad.slice(0, MAX_FAILURES)) {
       const reason = v.reason && v.reason !== v.state ? v.reason : '';
-      const msg = v.message.length > 400 ? v.message.slice(0, 400) + '…' : v.message;
+      const msg = af.clip(v.message, 1500);
       html += '<li data-task-id="' + af.esc(v.id) + '" data-state="' + af.esc(v.state) + '">' +
         '<div class="fhead"><span class="badge" data-state="' + af.esc(v.state) + '">' + af.esc(v.state) + '</span>' +
         '<b>' + af.esc(v.name) + '</b>' + (reason ? '<span class="muted">' + af.esc(reason) + '</span>' : '') +
@@ -508,7 +539,7 @@
       af.when(r.started) + ' → ' + (r.resolved ? af.when(r.resolved) : 'now'),
       af.num(st.files || 0) + ' files · ' + af.bytes(st.bytes || 0) + ' · ' + af.num(st.recordsIn || 0) + ' records',
     ];
-    if (r.message) lines.push(r.message.length > 200 ? r.message.slice(0, 200) + '…' : r.message);
+    if (r.message) lines.push(af.clip(r.message, 400));
     tip.textContent = lines.join('\n');
     tip.hidden = false;
     const pad = 14;
