@@ -113,7 +113,7 @@ func Select(ctx context.Context, src Source, filterName string, filterJSON []byt
 	}
 	sel.Listed, sel.Skipped = rep.Listed, rep.Skipped
 	if _, err := db.Query(ctx, f, func(o index.Object) error {
-		sel.Files = append(sel.Files, taskdef.InputFile{Key: o.Key, Size: o.Size, ETag: o.ETag})
+		sel.Files = append(sel.Files, taskdef.InputFile{Key: o.Key, Size: o.Size})
 		return nil
 	}); err != nil {
 		return sel, fmt.Errorf("query %s with %s: %w", sel.Where, filterName, err)

@@ -30,8 +30,6 @@ const (
 	// MaxRunTime bounds payload.maxRunTime (seconds): no run outlives the
 	// longest deadline, and seconds × time.Second cannot overflow.
 	MaxRunTime = int(maxDeadline / time.Second)
-	// MaxETag bounds an input's etag (S3's are 34 to about 70 bytes).
-	MaxETag = 256
 	// MaxInputs bounds a task's payload.inputs.
 	MaxInputs = 100_000
 	// MaxInputSize bounds one input's size: 64 TiB, above any S3 object
@@ -158,9 +156,6 @@ func validateTask(where string, t *taskdef.Task) error {
 		}
 		if in.Size < 0 || in.Size > MaxInputSize {
 			return invalidf("%s: payload.inputs[%d].size %d must be between 0 and %d", where, i, in.Size, MaxInputSize)
-		}
-		if len(in.ETag) > MaxETag || strings.ContainsFunc(in.ETag, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return invalidf("%s: payload.inputs[%d].etag: at most %d printable characters (an S3 ETag)", where, i, MaxETag)
 		}
 		// Both terms are at most 2^50, so the sum cannot overflow.
 		if total += in.Size; total > MaxTaskInputBytes {

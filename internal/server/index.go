@@ -96,14 +96,6 @@ func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
 		buf = append(buf, kb...)
 		buf = append(buf, `,"size":`...)
 		buf = strconv.AppendInt(buf, o.Size, 10)
-		if o.ETag != "" {
-			eb, err := json.Marshal(o.ETag)
-			if err != nil {
-				return err
-			}
-			buf = append(buf, `,"etag":`...)
-			buf = append(buf, eb...)
-		}
 		buf = append(buf, '}')
 		_, err = bw.Write(buf)
 		return err

@@ -104,11 +104,6 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	var got []string
 	for _, o := range res.Objects {
 		got = append(got, o.Key)
-		// Each object carries the ETag it was listed with: the tasks pin
-		// that version.
-		if len(o.ETag) < 16 {
-			t.Fatalf("query object %s has ETag %q; want the ETag S3 listed", o.Key, o.ETag)
-		}
 	}
 	sort.Strings(want)
 	sort.Strings(got)

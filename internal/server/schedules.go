@@ -109,7 +109,7 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 	}
 	var files []taskdef.InputFile
 	if _, err := db.Query(ctx, f, func(o index.Object) error {
-		files = append(files, taskdef.InputFile{Key: o.Key, Size: o.Size, ETag: o.ETag})
+		files = append(files, taskdef.InputFile{Key: o.Key, Size: o.Size})
 		return nil
 	}); err != nil {
 		return fmt.Errorf("query the index: %w", err)

@@ -231,7 +231,7 @@ func (s *Submitter) query(ctx context.Context, r Request) (taskdef.IndexResult, 
 	}
 	res := taskdef.IndexResult{Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout()}
 	if _, err := db.Query(ctx, f, func(o index.Object) error {
-		res.Objects = append(res.Objects, taskdef.InputFile{Key: o.Key, Size: o.Size, ETag: o.ETag})
+		res.Objects = append(res.Objects, taskdef.InputFile{Key: o.Key, Size: o.Size})
 		res.Files++
 		res.Bytes += o.Size
 		return nil

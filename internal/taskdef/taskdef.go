@@ -96,11 +96,6 @@ const LiveLogArtifact = "public/logs/live.log"
 type InputFile struct {
 	Key  string `json:"key"`
 	Size int64  `json:"size"`
-	// ETag is the object's ETag when the index listed it: the worker
-	// reads exactly that version (If-Match), so a graph, and its rerun or
-	// resubmission, reads the inputs it was made over, or says which one
-	// changed. Empty: whatever version is there.
-	ETag string `json:"etag,omitempty"`
 }
 
 // Limits are the resources a task's container may use. Zero means the

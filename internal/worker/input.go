@@ -237,7 +237,7 @@ func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, res *file
 		// no dimensions for it.
 		dims = nil
 	}
-	body, err := openS3(ctx, f.s3, f.bucket, in.Key, in.ETag, f.retry, func(try int, wait time.Duration, err error) {
+	body, err := openS3(ctx, f.s3, f.bucket, in.Key, f.retry, func(try int, wait time.Duration, err error) {
 		f.resumes.Add(1)
 		f.logLine("s3 GET %s/%s failed (%v): try %d in %s", f.bucket, in.Key, err, try, wait.Round(time.Millisecond))
 	})

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -83,14 +82,9 @@ func (e *s3Unavailable) Unwrap() error { return e.err }
 type s3ObjectChanged struct {
 	bucket, key, etag string
 	at                int64
-	// pinned: etag is the version the payload names (the index's).
-	pinned bool
 }
 
 func (e *s3ObjectChanged) Error() string {
-	if e.pinned && e.at == 0 {
-		return fmt.Sprintf("s3 object %s/%s is no longer the version the job was submitted over (the index listed ETag %s): its data was rewritten since; refresh the index (af index build) and submit the job again to read the new version", e.bucket, e.key, unquote(e.etag))
-	}
 	return fmt.Sprintf("s3 object %s/%s changed while it was read (its ETag is no longer %s at byte %d); rerun the task to read its new version", e.bucket, e.key, e.etag, e.at)
 }
 
@@ -108,10 +102,6 @@ type resumingReader struct {
 
 	body io.ReadCloser
 	etag string
-	// pinned: etag came from the payload, not from the first answer.
-	pinned bool
-	// opened: a GET has answered (size is known).
-	opened bool
 	// size is the object's length from the first answer (-1 unknown);
 	// off is how many of its bytes were delivered.
 	size, off int64
@@ -126,16 +116,8 @@ type resumingReader struct {
 
 // openS3 GETs an object, retrying faults of S3, and returns a reader of
 // its whole body that resumes cut streams.
-//
-// etag, when set, is the version to read (the payload's, as the index
-// listed it): every GET, the first too, asks If-Match it, and an object
-// that is no longer that version is an *s3ObjectChanged that says so.
-func openS3(ctx context.Context, get ObjectGetter, bucket, key, etag string, policy s3Retry, onRetry func(int, time.Duration, error)) (*resumingReader, error) {
-	if etag != "" && !strings.HasPrefix(etag, `"`) {
-		// The index keeps ETags without S3's quotes; If-Match wants them.
-		etag = `"` + etag + `"`
-	}
-	r := &resumingReader{ctx: ctx, s3: get, bucket: bucket, key: key, policy: policy.fill(), size: -1, onRetry: onRetry, etag: etag, pinned: etag != ""}
+func openS3(ctx context.Context, get ObjectGetter, bucket, key string, policy s3Retry, onRetry func(int, time.Duration, error)) (*resumingReader, error) {
+	r := &resumingReader{ctx: ctx, s3: get, bucket: bucket, key: key, policy: policy.fill(), size: -1, onRetry: onRetry}
 	if err := r.get(nil); err != nil {
 		return nil, err
 	}
@@ -169,22 +151,18 @@ func (r *resumingReader) get(cause error) error {
 		}
 		out, err := r.s3.GetObject(r.ctx, in)
 		if err == nil {
-			tag := aws.ToString(out.ETag)
-			if !r.opened {
-				r.opened = true
-				if r.etag == "" {
-					r.etag = tag
-				}
+			if r.etag == "" {
+				r.etag = aws.ToString(out.ETag)
 				if out.ContentLength != nil {
-					r.size = r.off + *out.ContentLength
+					r.size = *out.ContentLength
 				}
-			}
-			// An answer without If-Match honoured (a proxy, an old
-			// store) would restart the object or hand another version:
-			// refuse to splice it or to read it as the pinned one.
-			if tag != "" && unquote(tag) != unquote(r.etag) {
-				out.Body.Close()
-				return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off, pinned: r.pinned}
+			} else {
+				// An answer without If-Match honoured (a proxy, an old
+				// store) would restart the object: refuse to splice it.
+				if tag := aws.ToString(out.ETag); tag != "" && tag != r.etag {
+					out.Body.Close()
+					return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off}
+				}
 			}
 			r.body = out.Body
 			return nil
@@ -193,7 +171,7 @@ func (r *resumingReader) get(cause error) error {
 			return r.ctx.Err()
 		}
 		if r.etag != "" && preconditionFailed(err) {
-			return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off, pinned: r.pinned}
+			return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off}
 		}
 		if !transientS3(err) {
 			return err
@@ -201,10 +179,6 @@ func (r *resumingReader) get(cause error) error {
 		last = err
 	}
 }
-
-// unquote drops the quotes S3 puts around an ETag (the index keeps it
-// without), so the two forms compare equal.
-func unquote(etag string) string { return strings.Trim(etag, `"`) }
 
 // Read reads the object, resuming where a broken body stopped.
 func (r *resumingReader) Read(p []byte) (int, error) {

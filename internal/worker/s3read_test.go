@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/awsconf"
@@ -188,7 +187,7 @@ func TestResumingReader(t *testing.T) {
 				defer func() { proxy.mu.Lock(); proxy.beforeResume = nil; proxy.mu.Unlock() }()
 			}
 			before := len(proxy.ranged())
-			r, err := openS3(context.Background(), client, "telemetry", key, "", fastRetry, nil)
+			r, err := openS3(context.Background(), client, "telemetry", key, fastRetry, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -243,7 +242,7 @@ func TestResumingReaderMissingObjectIsNotRetried(t *testing.T) {
 	proxy := startCutProxy(t, mc.Endpoint)
 	client := proxiedS3(t, proxy.URL)
 	retries := 0
-	_, err := openS3(context.Background(), client, "telemetry", "no/such-key", "", fastRetry, func(int, time.Duration, error) { retries++ })
+	_, err := openS3(context.Background(), client, "telemetry", "no/such-key", fastRetry, func(int, time.Duration, error) { retries++ })
 	if err == nil || retries != 0 {
 		t.Fatalf("err %v after %d retries, want a missing-object error and none", err, retries)
 	}
@@ -319,7 +318,7 @@ func TestResumingReaderWaitsForS3(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := openS3(context.Background(), mc.S3, "telemetry", "k", "", s3Retry{Tries: 40, First: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+		r, err := openS3(context.Background(), mc.S3, "telemetry", "k", s3Retry{Tries: 40, First: 50 * time.Millisecond, Max: 500 * time.Millisecond},
 			func(try int, _ time.Duration, err error) {
 				mu.Lock()
 				retries = append(retries, err.Error())
@@ -356,56 +355,5 @@ func TestResumingReaderWaitsForS3(t *testing.T) {
 	}
 	if !strings.Contains(retries[0], "connection refused") {
 		t.Errorf("first retry was for %q, want connection refused", retries[0])
-	}
-}
-
-// TestPinnedETag: an input the payload names with its ETag (as the index
-// listed it) is read only in that version; rewritten since, the read
-// fails saying so and how to read the new version, and no byte of the new
-// version reaches the job.
-func TestPinnedETag(t *testing.T) {
-	t.Parallel()
-	mc := miniotest.Start(t, "telemetry")
-	mc.Put(t, "telemetry", "k", []byte("version one\n"))
-	head, err := mc.S3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("telemetry"), Key: aws.String("k")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	etag := aws.ToString(head.ETag)
-	fast := s3Retry{Tries: 3, First: time.Millisecond, Max: time.Millisecond}
-	for _, tc := range []struct {
-		name, etag, want, wantErr string
-	}{
-		{name: "the listed version", etag: etag, want: "version one\n"},
-		{name: "the listed version as the index keeps it, unquoted", etag: strings.Trim(etag, `"`), want: "version one\n"},
-		{name: "no pin reads what is there", etag: "", want: "version one\n"},
-		{name: "another version", etag: `"0123456789abcdef0123456789abcdef"`, wantErr: "no longer the version the job was submitted over"},
-	} {
-		r, err := openS3(context.Background(), mc.S3, "telemetry", "k", tc.etag, fast, nil)
-		var body []byte
-		if err == nil {
-			body, err = io.ReadAll(r)
-			r.Close()
-		}
-		switch {
-		case tc.wantErr != "":
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "af index build") || len(body) > 0 {
-				t.Errorf("%s: read %q, %v; want an error naming %q and the fix", tc.name, body, err, tc.wantErr)
-			}
-		case err != nil || string(body) != tc.want:
-			t.Errorf("%s: read %q, %v; want %q", tc.name, body, err, tc.want)
-		}
-	}
-	// Rewritten after the listing: the pinned read refuses the new bytes.
-	mc.Put(t, "telemetry", "k", []byte("version two\n"))
-	r, err := openS3(context.Background(), mc.S3, "telemetry", "k", etag, fast, nil)
-	if err == nil {
-		b, _ := io.ReadAll(r)
-		r.Close()
-		t.Fatalf("read %q of a rewritten object pinned to its old ETag", b)
-	}
-	var changed *s3ObjectChanged
-	if !errors.As(err, &changed) || !strings.Contains(err.Error(), strings.Trim(etag, `"`)) {
-		t.Fatalf("rewritten object: %v; want *s3ObjectChanged naming the listed ETag", err)
 	}
 }
