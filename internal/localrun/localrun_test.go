@@ -288,7 +288,7 @@ func TestAfRunLocal(t *testing.T) {
 		{
 			name: "syntax error", args: []string{"run", "--local", syntaxImage, "--filter", d.filter, "--data-dir", d.dir, "--prefix", "v2", "-q"},
 			code: 1, wantStdout: true,
-			stderrHas: []string{"mapper 1/2 failed: the job exited with code 1: SyntaxError: expected ':'", `File "/job/job.py", line 4`, "def map(key, dims, value, context)"},
+			stderrHas: []string{"mapper 1/2 failed: the job exited with code 1: af_helper: /job/job.py line 4: SyntaxError: expected ':'", `File "/job/job.py", line 4`, "def map(key, dims, value, context)"},
 			stderrNot: []string{"[mapper 1/2]"},
 		},
 		{
