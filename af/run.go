@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
 	"github.com/af-project/af/internal/awsconf"
 	"github.com/af-project/af/internal/layout"
+	"github.com/af-project/af/internal/jobspec"
 	"github.com/af-project/af/internal/localrun"
 	"github.com/af-project/af/internal/submit"
 )
@@ -108,6 +110,7 @@ Flags:
 	maxFiles := fs.Int("max-files-per-task", submit.DefaultMaxFilesPerTask, "input files per mapper task at most")
 	maxRunTime := fs.Duration("max-run-time", 30*time.Minute, "a task's container is killed after this long")
 	quiet := fs.Bool("q", false, "print no task logs on stderr, only the plan and failures")
+	jobDir := fs.String("job-dir", "", "mount `DIR` (your job's directory, e.g. the one holding job.py) read-only at /job in place of the image's, so an edit runs without a docker build; the image still gives the helper, the libraries and /etc/analysis-tools.yml")
 	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
 		return err
 	}
@@ -121,6 +124,20 @@ Flags:
 		return fmt.Errorf("%w: no --filter: say which files to read, e.g. --filter filters/Filter.json", errUsage)
 	}
 	image := pos[0]
+	if *jobDir != "" {
+		abs, err := filepath.Abs(*jobDir)
+		if err != nil {
+			return fmt.Errorf("%w: --job-dir: %v", errUsage, err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil || !fi.IsDir() {
+			return fmt.Errorf("%w: --job-dir %s is not a directory: give the directory holding your job's files (the image's /job)", errUsage, *jobDir)
+		}
+		if fi.Mode().Perm()&0o005 != 0o005 {
+			fmt.Fprintf(stderr, "af run --local: warning: the job runs as uid:gid %s, which may not read %s (mode %s): chmod -R o+rX %s\n", jobspec.UserID, abs, fi.Mode().Perm(), *jobDir)
+		}
+		*jobDir = abs
+	}
 	src, err := sf.source(ctx, fs)
 	if err != nil {
 		return err
@@ -153,7 +170,7 @@ Flags:
 	}
 	sum, err := localrun.Run(ctx, localrun.Options{
 		Image: image, Selection: sel, Mappers: *mappers, Parallel: *parallel, MaxLoadBytes: *maxLoad, MaxFilesPerTask: *maxFiles,
-		Env: env, MaxRunTime: *maxRunTime, Result: stdout, Progress: progress,
+		Env: env, MaxRunTime: *maxRunTime, Result: stdout, Progress: progress, JobDir: *jobDir,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	var te *localrun.TaskError

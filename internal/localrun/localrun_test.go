@@ -267,6 +267,23 @@ func TestAfRunLocal(t *testing.T) {
 	d := makeData(t, 15)
 	syntaxImage := testImage(t, "syntax-error-job")
 	symlinkImage := testImage(t, "symlink-output-job")
+	// --job-dir: the example's own job.py, and the same with a syntax
+	// error, mounted over the image's /job: the run reads the mounted file.
+	goodJob, badJob := t.TempDir(), t.TempDir()
+	jobPy, err := os.ReadFile(filepath.Join("..", "..", "images", "os-count", "job.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(goodJob, "job.py"), jobPy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(jobPy), "def map(key, dims, value, context):", "def map(key, dims, value, context)", 1)
+	if broken == string(jobPy) {
+		t.Fatal("the example's job.py has no map signature to break")
+	}
+	if err := os.WriteFile(filepath.Join(badJob, "job.py"), []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	none := filepath.Join(t.TempDir(), "none.json")
 	if err := os.WriteFile(none, []byte(strings.Replace(nightly, `["nightly"]`, `["esr"]`, 1)), 0o644); err != nil {
 		t.Fatal(err)
@@ -307,6 +324,19 @@ func TestAfRunLocal(t *testing.T) {
 			name: "no prefix", args: []string{"run", "--local", "af/os-count", "--filter", d.filter, "--data-dir", d.dir},
 			code: 1, wantStdout: true,
 			stderrHas: []string{"the filter selects no files in data dir " + d.dir, fmt.Sprintf("all %d files listed are outside the layout", len(d.set.Files)), "give it with --prefix"},
+		},
+		{
+			name: "job dir", args: []string{"run", "--local", "af/os-count", "--filter", d.filter, "--data-dir", d.dir, "--prefix", "v2", "--job-dir", goodJob, "-q"},
+			code: 0, stdout: d.expected(d.selected), wantStdout: true,
+		},
+		{
+			name: "job dir with an edit that breaks it", args: []string{"run", "--local", "af/os-count", "--filter", d.filter, "--data-dir", d.dir, "--prefix", "v2", "--job-dir", badJob, "-q"},
+			code: 1, wantStdout: true,
+			stderrHas: []string{"/job/job.py line", "SyntaxError"},
+		},
+		{
+			name: "job dir that is no directory", args: []string{"run", "--local", "af/os-count", "--filter", d.filter, "--data-dir", d.dir, "--job-dir", filepath.Join(goodJob, "job.py")},
+			code: 2, stderrHas: []string{"is not a directory"},
 		},
 		{
 			name: "no --local", args: []string{"run", "af/os-count", "--filter", d.filter, "--data-dir", d.dir},

@@ -42,6 +42,11 @@ type Options struct {
 	// MaxScratchBytes bounds each task's /scratch as a worker's
 	// --max-scratch-bytes does (0: the worker's default).
 	MaxScratchBytes int64
+	// JobDir, when set, is a directory mounted read-only at /job in place
+	// of the image's (--job-dir): the job's files as they are on this
+	// host, so an edit runs without a docker build. The image still gives
+	// the helper, the libraries and analysis-tools.yml.
+	JobDir string
 
 	// Docker is the engine; nil connects as the worker does
 	// (runner.NewDockerClient).
@@ -150,6 +155,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	local, err := worker.NewLocal(worker.Config{
 		Docker: docker, Runner: rn, WorkerID: id, ScratchRoot: filepath.Join(tmp, "scratch"),
 		MaxScratchBytes: o.MaxScratchBytes, Ceilings: worker.DefaultCeilings(), Logger: o.Logger, Clock: o.Clock,
+		JobDir: o.JobDir,
 	})
 	if err != nil {
 		return sum, err

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -38,6 +39,9 @@ const (
 	// ScratchMount is where the task's scratch dir appears in the container,
 	// the only writable place besides the /tmp tmpfs.
 	ScratchMount = jobspec.ScratchDir
+	// JobMount is where a Spec's JobDir appears, read-only: the image's
+	// job directory (jobspec.JobDir), whose paths analysis-tools.yml names.
+	JobMount = jobspec.JobDir
 	// InputFIFOName is the FIFO's name inside the scratch dir
 	// (jobspec.InputFIFO in the container).
 	InputFIFOName = "input"
@@ -136,7 +140,12 @@ type Spec struct {
 	// ScratchDir is the host directory mounted read-write at /scratch; see
 	// PrepareScratch.
 	ScratchDir string
-	Input      InputMode
+	// JobDir, when set, is a host directory (absolute) mounted read-only
+	// at /job in place of the image's own: `af run --local --job-dir`, so
+	// an analyst's edit to job.py runs without a docker build. A worker
+	// never sets it: on the cluster /job is the image's.
+	JobDir string
+	Input  InputMode
 	// User is "uid:gid", numeric; empty means DefaultUser. Root is refused.
 	User string
 	// Limits are the task's; zeros take the Default* values.
@@ -322,18 +331,28 @@ func ContainerConfig(spec Spec) (*container.Config, *container.HostConfig, error
 	}
 	pidsLimit := pids
 	initProc := !spec.NoInit
+	mounts := []mount.Mount{{
+		Type:   mount.TypeBind,
+		Source: spec.ScratchDir,
+		Target: ScratchMount,
+	}}
+	if spec.JobDir != "" {
+		if !filepath.IsAbs(spec.JobDir) {
+			return nil, nil, configErr("job dir %q: give an absolute path", spec.JobDir)
+		}
+		mounts = append(mounts, mount.Mount{
+			Type: mount.TypeBind, Source: spec.JobDir, Target: JobMount, ReadOnly: true,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate, NonRecursive: true},
+		})
+	}
 	host := &container.HostConfig{
 		NetworkMode:    "none",
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		ReadonlyRootfs: true,
 		Tmpfs:          map[string]string{"/tmp": TmpfsOptions},
-		Mounts: []mount.Mount{{
-			Type:   mount.TypeBind,
-			Source: spec.ScratchDir,
-			Target: ScratchMount,
-		}},
-		IpcMode: container.IPCModePrivate,
+		Mounts:         mounts,
+		IpcMode:        container.IPCModePrivate,
 		// The runner streams the output through attach and keeps a
 		// bounded copy itself; a json-file log would be a second, unbounded
 		// copy on the worker's disk.

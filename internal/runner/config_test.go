@@ -166,6 +166,7 @@ func TestContainerConfigRefuses(t *testing.T) {
 		{"absurd cpus", func(s *Spec) { s.Limits.CPUs = 1.4e10 }, true, "must be between 0.01 and 4096"},
 		{"negative pids", func(s *Spec) { s.Limits.Pids = -5 }, true, "pids limit -5"},
 		{"relative scratch", func(s *Spec) { s.ScratchDir = "scratch" }, false, "must be an absolute host path"},
+		{"relative job dir", func(s *Spec) { s.JobDir = "job" }, true, `job dir "job": give an absolute path`},
 		{"no worker id", func(s *Spec) { s.WorkerID = "" }, false, "no worker id"},
 		{"no task id", func(s *Spec) { s.TaskID = "" }, false, "no task id"},
 	} {
@@ -185,6 +186,35 @@ func TestContainerConfigRefuses(t *testing.T) {
 				t.Error("the error repeats the secret")
 			}
 		})
+	}
+}
+
+// TestContainerConfigJobDir: af run --local --job-dir mounts the analyst's
+// job directory read-only at /job, not recursively, with private
+// propagation; the scratch mount stays the only writable one, and without
+// JobDir (every worker) there is no second mount.
+func TestContainerConfigJobDir(t *testing.T) {
+	t.Parallel()
+	s := baseSpec()
+	_, hc, err := ContainerConfig(s)
+	if err != nil || len(hc.Mounts) != 1 {
+		t.Fatalf("without JobDir: %v, mounts %+v; want the scratch mount alone", err, hc.Mounts)
+	}
+	s.JobDir = "/home/analyst/my-job"
+	_, hc, err = ContainerConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hc.Mounts) != 2 {
+		t.Fatalf("mounts %+v; want scratch and the job dir", hc.Mounts)
+	}
+	m := hc.Mounts[1]
+	if m.Type != mount.TypeBind || m.Source != s.JobDir || m.Target != JobMount || JobMount != "/job" || !m.ReadOnly ||
+		m.BindOptions == nil || !m.BindOptions.NonRecursive || m.BindOptions.Propagation != mount.PropagationRPrivate {
+		t.Errorf("job dir mount %+v; want %s read-only, non-recursive, rprivate at /job", m, s.JobDir)
+	}
+	if hc.Mounts[0].ReadOnly || hc.Mounts[0].Target != ScratchMount {
+		t.Errorf("scratch mount %+v changed", hc.Mounts[0])
 	}
 }
 

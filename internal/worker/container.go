@@ -30,7 +30,7 @@ func (w *Worker) containerSpec(c taskdef.Claim, spec jobspec.Spec, td *taskDir) 
 	return runner.Spec{
 		TaskID: c.TaskID, RunID: c.RunID, WorkerID: w.cfg.WorkerID, Kind: p.Kind,
 		Image: p.Image, Entrypoint: []string{}, Cmd: spec.Command(p.Kind), Env: env,
-		ScratchDir: td.job, Input: w.cfg.Input, User: jobspec.UserID, Limits: w.cfg.Ceilings.limits(p.Limits),
+		ScratchDir: td.job, JobDir: w.cfg.JobDir, Input: w.cfg.Input, User: jobspec.UserID, Limits: w.cfg.Ceilings.limits(p.Limits),
 		// checkPayload bounded it by the run time ceiling: no overflow.
 		MaxRunTime:   time.Duration(p.MaxRunTime) * time.Second,
 		ScratchLimit: max(w.cfg.MaxScratchBytes, 0),

@@ -42,6 +42,12 @@ type Config struct {
 	// AWS's regional S3.
 	S3 awsconf.WorkerS3
 
+	// JobDir, when set, is mounted read-only at /job in every task's
+	// container in place of the image's own (af run --local --job-dir:
+	// an edit runs without a docker build). The worker daemon never sets
+	// it.
+	JobDir string
+
 	WorkerGroup string
 	WorkerID    string
 	// Capacity is how many tasks run at once (default 1).
