@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/af-project/af/internal/awsconf"
-	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/jobspec"
+	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/localrun"
 	"github.com/af-project/af/internal/submit"
 )
