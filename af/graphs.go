@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -79,9 +78,7 @@ Flags:
 		return explainQueueErr(err, *qf.url)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(taskdef.GraphList{Graphs: gs})
+		return printJSON(stdout, taskdef.GraphList{Graphs: gs})
 	}
 	return printGraphs(stdout, gs, time.Now())
 }

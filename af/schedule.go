@@ -354,6 +354,7 @@ func readTemplate(path string) (json.RawMessage, error) {
 	return json.RawMessage(data), nil
 }
 
+// printJSON is every command's --json output: v indented, one value.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -119,9 +118,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return explainQueueErr(err, *qf.url)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(stdout, st)
 	}
 	return printStatus(stdout, st, time.Now())
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -178,9 +177,7 @@ Flags:
 		fmt.Fprintln(stderr, plan.Image.Note)
 	}
 	if *dryRun {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(plan.Graph)
+		return printJSON(stdout, plan.Graph)
 	}
 	if _, err := s.Post(ctx, plan.Graph); err != nil {
 		return explainQueueErr(err, *qf.url)

@@ -151,6 +151,31 @@ func (q *Queue) GraphOwner(ctx context.Context, graphID string) (string, error) 
 	return owner, err
 }
 
+// GraphStates returns the state of each graph in ids that exists, from
+// the graph records alone in one read transaction (a graph's status
+// would decode every task). Graphs that do not exist are left out.
+func (q *Queue) GraphStates(ctx context.Context, ids []string) (map[string]taskdef.GraphState, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]taskdef.GraphState, len(ids))
+	err := q.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bGraphs)
+		for _, id := range ids {
+			var g graphRec
+			ok, err := getGraph(b, id, &g)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out[id] = g.State
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // TaskOwner returns the graph and owner of a task.
 func (q *Queue) TaskOwner(ctx context.Context, taskID string) (graphID, owner string, err error) {
 	if err := ctx.Err(); err != nil {

@@ -269,13 +269,17 @@ func (id identity) sharedSubmit() bool { return id.Legacy && id.Role == RoleSubm
 // (cancel, rerun, adding a task): its owner, an admin, or the shared
 // submit token for a graph no registered identity owns.
 func (s *Server) mayChange(id identity, graphID, owner string) error {
-	switch {
-	case id.Role == RoleAdmin, owner == id.Name:
-		return nil
-	case id.sharedSubmit() && !s.registered(owner):
+	if s.owns(id, owner) {
 		return nil
 	}
 	return queue.Forbidden("graph %s is owned by %s; only its owner or an admin may change it (you are %s)", graphID, owner, id.Name)
+}
+
+// owns is the ownership rule of graphs and schedules alike: the owner, an
+// admin, or the shared submit token for an owner that is no registered
+// identity.
+func (s *Server) owns(id identity, owner string) bool {
+	return id.Role == RoleAdmin || owner == id.Name || (id.sharedSubmit() && !s.registered(owner))
 }
 
 // actor is the queue's view of the caller: its name for the audit trail
@@ -324,9 +328,7 @@ func (s *Server) canRead(r *http.Request, graphID, owner string) error {
 	switch {
 	case id.Anon:
 		return errAuth("reads need an identity: set --token or AF_TOKEN, or sign in to the monitor at /signin")
-	case id.Role == RoleAdmin, id.Role == RoleRead, owner == id.Name:
-		return nil
-	case id.sharedSubmit() && !s.registered(owner):
+	case id.Role == RoleRead, s.owns(id, owner):
 		return nil
 	case id.Role == RoleWork:
 		return forbidden("a worker identity (%s) reads only the inputs of a run it holds (the %s and %s headers)", id.Name, taskdef.ReaderRunHeader, taskdef.RunTokenHeader)

@@ -85,7 +85,7 @@ type schedLauncher struct{ s *Server }
 
 func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run schedule.RunRecord) error {
 	s := l.s
-	if _, err := s.q.Graph(ctx, run.GraphID); err == nil {
+	if _, err := s.q.GraphOwner(ctx, run.GraphID); err == nil {
 		return nil // made by an earlier attempt
 	} else if !errors.Is(err, queue.ErrNotFound) {
 		return err
@@ -132,10 +132,11 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 		return fmt.Errorf("schedules.credentials_mode: %w", err)
 	}
 	now := s.clock.Now()
-	ttl, deadline := submit.CredentialsTTL(0, time.Duration(s.cfg.Schedules.Deadline), mode)
-	if s.cfg.Schedules.Deadline <= 0 {
-		ttl, deadline = submit.CredentialsTTL(0, submit.DefaultDeadline, mode)
+	deadline := time.Duration(s.cfg.Schedules.Deadline)
+	if deadline <= 0 {
+		deadline = submit.DefaultDeadline
 	}
+	ttl, deadline := submit.CredentialsTTL(0, deadline, mode)
 	sealed, err := submit.SealCredentials(ctx, *s.aws, pub, submit.CredentialsRequest{
 		GraphID: run.GraphID, Image: sc.Image, Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Files: files,
 		TTL: ttl, Mode: mode, RoleARN: s.cfg.Schedules.RoleARN, Deadline: now.Add(deadline),
@@ -158,7 +159,7 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 	}
 	actx := queue.WithActor(ctx, queue.Actor{Name: "scheduler:" + sc.Name, MayChange: func(string, string) error { return nil }})
 	if _, err := s.q.CreateGraph(actx, g); err != nil {
-		if _, gerr := s.q.Graph(ctx, run.GraphID); gerr == nil {
+		if _, gerr := s.q.GraphOwner(ctx, run.GraphID); gerr == nil {
 			return nil // created by an attempt that raced this one
 		}
 		var ce *queue.ConflictError
@@ -171,18 +172,15 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 }
 
 func (l schedLauncher) Graphs(ctx context.Context, ids []string) (map[string]schedule.GraphState, error) {
+	states, err := l.s.q.GraphStates(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]schedule.GraphState, len(ids))
 	for _, id := range ids {
-		g, err := l.s.q.Graph(ctx, id)
-		if errors.Is(err, queue.ErrNotFound) || errors.Is(err, queue.ErrExpired) {
-			// Expired and swept: it ended long ago.
-			out[id] = schedule.GraphState{Ended: true}
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out[id] = schedule.GraphState{Ended: g.State.Resolved(), Completed: g.State == taskdef.GraphCompleted}
+		st, ok := states[id]
+		// A graph that is gone expired and was swept: it ended long ago.
+		out[id] = schedule.GraphState{Ended: !ok || st.Resolved(), Completed: st == taskdef.GraphCompleted}
 	}
 	return out, nil
 }
@@ -284,10 +282,7 @@ func scheduleErr(err error) error {
 // mayChangeSchedule is mayChange's rule for a schedule: its owner or an
 // admin (or the shared submit token for an owner no identity is).
 func (s *Server) mayChangeSchedule(id identity, sc schedule.Schedule) error {
-	switch {
-	case id.Role == RoleAdmin, sc.Owner == id.Name:
-		return nil
-	case id.sharedSubmit() && !s.registered(sc.Owner):
+	if s.owns(id, sc.Owner) {
 		return nil
 	}
 	return forbidden("schedule %s is owned by %s; only its owner or an admin may change it (you are %s)", sc.Name, sc.Owner, id.Name)
@@ -300,10 +295,7 @@ func (s *Server) mayReadSchedule(r *http.Request, sc schedule.Schedule) error {
 		return nil
 	}
 	id := who(r)
-	switch {
-	case id.Role == RoleAdmin, id.Role == RoleRead, sc.Owner == id.Name:
-		return nil
-	case id.sharedSubmit() && !s.registered(sc.Owner):
+	if id.Role == RoleRead || s.owns(id, sc.Owner) {
 		return nil
 	}
 	return forbidden("schedule %s is owned by %s; you (%s) may read only your own schedules", sc.Name, sc.Owner, id.Name)
