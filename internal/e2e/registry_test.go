@@ -160,26 +160,5 @@ def reduce(key, values, context):
 // registry's credentials in DOCKER_CONFIG.
 func startPullingWorker(t *testing.T, c *clustertest.Cluster, bin, id, dockerConfig string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--queue", c.URL, "--key", c.KeyPath, "--worker-id", id, "--worker-group", "e2e",
-		"--scratch", filepath.Join(c.Dir, "scratch-"+id), "--grace", "5s", "--pull")
-	cmd.Env = append(os.Environ(), "AF_TOKEN="+c.WorkToken, "AWS_ENDPOINT_URL="+c.MinIO.Endpoint, "DOCKER_CONFIG="+dockerConfig)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("worker %s log:\n%s", id, logs.String())
-		}
-	})
+	startWorker(t, c, bin, id, []string{"--pull"}, []string{"DOCKER_CONFIG=" + dockerConfig}, false)
 }
