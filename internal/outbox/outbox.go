@@ -258,11 +258,15 @@ func (s *Sender) deliver(ctx context.Context, e queue.OutboxEntry) {
 		s.retry(actx, log, e, fmt.Errorf("graph status: %w", err))
 		return
 	}
-	if e.Alert == queue.AlertLate {
-		s.deliverLate(actx, log, e, gs, done)
+	// A late run's alert (queue.AlertLate) goes the same way as a
+	// resolution's email, with its own text; Created is when it was due.
+	late := e.Alert == queue.AlertLate
+	switch {
+	case late && gs.State == taskdef.GraphCompleted:
+		log.Info("outbox: late run completed before its alert went out; alert skipped")
+		done(queue.OutboxSkipped, "the run completed before the alert was sent")
 		return
-	}
-	if gs.Resolved == nil || !gs.Resolved.Equal(e.Created) {
+	case !late && (gs.Resolved == nil || !gs.Resolved.Equal(e.Created)):
 		// A rerun re-opened the graph after this resolution: its next
 		// resolution has its own entry, with the outcome then.
 		log.Info("outbox: graph was re-opened before its email went out; the next resolution sends one", "state", gs.State)
@@ -277,6 +281,9 @@ func (s *Sender) deliver(ctx context.Context, e queue.OutboxEntry) {
 		sum.AddQuery(s.o.LinkQuery(gs))
 	}
 	msg := notify.Compose(sum)
+	if late {
+		msg = notify.ComposeLate(sum, e.Created)
+	}
 	msg.MessageID = messageID(e.ID)
 	if msg.To == "" {
 		log.Info("outbox: graph has no owner; nothing to send", "state", gs.State)
@@ -322,38 +329,4 @@ func (s *Sender) retry(ctx context.Context, log *slog.Logger, e queue.OutboxEntr
 		return
 	}
 	s.count("retry")
-}
-
-// deliverLate sends a late run's alert, unless the run completed before
-// the alert could go out (then there is nothing to warn of).
-func (s *Sender) deliverLate(ctx context.Context, log *slog.Logger, e queue.OutboxEntry, gs taskdef.GraphStatus, done func(status, note string)) {
-	if gs.State == taskdef.GraphCompleted {
-		log.Info("outbox: late run completed before its alert went out; alert skipped")
-		done(queue.OutboxSkipped, "the run completed before the alert was sent")
-		return
-	}
-	sum := notify.FromStatus(gs, s.o.BaseURL)
-	if s.o.Address != nil && sum.Owner != "" {
-		sum.Owner = s.o.Address(sum.Owner)
-	}
-	if s.o.LinkQuery != nil {
-		sum.AddQuery(s.o.LinkQuery(gs))
-	}
-	msg := notify.ComposeLate(sum, e.Created)
-	msg.MessageID = messageID(e.ID)
-	if _, err := mail.ParseAddress(msg.To); err != nil {
-		log.Error("outbox: owner is not an email address; alert given up", "to", msg.To, "err", err)
-		done(queue.OutboxFailed, fmt.Sprintf("owner %q is not an email address: %v", msg.To, err))
-		return
-	}
-	if err := s.mail.Send(ctx, msg); err != nil {
-		if errors.Is(err, notify.ErrRecipientRefused) {
-			done(queue.OutboxFailed, err.Error())
-			return
-		}
-		s.retry(ctx, log, e, err)
-		return
-	}
-	log.Info("outbox: owner alerted of a late run", "to", msg.To, "state", gs.State)
-	done(queue.OutboxSent, "")
 }

@@ -333,3 +333,47 @@ func TestMessageIDStable(t *testing.T) {
 		t.Errorf("ids %s %s %s", a, b, messageID("graph-1@6"))
 	}
 }
+
+// TestLateAlert: a late run's alert entry is emailed once, as its own
+// "is late" message to the owner, and one whose run completed before the
+// sender got to it is skipped.
+func TestLateAlert(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	task := taskdef.Task{
+		GraphID: "late-run-graph", Created: f.clk.Now(), Deadline: f.clk.Now().Add(time.Hour),
+		Metadata: taskdef.Metadata{Name: "daily@20131011", Owner: "analyst@example.org"},
+		Payload:  taskdef.Payload{Kind: taskdef.KindReducer, Image: "af/example:1", MaxRunTime: 60},
+	}
+	g := taskdef.Graph{GraphID: "late-run-graph", Name: "daily@20131011", Owner: "analyst@example.org", Tasks: []taskdef.GraphTask{{TaskID: "late-run-graph-t", Task: task}}}
+	if _, err := f.q.CreateGraph(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	due := f.clk.Now()
+	for range 2 { // written twice (a restart between alert and record): one entry
+		if err := f.q.OutboxAlert(ctx, "late-run-graph", queue.AlertLate, due); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.resolve(t, "done-run-graph", "analyst@example.org", false)
+	if err := f.q.OutboxAlert(ctx, "done-run-graph", queue.AlertLate, due.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	s := f.sender(t, Options{})
+	stop := run(s)
+	msgs := f.smtp.WaitFor(t, 2, time.Minute) // the late alert and done-run-graph's own email
+	stop()
+	var late []smtptest.Message
+	for _, m := range msgs {
+		if strings.HasSuffix(m.Subject, "is late") {
+			late = append(late, m)
+		}
+	}
+	if len(late) != 1 || late[0].Subject != "[af] daily@20131011 is late" || !strings.Contains(late[0].Text, "late-run-graph") {
+		t.Fatalf("late alerts %+v; want one for daily@20131011", late)
+	}
+	if st := stats(t, f.q); st.Sent != 2 || st.Skipped != 1 || st.Pending != 0 {
+		t.Errorf("outbox %+v; want 2 sent (the alert, the completed graph's email) and the completed run's alert skipped", st)
+	}
+}
