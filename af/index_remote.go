@@ -69,7 +69,7 @@ func remoteIndexQuery(ctx context.Context, q *queueclient.Client, qurl, filterPa
 		return fmt.Errorf("read filter: %w", err)
 	}
 	start := time.Now()
-	res, err := q.IndexQuery(ctx, data)
+	res, err := q.IndexQuery(ctx, data, false)
 	if err != nil {
 		return explainQueueErr(fmt.Errorf("%s: %w", filterPath, err), qurl)
 	}

@@ -182,6 +182,10 @@ Flags:
 	if _, err := s.Post(ctx, plan.Graph); err != nil {
 		return explainQueueErr(err, *qf.url)
 	}
+	// The graph runs either way; only af resubmit needs the record.
+	if err := s.Record(ctx, plan.Provenance); err != nil {
+		fmt.Fprintf(stderr, "af: %v\n", err)
+	}
 	o := submitOutputs{json: *asJSON, quiet: *quiet, wait: *wait, path: *out, stdout: stdout, stderr: stderr}
 	return o.posted(ctx, q, plan, time.Since(start))
 }

@@ -387,6 +387,9 @@ func (w *wtx) markGraph(graphID string, o SweepOptions) (int, error) {
 	if err := w.deleteGraphOutbox(graphID); err != nil {
 		return notYet, err
 	}
+	if err := w.deleteProvenance(graphID); err != nil {
+		return notYet, err
+	}
 	// The record goes now, so the graph reads as expired from this
 	// transaction on; its tasks follow batch by batch.
 	delete(w.graphCache, graphID)

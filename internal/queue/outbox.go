@@ -38,7 +38,7 @@ var (
 	bOutboxDue = []byte("outboxdue")
 	// addedBuckets were added to schema 1 after it shipped; an existing
 	// file gets them on its first read-write open.
-	addedBuckets = [][]byte{bOutbox, bOutboxDue}
+	addedBuckets = [][]byte{bOutbox, bOutboxDue, bProvenance}
 )
 
 // Outbox entry states.

@@ -501,6 +501,20 @@ func (c *Client) CreateGraph(ctx context.Context, g taskdef.Graph) (taskdef.Grap
 	return out, err
 }
 
+// PutProvenance records what a graph was made from (once; the same
+// record again, as a retry sends it, is accepted).
+func (c *Client) PutProvenance(ctx context.Context, p taskdef.Provenance) error {
+	return c.do(ctx, request{method: http.MethodPut, path: "/api/v1/graphs/" + esc(p.GraphID) + "/provenance", body: p}, nil)
+}
+
+// Provenance returns what a graph was made from; a graph without a record
+// is ErrNotFound.
+func (c *Client) Provenance(ctx context.Context, graphID string) (taskdef.Provenance, error) {
+	var out taskdef.Provenance
+	err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/graphs/" + esc(graphID) + "/provenance"}, &out)
+	return out, err
+}
+
 // CreateTask creates one task (idempotent like CreateGraph).
 func (c *Client) CreateTask(ctx context.Context, taskID string, t taskdef.Task) (taskdef.TaskStatus, error) {
 	var out taskdef.TaskStatus
@@ -866,12 +880,20 @@ func (c *Client) Artifacts(ctx context.Context, taskID string, runID int) (taskd
 }
 
 // IndexQuery returns the input objects a filter (the Filter.json document)
-// selects from the server's file index.
-func (c *Client) IndexQuery(ctx context.Context, filterJSON []byte) (taskdef.IndexResult, error) {
+// selects from the server's file index; with etags, their ETags too
+// (IndexResult.ETags).
+func (c *Client) IndexQuery(ctx context.Context, filterJSON []byte, etags bool) (taskdef.IndexResult, error) {
 	var out taskdef.IndexResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/index/query", raw: filterJSON}, &out)
+	path := "/api/v1/index/query"
+	if etags {
+		path += "?etags=1"
+	}
+	err := c.do(ctx, request{method: http.MethodPost, path: path, raw: filterJSON}, &out)
 	if err == nil && out.Error != "" {
 		return taskdef.IndexResult{}, fmt.Errorf("index query: %s", out.Error)
+	}
+	if err == nil && etags && len(out.ETags) != len(out.Objects) {
+		return taskdef.IndexResult{}, fmt.Errorf("index query: the server sent %d ETags for %d files; upgrade af serve (an older one sends none)", len(out.ETags), len(out.Objects))
 	}
 	return out, err
 }

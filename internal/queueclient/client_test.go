@@ -227,7 +227,7 @@ func TestIndexQueryStreamError(t *testing.T) {
 		_, _ = w.Write([]byte(`{"bucket":"b","prefix":"","objects":[{"key":"a","size":1}],"error":"index closed"}`))
 	}))
 	defer srv.Close()
-	_, err := fastClient(srv.URL).IndexQuery(context.Background(), []byte(`{}`))
+	_, err := fastClient(srv.URL).IndexQuery(context.Background(), []byte(`{}`), false)
 	if err == nil || !strings.Contains(err.Error(), "index closed") {
 		t.Fatalf("err = %v, want the streamed error", err)
 	}

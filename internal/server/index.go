@@ -82,7 +82,14 @@ func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
 	bw.WriteString(`,"objects":[`)
 	first := true
 	var buf []byte
+	// ?etags=1 (af submit's, to pin each file's version) adds the ETags
+	// as a list after the objects; others pay nothing for them.
+	var etags []string
+	withETags := r.URL.Query().Get("etags") == "1"
 	st, qerr := db.Query(r.Context(), f, func(o index.Object) error {
+		if withETags {
+			etags = append(etags, o.ETag)
+		}
 		buf = buf[:0]
 		if !first {
 			buf = append(buf, ',')
@@ -107,6 +114,14 @@ func (s *Server) indexQuery(w http.ResponseWriter, r *http.Request) error {
 		return indexErr(qerr)
 	}
 	fmt.Fprintf(bw, `],"files":%d,"bytes":%d`, st.Files, st.Bytes)
+	if withETags && qerr == nil {
+		list, err := json.Marshal(etags)
+		if err != nil {
+			return err
+		}
+		bw.WriteString(`,"etags":`)
+		bw.Write(list)
+	}
 	if qerr != nil {
 		msg, _ := json.Marshal(qerr.Error())
 		fmt.Fprintf(bw, `,"error":%s`, msg)

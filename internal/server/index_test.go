@@ -38,7 +38,7 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	e := newEnv(t, envOpts{s3: m.S3})
 
 	// Before any build: a 404 that says what to run.
-	if _, err := e.reader.IndexQuery(ctx, filterDoc("nightly")); !errors.Is(err, queueclient.ErrNotFound) || !strings.Contains(err.Error(), "af index build") {
+	if _, err := e.reader.IndexQuery(ctx, filterDoc("nightly"), false); !errors.Is(err, queueclient.ErrNotFound) || !strings.Contains(err.Error(), "af index build") {
 		t.Fatalf("query before build: %v", err)
 	}
 
@@ -97,7 +97,7 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 		t.Fatalf("build report %+v", rep)
 	}
 
-	res, err := e.reader.IndexQuery(ctx, filterDoc("nightly"))
+	res, err := e.reader.IndexQuery(ctx, filterDoc("nightly"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +111,21 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 		t.Fatalf("query: bucket %q prefix %q files %d bytes %d (%d keys), want %d files %d bytes", res.Bucket, res.Prefix, res.Files, res.Bytes, len(got), len(want), wantBytes)
 	}
 
+	// Asked for, the ETags come in the objects' order and are S3's.
+	pinned, err := e.reader.IndexQuery(ctx, filterDoc("nightly"), true)
+	if err != nil || len(pinned.ETags) != len(pinned.Objects) || len(res.ETags) != 0 {
+		t.Fatalf("query with etags: %d etags for %d objects (%d without asking), %v", len(pinned.ETags), len(pinned.Objects), len(res.ETags), err)
+	}
+	for i, o := range pinned.Objects[:3] {
+		head, err := m.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("telemetry"), Key: aws.String(o.Key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.Trim(aws.ToString(head.ETag), `"`); pinned.ETags[i] != want || want == "" {
+			t.Errorf("%s: etag %q, S3 says %q", o.Key, pinned.ETags[i], want)
+		}
+	}
+
 	// A refresh after a delete, with no source named: the index's own.
 	if _, err := m.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("telemetry"), Key: aws.String(want[0])}); err != nil {
 		t.Fatal(err)
@@ -119,13 +134,13 @@ func TestIndexRoutesBuildAndQueryThroughServer(t *testing.T) {
 	if err != nil || rep.Listed != 700 || rep.Removed != 1 {
 		t.Fatalf("refresh %+v %v", rep, err)
 	}
-	res, err = e.reader.IndexQuery(ctx, filterDoc("nightly"))
+	res, err = e.reader.IndexQuery(ctx, filterDoc("nightly"), false)
 	if err != nil || res.Files != int64(len(want)-1) {
 		t.Fatalf("after refresh: %d files %v", res.Files, err)
 	}
 
 	// A bad filter is a 400 that says where.
-	_, err = e.reader.IndexQuery(ctx, []byte(`{"version":1,"dimensions":[{"field_name":"appName","allowed_values":"*"}]}`))
+	_, err = e.reader.IndexQuery(ctx, []byte(`{"version":1,"dimensions":[{"field_name":"appName","allowed_values":"*"}]}`), false)
 	var ae *queueclient.APIError
 	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "InvalidFilter" || !strings.Contains(ae.Message, "appName") {
 		t.Fatalf("bad filter: %v", err)

@@ -35,7 +35,7 @@ func TestIndexOfHivePartitionsThroughServer(t *testing.T) {
 	}
 	res, err := e.reader.IndexQuery(ctx, []byte(`{"version":1,"dimensions":[
 		{"field_name":"dt","allowed_values":["2024-01-01"]},
-		{"field_name":"hour","allowed_values":{"max":"03"}}]}`))
+		{"field_name":"hour","allowed_values":{"max":"03"}}]}`), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ const (
 // bodyLimit is the body cap of a route pattern.
 func (s *Server) bodyLimit(pattern string) int64 {
 	switch pattern {
-	case "POST /api/v1/graphs":
+	case "POST /api/v1/graphs", "PUT /api/v1/graphs/{id}/provenance":
 		return s.cfg.MaxGraphBytes
 	case "PUT /api/v1/tasks/{id}":
 		return min(maxTaskBody, s.cfg.MaxGraphBytes)

@@ -103,13 +103,15 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 	if err != nil {
 		return fmt.Errorf("the index has no source yet (af index build): %w", err)
 	}
-	f, _, err := schedule.RenderFilter("the filter template of "+sc.Name, sc.Template, run.Target, c.Location(), schema)
+	f, rendered, err := schedule.RenderFilter("the filter template of "+sc.Name, sc.Template, run.Target, c.Location(), schema)
 	if err != nil {
 		return &schedule.Refusal{Msg: err.Error()}
 	}
 	var files []taskdef.InputFile
+	var etags []string
 	if _, err := db.Query(ctx, f, func(o index.Object) error {
 		files = append(files, taskdef.InputFile{Key: o.Key, Size: o.Size})
+		etags = append(etags, o.ETag)
 		return nil
 	}); err != nil {
 		return fmt.Errorf("query the index: %w", err)
@@ -138,7 +140,7 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 	}
 	ttl, deadline := submit.CredentialsTTL(0, deadline, mode)
 	sealed, err := submit.SealCredentials(ctx, *s.aws, pub, submit.CredentialsRequest{
-		GraphID: run.GraphID, Image: sc.Image, Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Files: files,
+		GraphID: run.GraphID, Image: sc.Image, Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout(), Files: files,
 		TTL: ttl, Mode: mode, RoleARN: s.cfg.Schedules.RoleARN, Deadline: now.Add(deadline),
 	})
 	if err != nil {
@@ -149,11 +151,12 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 		// Behind every schedule's own runs in claim order.
 		prio = taskdef.PriorityLow
 	}
-	g, err := submit.BuildGraph(submit.GraphOptions{
+	opts := submit.GraphOptions{
 		GraphID: run.GraphID, Name: sc.Name + "@" + label, Owner: sc.Owner, Priority: prio, Image: sc.Image,
-		Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Files: files, Env: sc.Env,
+		Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout(), Files: files, ETags: etags, Env: sc.Env,
 		SealedCredentials: sealed.Sealed, Deadline: deadline, Now: now,
-	})
+	}
+	g, err := submit.BuildGraph(opts)
 	if err != nil {
 		return &schedule.Refusal{Msg: err.Error()}
 	}
@@ -167,6 +170,18 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 			return &schedule.Refusal{Msg: "the queue refused the run's graph: " + err.Error()}
 		}
 		return err
+	}
+	target := run.Target
+	prov := taskdef.Provenance{
+		MadeBy: "schedule", Image: taskdef.ImageRecord{Asked: sc.Image, Ref: sc.Image, Source: imageSource(sc.Image)},
+		FilterName: "the filter template of schedule " + sc.Name, Filter: sc.Template, Rendered: rendered,
+		Schedule: sc.Name, Target: &target,
+	}
+	// A launch repeated after a crash finds the graph made and returns
+	// above, so a record lost here stays lost: the run goes on, and only
+	// its resubmission is refused (said in the log).
+	if err := s.q.PutProvenance(ctx, submit.RecordOf(prov, opts)); err != nil {
+		s.log.Warn("a scheduled run's provenance was not recorded; it runs, but af resubmit will refuse it", "schedule", sc.Name, "graph", run.GraphID, "err", err)
 	}
 	return nil
 }

@@ -470,6 +470,8 @@ func (s *Server) routes() http.Handler {
 	s.route(mux, "GET /api/v1/graphs/{id}", accessRead, s.getGraph)
 	s.route(mux, "POST /api/v1/graphs/{id}/cancel", RoleSubmit, s.cancelGraph)
 	s.route(mux, "POST /api/v1/graphs/{id}/rerun", RoleSubmit, s.rerunGraph)
+	s.route(mux, "PUT /api/v1/graphs/{id}/provenance", RoleSubmit, s.putProvenance)
+	s.route(mux, "GET /api/v1/graphs/{id}/provenance", accessRead, s.getProvenance)
 	s.route(mux, "PUT /api/v1/tasks/{id}", RoleSubmit, s.createTask)
 	s.route(mux, "GET /api/v1/tasks/{id}", accessRead, s.getTask)
 	s.route(mux, "GET /api/v1/tasks/{id}/definition", accessRead, s.getTaskDefinition)

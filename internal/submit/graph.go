@@ -43,6 +43,10 @@ type GraphOptions struct {
 	// Layout is where Schema's dimensions live (layout.Schema.Layout).
 	Layout string
 	Files  []taskdef.InputFile
+	// ETags, when set, are Files' versions in the same order (unquoted):
+	// each mapper carries its files' as Payload.InputETags, so the
+	// workers read those versions and no other.
+	ETags []string
 
 	MaxLoadBytes    int64
 	MaxFilesPerTask int
@@ -71,30 +75,10 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	if err := CheckEnv(o.Env); err != nil {
 		return taskdef.Graph{}, err
 	}
-	if o.MaxLoadBytes <= 0 {
-		o.MaxLoadBytes = DefaultMaxLoadBytes
+	if len(o.ETags) != 0 && len(o.ETags) != len(o.Files) {
+		return taskdef.Graph{}, fmt.Errorf("%d ETags for %d input files: give one per file, in the same order", len(o.ETags), len(o.Files))
 	}
-	if o.MaxFilesPerTask <= 0 {
-		o.MaxFilesPerTask = DefaultMaxFilesPerTask
-	}
-	if o.MaxRunTime <= 0 {
-		o.MaxRunTime = DefaultMaxRunTime
-	}
-	if o.Deadline <= 0 {
-		o.Deadline = DefaultDeadline
-	}
-	if o.Retries == 0 {
-		o.Retries = DefaultRetries
-	}
-	if o.Now.IsZero() {
-		o.Now = time.Now()
-	}
-	if o.GraphID == "" {
-		o.GraphID = taskdef.NewID()
-	}
-	if o.Name == "" {
-		o.Name = o.Image
-	}
+	o = o.withDefaults()
 	now := o.Now.UTC().Truncate(time.Millisecond)
 	deadline := now.Add(o.Deadline)
 	// Artifacts outlive the deadline by a week so results can be fetched
@@ -102,6 +86,16 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	expires := deadline.Add(7 * 24 * time.Hour)
 
 	loads := partition.Balance(o.Files, o.MaxLoadBytes, o.MaxFilesPerTask)
+	var etags map[string]string
+	for i, tag := range o.ETags {
+		if tag == "" {
+			continue
+		}
+		if etags == nil {
+			etags = make(map[string]string, len(o.ETags))
+		}
+		etags[o.Files[i].Key] = tag
+	}
 	g := taskdef.Graph{GraphID: o.GraphID, Name: o.Name, Owner: o.Owner, Priority: o.Priority}
 	base := func(kind taskdef.Kind, name string) taskdef.Task {
 		env := make(map[string]string, len(o.Env)+2)
@@ -127,6 +121,12 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 		// others download.
 		sort.SliceStable(load, func(a, b int) bool { return load[a].Size > load[b].Size })
 		t.Payload.Inputs = load
+		if etags != nil {
+			t.Payload.InputETags = make([]string, len(load))
+			for j, in := range load {
+				t.Payload.InputETags[j] = etags[in.Key]
+			}
+		}
 		t.Payload.Bucket, t.Payload.Prefix, t.Payload.Schema, t.Payload.Layout = o.Bucket, o.Prefix, o.Schema, o.Layout
 		if o.SealedCredentials != "" {
 			t.Payload.Env[taskdef.EnvCredentials] = o.SealedCredentials
@@ -140,6 +140,35 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	r.Payload.Env[taskdef.EnvInputTaskIDs] = strings.Join(ids, " ")
 	g.Tasks = append(g.Tasks, taskdef.GraphTask{TaskID: taskdef.NewID(), Task: r})
 	return g, nil
+}
+
+// withDefaults fills the options left zero with the defaults.
+func (o GraphOptions) withDefaults() GraphOptions {
+	if o.MaxLoadBytes <= 0 {
+		o.MaxLoadBytes = DefaultMaxLoadBytes
+	}
+	if o.MaxFilesPerTask <= 0 {
+		o.MaxFilesPerTask = DefaultMaxFilesPerTask
+	}
+	if o.MaxRunTime <= 0 {
+		o.MaxRunTime = DefaultMaxRunTime
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultDeadline
+	}
+	if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if o.GraphID == "" {
+		o.GraphID = taskdef.NewID()
+	}
+	if o.Name == "" {
+		o.Name = o.Image
+	}
+	return o
 }
 
 // Summary counts what a graph reads.

@@ -77,7 +77,22 @@ sys.exit(bad)
 // reachable, is said on warn and checked no further (the workers may
 // have it).
 func CheckJob(ctx context.Context, rn *runner.Runner, image string, warn io.Writer) error {
+	_, err := checkJob(ctx, rn, image, warn)
+	return err
+}
+
+// checkJob is CheckJob, also returning the analysis-tools.yml it read (nil
+// when it could not read one), which the graph's provenance records.
+func checkJob(ctx context.Context, rn *runner.Runner, image string, warn io.Writer) ([]byte, error) {
 	data, err := rn.ReadImageFile(ctx, image, jobspec.Path, 1<<20)
+	if err != nil {
+		return nil, checkJobErr(image, err, warn)
+	}
+	return data, checkSpec(ctx, rn, image, data)
+}
+
+// checkJobErr is what a failed read of analysis-tools.yml means.
+func checkJobErr(image string, err error, warn io.Writer) error {
 	switch {
 	case errors.Is(err, runner.ErrNoImageFile):
 		return &JobError{Msg: fmt.Sprintf("image %s has no %s, so no worker can run it: add one to the image (COPY analysis-tools.yml %s; see images/README.md)", image, jobspec.Path, jobspec.Path)}
@@ -89,8 +104,12 @@ func CheckJob(ctx context.Context, rn *runner.Runner, image string, warn io.Writ
 			return nil
 		}
 		fmt.Fprintf(warn, "af: could not read %s from image %s (%v): the job was not checked before posting\n", jobspec.Path, image, err)
-		return nil
 	}
+	return nil
+}
+
+// checkSpec checks the job analysis-tools.yml (data) describes.
+func checkSpec(ctx context.Context, rn *runner.Runner, image string, data []byte) error {
 	spec, err := jobspec.Parse(image+":"+jobspec.Path, data)
 	if err != nil {
 		return &JobError{Msg: err.Error()}

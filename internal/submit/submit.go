@@ -21,6 +21,7 @@ import (
 	"github.com/af-project/af/internal/registry"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/taskdef"
+	"github.com/af-project/af/internal/version"
 )
 
 // Request is one `af submit`.
@@ -91,6 +92,9 @@ type Plan struct {
 	CredentialsExpire time.Time
 	// Image is how the job image was pinned (see PinImage).
 	Image ImagePin
+	// Provenance is what the graph is made from, for Record after the
+	// graph is posted.
+	Provenance taskdef.Provenance
 	// Timings of the stages, for --verbose and the benchmark.
 	QueryTime, MintTime, BuildTime time.Duration
 }
@@ -139,6 +143,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	var spec []byte
 	if s.Runner != nil {
 		warn := s.Warn
 		if warn == nil {
@@ -146,7 +151,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 		}
 		// The job is checked in the image as this host's engine has it
 		// (a registry image not pulled here is noted and skipped).
-		if err := CheckJob(ctx, s.Runner, r.Image, warn); err != nil {
+		if spec, err = checkJob(ctx, s.Runner, r.Image, warn); err != nil {
 			return Plan{}, err
 		}
 	}
@@ -159,6 +164,16 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 	if len(res.Objects) == 0 {
 		return Plan{}, fmt.Errorf("%w in s3://%s/%s: check its dimensions with `af index stats`, or refresh the index with `af index build`", ErrNoFiles, res.Bucket, res.Prefix)
 	}
+	prov := taskdef.Provenance{
+		MadeBy: "af submit", AfVersion: version.Get().Version, Image: pin.Record(), JobSpec: string(spec),
+		FilterName: r.FilterName, Filter: r.FilterJSON, Rendered: r.FilterJSON,
+	}
+	return s.assemble(ctx, r, pin, res, schema, t0, prov)
+}
+
+// assemble mints and seals the credentials for the files res selected
+// and builds the graph and its provenance (prov's remaining fields).
+func (s *Submitter) assemble(ctx context.Context, r Request, pin ImagePin, res taskdef.IndexResult, schema []string, t0 time.Time, prov taskdef.Provenance) (Plan, error) {
 	t1 := s.now()
 	pub := r.PublicKey
 	if pub == nil {
@@ -188,19 +203,21 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 		return Plan{}, err
 	}
 	t2 := s.now()
-	g, err := BuildGraph(GraphOptions{
+	o := GraphOptions{
 		GraphID: graphID, Name: r.Name, Owner: r.Owner, Priority: r.Priority, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Layout: res.Layout,
-		Files: res.Objects, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
+		Files: res.Objects, ETags: res.ETags, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
 		SealedCredentials: sc.Sealed, MaxRunTime: r.MaxRunTime, Deadline: deadline, Retries: r.Retries,
 		Limits: r.Limits, Now: now,
-	})
+	}
+	g, err := BuildGraph(o)
 	if err != nil {
 		return Plan{}, err
 	}
 	m, files, bytes := Summary(g)
+	prov = RecordOf(prov, o)
 	return Plan{
 		Graph: g, Bucket: res.Bucket, Prefix: res.Prefix, Mappers: m, Files: files, Bytes: bytes,
-		Scope: sc.Scope, CredentialsExpire: sc.Expiration, Image: pin,
+		Scope: sc.Scope, CredentialsExpire: sc.Expiration, Image: pin, Provenance: prov,
 		QueryTime: t1.Sub(t0), MintTime: t2.Sub(t1), BuildTime: s.now().Sub(t2),
 	}, nil
 }
@@ -208,7 +225,7 @@ func (s *Submitter) Plan(ctx context.Context, r Request) (Plan, error) {
 // query selects the input files through the queue's index or a local one.
 func (s *Submitter) query(ctx context.Context, r Request) (taskdef.IndexResult, []string, error) {
 	if r.IndexDB == "" {
-		res, err := s.Queue.IndexQuery(ctx, r.FilterJSON)
+		res, err := s.Queue.IndexQuery(ctx, r.FilterJSON, true)
 		if err != nil {
 			return taskdef.IndexResult{}, nil, fmt.Errorf("query the file index with %s: %w", r.FilterName, err)
 		}
@@ -232,6 +249,7 @@ func (s *Submitter) query(ctx context.Context, r Request) (taskdef.IndexResult, 
 	res := taskdef.IndexResult{Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout()}
 	if _, err := db.Query(ctx, f, func(o index.Object) error {
 		res.Objects = append(res.Objects, taskdef.InputFile{Key: o.Key, Size: o.Size})
+		res.ETags = append(res.ETags, o.ETag)
 		res.Files++
 		res.Bytes += o.Size
 		return nil
@@ -265,6 +283,16 @@ func (s *Submitter) Post(ctx context.Context, g taskdef.Graph) (taskdef.GraphSta
 		return taskdef.GraphStatus{}, fmt.Errorf("post the graph: %w", err)
 	}
 	return st, nil
+}
+
+// Record stores the posted graph's provenance on the queue, so that
+// `af resubmit` can run it again. A graph whose record is lost still runs;
+// only its resubmission is refused.
+func (s *Submitter) Record(ctx context.Context, p taskdef.Provenance) error {
+	if err := s.Queue.PutProvenance(ctx, p); err != nil {
+		return fmt.Errorf("record what graph %s was made from (af resubmit needs it; the graph runs regardless): %w", p.GraphID, err)
+	}
+	return nil
 }
 
 // MonitorURL is the graph's monitor page under the queue's base URL.

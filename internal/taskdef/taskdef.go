@@ -126,6 +126,13 @@ type Payload struct {
 	Layout string `json:"layout,omitempty"`
 	// Inputs are the mapper's files, largest first.
 	Inputs []InputFile `json:"inputs,omitempty"`
+	// InputETags, when set, are Inputs' versions in the same order
+	// (unquoted S3 ETags; "" for a file with none): the worker reads
+	// each file only at that version (If-Match), so a file rewritten
+	// after submission fails the task rather than feeding it other data.
+	// A list beside Inputs, not a field of InputFile, so graphs without
+	// it cost nothing more.
+	InputETags []string `json:"inputETags,omitempty"`
 	// MaxRunTime is the container's wall-clock limit in seconds.
 	MaxRunTime int    `json:"maxRunTime"`
 	Limits     Limits `json:"limits,omitempty"`
@@ -618,7 +625,10 @@ type IndexResult struct {
 	// means telemetry-server's schema and .vN layout.
 	Schema []string `json:"schema,omitempty"`
 	Layout string   `json:"layout,omitempty"`
-	Error  string   `json:"error,omitempty"`
+	// ETags are Objects' ETags in the same order, sent only when the
+	// query asked for them (?etags=1).
+	ETags []string `json:"etags,omitempty"`
+	Error string   `json:"error,omitempty"`
 }
 
 // IndexBuildRequest is the body of POST /api/v1/index/build. Empty fields

@@ -66,6 +66,9 @@ type feeder struct {
 	logLine func(format string, args ...any)
 	// retry is how S3 reads ride out faults (zero: defaultS3Retry).
 	retry s3Retry
+	// etags, when set, are the inputs' pinned versions in feed's order
+	// (Payload.InputETags): each file is read only at its version.
+	etags []string
 	// resumes counts the S3 GETs retried after a fault.
 	resumes atomic.Int64
 
@@ -137,7 +140,7 @@ func (f *feeder) feed(ctx context.Context, inputs []taskdef.InputFile, w io.Writ
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				f.decodeFile(ctx, in, results[i])
+				f.decodeFile(ctx, in, f.etagOf(i), results[i])
 			}()
 		}
 	}()
@@ -170,6 +173,14 @@ func (f *feeder) feed(ctx context.Context, inputs []taskdef.InputFile, w io.Writ
 			if errors.As(r.err, &ie) {
 				cancel()
 				return r.err
+			}
+			// A file rewritten since the graph pinned its version is not
+			// a bad file to skip: the run would silently read other data
+			// than the one it records.
+			var changed *s3ObjectChanged
+			if errors.As(r.err, &changed) && changed.pinned {
+				cancel()
+				return &inputFailure{msg: changed.Error()}
 			}
 			bad := f.badFiles.Add(1)
 			f.logLine("bad file %s: %v", in.Key, r.err)
@@ -226,10 +237,20 @@ func (c countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// decodeFile downloads, decompresses and frames one file into res.chunks.
-// Errors that belong to the file (missing, corrupt) are plain errors on
-// res.err; infrastructure errors are *inputException.
-func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, res *fileResult) {
+// etagOf is input i's pinned ETag, quoted as S3 sends it ("" when the
+// task pins none).
+func (f *feeder) etagOf(i int) string {
+	if i >= len(f.etags) || f.etags[i] == "" {
+		return ""
+	}
+	return `"` + f.etags[i] + `"`
+}
+
+// decodeFile downloads, decompresses and frames one file into res.chunks,
+// at version etag when it is set. Errors that belong to the file
+// (missing, corrupt) are plain errors on res.err; infrastructure errors
+// are *inputException.
+func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, etag string, res *fileResult) {
 	defer close(res.chunks)
 	dims, err := f.schema.Parse(f.prefix, in.Key)
 	if err != nil {
@@ -237,7 +258,7 @@ func (f *feeder) decodeFile(ctx context.Context, in taskdef.InputFile, res *file
 		// no dimensions for it.
 		dims = nil
 	}
-	body, err := openS3(ctx, f.s3, f.bucket, in.Key, f.retry, func(try int, wait time.Duration, err error) {
+	body, err := openS3(ctx, f.s3, f.bucket, in.Key, etag, f.retry, func(try int, wait time.Duration, err error) {
 		f.resumes.Add(1)
 		f.logLine("s3 GET %s/%s failed (%v): try %d in %s", f.bucket, in.Key, err, try, wait.Round(time.Millisecond))
 	})

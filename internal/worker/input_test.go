@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/af-project/af/internal/layout"
 	"github.com/af-project/af/internal/miniotest"
 	"github.com/af-project/af/internal/records"
@@ -168,6 +171,45 @@ func TestFeederBadFiles(t *testing.T) {
 				t.Fatalf("failure %q does not name %s", err, tc.wantFail)
 			}
 		})
+	}
+}
+
+// TestFeederReadsPinnedVersions: a task that pins its inputs' ETags reads
+// them at those versions; a file rewritten since fails the task, naming
+// it, even where max_bad_files would skip a bad file.
+func TestFeederReadsPinnedVersions(t *testing.T) {
+	t.Parallel()
+	mc := miniotest.Start(t, "telemetry")
+	mc.Put(t, "telemetry", "x/a", []byte("id1\t{}\n"))
+	mc.Put(t, "telemetry", "x/b", []byte("id2\t{}\n"))
+	etag := func(key string) string {
+		head, err := mc.S3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("telemetry"), Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Trim(aws.ToString(head.ETag), `"`)
+	}
+	inputs := []taskdef.InputFile{{Key: "x/a"}, {Key: "x/b"}}
+	pins := []string{etag("x/a"), etag("x/b")}
+	feed := func() (*feeder, error) {
+		f := &feeder{s3: mc.S3, bucket: "telemetry", schema: layout.Telemetry(), parallel: 2, etags: pins,
+			policy: inputPolicy{maxBadFiles: 10, maxBadLineRatio: 1}, logLine: (&lineLog{}).logf}
+		return f, f.feed(context.Background(), inputs, io.Discard)
+	}
+	if f, err := feed(); err != nil || f.files.Load() != 2 {
+		t.Fatalf("at their pinned versions: %v (%d files)", err, f.files.Load())
+	}
+	mc.Put(t, "telemetry", "x/b", []byte("id2\t{\"rewritten\":1}\n"))
+	_, err := feed()
+	var fail *inputFailure
+	if !errors.As(err, &fail) || !strings.Contains(err.Error(), "telemetry/x/b is no longer the version this graph was made with (ETag \""+pins[1]+"\")") {
+		t.Fatalf("after a rewrite: %v, want the task to fail naming x/b", err)
+	}
+	// Without pins the rewritten file is simply read.
+	f := &feeder{s3: mc.S3, bucket: "telemetry", schema: layout.Telemetry(), parallel: 2,
+		policy: inputPolicy{maxBadLineRatio: 1}, logLine: (&lineLog{}).logf}
+	if err := f.feed(context.Background(), inputs, io.Discard); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -50,6 +50,7 @@ const (
 // loop without bound, or pass the kernel's exec limits.
 const (
 	maxInputsPerTask  = 100_000
+	maxETagBytes      = 128
 	maxReducerInputs  = 100_000 // the queue's bound on dependencies
 	maxSchemaFields   = 64
 	maxEnvVars        = 1000
@@ -188,6 +189,15 @@ func checkPayload(p taskdef.Payload, c Ceilings) error {
 			return fmt.Errorf("payload.inputs: the sizes add up to more than 2^63 bytes")
 		}
 		total += in.Size
+	}
+	if len(p.InputETags) != 0 && len(p.InputETags) != len(p.Inputs) {
+		return fmt.Errorf("payload.inputETags has %d entries for %d inputs: it must list one ETag per input file, in the same order", len(p.InputETags), len(p.Inputs))
+	}
+	for i, tag := range p.InputETags {
+		// It becomes an If-Match header: printable, unquoted, short.
+		if len(tag) > maxETagBytes || strings.ContainsFunc(tag, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {
+			return fmt.Errorf("payload.inputETags[%d] must be an unquoted S3 ETag of at most %d printable characters", i, maxETagBytes)
+		}
 	}
 	if len(p.Schema) > maxSchemaFields {
 		return fmt.Errorf("payload.schema has %d fields; at most %d", len(p.Schema), maxSchemaFields)

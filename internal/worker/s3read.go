@@ -82,9 +82,15 @@ func (e *s3Unavailable) Unwrap() error { return e.err }
 type s3ObjectChanged struct {
 	bucket, key, etag string
 	at                int64
+	// pinned: etag is the version the graph recorded when it was made,
+	// and the object no longer is it.
+	pinned bool
 }
 
 func (e *s3ObjectChanged) Error() string {
+	if e.pinned {
+		return fmt.Sprintf("s3 object %s/%s is no longer the version this graph was made with (ETag %s): the graph reads exactly the files it recorded, and this one was rewritten since; submit the filter again (af submit) to run over the data as it is now", e.bucket, e.key, e.etag)
+	}
 	return fmt.Sprintf("s3 object %s/%s changed while it was read (its ETag is no longer %s at byte %d); rerun the task to read its new version", e.bucket, e.key, e.etag, e.at)
 }
 
@@ -102,6 +108,9 @@ type resumingReader struct {
 
 	body io.ReadCloser
 	etag string
+	// pinned is the version the task must read ("" any): the first GET
+	// carries it as If-Match.
+	pinned string
 	// size is the object's length from the first answer (-1 unknown);
 	// off is how many of its bytes were delivered.
 	size, off int64
@@ -115,9 +124,11 @@ type resumingReader struct {
 }
 
 // openS3 GETs an object, retrying faults of S3, and returns a reader of
-// its whole body that resumes cut streams.
-func openS3(ctx context.Context, get ObjectGetter, bucket, key string, policy s3Retry, onRetry func(int, time.Duration, error)) (*resumingReader, error) {
-	r := &resumingReader{ctx: ctx, s3: get, bucket: bucket, key: key, policy: policy.fill(), size: -1, onRetry: onRetry}
+// its whole body that resumes cut streams. A pinned ETag (quoted, as S3
+// sends it) makes even the first GET conditional: another version of the
+// object is an *s3ObjectChanged with pinned set.
+func openS3(ctx context.Context, get ObjectGetter, bucket, key, pinned string, policy s3Retry, onRetry func(int, time.Duration, error)) (*resumingReader, error) {
+	r := &resumingReader{ctx: ctx, s3: get, bucket: bucket, key: key, policy: policy.fill(), size: -1, onRetry: onRetry, pinned: pinned}
 	if err := r.get(nil); err != nil {
 		return nil, err
 	}
@@ -145,6 +156,9 @@ func (r *resumingReader) get(cause error) error {
 			}
 		}
 		in := &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(r.key)}
+		if r.etag == "" && r.pinned != "" {
+			in.IfMatch = aws.String(r.pinned)
+		}
 		if r.etag != "" {
 			in.IfMatch = aws.String(r.etag)
 			in.Range = aws.String("bytes=" + strconv.FormatInt(r.off, 10) + "-")
@@ -153,6 +167,11 @@ func (r *resumingReader) get(cause error) error {
 		if err == nil {
 			if r.etag == "" {
 				r.etag = aws.ToString(out.ETag)
+				if r.pinned != "" && r.etag != "" && r.etag != r.pinned {
+					// If-Match not honoured (a proxy, an old store).
+					out.Body.Close()
+					return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.pinned, pinned: true}
+				}
 				if out.ContentLength != nil {
 					r.size = *out.ContentLength
 				}
@@ -169,6 +188,9 @@ func (r *resumingReader) get(cause error) error {
 		}
 		if r.ctx.Err() != nil {
 			return r.ctx.Err()
+		}
+		if r.etag == "" && r.pinned != "" && preconditionFailed(err) {
+			return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.pinned, pinned: true}
 		}
 		if r.etag != "" && preconditionFailed(err) {
 			return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off}

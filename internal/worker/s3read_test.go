@@ -187,7 +187,7 @@ func TestResumingReader(t *testing.T) {
 				defer func() { proxy.mu.Lock(); proxy.beforeResume = nil; proxy.mu.Unlock() }()
 			}
 			before := len(proxy.ranged())
-			r, err := openS3(context.Background(), client, "telemetry", key, fastRetry, nil)
+			r, err := openS3(context.Background(), client, "telemetry", key, "", fastRetry, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,7 +242,7 @@ func TestResumingReaderMissingObjectIsNotRetried(t *testing.T) {
 	proxy := startCutProxy(t, mc.Endpoint)
 	client := proxiedS3(t, proxy.URL)
 	retries := 0
-	_, err := openS3(context.Background(), client, "telemetry", "no/such-key", fastRetry, func(int, time.Duration, error) { retries++ })
+	_, err := openS3(context.Background(), client, "telemetry", "no/such-key", "", fastRetry, func(int, time.Duration, error) { retries++ })
 	if err == nil || retries != 0 {
 		t.Fatalf("err %v after %d retries, want a missing-object error and none", err, retries)
 	}
@@ -318,7 +318,7 @@ func TestResumingReaderWaitsForS3(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := openS3(context.Background(), mc.S3, "telemetry", "k", s3Retry{Tries: 40, First: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+		r, err := openS3(context.Background(), mc.S3, "telemetry", "k", "", s3Retry{Tries: 40, First: 50 * time.Millisecond, Max: 500 * time.Millisecond},
 			func(try int, _ time.Duration, err error) {
 				mu.Lock()
 				retries = append(retries, err.Error())

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// putProvenance records what a graph was made from (PUT
+// /api/v1/graphs/{id}/provenance): by whoever may change the graph, once,
+// after the graph. The graph's own create is left as lean as it was; a
+// record this large is bounded like the graph (max_graph_bytes).
+func (s *Server) putProvenance(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	owner, err := s.q.GraphOwner(r.Context(), id)
+	if err != nil {
+		return s.q.ExpiredOr(r.Context(), err, "graph", id)
+	}
+	if err := s.mayChange(who(r), id, owner); err != nil {
+		return err
+	}
+	var p taskdef.Provenance
+	if err := decode(w, r, s.cfg.MaxGraphBytes, &p); err != nil {
+		return err
+	}
+	switch {
+	case p.GraphID != id:
+		return badRequest("graphId %q is not the graph of the path (%s): send the record of graph %s", p.GraphID, id, id)
+	case len(p.ETags) != 0 && len(p.ETags) != len(p.Inputs):
+		return badRequest("etags: %d for %d inputs; list one ETag per input, in the same order", len(p.ETags), len(p.Inputs))
+	}
+	if err := s.q.PutProvenance(r.Context(), p); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// getProvenance answers a graph's provenance record to whoever may read
+// the graph.
+func (s *Server) getProvenance(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := s.canReadGraph(r, id); err != nil {
+		return s.q.ExpiredOr(r.Context(), err, "graph", id)
+	}
+	raw, err := s.q.Provenance(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(raw)
+	return err
+}
+
+// imageSource is how a scheduled run's image reference pins it (the
+// sources of submit.ImagePin).
+func imageSource(ref string) string {
+	switch {
+	case strings.Contains(ref, "@sha256:"):
+		return "digest"
+	case strings.HasPrefix(ref, "sha256:"):
+		return "image-id"
+	}
+	return "unpinned"
+}
