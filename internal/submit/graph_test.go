@@ -2,6 +2,7 @@ package submit
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -31,6 +32,7 @@ func TestBuildGraph(t *testing.T) {
 		{name: "bytes per task bound", opts: GraphOptions{Image: "af/os-count", Files: files(10, 1000), MaxLoadBytes: 2500}, wantMappers: 5},
 		{name: "one big load", opts: GraphOptions{Image: "af/os-count", Files: files(10, 1)}, wantMappers: 1},
 		{name: "no files", opts: GraphOptions{Image: "af/os-count"}, wantErr: "no input files"},
+		{name: "etags not one per file", opts: GraphOptions{Image: "af/os-count", Files: files(3, 1), ETags: []string{"a"}}, wantErr: "1 ETags for 3 input files"},
 		{name: "no image", opts: GraphOptions{Files: files(1, 1)}, wantErr: "no image"},
 		{name: "env may not set credentials", opts: GraphOptions{Image: "x", Files: files(1, 1), Env: map[string]string{"credentials": "x"}}, wantErr: "af sets CREDENTIALS itself"},
 		{name: "env may not set the container's output", opts: GraphOptions{Image: "x", Files: files(1, 1), Env: map[string]string{"AF_OUTPUT": "/tmp/x"}}, wantErr: "--env AF_OUTPUT: the worker sets AF_OUTPUT for the job's container (see images/README.md); remove --env AF_OUTPUT"},
@@ -149,5 +151,87 @@ func TestFailedTasks(t *testing.T) {
 	want := "mapper 1/2 (m1): failed: ZeroDivisionError: division by zero\nreducer (r): exception/dependency-failed"
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestBuildGraphPinsETags: each mapper carries its own files' ETags in its
+// files' order (largest first), and a graph without ETags carries none.
+func TestBuildGraphPinsETags(t *testing.T) {
+	t.Parallel()
+	in := files(10, 100)
+	tags := make([]string, len(in))
+	for i := range in {
+		tags[i] = fmt.Sprintf("etag%02d", i)
+	}
+	tags[4] = "" // a file S3 gave no ETag is read unpinned
+	o := GraphOptions{Image: "af/os-count", Files: in, ETags: tags, MaxFilesPerTask: 3, Now: time.Unix(1e9, 0)}
+	g, err := BuildGraph(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i, f := range in {
+		want[f.Key] = tags[i]
+	}
+	seen := 0
+	for _, gt := range g.Tasks {
+		p := gt.Task.Payload
+		if p.Kind == taskdef.KindReducer {
+			if p.InputETags != nil {
+				t.Errorf("the reducer pins %v", p.InputETags)
+			}
+			continue
+		}
+		if len(p.InputETags) != len(p.Inputs) {
+			t.Fatalf("mapper %s: %d ETags for %d inputs", gt.Task.Metadata.Name, len(p.InputETags), len(p.Inputs))
+		}
+		for j, f := range p.Inputs {
+			if p.InputETags[j] != want[f.Key] {
+				t.Errorf("%s pinned to %q, want %q", f.Key, p.InputETags[j], want[f.Key])
+			}
+			seen++
+		}
+	}
+	if seen != len(in) {
+		t.Fatalf("%d files pinned, want %d", seen, len(in))
+	}
+	o.ETags = nil
+	g, err = BuildGraph(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gt := range g.Tasks {
+		if gt.Task.Payload.InputETags != nil {
+			t.Fatal("a graph without ETags pins some")
+		}
+	}
+	// The record says what the graph was built from, defaults filled in.
+	o.GraphID = g.GraphID
+	p := RecordOf(taskdef.Provenance{MadeBy: "af submit"}, o)
+	if p.GraphID != g.GraphID || p.Job.MaxFilesPerTask != 3 || p.Job.MaxLoadBytes != DefaultMaxLoadBytes || p.Job.Retries != DefaultRetries ||
+		p.Job.Deadline != int(DefaultDeadline/time.Second) || len(p.Inputs) != len(in) || !p.Created.Equal(time.Unix(1e9, 0)) {
+		t.Errorf("record %+v", p)
+	}
+}
+
+// TestInputsChangedError names what is gone and what was rewritten, a
+// few at a time, and what to do.
+func TestInputsChangedError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		gone, changed []string
+		want          string
+	}{
+		{nil, []string{"k1"}, "of its 9 input files in s3://b/p/ 1 was rewritten (its ETag or size differs: k1), as the index"},
+		{[]string{"g1", "g2", "g3", "g4", "g5"}, nil, " 5 are gone (g1, g2, g3, and 2 more), as the index"},
+		{[]string{"g1"}, []string{"k1", "k2"}, " 1 is gone (g1) and 2 were rewritten (their ETag or size differs: k1, k2), as"},
+	} {
+		err := &InputsChangedError{GraphID: "G", Gone: tc.gone, Changed: tc.changed, Total: 9, Bucket: "b", Prefix: "p/"}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || !strings.Contains(msg, "af submit") || !strings.HasPrefix(msg, "graph G cannot run exactly again") {
+			t.Errorf("message %q, want %q", msg, tc.want)
+		}
+		if !errors.Is(err, ErrInput) || !errors.Is(err, ErrInputsChanged) {
+			t.Errorf("%v is not ErrInput and ErrInputsChanged", err)
+		}
 	}
 }

@@ -76,11 +76,15 @@ func (e *InputsChangedError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "graph %s cannot run exactly again: of its %d input files in s3://%s/%s", e.GraphID, e.Total, e.Bucket, e.Prefix)
 	var parts []string
-	if len(e.Gone) > 0 {
-		parts = append(parts, fmt.Sprintf(" %d are gone (%s)", len(e.Gone), firstFew(e.Gone)))
+	if n := len(e.Gone); n == 1 {
+		parts = append(parts, fmt.Sprintf(" 1 is gone (%s)", e.Gone[0]))
+	} else if n > 1 {
+		parts = append(parts, fmt.Sprintf(" %d are gone (%s)", n, firstFew(e.Gone)))
 	}
-	if len(e.Changed) > 0 {
-		parts = append(parts, fmt.Sprintf(" %d were rewritten (their ETag differs: %s)", len(e.Changed), firstFew(e.Changed)))
+	if n := len(e.Changed); n == 1 {
+		parts = append(parts, fmt.Sprintf(" 1 was rewritten (its ETag or size differs: %s)", e.Changed[0]))
+	} else if n > 1 {
+		parts = append(parts, fmt.Sprintf(" %d were rewritten (their ETag or size differs: %s)", n, firstFew(e.Changed)))
 	}
 	b.WriteString(strings.Join(parts, " and"))
 	b.WriteString(", as the index has them now. af resubmit reads only the files the graph read, at the versions it read; run the filter again with af submit (the filter is in `af provenance GRAPH`) to process the data as it is now, or refresh the index (af index build) if it is out of date")

@@ -1,0 +1,106 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/taskdef"
+)
+
+// TestProvenanceRoutes: a graph's provenance is written by whoever may
+// change the graph, once, and read by whoever may read the graph; a
+// record for another graph than its path, or with ETags that do not match
+// its inputs, is refused.
+func TestProvenanceRoutes(t *testing.T) {
+	t.Parallel()
+	e := newUsersEnv(t, "")
+	ctx := ctxT(t)
+	alice, aliceTok := e.addUser(t, "alice@example.com", "submit", nil)
+	bob, _ := e.addUser(t, "bob@example.com", "submit", nil)
+	reader, _ := e.addUser(t, "lead@example.com", "read", nil)
+	anon := queueclient.New(e.url, "")
+
+	g := testGraph(2, e.clock.Now())
+	g.Owner = "alice@example.com"
+	for i := range g.Tasks {
+		g.Tasks[i].Task.Metadata.Owner = g.Owner
+	}
+	if _, err := alice.CreateGraph(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	p := taskdef.Provenance{
+		GraphID: g.GraphID, MadeBy: "af submit", Image: taskdef.ImageRecord{Asked: "af/os-count", Ref: "sha256:" + strings.Repeat("c", 64), Source: "image-id"},
+		Filter: json.RawMessage(`{"version":1}`), Rendered: json.RawMessage(`{"version":1}`), Bucket: "telemetry",
+		Inputs: []taskdef.InputFile{{Key: "a", Size: 1}, {Key: "b", Size: 2}}, ETags: []string{"e1", "e2"},
+	}
+	status := func(err error) int {
+		var ae *queueclient.APIError
+		if errors.As(err, &ae) {
+			return ae.Status
+		}
+		if err != nil {
+			t.Fatalf("not an API error: %v", err)
+		}
+		return 200
+	}
+	if got := status(bob.PutProvenance(ctx, p)); got != http.StatusForbidden {
+		t.Errorf("bob writes alice's graph's record: %d, want 403", got)
+	}
+	bad := p
+	bad.ETags = []string{"e1"}
+	if err := alice.PutProvenance(ctx, bad); status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "etags: 1 for 2 inputs") {
+		t.Errorf("ETags that do not match the inputs: %v", err)
+	}
+	missing := p
+	missing.GraphID = "no-such-graph"
+	if got := status(alice.PutProvenance(ctx, missing)); got != http.StatusNotFound {
+		t.Errorf("record of a graph that does not exist: %d, want 404", got)
+	}
+	// The path's graph, not the body's.
+	body, _ := json.Marshal(missing)
+	req, _ := http.NewRequest(http.MethodPut, e.url+"/api/v1/graphs/"+g.GraphID+"/provenance", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+aliceTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg bytes.Buffer
+	_, _ = msg.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(msg.String(), "is not the graph of the path") {
+		t.Errorf("a record under another graph's path: %d %s", resp.StatusCode, msg.String())
+	}
+
+	if _, err := alice.Provenance(ctx, g.GraphID); !errors.Is(err, queueclient.ErrNotFound) {
+		t.Errorf("before it is written: %v", err)
+	}
+	if err := alice.PutProvenance(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.PutProvenance(ctx, p); err != nil {
+		t.Errorf("the same record again: %v", err)
+	}
+	other := p
+	other.Env = map[string]string{"K": "V"}
+	if got := status(alice.PutProvenance(ctx, other)); got != http.StatusConflict {
+		t.Errorf("another record for the graph: %d, want 409", got)
+	}
+
+	for name, c := range map[string]*queueclient.Client{"alice": alice, "a read identity": reader} {
+		got, err := c.Provenance(ctx, g.GraphID)
+		if err != nil || got.GraphID != g.GraphID || got.Image != p.Image || len(got.Inputs) != 2 || got.ETags[1] != "e2" || got.Env != nil {
+			t.Errorf("%s reads the record: %+v %v", name, got, err)
+		}
+	}
+	if _, err := bob.Provenance(ctx, g.GraphID); status(err) != http.StatusForbidden {
+		t.Errorf("bob reads alice's graph's record: %v", err)
+	}
+	if _, err := anon.Provenance(ctx, g.GraphID); status(err) != http.StatusUnauthorized {
+		t.Errorf("an anonymous caller reads the record: %v", err)
+	}
+}
