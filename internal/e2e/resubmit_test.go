@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -95,7 +96,14 @@ func TestResubmitRunsTheSameGraphAgain(t *testing.T) {
 	if p.GraphID != first || p.MadeBy != "af submit" || p.Image.Asked != tag || p.Image.Ref != idA || p.Image.Source != "image-id" {
 		t.Errorf("provenance names graph %s made by %q, image %+v; want %s, af submit, %s pinned to %s", p.GraphID, p.MadeBy, p.Image, first, tag, idA)
 	}
-	if string(p.Filter) != string(filterJSON) || string(p.Rendered) != string(filterJSON) || p.FilterName != "filters/Filter.json" {
+	compact := func(b []byte) string {
+		var out bytes.Buffer
+		if err := json.Compact(&out, b); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		return out.String()
+	}
+	if compact(p.Filter) != compact(filterJSON) || compact(p.Rendered) != compact(filterJSON) || p.FilterName != "filters/Filter.json" {
 		t.Errorf("provenance filter %q (%s), want Filter.json as given", p.Filter, p.FilterName)
 	}
 	if !strings.Contains(p.JobSpec, "language: python") || p.Env["NOTE"] != "first run" || p.Job.MaxFilesPerTask != 2 || p.Job.Owner != "analyst@example.com" {
