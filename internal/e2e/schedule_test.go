@@ -164,6 +164,30 @@ func TestScheduleBackfillEndToEnd(t *testing.T) {
 			t.Errorf("af runs does not show %s completed:\n%s", day, out)
 		}
 	}
+	// Each run records what it was made from: the template as given, the
+	// filter as rendered for its date, its schedule and target; af
+	// resubmit runs one again, to the same result.
+	runs, err := c.Submit.ScheduleRuns(context.Background(), "daily-os")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mid taskdef.ScheduleRun
+	for _, r := range runs.Runs {
+		if r.Label == days[1] {
+			mid = r
+		}
+	}
+	prov, err := c.Submit.Provenance(context.Background(), mid.GraphID)
+	if err != nil {
+		t.Fatalf("the run of %s (graph %q) has no provenance: %v", days[1], mid.GraphID, err)
+	}
+	if prov.MadeBy != "schedule" || prov.Schedule != "daily-os" || prov.Target == nil || !prov.Target.Equal(mid.Target) ||
+		!strings.Contains(string(prov.Filter), "__TARGET_DATE__") || !strings.Contains(string(prov.Rendered), `["`+days[1]+`"]`) || strings.Contains(string(prov.Rendered), "__TARGET") || len(prov.ETags) != len(prov.Inputs) || len(prov.Inputs) == 0 {
+		t.Errorf("run %s's provenance: made by %q, schedule %q, target %v, filter %s, rendered %s, %d inputs %d etags", days[1], prov.MadeBy, prov.Schedule, prov.Target, prov.Filter, prov.Rendered, len(prov.Inputs), len(prov.ETags))
+	}
+	if out, errOut, err := run("resubmit", mid.GraphID, "--wait", "-q"); err != nil || out != want[days[1]] {
+		t.Errorf("af resubmit of the %s run: %v\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", days[1], err, out, want[days[1]], errOut)
+	}
 	if out, _, err := run("schedule", "list"); err != nil || !strings.Contains(out, "daily-os") || !strings.Contains(out, "active") {
 		t.Errorf("af schedule list: %v\n%s", err, out)
 	}

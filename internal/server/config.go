@@ -224,8 +224,10 @@ const (
 	// DefaultMaxGraphBytes is twice the largest graph measured (7,153
 	// mappers over 150,000 files: 31.4 MiB of JSON) and holds 3,000
 	// mappers of 170 files each (510,000 files: 56 MiB; about 110 bytes
-	// per file plus each mapper's sealed credentials). Creating a graph
-	// grows af serve by about 2.5 times its size (TestGraphBodyMemory).
+	// per file plus each mapper's sealed credentials; af submit's graphs
+	// pin each file's ETag too, about 35 bytes more). Creating a graph
+	// grows af serve by 2.5 to 4 times its size, the most when the
+	// collector does not run during the request (TestGraphBodyMemory).
 	DefaultMaxGraphBytes = 64 << 20
 	// DefaultMaxPendingPerOwner bounds one owner's waiting tasks: a
 	// shared cluster's queue holds several 3,000-mapper backfills of one

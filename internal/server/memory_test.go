@@ -24,21 +24,25 @@ import (
 // bigGraph is the graph `af submit` builds for a large job: mappers of
 // filesPer input files each (keys shaped like a telemetry layout), every
 // mapper carrying a sealed-credentials blob the size real ones have.
-func bigGraph(t *testing.T, mappers, filesPer int) taskdef.Graph {
+func bigGraph(t *testing.T, mappers, filesPer int, etags bool) taskdef.Graph {
 	t.Helper()
 	files := make([]taskdef.InputFile, 0, mappers*filesPer)
+	var tags []string
 	for i := range mappers * filesPer {
 		files = append(files, taskdef.InputFile{
 			Key:  fmt.Sprintf("telemetry/v4/saved_session/Firefox/release/%d.0/2026%04d/part-%08d.json.gz", 100+i%40, 101+i%1200, i),
 			Size: 10<<20 + int64(i%4096),
 		})
+		if etags {
+			tags = append(tags, fmt.Sprintf("%032x", i*7919))
+		}
 	}
 	sealed := make([]byte, 700)
 	_, _ = rand.Read(sealed)
 	g, err := submit.BuildGraph(submit.GraphOptions{
 		Name: "os-count", Owner: "analyst@example.org", Image: "af/os-count",
 		Bucket: "telemetry", Prefix: "telemetry/v4/", Schema: []string{"docType", "app", "channel", "version", "date"},
-		Files: files, MaxFilesPerTask: filesPer, MaxLoadBytes: 1 << 50,
+		Files: files, ETags: tags, MaxFilesPerTask: filesPer, MaxLoadBytes: 1 << 50,
 		SealedCredentials: base64.StdEncoding.EncodeToString(sealed),
 		Now:               time.Now(),
 	})
@@ -184,8 +188,13 @@ func TestGraphBodyMemory(t *testing.T) {
 	if check {
 		bin = buildAF(t, dir)
 	}
-	tmpl := bigGraph(t, 3000, 170)
+	tmpl := bigGraph(t, 3000, 170, false)
 	within, err := json.Marshal(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// af submit's graphs pin each file's ETag (Payload.InputETags).
+	pinned, err := json.Marshal(bigGraph(t, 2300, 170, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +225,9 @@ func TestGraphBodyMemory(t *testing.T) {
 
 	ok := measure(fmt.Sprintf("within-cap graph (%d tasks, %.1f MiB)", len(tmpl.Tasks), float64(len(within))/MiB), func(addr string) (int, string) {
 		return rawPost(t, addr, "/api/v1/graphs", submitTok, int64(len(within)), bytes.NewReader(within))
+	})
+	okPinned := measure(fmt.Sprintf("within-cap graph with ETags (%.1f MiB)", float64(len(pinned))/MiB), func(addr string) (int, string) {
+		return rawPost(t, addr, "/api/v1/graphs", submitTok, int64(len(pinned)), bytes.NewReader(pinned))
 	})
 	lengthed := measure("200 MiB graph with Content-Length", func(addr string) (int, string) {
 		return rawPost(t, addr, "/api/v1/graphs", submitTok, over, &graphStream{tmpl: tmpl, size: over})
@@ -267,5 +279,19 @@ func TestGraphBodyMemory(t *testing.T) {
 	// decoding garbage (2.5 x measured; 4.2 x before the streamed decode).
 	if ok.growth > 7*int64(len(within))/2 {
 		t.Errorf("a %d MiB graph grew af serve by %d MiB, more than 3.5 x its size", len(within)/MiB, ok.growth/MiB)
+	}
+	if okPinned.status != http.StatusOK || len(pinned) > DefaultMaxGraphBytes {
+		t.Fatalf("within-cap graph with ETags (%d bytes): %d %s", len(pinned), okPinned.status, okPinned.msg)
+	}
+	// The same bound with ETags pinned would fail by chance, not by
+	// cost: with the collector off (GOGC=off), the graph without ETags
+	// grows af serve by 4.0 x its size and the one with them by 3.85 x,
+	// since a long string per task (Payload.InputETags) costs less per
+	// byte than the keys and sizes. With GOGC=800 the graph without
+	// happens to be collected during the request (2.6 to 3.3 x over
+	// sizes from 37 to 56 MiB) and the one with them mostly not
+	// (3.76 x): the ceiling for either is what nothing collected costs.
+	if okPinned.growth > 4*int64(len(pinned)) {
+		t.Errorf("a %d MiB graph with ETags grew af serve by %d MiB, more than 4 x its size", len(pinned)/MiB, okPinned.growth/MiB)
 	}
 }

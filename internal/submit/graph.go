@@ -122,10 +122,11 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 		sort.SliceStable(load, func(a, b int) bool { return load[a].Size > load[b].Size })
 		t.Payload.Inputs = load
 		if etags != nil {
-			t.Payload.InputETags = make([]string, len(load))
+			tags := make([]string, len(load))
 			for j, in := range load {
-				t.Payload.InputETags[j] = etags[in.Key]
+				tags[j] = etags[in.Key]
 			}
+			t.Payload.InputETags = taskdef.JoinETags(tags)
 		}
 		t.Payload.Bucket, t.Payload.Prefix, t.Payload.Schema, t.Payload.Layout = o.Bucket, o.Prefix, o.Schema, o.Layout
 		if o.SealedCredentials != "" {

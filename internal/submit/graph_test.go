@@ -177,17 +177,18 @@ func TestBuildGraphPinsETags(t *testing.T) {
 	for _, gt := range g.Tasks {
 		p := gt.Task.Payload
 		if p.Kind == taskdef.KindReducer {
-			if p.InputETags != nil {
+			if p.InputETags != "" {
 				t.Errorf("the reducer pins %v", p.InputETags)
 			}
 			continue
 		}
-		if len(p.InputETags) != len(p.Inputs) {
-			t.Fatalf("mapper %s: %d ETags for %d inputs", gt.Task.Metadata.Name, len(p.InputETags), len(p.Inputs))
+		pins := taskdef.SplitETags(p.InputETags)
+		if len(pins) != len(p.Inputs) {
+			t.Fatalf("mapper %s: %d ETags for %d inputs", gt.Task.Metadata.Name, len(pins), len(p.Inputs))
 		}
 		for j, f := range p.Inputs {
-			if p.InputETags[j] != want[f.Key] {
-				t.Errorf("%s pinned to %q, want %q", f.Key, p.InputETags[j], want[f.Key])
+			if pins[j] != want[f.Key] {
+				t.Errorf("%s pinned to %q, want %q", f.Key, pins[j], want[f.Key])
 			}
 			seen++
 		}
@@ -201,7 +202,7 @@ func TestBuildGraphPinsETags(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, gt := range g.Tasks {
-		if gt.Task.Payload.InputETags != nil {
+		if gt.Task.Payload.InputETags != "" {
 			t.Fatal("a graph without ETags pins some")
 		}
 	}

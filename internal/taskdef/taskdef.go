@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -126,16 +127,36 @@ type Payload struct {
 	Layout string `json:"layout,omitempty"`
 	// Inputs are the mapper's files, largest first.
 	Inputs []InputFile `json:"inputs,omitempty"`
-	// InputETags, when set, are Inputs' versions in the same order
-	// (unquoted S3 ETags; "" for a file with none): the worker reads
-	// each file only at that version (If-Match), so a file rewritten
-	// after submission fails the task rather than feeding it other data.
-	// A list beside Inputs, not a field of InputFile, so graphs without
-	// it cost nothing more.
-	InputETags []string `json:"inputETags,omitempty"`
+	// InputETags, when set, are Inputs' versions in the same order,
+	// unquoted S3 ETags separated by single spaces (an empty one for a
+	// file with none; see SplitETags): the worker reads each file only at
+	// that version (If-Match), so a file rewritten after submission fails
+	// the task rather than feeding it other data. One string per task,
+	// not a field of InputFile nor a list of strings, so that graphs
+	// without it cost nothing and af serve holds one allocation per task
+	// for it (TestGraphBodyMemory); a space is no character of an ETag.
+	InputETags string `json:"inputETags,omitempty"`
 	// MaxRunTime is the container's wall-clock limit in seconds.
 	MaxRunTime int    `json:"maxRunTime"`
 	Limits     Limits `json:"limits,omitempty"`
+}
+
+// JoinETags is InputETags' form of a list of ETags ("" when none is set).
+func JoinETags(tags []string) string {
+	for _, t := range tags {
+		if t != "" {
+			return strings.Join(tags, " ")
+		}
+	}
+	return ""
+}
+
+// SplitETags is InputETags as a list (nil when empty).
+func SplitETags(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, " ")
 }
 
 // Metadata describes a task for people.

@@ -78,7 +78,7 @@ func (w *Worker) newFeeder(p taskdef.Payload, spec jobspec.Spec, tlog *taskLog) 
 		open:         w.cfg.Decompress,
 		logLine:      tlog.logf,
 		retry:        s3Retry{Clock: w.clock},
-		etags:        p.InputETags,
+		etags:        taskdef.SplitETags(p.InputETags),
 	}
 	return f, nil
 }

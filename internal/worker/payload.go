@@ -190,10 +190,12 @@ func checkPayload(p taskdef.Payload, c Ceilings) error {
 		}
 		total += in.Size
 	}
-	if len(p.InputETags) != 0 && len(p.InputETags) != len(p.Inputs) {
-		return fmt.Errorf("payload.inputETags has %d entries for %d inputs: it must list one ETag per input file, in the same order", len(p.InputETags), len(p.Inputs))
+	// Counted before it is split: a hostile string of spaces would split
+	// into millions of entries.
+	if n := strings.Count(p.InputETags, " ") + 1; p.InputETags != "" && n != len(p.Inputs) {
+		return fmt.Errorf("payload.inputETags has %d entries for %d inputs: it must list one ETag per input file, in the same order, separated by single spaces", n, len(p.Inputs))
 	}
-	for i, tag := range p.InputETags {
+	for i, tag := range taskdef.SplitETags(p.InputETags) {
 		// It becomes an If-Match header: printable, unquoted, short.
 		if len(tag) > maxETagBytes || strings.ContainsFunc(tag, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {
 			return fmt.Errorf("payload.inputETags[%d] must be an unquoted S3 ETag of at most %d printable characters", i, maxETagBytes)
