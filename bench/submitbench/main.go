@@ -388,6 +388,9 @@ func startServe(ctx context.Context, af, dir, dataDir, pubPath, s3Endpoint strin
 		},
 		S3:      server.S3Config{Endpoint: s3Endpoint, Bucket: artifactBucket},
 		PoolKey: pubPath,
+		// Every timed submit posts 7,153 tasks of one owner and none
+		// runs: the default cap (20,000 waiting) would refuse the third.
+		MaxPendingPerOwner: new(int), // 0: no cap
 	}
 	body, err := yaml.Marshal(&cfg)
 	if err != nil {

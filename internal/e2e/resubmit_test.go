@@ -75,7 +75,7 @@ func TestResubmitRunsTheSameGraphAgain(t *testing.T) {
 	}
 
 	code, stdout, stderr := runAF(t, afCmd(c, afBin, "submit", "filters/Filter.json", tag, "--env", "NOTE=first run",
-		"--max-files-per-task", "2", "--owner", "analyst@example.com", "--wait"))
+		"--max-files-per-task", "1", "--owner", "analyst@example.com", "--wait"))
 	if code != 0 || stdout != want {
 		t.Fatalf("af submit: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -107,7 +107,7 @@ func TestResubmitRunsTheSameGraphAgain(t *testing.T) {
 	if compact(p.Filter) != compact(filterJSON) || compact(p.Rendered) != compact(filterJSON) || p.FilterName != "filters/Filter.json" {
 		t.Errorf("provenance filter %q (%s), want Filter.json as given", p.Filter, p.FilterName)
 	}
-	if !strings.Contains(p.JobSpec, "language: python") || p.Env["NOTE"] != "first run" || p.Job.MaxFilesPerTask != 2 || p.Job.Owner != "analyst@example.com" {
+	if !strings.Contains(p.JobSpec, "language: python") || p.Env["NOTE"] != "first run" || p.Job.MaxFilesPerTask != 1 || p.Job.Owner != "analyst@example.com" {
 		t.Errorf("provenance job spec %q, env %v, job %+v", p.JobSpec, p.Env, p.Job)
 	}
 	if len(p.Inputs) != selected || len(p.ETags) != selected || p.Bucket != clustertest.InputBucket {
@@ -150,8 +150,27 @@ def reduce(key, values, context):
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.MadeBy != "af resubmit" || q.ResubmitOf != first || q.Image != p.Image || q.Env["NOTE"] != "first run" || len(q.Inputs) != selected || q.Job.MaxFilesPerTask != 2 {
+	if q.MadeBy != "af resubmit" || q.ResubmitOf != first || q.Image != p.Image || q.Env["NOTE"] != "first run" || len(q.Inputs) != selected || q.Job.MaxFilesPerTask != 1 {
 		t.Errorf("the resubmitted graph's record: made by %q, of %q, image %+v, env %v, %d inputs, job %+v", q.MadeBy, q.ResubmitOf, q.Image, q.Env, len(q.Inputs), q.Job)
+	}
+	// The same mappers, each over the same files.
+	mappersOf := func(r taskdef.Provenance) []string {
+		var out []string
+		next := 0
+		for _, n := range r.Loads {
+			var keys []string
+			for _, in := range r.Inputs[next : next+n] {
+				keys = append(keys, in.Key)
+			}
+			slices.Sort(keys)
+			out = append(out, strings.Join(keys, " "))
+			next += n
+		}
+		slices.Sort(out)
+		return out
+	}
+	if a, b := mappersOf(p), mappersOf(q); len(a) < 2 || !slices.Equal(a, b) {
+		t.Errorf("the resubmitted graph's mappers read\n%q\nthe first's\n%q", b, a)
 	}
 	gs, err := c.Submit.Graph(ctx, again)
 	if err != nil {

@@ -106,3 +106,61 @@ func gunzip(z []byte) ([]byte, error) {
 func (w *wtx) deleteProvenance(graphID string) error {
 	return w.tx.Bucket(bProvenance).Delete([]byte(graphID))
 }
+
+// GraphInputs returns the files graph graphID's mappers read, mapper by
+// mapper in task id order, their pinned ETags in the same order ("" for
+// a file a task does not pin) and how many files each mapper reads: the
+// input list of the graph's provenance, read from the tasks that carry it
+// rather than stored twice.
+func (q *Queue) GraphInputs(ctx context.Context, graphID string) (inputs []taskdef.InputFile, etags []string, loads []int, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
+	}
+	err = q.db.View(func(tx *bolt.Tx) error {
+		var g graphRec
+		if err := viewGraph(tx, graphID, &g); err != nil {
+			return err
+		}
+		defs := tx.Bucket(bDefs)
+		prefix := pairKey(graphID, "")
+		c := tx.Bucket(bGraphTask).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			raw := defs.Get(k[len(prefix):])
+			if raw == nil {
+				continue
+			}
+			// Only the payload's input fields are decoded.
+			var d struct {
+				Payload struct {
+					Kind       taskdef.Kind        `json:"kind"`
+					Inputs     []taskdef.InputFile `json:"inputs"`
+					InputETags string              `json:"inputETags"`
+				} `json:"payload"`
+			}
+			if err := json.Unmarshal(raw, &d); err != nil {
+				return fmt.Errorf("task %s of graph %s: %w", k[len(prefix):], graphID, err)
+			}
+			if d.Payload.Kind != taskdef.KindMapper || len(d.Payload.Inputs) == 0 {
+				continue
+			}
+			tags := taskdef.SplitETags(d.Payload.InputETags)
+			for i := range d.Payload.Inputs {
+				tag := ""
+				if i < len(tags) {
+					tag = tags[i]
+				}
+				etags = append(etags, tag)
+			}
+			inputs = append(inputs, d.Payload.Inputs...)
+			loads = append(loads, len(d.Payload.Inputs))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if taskdef.JoinETags(etags) == "" {
+		etags = nil // no task pins any
+	}
+	return inputs, etags, loads, nil
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,3 +109,30 @@ func TestProvenance(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGraphInputs: a graph's input list is read from its mappers, with
+// each task's pinned ETags, and is nil-ETagged when no task pins any.
+func TestGraphInputs(t *testing.T) {
+	t.Parallel()
+	q, _ := newQueue(t)
+	ctx := context.Background()
+	g := mapReduce("graph-gi", 3, 0)
+	g.Tasks[1].Task.Payload.InputETags = "e1 e2"
+	mustCreate(t, q, g)
+	in, tags, loads, err := q.GraphInputs(ctx, "graph-gi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != 6 || len(tags) != 6 || !eqInts(loads, []int{2, 2, 2}) || strings.Join(tags, ",") != ",,e1,e2,," || in[2].Key != "a/b.log.gz" || in[3].Size != 50 {
+		t.Fatalf("inputs %v, etags %q, loads %v", in, tags, loads)
+	}
+	mustCreate(t, q, mapReduce("graph-gj", 2, 0))
+	if in, tags, loads, err := q.GraphInputs(ctx, "graph-gj"); err != nil || len(in) != 4 || tags != nil || len(loads) != 2 {
+		t.Fatalf("no pins: %d inputs, etags %q, loads %v, %v", len(in), tags, loads, err)
+	}
+	if _, _, _, err := q.GraphInputs(ctx, "graph-none"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a graph that does not exist: %v", err)
+	}
+}
+
+func eqInts(a, b []int) bool { return slices.Equal(a, b) }

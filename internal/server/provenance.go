@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -27,8 +29,8 @@ func (s *Server) putProvenance(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case p.GraphID != id:
 		return badRequest("graphId %q is not the graph of the path (%s): send the record of graph %s", p.GraphID, id, id)
-	case len(p.ETags) != 0 && len(p.ETags) != len(p.Inputs):
-		return badRequest("etags: %d for %d inputs; list one ETag per input, in the same order", len(p.ETags), len(p.Inputs))
+	case len(p.Inputs) != 0 || len(p.ETags) != 0 || len(p.Loads) != 0:
+		return badRequest("inputs, etags and loads: the record's input list is the graph's own (read from its mapper tasks on GET); send the record without them")
 	}
 	if err := s.q.PutProvenance(r.Context(), p); err != nil {
 		return err
@@ -48,9 +50,14 @@ func (s *Server) getProvenance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_, err = w.Write(raw)
-	return err
+	var p taskdef.Provenance
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return fmt.Errorf("graph %s's provenance record: %w", id, err)
+	}
+	if p.Inputs, p.ETags, p.Loads, err = s.q.GraphInputs(r.Context(), id); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, p)
 }
 
 // imageSource is how a scheduled run's image reference pins it (the

@@ -7,6 +7,7 @@ package submit
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type GraphOptions struct {
 	// each mapper carries its files' as Payload.InputETags, so the
 	// workers read those versions and no other.
 	ETags []string
+	// Loads, when set, is how many of Files (in order) each mapper reads,
+	// instead of balancing them: af resubmit makes the same mappers again.
+	Loads []int
 
 	MaxLoadBytes    int64
 	MaxFilesPerTask int
@@ -85,7 +89,10 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	// after a job that ran to its deadline.
 	expires := deadline.Add(7 * 24 * time.Hour)
 
-	loads := partition.Balance(o.Files, o.MaxLoadBytes, o.MaxFilesPerTask)
+	loads, err := o.loads()
+	if err != nil {
+		return taskdef.Graph{}, err
+	}
 	var etags map[string]string
 	for i, tag := range o.ETags {
 		if tag == "" {
@@ -141,6 +148,26 @@ func BuildGraph(o GraphOptions) (taskdef.Graph, error) {
 	r.Payload.Env[taskdef.EnvInputTaskIDs] = strings.Join(ids, " ")
 	g.Tasks = append(g.Tasks, taskdef.GraphTask{TaskID: taskdef.NewID(), Task: r})
 	return g, nil
+}
+
+// loads splits Files into the mappers' loads: as Loads says, or balanced.
+func (o GraphOptions) loads() ([][]taskdef.InputFile, error) {
+	if len(o.Loads) == 0 {
+		return partition.Balance(o.Files, o.MaxLoadBytes, o.MaxFilesPerTask), nil
+	}
+	out := make([][]taskdef.InputFile, 0, len(o.Loads))
+	rest := o.Files
+	for i, n := range o.Loads {
+		if n <= 0 || n > len(rest) {
+			return nil, fmt.Errorf("load %d reads %d files, and %d of the %d input files are left: the loads must split the files exactly", i, n, len(rest), len(o.Files))
+		}
+		out = append(out, slices.Clone(rest[:n]))
+		rest = rest[n:]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("the loads read %d of the %d input files: they must split the files exactly", len(o.Files)-len(rest), len(o.Files))
+	}
+	return out, nil
 }
 
 // withDefaults fills the options left zero with the defaults.

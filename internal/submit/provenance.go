@@ -23,6 +23,8 @@ func (p ImagePin) Record() taskdef.ImageRecord {
 // RecordOf completes prov (who made the graph, the image, the filter) with
 // what BuildGraph made the graph from: o, with its GraphID set, as given
 // to BuildGraph; the defaults o left zero are recorded as the values used.
+// The input files are left out: the graph's mappers carry them, and af
+// serve adds them to the record it answers.
 func RecordOf(prov taskdef.Provenance, o GraphOptions) taskdef.Provenance {
 	o = o.withDefaults()
 	prov.GraphID = o.GraphID
@@ -36,7 +38,8 @@ func RecordOf(prov taskdef.Provenance, o GraphOptions) taskdef.Provenance {
 	}
 	prov.Env = o.Env
 	prov.Bucket, prov.Prefix, prov.Schema, prov.Layout = o.Bucket, o.Prefix, o.Schema, o.Layout
-	prov.Inputs, prov.ETags = o.Files, o.ETags
+	// The inputs are the graph's own tasks' (af serve adds them on GET).
+	prov.Inputs, prov.ETags, prov.Loads = nil, nil, nil
 	return prov
 }
 
@@ -115,6 +118,8 @@ func (s *Submitter) Replan(ctx context.Context, r ResubmitRequest) (Plan, error)
 		return Plan{}, fmt.Errorf("graph %s's record lists no input files; it cannot be resubmitted", p.GraphID)
 	case len(p.ETags) != 0 && len(p.ETags) != len(p.Inputs):
 		return Plan{}, fmt.Errorf("graph %s's record has %d ETags for %d input files; it is damaged and cannot be resubmitted", p.GraphID, len(p.ETags), len(p.Inputs))
+	case sum(p.Loads) != len(p.Inputs):
+		return Plan{}, fmt.Errorf("graph %s's record splits %d of its %d input files into mappers; it is damaged and cannot be resubmitted", p.GraphID, sum(p.Loads), len(p.Inputs))
 	case p.Image.Ref == "":
 		return Plan{}, fmt.Errorf("graph %s's record names no image; it cannot be resubmitted", p.GraphID)
 	case p.Image.Source == "unpinned":
@@ -147,6 +152,7 @@ func (s *Submitter) Replan(ctx context.Context, r ResubmitRequest) (Plan, error)
 		Retries: p.Job.Retries, Limits: p.Job.Limits,
 		PublicKey: r.PublicKey, CredentialsTTL: r.CredentialsTTL, CredentialsMode: r.CredentialsMode, RoleARN: r.RoleARN,
 	}
+	req.loads = p.Loads // the same mappers, each over the same files
 	res := taskdef.IndexResult{Bucket: p.Bucket, Prefix: p.Prefix, Schema: p.Schema, Layout: p.Layout, Objects: p.Inputs, ETags: p.ETags}
 	again := taskdef.Provenance{
 		MadeBy: "af resubmit", ResubmitOf: p.GraphID, Image: p.Image, JobSpec: p.JobSpec,
@@ -196,4 +202,12 @@ func (s *Submitter) checkInputs(ctx context.Context, p taskdef.Provenance, index
 		return e
 	}
 	return nil
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }

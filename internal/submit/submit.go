@@ -55,6 +55,10 @@ type Request struct {
 	CredentialsTTL  time.Duration
 	CredentialsMode creds.Mode
 	RoleARN         string
+
+	// loads, from af resubmit, keeps the original's mappers
+	// (GraphOptions.Loads).
+	loads []int
 }
 
 // Submitter plans and posts jobs.
@@ -205,7 +209,7 @@ func (s *Submitter) assemble(ctx context.Context, r Request, pin ImagePin, res t
 	t2 := s.now()
 	o := GraphOptions{
 		GraphID: graphID, Name: r.Name, Owner: r.Owner, Priority: r.Priority, Image: r.Image, Bucket: res.Bucket, Prefix: res.Prefix, Schema: schema, Layout: res.Layout,
-		Files: res.Objects, ETags: res.ETags, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
+		Files: res.Objects, ETags: res.ETags, Loads: r.loads, MaxLoadBytes: r.MaxLoadBytes, MaxFilesPerTask: r.MaxFilesPerTask, Env: r.Env,
 		SealedCredentials: sc.Sealed, MaxRunTime: r.MaxRunTime, Deadline: deadline, Retries: r.Retries,
 		Limits: r.Limits, Now: now,
 	}

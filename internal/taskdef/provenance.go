@@ -12,7 +12,7 @@ import (
 // job again: the same pinned image, the same input files at the same
 // versions (ETags), the same env and job options. It is kept apart from
 // the graph so the graph's own create stays as lean as it was, and is
-// deleted with the graph.
+// deleted with the graph; its input list is the graph's own (see Inputs).
 type Provenance struct {
 	GraphID string `json:"graphId"`
 	// MadeBy is "af submit", "af resubmit" or "schedule".
@@ -53,11 +53,16 @@ type Provenance struct {
 	Prefix string   `json:"prefix"`
 	Schema []string `json:"schema,omitempty"`
 	Layout string   `json:"layout,omitempty"`
-	// Inputs are every file the mappers read, and ETags (the same order,
-	// unquoted) each file's version when it was selected; the tasks carry
-	// them too, so the workers read those versions and no other.
-	Inputs []InputFile `json:"inputs"`
+	// Inputs are every file the mappers read, mapper by mapper, and
+	// ETags (the same order, unquoted; "" for none) each file's version
+	// when it was selected; Loads is how many of them each mapper reads.
+	// The server fills the three on GET from the graph's mapper tasks,
+	// which carry them already (Payload.Inputs, Payload.InputETags): a
+	// PUT sends none, so recording a graph costs a few kilobytes however
+	// many files it reads.
+	Inputs []InputFile `json:"inputs,omitempty"`
 	ETags  []string    `json:"etags,omitempty"`
+	Loads  []int       `json:"loads,omitempty"`
 }
 
 // ImageRecord is how a job image was pinned (submit.ImagePin on the wire).
