@@ -38,6 +38,10 @@ type ScheduleConfig struct {
 	Deadline Duration `yaml:"deadline,omitempty"`
 	// MaxBackfill bounds the runs one backfill makes (default 1000).
 	MaxBackfill int `yaml:"max_backfill,omitempty"`
+	// DockerConfig is the directory whose config.json holds the registry
+	// credentials a run's image tag is resolved with (default Docker's
+	// default config dir, $DOCKER_CONFIG or ~/.docker).
+	DockerConfig string `yaml:"docker_config,omitempty"`
 }
 
 // defaultMaxBackfill is ScheduleConfig.MaxBackfill's default.
@@ -137,8 +141,12 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 		deadline = submit.DefaultDeadline
 	}
 	ttl, deadline := submit.CredentialsTTL(0, deadline, mode)
+	pin, err := s.pinScheduledImage(ctx, sc.Image)
+	if err != nil {
+		return err
+	}
 	sealed, err := submit.SealCredentials(ctx, *s.aws, pub, submit.CredentialsRequest{
-		GraphID: run.GraphID, Image: sc.Image, Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Files: files,
+		GraphID: run.GraphID, Image: pin.Ref, Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Files: files,
 		TTL: ttl, Mode: mode, RoleARN: s.cfg.Schedules.RoleARN, Deadline: now.Add(deadline),
 	})
 	if err != nil {
@@ -150,7 +158,7 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 		prio = taskdef.PriorityLow
 	}
 	g, err := submit.BuildGraph(submit.GraphOptions{
-		GraphID: run.GraphID, Name: sc.Name + "@" + label, Owner: sc.Owner, Priority: prio, Image: sc.Image,
+		GraphID: run.GraphID, Name: sc.Name + "@" + label, Owner: sc.Owner, Priority: prio, Image: pin.Ref,
 		Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Files: files, Env: sc.Env,
 		SealedCredentials: sealed.Sealed, Deadline: deadline, Now: now,
 	})
