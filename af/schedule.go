@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/af-project/af/internal/queueclient"
+	"github.com/af-project/af/internal/registry"
+	"github.com/af-project/af/internal/runner"
+	"github.com/af-project/af/internal/submit"
 	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/units"
 )
@@ -39,11 +42,13 @@ const scheduleHelp = `Usage: af schedule <create|list|show|pause|resume|update|d
 
   af schedule create NAME --cron "5 16 * * *" FILTER_TEMPLATE.json IMAGE
         [--env K=V]... [--timezone ZONE] [--catchup] [--max-active N] [--expect-within 6h]
+        [--no-image-check] [-q]
   af schedule list
   af schedule show NAME
   af schedule pause NAME | resume NAME | delete NAME
   af schedule update NAME [--cron EXPR] [--timezone ZONE] [--template FILE] [--image IMAGE]
         [--env K=V]... [--catchup=true|false] [--max-active N] [--expect-within D]
+        [--no-image-check] [-q]
 
 af serve keeps the schedule and makes each run as an ordinary graph owned by
 you, which emails you when it ends like any other.
@@ -68,6 +73,14 @@ A template that renders to an invalid filter is refused at create time.
 paused; without it only the newest missed run is made. --max-active bounds
 the schedule's runs not yet ended. --expect-within emails you once per run
 that has not completed that long after it fell due.
+
+IMAGE is pinned so every task of a run runs the same image. A registry name
+(REGISTRY/NAME:TAG) stays a tag in the schedule: each run resolves it to its
+digest at the registry when it starts (with the credentials of af serve's
+schedules.docker_config), so a push reaches the next run. Any other name is
+an image on this host's Docker engine, pinned here to its image id: the
+schedule runs that build until "af schedule update NAME --image IMAGE"
+re-pins it (--no-image-check: kept unpinned, as af submit's).
 
 See also: af runs NAME, af backfill NAME, af result NAME@DATE.
 `
@@ -116,6 +129,7 @@ func scheduleCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	sf := addScheduleFlags(fs)
 	owner := fs.String("owner", envOr("AF_OWNER", ""), "the schedule's owner (default: the identity of your token; only an admin may name another)")
 	asJSON := fs.Bool("json", false, "print the schedule as JSON")
+	imf := addImageFlags(fs)
 	qf := addQueueFlags(fs)
 	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
 		return err
@@ -133,6 +147,9 @@ func scheduleCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	q, err := qf.client()
 	if err != nil {
+		return err
+	}
+	if image, err = imf.pin(ctx, name, image, stderr); err != nil {
 		return err
 	}
 	st, err := q.CreateSchedule(ctx, taskdef.ScheduleSpec{
@@ -154,8 +171,9 @@ func scheduleUpdate(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := newFlags("schedule update", "schedule update NAME [flags]", stderr)
 	sf := addScheduleFlags(fs)
 	tmplPath := fs.String("template", "", "a new filter template file")
-	image := fs.String("image", "", "a new job image")
+	image := fs.String("image", "", "a new job image (a local one is pinned again to its image id)")
 	asJSON := fs.Bool("json", false, "print the schedule as JSON")
+	imf := addImageFlags(fs)
 	qf := addQueueFlags(fs)
 	if err := parseErr(fs.Parse(interleave(fs, args))); err != nil {
 		return err
@@ -194,12 +212,22 @@ func scheduleUpdate(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		u.Template = tmpl
 	}
-	if len(set) == 0 || (len(set) == 1 && set["json"]) {
+	delete(set, "json")
+	delete(set, "q")
+	delete(set, "no-image-check")
+	if len(set) == 0 {
 		return fmt.Errorf("%w: nothing to change: give --cron, --timezone, --template, --image, --env, --catchup, --max-active or --expect-within", errUsage)
 	}
 	q, err := qf.client()
 	if err != nil {
 		return err
+	}
+	if u.Image != nil {
+		pinned, err := imf.pin(ctx, fs.Arg(0), *u.Image, stderr)
+		if err != nil {
+			return err
+		}
+		u.Image = &pinned
 	}
 	st, err := q.UpdateSchedule(ctx, fs.Arg(0), u)
 	if err != nil {
@@ -210,6 +238,56 @@ func scheduleUpdate(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "schedule %s updated: %s\n", st.Name, describeNext(st))
 	return nil
+}
+
+// imageFlags are how create and update pin the schedule's image.
+type imageFlags struct {
+	noCheck, quiet *bool
+}
+
+func addImageFlags(fs *flag.FlagSet) *imageFlags {
+	return &imageFlags{
+		noCheck: fs.Bool("no-image-check", false, "do not ask this host's Docker engine for IMAGE: an IMAGE without a registry host then stays unpinned, and the workers run whatever image of that name they hold when each task starts"),
+		quiet:   fs.Bool("q", false, "quiet: no note on stderr of how the image is pinned"),
+	}
+}
+
+// pin is the image schedule name stores: a local engine image pinned to
+// its image id (submit's PinImage, as af submit pins), a registry name or
+// a digest as given (af serve resolves a tag when each run starts). It
+// says which on stderr unless -q.
+func (f *imageFlags) pin(ctx context.Context, name, image string, stderr io.Writer) (string, error) {
+	ref, err := registry.Parse(image)
+	if err != nil {
+		return "", fmt.Errorf("%w: IMAGE: %v", errUsage, err)
+	}
+	note := func(format string, a ...any) {
+		if !*f.quiet {
+			fmt.Fprintf(stderr, format+"\n", a...)
+		}
+	}
+	switch {
+	case ref.Digest != "":
+		note("image %s is pinned by its digest", image)
+		return image, nil
+	case ref.ExplicitDomain:
+		note("image %s stays a tag: each run of %s resolves it to its digest at %s when the run starts (every task of the run runs that digest), so a push to the tag reaches the next run", image, name, ref.Domain)
+		return image, nil
+	case *f.noCheck:
+		note("image %s is not pinned (--no-image-check): the workers run whatever %s they hold when each task starts", image, image)
+		return image, nil
+	}
+	d, err := runner.NewDockerClient()
+	if err != nil {
+		return "", infra(fmt.Errorf("connect to Docker to pin the image: %w (pass --no-image-check when this host has no Docker)", err))
+	}
+	defer d.Close()
+	pin, err := (&submit.Submitter{Docker: d}).PinImage(ctx, image)
+	if err != nil {
+		return "", err
+	}
+	note("image %s is pinned to %s: schedule %s runs that build until `af schedule update %s --image %s` re-pins it (every worker must hold it; a registry name, REGISTRY/NAME:TAG, is resolved again by each run instead)", image, pin.Ref, name, name, image)
+	return pin.Ref, nil
 }
 
 func scheduleSimple(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/af-project/af/internal/taskdef"
 )
@@ -60,14 +59,3 @@ func (s *Server) getProvenance(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, p)
 }
 
-// imageSource is how a scheduled run's image reference pins it (the
-// sources of submit.ImagePin).
-func imageSource(ref string) string {
-	switch {
-	case strings.Contains(ref, "@sha256:"):
-		return "digest"
-	case strings.HasPrefix(ref, "sha256:"):
-		return "image-id"
-	}
-	return "unpinned"
-}

@@ -38,6 +38,10 @@ type ScheduleConfig struct {
 	Deadline Duration `yaml:"deadline,omitempty"`
 	// MaxBackfill bounds the runs one backfill makes (default 1000).
 	MaxBackfill int `yaml:"max_backfill,omitempty"`
+	// DockerConfig is the directory whose config.json holds the registry
+	// credentials a run's image tag is resolved with (default Docker's
+	// default config dir, $DOCKER_CONFIG or ~/.docker).
+	DockerConfig string `yaml:"docker_config,omitempty"`
 }
 
 // defaultMaxBackfill is ScheduleConfig.MaxBackfill's default.
@@ -139,8 +143,12 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 		deadline = submit.DefaultDeadline
 	}
 	ttl, deadline := submit.CredentialsTTL(0, deadline, mode)
+	pin, err := s.pinScheduledImage(ctx, sc.Image)
+	if err != nil {
+		return err
+	}
 	sealed, err := submit.SealCredentials(ctx, *s.aws, pub, submit.CredentialsRequest{
-		GraphID: run.GraphID, Image: sc.Image, Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout(), Files: files,
+		GraphID: run.GraphID, Image: pin.Ref, Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout(), Files: files,
 		TTL: ttl, Mode: mode, RoleARN: s.cfg.Schedules.RoleARN, Deadline: now.Add(deadline),
 	})
 	if err != nil {
@@ -152,7 +160,7 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 		prio = taskdef.PriorityLow
 	}
 	opts := submit.GraphOptions{
-		GraphID: run.GraphID, Name: sc.Name + "@" + label, Owner: sc.Owner, Priority: prio, Image: sc.Image,
+		GraphID: run.GraphID, Name: sc.Name + "@" + label, Owner: sc.Owner, Priority: prio, Image: pin.Ref,
 		Bucket: bucket, Prefix: prefix, Schema: schema.Fields, Layout: schema.Layout(), Files: files, ETags: etags, Env: sc.Env,
 		SealedCredentials: sealed.Sealed, Deadline: deadline, Now: now,
 	}
@@ -173,7 +181,7 @@ func (l schedLauncher) Launch(ctx context.Context, sc schedule.Schedule, run sch
 	}
 	target := run.Target
 	prov := taskdef.Provenance{
-		MadeBy: "schedule", Image: taskdef.ImageRecord{Asked: sc.Image, Ref: sc.Image, Source: imageSource(sc.Image)},
+		MadeBy: "schedule", Image: pin.Record(),
 		FilterName: "the filter template of schedule " + sc.Name, Filter: sc.Template, Rendered: rendered,
 		Schedule: sc.Name, Target: &target,
 	}

@@ -26,15 +26,20 @@ const dailyTemplate = `{"version":1,"dimensions":[
 	{"field_name":"submission_date","allowed_values":["__TARGET_DATE__"]}]}`
 
 // scheduleEnv is a server over real MinIO (S3 and STS) whose index holds
-// a few files for each of several submission dates.
-func scheduleEnv(t testing.TB) (*env, map[string][]string) {
+// a few files for each of several submission dates; config, when given,
+// edits the server's config.
+func scheduleEnv(t testing.TB, config ...func(*Config)) (*env, map[string][]string) {
 	t.Helper()
 	m := miniotest.Start(t, "telemetry")
 	pub, _, err := creds.GenerateKeyPair(t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, envOpts{s3: m.S3, aws: &m.Config, poolKey: pub})
+	o := envOpts{s3: m.S3, aws: &m.Config, poolKey: pub}
+	if len(config) > 0 {
+		o.config = config[0]
+	}
+	e := newEnv(t, o)
 	byDate := map[string][]string{}
 	for d := 25; d <= 28; d++ {
 		date := fmt.Sprintf("202602%02d", d)

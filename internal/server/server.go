@@ -77,6 +77,7 @@
 //	  role_arn: ""                  # the role it assumes for them (AWS)
 //	  deadline: 10h                 # each run's graph deadline
 //	  max_backfill: 1000            # runs one af backfill may make
+//	  docker_config: /etc/af/docker # registry credentials (its config.json) a run's image tag is resolved with (default $DOCKER_CONFIG or ~/.docker)
 //	lease_duration: 5m              # claim lease
 //	artifact_grace: 10m             # artifacts may be created this long after a run resolved
 //	artifact_put_ttl: 15m           # life of a presigned upload URL (at most 168h)
