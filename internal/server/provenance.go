@@ -58,4 +58,3 @@ func (s *Server) getProvenance(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, p)
 }
-
