@@ -21,13 +21,19 @@ const (
 	maxSmallBody  = 64 << 10
 	maxFilterBody = 1 << 20
 	maxTaskBody   = 16 << 20
+	// maxProvenanceBody bounds a graph's provenance record: a filter
+	// (maxFilterBody), the image's analysis-tools.yml (read up to 1 MiB)
+	// and env; the input list is the graph's own and not sent.
+	maxProvenanceBody = 4 << 20
 )
 
 // bodyLimit is the body cap of a route pattern.
 func (s *Server) bodyLimit(pattern string) int64 {
 	switch pattern {
-	case "POST /api/v1/graphs", "PUT /api/v1/graphs/{id}/provenance":
+	case "POST /api/v1/graphs":
 		return s.cfg.MaxGraphBytes
+	case "PUT /api/v1/graphs/{id}/provenance":
+		return maxProvenanceBody
 	case "PUT /api/v1/tasks/{id}":
 		return min(maxTaskBody, s.cfg.MaxGraphBytes)
 	case "POST /api/v1/index/query":
@@ -58,6 +64,8 @@ func tooLarge(pattern string, limit int64) error {
 			limit, units.Bytes(limit), units.Bytes(DefaultMaxGraphBytes))
 	case "PUT /api/v1/tasks/{id}":
 		msg = fmt.Sprintf("the task is larger than %d bytes (%s): give it fewer input files (split them over more tasks)", limit, units.Bytes(limit))
+	case "PUT /api/v1/graphs/{id}/provenance":
+		msg = fmt.Sprintf("the provenance record is larger than %d bytes (%s): its filter, job spec and env are too large to record", limit, units.Bytes(limit))
 	case "POST /api/v1/index/query":
 		msg = fmt.Sprintf("the filter is larger than %d bytes (%s): list fewer values, or use ranges or wildcards", limit, units.Bytes(limit))
 	default:

@@ -10,8 +10,8 @@ import (
 
 // putProvenance records what a graph was made from (PUT
 // /api/v1/graphs/{id}/provenance): by whoever may change the graph, once,
-// after the graph. The graph's own create is left as lean as it was; a
-// record this large is bounded like the graph (max_graph_bytes).
+// after the graph. The graph's own create is left as lean as it was; the
+// record is a few kilobytes, bounded at maxProvenanceBody.
 func (s *Server) putProvenance(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	owner, err := s.q.GraphOwner(r.Context(), id)
@@ -22,7 +22,7 @@ func (s *Server) putProvenance(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var p taskdef.Provenance
-	if err := decode(w, r, s.cfg.MaxGraphBytes, &p); err != nil {
+	if err := decode(w, r, maxProvenanceBody, &p); err != nil {
 		return err
 	}
 	switch {

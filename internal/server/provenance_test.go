@@ -77,6 +77,11 @@ func TestProvenanceRoutes(t *testing.T) {
 		t.Errorf("a record under another graph's path: %d %s", resp.StatusCode, msg.String())
 	}
 
+	huge := p
+	huge.JobSpec = strings.Repeat("x", maxProvenanceBody)
+	if err := alice.PutProvenance(ctx, huge); status(err) != http.StatusRequestEntityTooLarge || !strings.Contains(err.Error(), "provenance record is larger than") {
+		t.Errorf("a record over the cap: %v", err)
+	}
 	if _, err := alice.Provenance(ctx, g.GraphID); !errors.Is(err, queueclient.ErrNotFound) {
 		t.Errorf("before it is written: %v", err)
 	}
