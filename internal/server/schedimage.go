@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"github.com/af-project/af/internal/registry"
 	"github.com/af-project/af/internal/schedule"
@@ -33,56 +31,28 @@ import (
 // registry does not have, or credentials it refuses, is the schedule's: a
 // *schedule.Refusal naming the image and how to fix it.
 func (s *Server) pinScheduledImage(ctx context.Context, image string) (submit.ImagePin, error) {
-	pin := submit.ImagePin{Asked: image, Ref: image}
-	if isImageID(image) {
-		pin.Source = "image-id"
-		pin.Note = fmt.Sprintf("image %s is pinned by its image id", image)
-		return pin, nil
-	}
-	ref, err := registry.Parse(image)
-	if err != nil {
-		return submit.ImagePin{}, &schedule.Refusal{Msg: fmt.Sprintf("%v: set the schedule's image with `af schedule update NAME --image IMAGE`", err)}
-	}
-	switch {
-	case ref.Digest != "":
-		pin.Source = "digest"
-		pin.Note = fmt.Sprintf("image %s is pinned by its digest", image)
-		return pin, nil
-	case !ref.ExplicitDomain:
-		pin.Source = "unpinned"
-		pin.Note = fmt.Sprintf("image %s is not pinned (af serve has no Docker engine to ask): the workers run whatever %s is on them when each task starts", image, image)
-		return pin, nil
-	}
 	dir := s.cfg.Schedules.DockerConfig
 	if dir == "" {
 		dir = registry.DefaultConfigDir()
 	}
-	conf, err := registry.LoadConfig(dir)
-	if err != nil {
-		// A config af serve cannot read is its operator's to fix, not the
-		// schedule's: retried.
-		return submit.ImagePin{}, fmt.Errorf("schedules.docker_config: %w", err)
-	}
-	digest, err := (&registry.Client{Config: conf}).Digest(ctx, ref)
+	// No Docker engine: a local name stays unpinned, as af submit
+	// --no-image-check leaves it.
+	pin, err := (&submit.Submitter{RegistryConfig: dir}).PinImage(ctx, image)
 	switch {
+	case err == nil:
+		return pin, nil
+	case errors.Is(err, submit.ErrInput):
+		return submit.ImagePin{}, &schedule.Refusal{Msg: fmt.Sprintf("%v: set the schedule's image with `af schedule update NAME --image IMAGE`", err)}
 	case errors.Is(err, registry.ErrNotFound):
 		return submit.ImagePin{}, &schedule.Refusal{Msg: fmt.Sprintf("image %s is not at its registry (%v): push the tag (docker push %s), or point the schedule at an image that is there (af schedule update NAME --image IMAGE)", image, err, image)}
 	case errors.Is(err, registry.ErrUnauthorized):
-		return submit.ImagePin{}, &schedule.Refusal{Msg: fmt.Sprintf("image %s: the registry refused af serve (%v): af serve reads registry credentials from %s (schedules.docker_config): put credentials for %s in its auths (DOCKER_CONFIG=%s docker login %s)", image, err, filepath.Join(dir, "config.json"), ref.Domain, dir, ref.Domain)}
-	case err != nil:
-		return submit.ImagePin{}, fmt.Errorf("resolve image %s to its digest: %w", image, err)
+		domain := image
+		if ref, perr := registry.Parse(image); perr == nil {
+			domain = ref.Domain
+		}
+		return submit.ImagePin{}, &schedule.Refusal{Msg: fmt.Sprintf("image %s: the registry refused af serve (%v): af serve reads registry credentials from %s (schedules.docker_config): put credentials for %s in its auths (DOCKER_CONFIG=%s docker login %s)", image, err, filepath.Join(dir, "config.json"), domain, dir, domain)}
 	}
-	pin.Ref, pin.Source = ref.Pinned(digest), "registry"
-	pin.Note = fmt.Sprintf("image %s is %s at %s: the run's tasks run that digest", image, digest, ref.Domain)
-	return pin, nil
-}
-
-// isImageID reports whether image is an engine's image id, sha256:<64 hex>.
-func isImageID(image string) bool {
-	h, ok := strings.CutPrefix(image, "sha256:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(h)
-	return err == nil
+	// A config af serve cannot read, a registry it cannot reach or one
+	// that answers 5xx: the machine's, retried.
+	return submit.ImagePin{}, fmt.Errorf("pin the run's image: %w", err)
 }

@@ -2,6 +2,7 @@ package submit
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -35,7 +36,8 @@ func (p ImagePin) Pinned() bool { return p.Source != "unpinned" }
 // PinImage resolves the job image to the exact image the tasks will run,
 // so a tag moved after submission changes nothing:
 //
-//   - NAME@sha256:… is kept as given.
+//   - NAME@sha256:… is kept as given, and so is an image id sha256:<64
+//     hex> (checked on this host's engine when there is one).
 //   - A name whose first part is a registry host (127.0.0.1:5000/x:tag,
 //     reg.example.com/team/job) is resolved by that registry's HTTP API v2,
 //     with the credentials of Docker's config (see internal/registry), to
@@ -50,11 +52,19 @@ func (p ImagePin) Pinned() bool { return p.Source != "unpinned" }
 //   - Without a Docker engine to ask (--no-image-check) such a name stays
 //     unpinned, and Note says so.
 func (s *Submitter) PinImage(ctx context.Context, image string) (ImagePin, error) {
+	pin := ImagePin{Asked: image}
+	if IsImageID(image) {
+		if err := s.checkImage(ctx, image); err != nil {
+			return ImagePin{}, err
+		}
+		pin.Ref, pin.Source = image, "image-id"
+		pin.Note = fmt.Sprintf("image %s is pinned by its image id", image)
+		return pin, nil
+	}
 	ref, err := registry.Parse(image)
 	if err != nil {
-		return ImagePin{}, fmt.Errorf("IMAGE: %w", err)
+		return ImagePin{}, InputError(fmt.Errorf("IMAGE: %w", err))
 	}
-	pin := ImagePin{Asked: image}
 	switch {
 	case ref.Digest != "":
 		pin.Ref, pin.Source = image, "digest"
@@ -63,7 +73,7 @@ func (s *Submitter) PinImage(ctx context.Context, image string) (ImagePin, error
 	case ref.ExplicitDomain:
 		c := s.Registry
 		if c == nil {
-			conf, err := registry.LoadConfig("")
+			conf, err := registry.LoadConfig(s.RegistryConfig)
 			if err != nil {
 				return ImagePin{}, fmt.Errorf("image %s: %w", image, err)
 			}
@@ -100,6 +110,16 @@ func (s *Submitter) PinImage(ctx context.Context, image string) (ImagePin, error
 	pin.Ref, pin.Source = info.ID, "image-id"
 	pin.Note = fmt.Sprintf("image %s is pinned by its image id %s (it is on no registry): every worker must hold that same build (docker save | docker load), or push it to a registry and submit REGISTRY/NAME:TAG with workers started with --pull", image, info.ID)
 	return pin, nil
+}
+
+// IsImageID reports whether image is an engine's image id, sha256:<64 hex>.
+func IsImageID(image string) bool {
+	h, ok := strings.CutPrefix(image, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
 }
 
 // repoDigest picks the engine's NAME@sha256:… record for the repository.

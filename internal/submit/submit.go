@@ -71,9 +71,10 @@ type Submitter struct {
 	// engine before anything is posted (workers never pull).
 	Docker *client.Client
 	// Registry resolves a registry image's tag to its digest (nil: one
-	// with the credentials of Docker's config, $DOCKER_CONFIG or
-	// ~/.docker).
-	Registry *registry.Client
+	// with the credentials of Docker's config in RegistryConfig, or
+	// $DOCKER_CONFIG or ~/.docker when that is empty).
+	Registry       *registry.Client
+	RegistryConfig string
 	// Runner, when set, checks the job in the image before anything is
 	// posted (CheckJob); Warn hears what it could not check.
 	Runner *runner.Runner
