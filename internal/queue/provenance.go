@@ -22,7 +22,7 @@ import (
 var bProvenance = []byte("provenance")
 
 // PutProvenance records what graph p.GraphID was made from. The graph
-// must exist; a record is written once: the same record again is a no-op
+// must exist and the ctx's actor may change it; a record is written once: the same record again is a no-op
 // (a retried request), another one an *ConflictError.
 func (q *Queue) PutProvenance(ctx context.Context, p taskdef.Provenance) error {
 	if p.GraphID == "" {
@@ -48,6 +48,9 @@ func (q *Queue) PutProvenance(ctx context.Context, p taskdef.Provenance) error {
 		}
 		if !ok {
 			return notFoundf("graph %s does not exist: post the graph before its provenance", p.GraphID)
+		}
+		if err := w.mayChange(p.GraphID, g.Owner); err != nil {
+			return err
 		}
 		b := w.tx.Bucket(bProvenance)
 		if old := b.Get([]byte(p.GraphID)); old != nil {

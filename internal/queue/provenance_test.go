@@ -51,6 +51,10 @@ func TestProvenance(t *testing.T) {
 	if _, err := q.Provenance(ctx, "graph-pp"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no provenance record") {
 		t.Fatalf("before it is written: %v", err)
 	}
+	stranger := WithActor(ctx, Actor{Name: "bob", MayChange: func(g, owner string) error { return Forbidden("graph %s is %s's", g, owner) }})
+	if err := q.PutProvenance(stranger, p); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("a record by one who may not change the graph: %v", err)
+	}
 	if err := q.PutProvenance(ctx, p); err != nil {
 		t.Fatal(err)
 	}

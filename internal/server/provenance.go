@@ -14,13 +14,6 @@ import (
 // record is a few kilobytes, bounded at maxProvenanceBody.
 func (s *Server) putProvenance(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	owner, err := s.q.GraphOwner(r.Context(), id)
-	if err != nil {
-		return s.q.ExpiredOr(r.Context(), err, "graph", id)
-	}
-	if err := s.mayChange(who(r), id, owner); err != nil {
-		return err
-	}
 	var p taskdef.Provenance
 	if err := decode(w, r, maxProvenanceBody, &p); err != nil {
 		return err
@@ -31,8 +24,9 @@ func (s *Server) putProvenance(w http.ResponseWriter, r *http.Request) error {
 	case len(p.Inputs) != 0 || len(p.ETags) != 0 || len(p.Loads) != 0:
 		return badRequest("inputs, etags and loads: the record's input list is the graph's own (read from its mapper tasks on GET); send the record without them")
 	}
-	if err := s.q.PutProvenance(r.Context(), p); err != nil {
-		return err
+	// The ownership rule is asked in the write's transaction.
+	if err := s.q.PutProvenance(s.actor(r), p); err != nil {
+		return s.q.ExpiredOr(r.Context(), err, "graph", id)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
