@@ -97,7 +97,9 @@ func (e *s3ObjectChanged) Error() string {
 // resumingReader reads one S3 object. When the body breaks off before its
 // end, or a GET fails for a reason of S3 or the network, it GETs the rest
 // (Range: bytes=N-) with If-Match the first answer's ETag, so that a
-// changed object is an error instead of a splice of two versions. Errors
+// changed object is an error instead of a splice of two versions; a task
+// that pins the object's ETag starts with that one, so even the first GET
+// asks for its version. Errors
 // of the object itself (missing, access denied, bad credentials) are
 // returned at once, as the SDK gave them.
 type resumingReader struct {
@@ -107,10 +109,13 @@ type resumingReader struct {
 	policy      s3Retry
 
 	body io.ReadCloser
+	// etag is the version every GET asks for (If-Match): the pinned one
+	// from the start, else the first answer's.
 	etag string
-	// pinned is the version the task must read ("" any): the first GET
-	// carries it as If-Match.
-	pinned string
+	// pinned: etag is the task's, not the first answer's.
+	pinned bool
+	// started: a GET has answered (later ones resume at off).
+	started bool
 	// size is the object's length from the first answer (-1 unknown);
 	// off is how many of its bytes were delivered.
 	size, off int64
@@ -128,11 +133,16 @@ type resumingReader struct {
 // sends it) makes even the first GET conditional: another version of the
 // object is an *s3ObjectChanged with pinned set.
 func openS3(ctx context.Context, get ObjectGetter, bucket, key, pinned string, policy s3Retry, onRetry func(int, time.Duration, error)) (*resumingReader, error) {
-	r := &resumingReader{ctx: ctx, s3: get, bucket: bucket, key: key, policy: policy.fill(), size: -1, onRetry: onRetry, pinned: pinned}
+	r := &resumingReader{ctx: ctx, s3: get, bucket: bucket, key: key, policy: policy.fill(), size: -1, onRetry: onRetry, etag: pinned, pinned: pinned != ""}
 	if err := r.get(nil); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// changed is the error of an object that is no longer version r.etag.
+func (r *resumingReader) changed() error {
+	return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off, pinned: r.pinned}
 }
 
 // get (re)opens the body at r.off, retrying transient faults; cause is
@@ -156,44 +166,35 @@ func (r *resumingReader) get(cause error) error {
 			}
 		}
 		in := &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(r.key)}
-		if r.etag == "" && r.pinned != "" {
-			in.IfMatch = aws.String(r.pinned)
-		}
 		if r.etag != "" {
 			in.IfMatch = aws.String(r.etag)
+		}
+		if r.started && r.etag != "" {
 			in.Range = aws.String("bytes=" + strconv.FormatInt(r.off, 10) + "-")
 		}
 		out, err := r.s3.GetObject(r.ctx, in)
 		if err == nil {
-			if r.etag == "" {
-				r.etag = aws.ToString(out.ETag)
-				if r.pinned != "" && r.etag != "" && r.etag != r.pinned {
-					// If-Match not honoured (a proxy, an old store).
-					out.Body.Close()
-					return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.pinned, pinned: true}
-				}
-				if out.ContentLength != nil {
-					r.size = *out.ContentLength
-				}
-			} else {
-				// An answer without If-Match honoured (a proxy, an old
-				// store) would restart the object: refuse to splice it.
-				if tag := aws.ToString(out.ETag); tag != "" && tag != r.etag {
-					out.Body.Close()
-					return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off}
-				}
+			switch tag := aws.ToString(out.ETag); {
+			case r.etag == "":
+				r.etag = tag
+			case tag != "" && tag != r.etag:
+				// If-Match not honoured (a proxy, an old store): another
+				// version, which must not be spliced on or read instead.
+				out.Body.Close()
+				return r.changed()
 			}
+			if !r.started && out.ContentLength != nil {
+				r.size = *out.ContentLength
+			}
+			r.started = true
 			r.body = out.Body
 			return nil
 		}
 		if r.ctx.Err() != nil {
 			return r.ctx.Err()
 		}
-		if r.etag == "" && r.pinned != "" && preconditionFailed(err) {
-			return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.pinned, pinned: true}
-		}
 		if r.etag != "" && preconditionFailed(err) {
-			return &s3ObjectChanged{bucket: r.bucket, key: r.key, etag: r.etag, at: r.off}
+			return r.changed()
 		}
 		if !transientS3(err) {
 			return err
