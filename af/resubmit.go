@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/af-project/af/internal/awsconf"
-	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/queueclient"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/submit"
@@ -55,15 +54,14 @@ Flags:
 	owner := fs.String("owner", envOr("AF_OWNER", ""), "the new graph's owner (env AF_OWNER; default: the identity of your token)")
 	name := fs.String("name", "", "the new graph's name (default: the original's)")
 	priority := fs.String("priority", "", "claim priority: high, normal or low (default: the original's)")
-	pubKey := fs.String("public-key", envOr("AF_PUBLIC_KEY", ""), "the worker pool's public key file af.pub (env AF_PUBLIC_KEY; default: the key the queue publishes)")
 	indexDB := fs.String("index-db", "", "check the inputs against this local index file instead of the queue's index")
-	ttl := fs.Duration("credentials-ttl", 0, "lifetime of the new S3 credentials (default: the deadline plus 10m)")
-	mode := fs.String("credentials-mode", "assume-role", "how credentials are minted: assume-role or federation-token")
-	roleARN := fs.String("role-arn", envOr("AF_ROLE_ARN", ""), "role to assume on AWS (env AF_ROLE_ARN)")
-	wait := fs.Bool("wait", false, "follow the new graph to its end and print the result (only the result goes to standard output)")
-	out := fs.String("o", "", "with --wait: write the result to `FILE` (atomically) instead of standard output")
-	asJSON := fs.Bool("json", false, "print one JSON object on standard output instead of text, as af submit --json")
-	quiet := fs.Bool("q", false, "quiet: print nothing but the result and errors; without --wait, only the new graph id")
+	cf := addCredentialFlags(fs, "lifetime of the new S3 credentials (default: the deadline plus 10m)")
+	of := addOutputFlags(fs, outputHelp{
+		wait:  "follow the new graph to its end and print the result (only the result goes to standard output)",
+		out:   "with --wait: write the result to `FILE` (atomically) instead of standard output",
+		json:  "print one JSON object on standard output instead of text, as af submit --json",
+		quiet: "quiet: print nothing but the result and errors; without --wait, only the new graph id",
+	})
 	dryRun := fs.Bool("dry-run", false, "check the inputs and print the new graph as JSON; post nothing")
 	noImageCheck := fs.Bool("no-image-check", false, "do not ask this host's Docker engine whether it still holds an image pinned by image id")
 	qf := addQueueFlags(fs)
@@ -73,12 +71,12 @@ Flags:
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want the GRAPH id to run again (af graphs lists them)", errUsage)
 	}
-	if *out != "" && !*wait {
-		return fmt.Errorf("%w: -o FILE writes the result, which only --wait waits for: add --wait", errUsage)
+	if err := of.check(""); err != nil {
+		return err
 	}
-	cmode, err := creds.ParseMode(*mode)
+	co, err := cf.options()
 	if err != nil {
-		return fmt.Errorf("%w: --credentials-mode: %v", errUsage, err)
+		return err
 	}
 	var prio taskdef.Priority
 	if *priority != "" {
@@ -96,13 +94,7 @@ Flags:
 		return explainProvenanceErr(err, graphID, *qf.url)
 	}
 	req := submit.ResubmitRequest{
-		Of: prov, Name: *name, Owner: *owner, Priority: prio, IndexDB: *indexDB,
-		CredentialsTTL: *ttl, CredentialsMode: cmode, RoleARN: *roleARN,
-	}
-	if *pubKey != "" {
-		if req.PublicKey, err = creds.LoadPublicKey(*pubKey); err != nil {
-			return err
-		}
+		Of: prov, Name: *name, Owner: *owner, Priority: prio, IndexDB: *indexDB, CredentialOptions: co,
 	}
 	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
 	if err != nil {
@@ -122,7 +114,7 @@ Flags:
 	if err != nil {
 		return explainQueueErr(err, *qf.url)
 	}
-	if !*quiet {
+	if !*of.quiet {
 		fmt.Fprintln(stderr, plan.Image.Note)
 		fmt.Fprintf(stderr, "graph %s's %d input files (%s) are unchanged in the index\n", graphID, plan.Files, units.Bytes(plan.Bytes))
 	}
@@ -135,8 +127,7 @@ Flags:
 	if err := s.Record(ctx, plan.Provenance); err != nil {
 		fmt.Fprintf(stderr, "af: %v\n", err)
 	}
-	o := submitOutputs{json: *asJSON, quiet: *quiet, wait: *wait, path: *out, stdout: stdout, stderr: stderr}
-	return o.posted(ctx, q, plan, time.Since(start))
+	return of.outputs(stdout, stderr).posted(ctx, q, plan, time.Since(start))
 }
 
 // explainProvenanceErr says what a missing record means.

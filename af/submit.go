@@ -12,7 +12,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/af-project/af/internal/awsconf"
-	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/runner"
 	"github.com/af-project/af/internal/submit"
 	"github.com/af-project/af/internal/taskdef"
@@ -95,15 +94,14 @@ Flags:
 	maxFiles := fs.Int("max-files-per-task", submit.DefaultMaxFilesPerTask, "input files per mapper task at most")
 	maxRunTime := fs.Duration("max-run-time", submit.DefaultMaxRunTime, "a task's container is killed after this long")
 	deadline := fs.Duration("deadline", submit.DefaultDeadline, "the whole graph must finish within this")
-	pubKey := fs.String("public-key", envOr("AF_PUBLIC_KEY", ""), "the worker pool's public key file af.pub (env AF_PUBLIC_KEY; default: the key the queue publishes)")
 	indexDB := fs.String("index-db", "", "query this local index file instead of the queue's index")
-	ttl := fs.Duration("credentials-ttl", 0, "lifetime of the job's S3 credentials (default: --deadline plus 10m, at most 12h for assume-role, 36h for federation-token; a shorter one shortens the deadline to fit)")
-	mode := fs.String("credentials-mode", "assume-role", "how credentials are minted: assume-role or federation-token")
-	roleARN := fs.String("role-arn", envOr("AF_ROLE_ARN", ""), "role to assume on AWS (env AF_ROLE_ARN)")
-	wait := fs.Bool("wait", false, "follow the graph to its end and print the result: only the result goes to standard output; progress and links go to standard error")
-	out := fs.String("o", "", "with --wait: write the result to `FILE` (atomically: a temporary file beside it, renamed into place when whole) instead of standard output")
-	asJSON := fs.Bool("json", false, "print one JSON object on standard output instead of text: graph id, monitor URL, state, counts and (with --wait) the result's location and text; see README's \"Scripting af\"")
-	quiet := fs.Bool("q", false, "quiet: print nothing but the result and errors; without --wait, only the graph id")
+	cf := addCredentialFlags(fs, "lifetime of the job's S3 credentials (default: --deadline plus 10m, at most 12h for assume-role, 36h for federation-token; a shorter one shortens the deadline to fit)")
+	of := addOutputFlags(fs, outputHelp{
+		wait:  "follow the graph to its end and print the result: only the result goes to standard output; progress and links go to standard error",
+		out:   "with --wait: write the result to `FILE` (atomically: a temporary file beside it, renamed into place when whole) instead of standard output",
+		json:  "print one JSON object on standard output instead of text: graph id, monitor URL, state, counts and (with --wait) the result's location and text; see README's \"Scripting af\"",
+		quiet: "quiet: print nothing but the result and errors; without --wait, only the graph id",
+	})
 	dryRun := fs.Bool("dry-run", false, "print the graph as JSON and post nothing")
 	noImageCheck := fs.Bool("no-image-check", false, "do not check IMAGE on this host's Docker engine (that it is there, its analysis-tools.yml, and that a Python job compiles); an IMAGE without a registry host then runs unpinned")
 	fs.DurationVar(&submit.NoWorkerAfter, "no-worker-notice", submit.NoWorkerAfter, "with --wait, say on stderr when no worker has claimed a task of the graph for this long (0: never)")
@@ -115,8 +113,8 @@ Flags:
 		return fmt.Errorf("%w: want FILTER.json and IMAGE", errUsage)
 	}
 	filterPath, image := fs.Arg(0), fs.Arg(1)
-	if *out != "" && !*wait {
-		return fmt.Errorf("%w: -o FILE writes the result, which only --wait waits for: add --wait, or save it later with `af result GRAPH -o FILE`", errUsage)
+	if err := of.check(", or save it later with `af result GRAPH -o FILE`"); err != nil {
+		return err
 	}
 	// Before any credentials are minted: a token that would go over
 	// plain http, or a bad --ca, stops here.
@@ -132,22 +130,17 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("%w: --priority: %v", errUsage, err)
 	}
-	cmode, err := creds.ParseMode(*mode)
+	co, err := cf.options()
 	if err != nil {
-		return fmt.Errorf("%w: --credentials-mode: %v", errUsage, err)
+		return err
 	}
 	req := submit.Request{
 		FilterName: filterPath, FilterJSON: filterJSON, Image: image, Name: *name, Owner: *owner, Priority: prio, Env: env,
 		MaxLoadBytes: *maxLoad, MaxFilesPerTask: *maxFiles, MaxRunTime: *maxRunTime, Deadline: *deadline,
-		IndexDB: *indexDB, CredentialsTTL: *ttl, CredentialsMode: cmode, RoleARN: *roleARN,
+		IndexDB: *indexDB, CredentialOptions: co,
 	}
 	if req.Name == "" {
 		req.Name = image + " over " + strings.TrimSuffix(baseName(filterPath), ".json")
-	}
-	if *pubKey != "" {
-		if req.PublicKey, err = creds.LoadPublicKey(*pubKey); err != nil {
-			return err
-		}
 	}
 	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
 	if err != nil {
@@ -173,7 +166,7 @@ Flags:
 	}
 	// Progress and notes go to stderr: stdout stays the graph (or result);
 	// -q keeps stderr for errors alone.
-	if !*quiet {
+	if !*of.quiet {
 		fmt.Fprintln(stderr, plan.Image.Note)
 	}
 	if *dryRun {
@@ -186,8 +179,7 @@ Flags:
 	if err := s.Record(ctx, plan.Provenance); err != nil {
 		fmt.Fprintf(stderr, "af: %v\n", err)
 	}
-	o := submitOutputs{json: *asJSON, quiet: *quiet, wait: *wait, path: *out, stdout: stdout, stderr: stderr}
-	return o.posted(ctx, q, plan, time.Since(start))
+	return of.outputs(stdout, stderr).posted(ctx, q, plan, time.Since(start))
 }
 
 func baseName(p string) string {

@@ -82,7 +82,7 @@ func BenchmarkScheduledRuns100(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			for j := range n {
-				p, err := sub.Plan(ctx, submit.Request{FilterName: "template", FilterJSON: filter, Image: "af/os-count", Name: fmt.Sprintf("sub%03d", j), PublicKey: pub})
+				p, err := sub.Plan(ctx, submit.Request{FilterName: "template", FilterJSON: filter, Image: "af/os-count", Name: fmt.Sprintf("sub%03d", j), CredentialOptions: submit.CredentialOptions{PublicKey: pub}})
 				if err != nil {
 					b.Fatal(err)
 				}

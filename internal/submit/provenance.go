@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/af-project/af/internal/creds"
 	"github.com/af-project/af/internal/taskdef"
 	"github.com/af-project/af/internal/version"
 )
@@ -55,11 +54,9 @@ type ResubmitRequest struct {
 	Owner    string
 	Priority taskdef.Priority
 
-	PublicKey       *creds.PublicKey
-	IndexDB         string
-	CredentialsTTL  time.Duration
-	CredentialsMode creds.Mode
-	RoleARN         string
+	IndexDB string
+
+	CredentialOptions
 }
 
 // ErrInputsChanged is a resubmission refused because the inputs are no
@@ -149,8 +146,7 @@ func (s *Submitter) Replan(ctx context.Context, r ResubmitRequest) (Plan, error)
 		Image: p.Image.Ref, Name: name, Owner: r.Owner, Priority: prio, Env: p.Env,
 		MaxLoadBytes: p.Job.MaxLoadBytes, MaxFilesPerTask: p.Job.MaxFilesPerTask,
 		MaxRunTime: time.Duration(p.Job.MaxRunTime) * time.Second, Deadline: time.Duration(p.Job.Deadline) * time.Second,
-		Retries: p.Job.Retries, Limits: p.Job.Limits,
-		PublicKey: r.PublicKey, CredentialsTTL: r.CredentialsTTL, CredentialsMode: r.CredentialsMode, RoleARN: r.RoleARN,
+		Retries: p.Job.Retries, Limits: p.Job.Limits, CredentialOptions: r.CredentialOptions,
 	}
 	req.loads = p.Loads // the same mappers, each over the same files
 	res := taskdef.IndexResult{Bucket: p.Bucket, Prefix: p.Prefix, Schema: p.Schema, Layout: p.Layout, Objects: p.Inputs, ETags: p.ETags}

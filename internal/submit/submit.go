@@ -43,22 +43,28 @@ type Request struct {
 	Retries         int
 	Limits          taskdef.Limits
 
-	// PublicKey seals the credentials; nil asks the queue for the pool
-	// key.
-	PublicKey *creds.PublicKey
 	// IndexDB, when set, is a local index file to query instead of the
 	// queue's index.
 	IndexDB string
 
+	CredentialOptions
+
+	// loads, from af resubmit, keeps the original's mappers
+	// (GraphOptions.Loads).
+	loads []int
+}
+
+// CredentialOptions say how a job's S3 credentials are minted and sealed,
+// for af submit and af resubmit alike.
+type CredentialOptions struct {
+	// PublicKey seals the credentials; nil asks the queue for the pool
+	// key.
+	PublicKey *creds.PublicKey
 	// CredentialsTTL is how long the job's credentials live; zero means
 	// the deadline plus CredentialsMargin (see CredentialsTTL).
 	CredentialsTTL  time.Duration
 	CredentialsMode creds.Mode
 	RoleARN         string
-
-	// loads, from af resubmit, keeps the original's mappers
-	// (GraphOptions.Loads).
-	loads []int
 }
 
 // Submitter plans and posts jobs.
