@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,37 +14,25 @@ import (
 	"github.com/af-project/af/internal/taskdef"
 )
 
-var pushDigest = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`)
+// buildLocal builds a job image FROM af/os-count with files added under
+// /job (a layer of the test's own, so the engine holds it only while the
+// test does) on this host's engine, with no registry, and returns its
+// image id.
+func buildLocal(t *testing.T, tag string, files map[string]string) string {
+	t.Helper()
+	inImage := make(map[string]string, len(files))
+	for name, body := range files {
+		inImage["/job/"+name] = body
+	}
+	return registrytest.Build(t, tag, "af/os-count", inImage)
+}
 
-// buildAndPush builds a job image FROM af/os-count with the given files
-// (a layer of the test's own, so the engine holds it only while the test
-// does), pushes it as tag and returns its digest and image id.
+// buildAndPush is buildLocal, then pushes the image as tag and returns its
+// digest and image id.
 func buildAndPush(t *testing.T, reg *registrytest.Server, tag string, files map[string]string) (digest, id string) {
 	t.Helper()
-	dir := t.TempDir()
-	df := "FROM af/os-count\n"
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		df += fmt.Sprintf("COPY %s /job/%s\n", name, name)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	iid := filepath.Join(t.TempDir(), "iid")
-	reg.Docker(t, "build", "-q", "--iidfile", iid, "--label", "af.test=e2e-registry", "-t", tag, dir)
-	b, err := os.ReadFile(iid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id = strings.TrimSpace(string(b))
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", id).Run() })
-	m := pushDigest.FindStringSubmatch(reg.Docker(t, "push", tag))
-	if m == nil {
-		t.Fatalf("docker push %s printed no digest", tag)
-	}
-	return m[1], id
+	id = buildLocal(t, tag, files)
+	return reg.Push(t, tag), id
 }
 
 // TestRegistryPinnedDigest: af submit resolves a registry tag to its

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,34 +18,6 @@ import (
 	"github.com/af-project/af/internal/clustertest"
 	"github.com/af-project/af/internal/taskdef"
 )
-
-// buildLocal builds a job image FROM af/os-count with files added under
-// /job on this host's engine (no registry) and returns its image id.
-func buildLocal(t *testing.T, tag string, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	df := "FROM af/os-count\n"
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		df += fmt.Sprintf("COPY %s /job/%s\n", name, name)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	iid := filepath.Join(t.TempDir(), "iid")
-	if out, err := exec.Command("docker", "build", "-q", "--iidfile", iid, "--label", "af.test=e2e-resubmit", "-t", tag, dir).CombinedOutput(); err != nil {
-		t.Fatalf("docker build %s: %v\n%s", tag, err, out)
-	}
-	b, err := os.ReadFile(iid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := strings.TrimSpace(string(b))
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", id).Run() })
-	return id
-}
 
 // TestResubmitRunsTheSameGraphAgain: af submit records what the graph
 // was made from (af provenance shows the image id it pinned, the filter,

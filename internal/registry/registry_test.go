@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -82,28 +81,14 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-var pushedDigest = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`)
-
 // TestDigestFromARealRegistry pushes an image to Debian's docker-registry
 // on loopback and resolves its tag with and without the credentials.
 func TestDigestFromARealRegistry(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
-	ctxDir := t.TempDir()
-	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY f /f\n"), 0o644)
-	os.WriteFile(filepath.Join(ctxDir, "f"), []byte(t.Name()), 0o644)
 	ref := reg.Host + "/af-test/tiny:v1"
-	iid := filepath.Join(t.TempDir(), "iid")
-	reg.Docker(t, "build", "-q", "--iidfile", iid, "--label", "af.test=registry", "-t", ref, ctxDir)
-	id, err := os.ReadFile(iid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Docker(t, "rmi", "-f", strings.TrimSpace(string(id))) })
-	m := pushedDigest.FindStringSubmatch(reg.Docker(t, "push", ref))
-	if m == nil {
-		t.Fatal("docker push printed no digest")
-	}
+	registrytest.Build(t, ref, "scratch", map[string]string{"/f": t.Name()})
+	pushed := reg.Push(t, ref)
 
 	creds, err := registry.LoadConfig(reg.DockerConfig)
 	if err != nil {
@@ -112,10 +97,10 @@ func TestDigestFromARealRegistry(t *testing.T) {
 	ctx := context.Background()
 	r, _ := registry.Parse(ref)
 	got, err := (&registry.Client{Config: creds}).Digest(ctx, r)
-	if err != nil || got != m[1] {
-		t.Fatalf("Digest(%s) = %s, %v; docker push said %s", ref, got, err, m[1])
+	if err != nil || got != pushed {
+		t.Fatalf("Digest(%s) = %s, %v; docker push said %s", ref, got, err, pushed)
 	}
-	if r.Pinned(got) != reg.Host+"/af-test/tiny@"+m[1] {
+	if r.Pinned(got) != reg.Host+"/af-test/tiny@"+pushed {
 		t.Errorf("Pinned = %s", r.Pinned(got))
 	}
 

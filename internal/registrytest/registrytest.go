@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +153,55 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// Build builds an image on the engine, FROM base with files written over
+// it (path in the image → content), tagged tag and labelled af.test, and
+// returns its image id; the test's end removes it. No registry is needed:
+// Push sends it to one.
+func Build(t testing.TB, tag, base string, files map[string]string) (id string) {
+	t.Helper()
+	dir := t.TempDir()
+	df := "FROM " + base + "\nLABEL af.test=registrytest\n"
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for i, p := range paths {
+		local := fmt.Sprintf("f%d", i)
+		if err := os.WriteFile(filepath.Join(dir, local), []byte(files[p]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		df += "COPY " + local + " " + p + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	iid := filepath.Join(t.TempDir(), "iid")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "--iidfile", iid, "-t", tag, dir).CombinedOutput(); err != nil {
+		t.Fatalf("docker build %s: %v\n%s", tag, err, out)
+	}
+	b, err := os.ReadFile(iid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = strings.TrimSpace(string(b))
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", id).Run() })
+	return id
+}
+
+var pushDigest = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`)
+
+// Push pushes tag (an image on the engine named for this registry) with
+// the registry's credentials and returns the manifest digest it printed.
+func (s *Server) Push(t testing.TB, tag string) (digest string) {
+	t.Helper()
+	m := pushDigest.FindStringSubmatch(s.Docker(t, "push", tag))
+	if m == nil {
+		t.Fatalf("docker push %s printed no digest", tag)
+	}
+	return m[1]
 }

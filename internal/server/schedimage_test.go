@@ -7,10 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,32 +18,13 @@ import (
 	"github.com/af-project/af/internal/taskdef"
 )
 
-var pushedDigest = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`)
-
 // pushTiny builds a one-file image FROM scratch holding body, tags it tag,
 // pushes it to the registry and returns the manifest digest the push
 // printed.
 func pushTiny(t *testing.T, reg *registrytest.Server, tag, body string) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "f"), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY f /f\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	iid := filepath.Join(t.TempDir(), "iid")
-	reg.Docker(t, "build", "-q", "--iidfile", iid, "--label", "af.test=schedimage", "-t", tag, dir)
-	id, err := os.ReadFile(iid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", strings.TrimSpace(string(id))).Run() })
-	m := pushedDigest.FindStringSubmatch(reg.Docker(t, "push", tag))
-	if m == nil {
-		t.Fatalf("docker push %s printed no digest", tag)
-	}
-	return m[1]
+	registrytest.Build(t, tag, "scratch", map[string]string{"/f": body})
+	return reg.Push(t, tag)
 }
 
 // runImages is the payload image of every task of a graph, and the image
