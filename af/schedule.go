@@ -252,41 +252,40 @@ func addImageFlags(fs *flag.FlagSet) *imageFlags {
 	}
 }
 
-// pin is the image schedule name stores: a local engine image pinned to
-// its image id (submit's PinImage, as af submit pins), a registry name or
-// a digest as given (af serve resolves a tag when each run starts). It
-// says which on stderr unless -q.
+// pin is the image schedule name stores: a registry name as given (af
+// serve resolves the tag when each run starts, so a push reaches the next
+// run), anything else as submit's PinImage pins it for af submit (a local
+// engine image to its image id). It says which on stderr unless -q.
 func (f *imageFlags) pin(ctx context.Context, name, image string, stderr io.Writer) (string, error) {
-	ref, err := registry.Parse(image)
-	if err != nil {
-		return "", fmt.Errorf("%w: IMAGE: %v", errUsage, err)
-	}
 	note := func(format string, a ...any) {
 		if !*f.quiet {
 			fmt.Fprintf(stderr, format+"\n", a...)
 		}
 	}
-	switch {
-	case ref.Digest != "":
-		note("image %s is pinned by its digest", image)
-		return image, nil
-	case ref.ExplicitDomain:
+	ref, perr := registry.Parse(image)
+	if perr == nil && ref.ExplicitDomain && ref.Digest == "" {
 		note("image %s stays a tag: each run of %s resolves it to its digest at %s when the run starts (every task of the run runs that digest), so a push to the tag reaches the next run", image, name, ref.Domain)
 		return image, nil
-	case *f.noCheck:
-		note("image %s is not pinned (--no-image-check): the workers run whatever %s they hold when each task starts", image, image)
-		return image, nil
 	}
-	d, err := runner.NewDockerClient()
-	if err != nil {
-		return "", infra(fmt.Errorf("connect to Docker to pin the image: %w (pass --no-image-check when this host has no Docker)", err))
+	s := &submit.Submitter{}
+	if !*f.noCheck && perr == nil && ref.Digest == "" {
+		d, err := runner.NewDockerClient()
+		if err != nil {
+			return "", infra(fmt.Errorf("connect to Docker to pin the image: %w (pass --no-image-check when this host has no Docker)", err))
+		}
+		defer d.Close()
+		s.Docker = d
 	}
-	defer d.Close()
-	pin, err := (&submit.Submitter{Docker: d}).PinImage(ctx, image)
+	pin, err := s.PinImage(ctx, image)
 	if err != nil {
 		return "", err
 	}
-	note("image %s is pinned to %s: schedule %s runs that build until `af schedule update %s --image %s` re-pins it (every worker must hold it; a registry name, REGISTRY/NAME:TAG, is resolved again by each run instead)", image, pin.Ref, name, name, image)
+	switch pin.Source {
+	case "image-id", "repo-digest":
+		note("image %s is pinned to %s: schedule %s runs that build until `af schedule update %s --image %s` re-pins it (every worker must hold it; a registry name, REGISTRY/NAME:TAG, is resolved again by each run instead)", image, pin.Ref, name, name, image)
+	default:
+		note("%s", pin.Note)
+	}
 	return pin.Ref, nil
 }
 
