@@ -132,11 +132,9 @@ Flags:
 
 // explainProvenanceErr says what a missing record means.
 func explainProvenanceErr(err error, graphID, queueURL string) error {
-	if errors.Is(err, queueclient.ErrNotFound) {
-		var ae *queueclient.APIError
-		if errors.As(err, &ae) && strings.Contains(ae.Message, "no provenance record") {
-			return badInput(fmt.Errorf("graph %s has no record of what it was made from (it was made by an af before records were kept, or its maker could not store it), so it cannot be run exactly again: submit its filter with af submit", graphID))
-		}
+	var ae *queueclient.APIError
+	if errors.As(err, &ae) && ae.Code == "NoProvenance" {
+		return badInput(fmt.Errorf("graph %s has no record of what it was made from (it was made by an af before records were kept, or its maker could not store it), so it cannot be run exactly again: submit its filter with af submit", graphID))
 	}
 	return explainQueueErr(err, queueURL)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/af-project/af/internal/clustertest"
+	"github.com/af-project/af/internal/submit"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -220,5 +221,17 @@ def reduce(key, values, context):
 	code, _, stderr = runAF(t, afCmd(c, afBin, "resubmit", "no-such-graph"))
 	if code != 2 || !strings.Contains(stderr, "no-such-graph") {
 		t.Errorf("af resubmit of an unknown graph: exit %d\n%s", code, stderr)
+	}
+	// A graph posted without a record (by hand, or by an older af) says so.
+	byHand, err := submit.BuildGraph(submit.GraphOptions{Name: "by hand", Image: idA, Bucket: p.Bucket, Files: p.Inputs[:1], Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit.CreateGraph(ctx, byHand); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runAF(t, afCmd(c, afBin, "resubmit", byHand.GraphID))
+	if code != 2 || !strings.Contains(stderr, "graph "+byHand.GraphID+" has no record of what it was made from") {
+		t.Errorf("af resubmit of a graph without a record: exit %d\n%s", code, stderr)
 	}
 }

@@ -21,6 +21,10 @@ import (
 // It is one of addedBuckets.
 var bProvenance = []byte("provenance")
 
+// ErrNoProvenance: the graph exists and has no provenance record (HTTP
+// 404, code NoProvenance). It matches ErrNotFound too.
+var ErrNoProvenance error = &queueError{msg: "no provenance record", parent: ErrNotFound}
+
 // PutProvenance records what graph p.GraphID was made from. The graph
 // must exist and the ctx's actor may change it; a record is written once: the same record again is a no-op
 // (a retried request), another one an *ConflictError.
@@ -82,7 +86,7 @@ func (q *Queue) Provenance(ctx context.Context, graphID string) ([]byte, error) 
 		}
 		v := tx.Bucket(bProvenance).Get([]byte(graphID))
 		if v == nil {
-			return notFoundf("graph %s has no provenance record (it was made before af kept them, or its maker could not record it)", graphID)
+			return fmt.Errorf("%w: graph %s has none (it was made before af kept them, or its maker could not record it)", ErrNoProvenance, graphID)
 		}
 		z = bytes.Clone(v)
 		return nil

@@ -2,9 +2,11 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/af-project/af/internal/queue"
 	"github.com/af-project/af/internal/taskdef"
 )
 
@@ -40,6 +42,9 @@ func (s *Server) getProvenance(w http.ResponseWriter, r *http.Request) error {
 		return s.q.ExpiredOr(r.Context(), err, "graph", id)
 	}
 	raw, err := s.q.Provenance(r.Context(), id)
+	if errors.Is(err, queue.ErrNoProvenance) {
+		return &httpError{status: http.StatusNotFound, code: "NoProvenance", msg: err.Error()}
+	}
 	if err != nil {
 		return err
 	}

@@ -82,8 +82,9 @@ func TestProvenanceRoutes(t *testing.T) {
 	if err := alice.PutProvenance(ctx, huge); status(err) != http.StatusRequestEntityTooLarge || !strings.Contains(err.Error(), "provenance record is larger than") {
 		t.Errorf("a record over the cap: %v", err)
 	}
-	if _, err := alice.Provenance(ctx, g.GraphID); !errors.Is(err, queueclient.ErrNotFound) {
-		t.Errorf("before it is written: %v", err)
+	var ae *queueclient.APIError
+	if _, err := alice.Provenance(ctx, g.GraphID); !errors.Is(err, queueclient.ErrNotFound) || !errors.As(err, &ae) || ae.Code != "NoProvenance" {
+		t.Errorf("before it is written: %v, want a 404 NoProvenance", err)
 	}
 	if err := alice.PutProvenance(ctx, p); err != nil {
 		t.Fatal(err)
