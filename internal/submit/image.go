@@ -53,7 +53,7 @@ func (p ImagePin) Pinned() bool { return p.Source != "unpinned" }
 //     unpinned, and Note says so.
 func (s *Submitter) PinImage(ctx context.Context, image string) (ImagePin, error) {
 	pin := ImagePin{Asked: image}
-	if IsImageID(image) {
+	if isImageID(image) {
 		if err := s.checkImage(ctx, image); err != nil {
 			return ImagePin{}, err
 		}
@@ -112,8 +112,8 @@ func (s *Submitter) PinImage(ctx context.Context, image string) (ImagePin, error
 	return pin, nil
 }
 
-// IsImageID reports whether image is an engine's image id, sha256:<64 hex>.
-func IsImageID(image string) bool {
+// isImageID reports whether image is an engine's image id, sha256:<64 hex>.
+func isImageID(image string) bool {
 	h, ok := strings.CutPrefix(image, "sha256:")
 	if !ok || len(h) != 64 {
 		return false
