@@ -31,7 +31,9 @@ func TestReplanRefuses(t *testing.T) {
 		input bool // the user's to fix (exit 2)
 		want  string
 	}{
-		{"unpinned image", func(p *taskdef.Provenance) { p.Image = taskdef.ImageRecord{Asked: "af/x", Ref: "af/x", Source: "unpinned"} }, true,
+		{"unpinned image", func(p *taskdef.Provenance) {
+			p.Image = taskdef.ImageRecord{Asked: "af/x", Ref: "af/x", Source: "unpinned"}
+		}, true,
 			"graph graph-rp ran image af/x unpinned (it was submitted with --no-image-check), so which build it ran is not known"},
 		{"loads that do not cover the inputs", func(p *taskdef.Provenance) { p.Loads = []int{1} }, false, "splits 1 of its 2 input files into mappers; it is damaged"},
 		{"no inputs", func(p *taskdef.Provenance) { p.Inputs, p.Loads = nil, nil }, false, "lists no input files"},
