@@ -109,11 +109,12 @@ func (sc *Scheduler) logger() *slog.Logger {
 }
 
 // Run passes until ctx ends: at the next due tick of any schedule, at the
-// next late alert, on a Kick, and at least every MaxWait.
+// next late alert, on a Kick, and at least every MaxWait while there is a
+// schedule.
 func (sc *Scheduler) Run(ctx context.Context) {
 	sc.init()
 	for {
-		next, err := sc.Pass(ctx)
+		next, n, err := sc.pass(ctx)
 		if err != nil && ctx.Err() == nil {
 			sc.logger().Warn("schedule pass", "err", err)
 		}
@@ -124,15 +125,22 @@ func (sc *Scheduler) Run(ctx context.Context) {
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(sc.Clock.Now()), 0))
 		}
+		// With no schedule there is nothing to wake up for but a Kick
+		// (a schedule created): an idle af serve arms no timer and does
+		// not follow graphs ending.
+		var timer <-chan time.Time
 		var wake <-chan struct{}
-		if sc.Wake != nil {
-			wake = sc.Wake()
+		if n > 0 || err != nil {
+			timer = sc.Clock.After(wait)
+			if sc.Wake != nil {
+				wake = sc.Wake()
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-sc.kick:
-		case <-sc.Clock.After(wait):
+		case <-timer:
 		case <-wake:
 			// Many graphs may end in a burst; one pass serves them all.
 			select {
@@ -151,9 +159,15 @@ func (sc *Scheduler) Run(ctx context.Context) {
 // needed (the zero time if no schedule has a next tick). Errors of one
 // schedule do not stop the others; they are joined.
 func (sc *Scheduler) Pass(ctx context.Context) (time.Time, error) {
+	next, _, err := sc.pass(ctx)
+	return next, err
+}
+
+// pass is Pass, also saying how many schedules there are.
+func (sc *Scheduler) pass(ctx context.Context) (time.Time, int, error) {
 	list, err := sc.Store.List()
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
 	// Schedules are independent, and a launch waits mostly on STS and
 	// the queue's commit: many at once keep a minute's hundred runs
@@ -186,7 +200,7 @@ func (sc *Scheduler) Pass(ctx context.Context) (time.Time, error) {
 		}()
 	}
 	wg.Wait()
-	return next, errors.Join(errs...)
+	return next, len(list), errors.Join(errs...)
 }
 
 // DefaultParallel is how many schedules one pass deals with at once.
