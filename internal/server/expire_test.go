@@ -77,6 +77,16 @@ func TestExpirySweepDeletesRecordsAndArtifacts(t *testing.T) {
 	keep := "art/" + young.Tasks[0].TaskID + "/0/public/result.txt"
 	m.Put(t, "artifacts", keep, []byte("kept"))
 
+	// Before the expiry loop starts, so that these advances fire none of
+	// its timers: past the old graph's expiry, resolved (deadline
+	// exceeded) and past artifact_grace + artifact_put_ttl (25 minutes:
+	// late uploads) after.
+	e.clock.Advance(20*24*time.Hour + time.Hour)
+	if _, err := e.q.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(30 * time.Minute)
+
 	// The expiry loop, on the fake clock; each sweep's report arrives on
 	// sweeps.
 	sweeps := make(chan queue.SweepReport, 16)
@@ -112,13 +122,6 @@ func TestExpirySweepDeletesRecordsAndArtifacts(t *testing.T) {
 		return queue.SweepReport{}
 	}
 
-	// Past the old graph's expiry, resolved (deadline exceeded) and past
-	// artifact_grace + artifact_put_ttl (25 minutes: late uploads) after.
-	e.clock.Advance(20*24*time.Hour + time.Hour)
-	if _, err := e.q.Tick(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e.clock.Advance(30 * time.Minute)
 	rep := sweep()
 	if rep.Graphs != 1 || rep.Tasks != 5 || rep.MaxBatch != 2 || rep.Batches != 3 {
 		t.Fatalf("sweep %+v, want 5 tasks in batches of at most 2", rep)
